@@ -1,0 +1,2 @@
+//! warden agent library: the pipeline from policy to sinks.
+pub mod policy;

@@ -1,0 +1,86 @@
+//! Types shared by the kernel programs (`ebpf/`) and the agent (`agent/`).
+//!
+//! Every type here is `#[repr(C)]`, has explicit padding and a size checked at
+//! compile time, so the kernel and userspace layouts can never drift apart.
+//! With the `user` feature the types implement `aya::Pod` and can be used as
+//! map keys and values by the agent.
+#![no_std]
+
+pub mod event;
+pub mod net;
+
+pub use event::*;
+pub use net::*;
+
+/// Workload id meaning "no identity": the cgroup is not (yet) mapped.
+/// It never gets access to a protected segment (fail closed).
+pub const WORKLOAD_UNIDENTIFIED: u32 = 0;
+
+/// Most workloads a policy may define (ids 1..=MAX_WORKLOADS).
+pub const MAX_WORKLOADS: u32 = 4096;
+
+/// Segment id meaning "destination is in no protected segment".
+pub const SEGMENT_NONE: u16 = 0;
+
+/// Most segments a policy may define (ids 1..=MAX_SEGMENTS).
+pub const MAX_SEGMENTS: u32 = 4096;
+
+/// Rule id used when a decision was made by the default action, not a rule.
+pub const RULE_DEFAULT: u32 = 0;
+
+/// Verdicts. Stored as `u8` in events and counters.
+pub const VERDICT_ALLOWED: u8 = 1;
+pub const VERDICT_DENIED: u8 = 2;
+pub const VERDICT_AUDITED: u8 = 3;
+/// Counter slots per workload: index by verdict (slot 0 unused).
+pub const VERDICT_SLOTS: u32 = 4;
+
+/// Modes of a rule or segment, as written into maps.
+pub const MODE_ENFORCE: u8 = 0;
+pub const MODE_AUDIT: u8 = 1;
+
+/// Default action for destinations outside every segment.
+pub const DEFAULT_ALLOW: u8 = 0;
+pub const DEFAULT_DENY: u8 = 1;
+
+/// Protocol bits used in masks.
+pub const PROTO_TCP: u8 = 1;
+pub const PROTO_UDP: u8 = 2;
+pub const PROTO_ANY: u8 = PROTO_TCP | PROTO_UDP;
+
+/// Indices into the `STATS` per-CPU array.
+pub const STAT_EVENTS: u32 = 0;
+pub const STAT_EVENTS_DROPPED: u32 = 1;
+pub const STAT_CGROUP_EVENTS: u32 = 2;
+pub const STAT_CGROUP_EVENTS_DROPPED: u32 = 3;
+pub const STAT_DECISIONS: u32 = 4;
+pub const STAT_SLOTS: u32 = 8;
+
+/// Global settings written by the agent into the `SETTINGS` array (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `DEFAULT_ALLOW` or `DEFAULT_DENY` for non-segment destinations.
+    pub default_action: u8,
+    /// Mode used for default-action denies (`MODE_ENFORCE`/`MODE_AUDIT`).
+    pub default_mode: u8,
+    /// Emit an event for flows allowed to non-segment destinations (noisy).
+    pub log_unprotected: u8,
+    pub _pad: [u8; 5],
+}
+
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all types are repr(C), Copy, have no implicit padding and every
+    // bit pattern is a valid value.
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for net::SegmentEntries {}
+    unsafe impl aya::Pod for net::SegmentInfo {}
+    unsafe impl aya::Pod for net::AllowKey {}
+    unsafe impl aya::Pod for net::AllowValue {}
+    unsafe impl aya::Pod for net::Ipv4Key {}
+    unsafe impl aya::Pod for net::Ipv6Key {}
+}

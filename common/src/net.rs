@@ -1,0 +1,116 @@
+//! Compiled network-segment maps.
+//!
+//! Segments are compiled into two LPM tries (IPv4, IPv6). Because a trie
+//! lookup only returns the longest matching prefix, the value for every
+//! prefix already carries the entries of all shorter prefixes that cover it,
+//! most specific first, so one lookup plus a short scan decides the segment.
+
+/// Most (segment, port range, protocol) entries one prefix can carry.
+pub const MAX_SEGMENT_ENTRIES: usize = 8;
+/// Most port windows one (workload, segment) allow entry can carry.
+pub const MAX_ALLOW_PORTS: usize = 4;
+
+/// LPM trie key for IPv4: `prefix_len` then the address in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ipv4Key {
+    pub prefix_len: u32,
+    pub addr: [u8; 4],
+}
+
+/// LPM trie key for IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ipv6Key {
+    pub prefix_len: u32,
+    pub addr: [u8; 16],
+}
+
+/// One segment a prefix belongs to, narrowed by ports and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentEntry {
+    pub segment_id: u16,
+    /// `PROTO_*` bits.
+    pub proto_mask: u8,
+    pub _pad: u8,
+    /// Inclusive host-order port range; 0..=65535 for "any port".
+    pub port_lo: u16,
+    pub port_hi: u16,
+}
+
+/// Value of the LPM tries: entries scanned in order, first match wins.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentEntries {
+    pub count: u32,
+    pub _pad: u32,
+    pub entries: [SegmentEntry; MAX_SEGMENT_ENTRIES],
+}
+
+/// Per-segment settings, indexed by segment id in the `SEGMENT_INFO` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Mode for denies of workloads without a rule for this segment.
+    pub mode: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Key of the `ALLOW` hash: which workload, which segment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    pub workload_id: u32,
+    pub segment_id: u16,
+    pub _pad: u16,
+}
+
+/// One allowed port window of a rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllowPorts {
+    pub rule_id: u32,
+    pub proto_mask: u8,
+    pub _pad: u8,
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub _pad2: u16,
+}
+
+/// Value of the `ALLOW` hash.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllowValue {
+    pub count: u32,
+    /// Mode for flows of this pair that no window allows.
+    pub deny_mode: u8,
+    pub _pad: [u8; 3],
+    /// Rule reported when a flow of this pair is denied.
+    pub deny_rule_id: u32,
+    pub _pad2: u32,
+    pub ports: [AllowPorts; MAX_ALLOW_PORTS],
+}
+
+const _: () = assert!(core::mem::size_of::<Ipv4Key>() == 8);
+const _: () = assert!(core::mem::size_of::<Ipv6Key>() == 20);
+const _: () = assert!(core::mem::size_of::<SegmentEntry>() == 8);
+const _: () = assert!(core::mem::size_of::<SegmentEntries>() == 8 + 8 * MAX_SEGMENT_ENTRIES);
+const _: () = assert!(core::mem::size_of::<SegmentInfo>() == 8);
+const _: () = assert!(core::mem::size_of::<AllowKey>() == 8);
+const _: () = assert!(core::mem::size_of::<AllowPorts>() == 12);
+const _: () = assert!(core::mem::size_of::<AllowValue>() == 16 + 12 * MAX_ALLOW_PORTS);
+
+impl SegmentEntry {
+    #[inline(always)]
+    pub fn matches(&self, proto_bit: u8, port: u16) -> bool {
+        self.proto_mask & proto_bit != 0 && port >= self.port_lo && port <= self.port_hi
+    }
+}
+
+impl AllowPorts {
+    #[inline(always)]
+    pub fn matches(&self, proto_bit: u8, port: u16) -> bool {
+        self.proto_mask & proto_bit != 0 && port >= self.port_lo && port <= self.port_hi
+    }
+}

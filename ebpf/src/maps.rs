@@ -1,0 +1,58 @@
+//! Maps shared between the hooks. Names are the contract with the agent
+//! (`agent/src/hooks/maps.rs`), sizes can be overridden by the loader.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use warden_common::{
+    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, SegmentEntries, SegmentInfo, Settings,
+    STAT_SLOTS, VERDICT_SLOTS,
+};
+
+/// cgroup id → workload id. Absent means unidentified (fail closed).
+#[map]
+pub static CGROUP_WORKLOADS: HashMap<u64, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Destination prefix → segments covering it (most specific first).
+#[map]
+pub static SEGMENTS_V4: LpmTrie<[u8; 4], SegmentEntries> = LpmTrie::with_max_entries(65536, 0);
+#[map]
+pub static SEGMENTS_V6: LpmTrie<[u8; 16], SegmentEntries> = LpmTrie::with_max_entries(65536, 0);
+
+/// Per-segment settings, indexed by segment id.
+#[map]
+pub static SEGMENT_INFO: Array<SegmentInfo> = Array::with_max_entries(MAX_SEGMENTS + 1, 0);
+
+/// (workload, segment) → allowed port windows.
+#[map]
+pub static ALLOW: HashMap<AllowKey, AllowValue> = HashMap::with_max_entries(65536, 0);
+
+/// Global settings at index 0.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Decision counters: `workload_id * VERDICT_SLOTS + verdict`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+
+/// Pipeline statistics (`STAT_*` indices), notably ring-buffer drops.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+
+/// Decision events. Size set by the agent at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// cgroup lifecycle events, separate so a flood of decisions can never
+/// starve identity updates.
+#[map]
+pub static CGROUP_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(p) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
