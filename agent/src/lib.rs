@@ -1,2 +1,15 @@
-//! warden agent library: the pipeline from policy to sinks.
+//! warden agent library. Modules follow the pipeline:
+//! policy → compiled maps (`policy::compile`, `hooks::maps`) → kernel hooks
+//! (`hooks`) → ring buffer (`ringbuf`) → identity enrichment (`identity`,
+//! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `daemon`
+//! (wiring), `system` (host checks) and `cli`.
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod enrich;
+pub mod hooks;
+pub mod identity;
 pub mod policy;
+pub mod ringbuf;
+pub mod sinks;
+pub mod system;

@@ -1,1 +1,70 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use warden::{
+    cli::{Cli, Command, PolicyCommand},
+    control::{self, Request},
+    daemon, policy,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so stdout can carry JSON events.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Agent(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(daemon::run(args.into()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, socket } => {
+            let resp = control::client::request(&socket, &Request::Status)?;
+            let status = resp.status.ok_or_else(|| anyhow::anyhow!("daemon sent no status"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{status}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Check { files }) => {
+            let mut ok = true;
+            for f in files {
+                match policy::load_file(&f) {
+                    Ok(p) => {
+                        let c = p.compile();
+                        println!(
+                            "{}: ok ({} segments, {} workloads, {} rules, {} IPv4 + {} IPv6 prefixes)",
+                            f.display(),
+                            c.segments.len(),
+                            c.workloads.len(),
+                            c.rules.len(),
+                            c.v4.len(),
+                            c.v6.len()
+                        );
+                    }
+                    Err(errs) => {
+                        ok = false;
+                        eprintln!("{errs}");
+                    }
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

@@ -1,1 +1,172 @@
-//! placeholder
+//! The policy language: YAML file → validated [`Policy`] → [`CompiledPolicy`]
+//! (kernel map contents).
+//!
+//! # Format
+//!
+//! The agent reads its policy from one YAML file.
+//! A JSON schema for editors and CI lives in `config/policy.schema.json`; a
+//! commented example in `config/example.yaml`. Problems are all reported at
+//! once, each as `file:line:column: field: reason`.
+//!
+//! ```yaml
+//! version: 1                  # required, must be 1
+//! mode: enforce               # enforce | audit (default enforce); audit = log "would deny", let it through
+//! defaultAction: allow        # allow | deny for destinations in no segment (default allow)
+//!
+//! agent:                      # optional, every key optional
+//!   cgroupRoot: /             # cgroup2 subtree (relative to the mount) where hooks attach; default "/"
+//!   socket: /run/warden/warden.sock   # control socket, absolute path
+//!   nodeName: gpu-node-1      # default: the hostname
+//!   events:
+//!     jsonl: "-"              # "-" = stdout (default), or a file path
+//!     logUnprotected: false   # also log allowed flows to non-segment destinations
+//!   ringBufferBytes: 4194304  # power of two, 64 KiB .. 1 GiB (default 4 MiB)
+//!
+//! segments:                   # protected destinations
+//!   - name: object-store      # [a-z0-9][-a-z0-9_.]*, at most 63 chars, unique
+//!     description: "S3 gateway"       # optional
+//!     mode: audit             # optional: mode for denies of this segment
+//!     network:                # at least one entry
+//!       - cidr: 10.20.0.0/16  # IPv4 or IPv6; a bare address means /32 or /128
+//!         ports: [443, "9000-9100"]   # optional, default all ports; 1..65535
+//!         protocol: tcp       # tcp | udp | any (default any)
+//!
+//! workloads:                  # who is who, by cgroup path
+//!   - name: trainer           # same rules as segment names, unique
+//!     mode: audit             # optional
+//!     selector:
+//!       cgroup: ["training/*", "jobs/**"]   # one glob or a list, relative to agent.cgroupRoot
+//!
+//! allow:                      # everything not allowed into a segment is denied
+//!   - workload: trainer       # or `workloads: [a, b]`
+//!     segments: [object-store]  # or `segment: name`
+//!     ports: [443]            # optional narrowing, at most 4 windows
+//!     protocol: tcp           # optional narrowing (default any)
+//!     mode: audit             # optional
+//! ```
+//!
+//! **Segments.** A destination (address, port, protocol) belongs to at most one
+//! segment: the one with the longest matching prefix whose ports and protocol
+//! match. Nested prefixes are fine (`10.0.0.0/8` and `10.20.0.0/16` in different
+//! segments); the same prefix in two segments with overlapping ports and
+//! protocols is an error. IPv4-mapped IPv6 prefixes (`::ffff:10.0.0.0/104`) are
+//! treated as IPv4. A prefix may carry at most 8 (segment, port window) entries,
+//! counting those inherited from covering prefixes.
+//!
+//! **Workloads.** Globs match cgroup paths relative to `agent.cgroupRoot`: `*`
+//! stays within one path component, `**` crosses `/`. A cgroup is identified by
+//! its own path or, failing that, its nearest matching ancestor, so containers
+//! nested under `training/job-1` are `trainer` too. When several workloads match
+//! at the same level, the first in the file wins. Unmatched cgroups are
+//! *unidentified* and never get into a segment.
+//!
+//! **Allow rules.** A rule lets its workloads reach its segments, optionally only
+//! on some ports or one protocol (it must overlap what the segment covers). One
+//! rule per (workload, segment) pair; list all ports in that rule.
+//!
+//! **Modes.** When a workload W is denied access to segment S, the deny is
+//! enforced or only audited according to the first mode set in:
+//!
+//! 1. the rule for (W, S), if there is one, then W's mode, then S's mode, then the global `mode`;
+//! 2. with no rule for (W, S): W's mode, then S's mode, then the global `mode`.
+//!
+//! Unidentified processes use S's mode, then the global one. `defaultAction: deny`
+//! uses the global mode.
+//!
+//! Unknown keys, YAML anchors/aliases/tags and multiple documents are rejected.
+//!
+//! Modules: `yaml` (marked tree), `parse` (typed reader), `validate`
+//! (cross-item rules), `prefixes` + `compile` (map contents), `select`
+//! (cgroup globs).
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+mod compile;
+mod error;
+mod model;
+mod names;
+mod parse;
+mod prefixes;
+mod select;
+mod validate;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::{CompiledPolicy, RuleInfo};
+pub use error::{Loc, Origin, PolicyError, PolicyErrors};
+pub use model::{
+    AgentConfig, AllowRule, DefaultAction, EventsConfig, Mode, NameRef, NetworkEntry, Policy,
+    PortRange, Protocol, Segment, Workload,
+};
+pub use select::Selector;
+
+use error::Diag;
+
+/// Largest policy file accepted (keeps parsing cheap and bounded).
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+
+/// Reads, parses and validates a policy file.
+pub fn load_file(path: &Path) -> Result<Policy, PolicyErrors> {
+    let label = path.display().to_string();
+    let io_error = |reason: String| {
+        let mut diag = Diag::new(&label);
+        diag.at(Loc::default(), "file", reason);
+        diag.finish()
+    };
+    let file = std::fs::File::open(path).map_err(|e| io_error(format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    // Read one byte past the limit to detect oversized files without reading them whole.
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(format!("cannot read: {e}")))?;
+    load_bytes(&bytes, &label)
+}
+
+/// Parses and validates policy text; `file_label` is used in error messages.
+pub fn load_str(text: &str, file_label: &str) -> Result<Policy, PolicyErrors> {
+    load_bytes(text.as_bytes(), file_label)
+}
+
+fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
+    let mut diag = Diag::new(label);
+    if bytes.len() > MAX_FILE_BYTES {
+        diag.at(Loc::default(), "file", format!("larger than {MAX_FILE_BYTES} bytes"));
+        return Err(diag.finish());
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            diag.at(Loc { line, column }, "file", "not valid UTF-8");
+            return Err(diag.finish());
+        }
+    };
+    let root = yaml::parse(text, &mut diag);
+    if root.is_none() && !diag.is_empty() {
+        return Err(diag.finish()); // syntax error: nothing to read
+    }
+    let mut policy = parse::read(root.as_ref(), &mut diag);
+    validate::check(&policy, &mut diag);
+    if !diag.is_empty() {
+        return Err(diag.finish());
+    }
+    policy.source_sha256 = hex::encode(Sha256::digest(bytes));
+    Ok(policy)
+}
+
+/// Entry point for a cargo-fuzz target: must never panic, whatever the bytes.
+pub fn fuzz_parse(bytes: &[u8]) {
+    if let Ok(policy) = load_bytes(bytes, "fuzz") {
+        let compiled = policy.compile();
+        for path in ["", "a", "training/job-1/ctr", "/x/y/"] {
+            let _ = compiled.workload_for(path);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Command line: `warden agent | status | policy check`.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{control, daemon};
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Zero-trust host agent for GPU / AI training nodes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the enforcing daemon (as root).
+    Agent(AgentArgs),
+    /// Show what the running daemon loaded, enforces and counted.
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the daemon.
+        #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Policy/config file (YAML).
+    #[arg(long, short, env = "WARDEN_CONFIG")]
+    pub config: PathBuf,
+    /// Attach at this cgroup, relative to the cgroup2 mount (overrides agent.cgroupRoot).
+    #[arg(long)]
+    pub cgroup_root: Option<String>,
+    /// Control socket path (overrides agent.socket).
+    #[arg(long, env = "WARDEN_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Event output: "-" for stdout or a file path (overrides agent.events.jsonl).
+    #[arg(long)]
+    pub events: Option<String>,
+    /// Node name in events (overrides agent.nodeName; default: $NODE_NAME, then hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files; exits non-zero with file:line:column, field and reason.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+impl From<AgentArgs> for daemon::AgentOptions {
+    fn from(a: AgentArgs) -> Self {
+        Self { config: a.config, cgroup_root: a.cgroup_root, socket: a.socket, events: a.events, node_name: a.node_name }
+    }
+}

@@ -1,0 +1,26 @@
+//! Control socket: the CLI talks to the daemon over a root-only Unix socket
+//! with one JSON request line and one JSON response line.
+pub mod client;
+pub mod server;
+pub mod status;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_SOCKET: &str = "/run/warden/warden.sock";
+/// Requests larger than this are refused (the protocol needs a few bytes).
+pub const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<status::StatusReport>,
+}

@@ -1,0 +1,138 @@
+//! `warden status` report: built by the daemon, printed by the CLI.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    pub version: String,
+    pub pid: u32,
+    pub node: String,
+    pub kernel: String,
+    pub started_at: String,
+    pub mode: String,
+    pub default_action: String,
+    pub policy: PolicyStatus,
+    pub cgroup_root: String,
+    pub programs: Vec<ProgramStatus>,
+    pub enforcement: Vec<EnforcementStatus>,
+    pub workloads: Vec<WorkloadStatus>,
+    pub events: EventStatus,
+    pub identity: IdentityStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyStatus {
+    pub file: String,
+    pub sha256: String,
+    pub loaded_at: String,
+    pub segments: usize,
+    pub workloads: usize,
+    pub rules: usize,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgramStatus {
+    pub name: String,
+    pub kind: String,
+    pub attached_to: String,
+    pub program_id: u32,
+}
+
+/// What is enforced, per segment kind: never silently degraded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnforcementStatus {
+    pub kind: String,
+    /// enforced | audit | not-configured
+    pub state: String,
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkloadStatus {
+    pub name: String,
+    pub id: u32,
+    pub cgroups: usize,
+    pub allowed: u64,
+    pub denied: u64,
+    pub audited: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventStatus {
+    /// Records the kernel put in the ring buffer.
+    pub kernel_emitted: u64,
+    /// Records the kernel could not reserve (ring full): lost, but counted.
+    pub kernel_dropped: u64,
+    pub written: u64,
+    pub write_errors: u64,
+    pub decode_errors: u64,
+    pub last_seq: u64,
+    pub cgroup_events: u64,
+    pub cgroup_events_dropped: u64,
+    pub decisions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdentityStatus {
+    pub cgroups_tracked: usize,
+    pub cgroups_identified: usize,
+    pub map_entries: usize,
+    pub delay_samples: u64,
+    pub delay_p50_us: u64,
+    pub delay_p99_us: u64,
+    pub delay_max_us: u64,
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "warden {} (pid {}) on {} — kernel {}, up since {}", self.version, self.pid, self.node, self.kernel, self.started_at)?;
+        writeln!(f, "mode: {}   default for non-segment destinations: {}", self.mode, self.default_action)?;
+        let p = &self.policy;
+        writeln!(
+            f,
+            "policy: {} (sha256 {}…) loaded {}: {} segments, {} workloads, {} rules, {} IPv4 + {} IPv6 prefixes",
+            p.file,
+            &p.sha256[..p.sha256.len().min(12)],
+            p.loaded_at,
+            p.segments,
+            p.workloads,
+            p.rules,
+            p.prefixes_v4,
+            p.prefixes_v6
+        )?;
+        writeln!(f, "cgroup root: {}", self.cgroup_root)?;
+        writeln!(f, "\nENFORCEMENT")?;
+        for e in &self.enforcement {
+            writeln!(f, "  {:<10} {:<15} {}", e.kind, e.state, e.backend)?;
+        }
+        writeln!(f, "\nPROGRAMS")?;
+        for pr in &self.programs {
+            writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
+        }
+        writeln!(f, "\nWORKLOADS{:>24}{:>12}{:>12}{:>12}", "CGROUPS", "ALLOWED", "DENIED", "AUDITED")?;
+        for w in &self.workloads {
+            writeln!(f, "  {:<24}{:>7}{:>12}{:>12}{:>12}", w.name, w.cgroups, w.allowed, w.denied, w.audited)?;
+        }
+        let e = &self.events;
+        writeln!(f, "\nEVENTS")?;
+        writeln!(
+            f,
+            "  kernel emitted {}, kernel dropped {}, written {}, write errors {}, decode errors {}, last seq {}",
+            e.kernel_emitted, e.kernel_dropped, e.written, e.write_errors, e.decode_errors, e.last_seq
+        )?;
+        writeln!(f, "  cgroup events {}, cgroup events dropped {}, decisions {}", e.cgroup_events, e.cgroup_events_dropped, e.decisions)?;
+        let i = &self.identity;
+        writeln!(f, "\nIDENTITY")?;
+        writeln!(
+            f,
+            "  cgroups tracked {}, identified {}, kernel map entries {}",
+            i.cgroups_tracked, i.cgroups_identified, i.map_entries
+        )?;
+        write!(
+            f,
+            "  cgroup → identity delay: p50 {} µs, p99 {} µs, max {} µs over {} new cgroups",
+            i.delay_p50_us, i.delay_p99_us, i.delay_max_us, i.delay_samples
+        )
+    }
+}

@@ -1,0 +1,111 @@
+//! `warden agent`: wires the pipeline together.
+//!
+//! policy → compiled maps → kernel hooks → ring buffer → identity enrichment → sinks
+mod events;
+mod identity;
+mod state;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+
+use crate::{
+    control::{self, server::SocketGuard},
+    enrich::Enricher,
+    hooks::Hooks,
+    identity::CgroupTracker,
+    policy,
+    sinks::JsonlSink,
+    system::{self, kernel, mountinfo, mounts},
+};
+pub use state::Shared;
+
+/// Command-line overrides of the config file's `agent:` section.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    pub config: PathBuf,
+    pub cgroup_root: Option<String>,
+    pub socket: Option<PathBuf>,
+    pub events: Option<String>,
+    pub node_name: Option<String>,
+}
+
+pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
+    system::require_root()?;
+    // Refuse bad policy before touching the kernel.
+    let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
+    let compiled = policy.compile();
+
+    kernel::require_btf()?;
+    mounts::ensure_all()?;
+    kernel::raise_memlock();
+    kernel::require_sock_addr_hooks()?;
+    let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
+    let cg2 = mountinfo::cgroup2(&mounts).ok_or(system::SystemError::NoCgroup2)?;
+    let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| policy.agent.cgroup_root.clone());
+    let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
+
+    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes)?;
+    let mut maps = hooks.take_maps()?;
+    maps.apply(&compiled)?;
+    let event_ring = hooks.take_ring("EVENTS")?;
+    let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
+
+    // Tracepoints first, then the scan: a cgroup made in between is seen twice
+    // (harmless), never zero times.
+    hooks.attach_tracepoints()?;
+    let node = opts
+        .node_name
+        .clone()
+        .or_else(|| policy.agent.node_name.clone())
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
+    let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
+    let shared = Arc::new(Shared::new(state::Init {
+        node: node.clone(),
+        config: opts.config.clone(),
+        policy,
+        compiled,
+        maps,
+        tracker,
+    }));
+    shared.reconcile_cgroups();
+    // Identities are in the map: now enforcement can start.
+    let root_abs = shared.cgroup_root_abs();
+    hooks.attach_network(&root_abs)?;
+    shared.set_programs(&hooks);
+
+    let listener = control::server::bind(&socket_path).with_context(|| format!("control socket {}", socket_path.display()))?;
+    let _socket_guard = SocketGuard(socket_path.clone());
+    let events_target = opts.events.clone().unwrap_or_else(|| shared.events_target());
+    let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
+
+    tracing::info!(
+        cgroup_root = %root_abs.display(),
+        socket = %socket_path.display(),
+        events = %events_target,
+        "warden enforcing"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(identity::run(cgroup_ring, shared.clone()));
+    tasks.spawn(events::run(event_ring, shared.clone(), Enricher::new(node), sink));
+    tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
+    let handler: Arc<dyn control::server::Handler> = shared.clone();
+    tasks.spawn(async move {
+        control::server::serve(listener, handler).await;
+        Ok(())
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, detaching"),
+        _ = term.recv() => tracing::info!("terminated, detaching"),
+        Some(res) = tasks.join_next() => {
+            // A pipeline task ending is a bug or a fatal I/O error: stop loudly.
+            res.context("pipeline task panicked")?.context("pipeline task failed")?;
+        }
+    }
+    drop(hooks);
+    Ok(())
+}

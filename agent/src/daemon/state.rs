@@ -1,0 +1,265 @@
+//! State shared by the daemon's tasks and the control socket.
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use warden_common::{
+    STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_EVENTS, STAT_EVENTS_DROPPED,
+};
+
+use crate::{
+    control::{server::Handler, status::*},
+    enrich::time::rfc3339,
+    hooks::{Hooks, maps::PolicyMaps},
+    identity::{CgroupInfo, CgroupTracker, delay::DelayStats},
+    policy::{CompiledPolicy, Mode, Policy},
+};
+
+pub struct Init {
+    pub node: String,
+    pub config: PathBuf,
+    pub policy: Policy,
+    pub compiled: CompiledPolicy,
+    pub maps: PolicyMaps,
+    pub tracker: CgroupTracker,
+}
+
+struct Inner {
+    policy: Policy,
+    compiled: CompiledPolicy,
+    maps: PolicyMaps,
+    tracker: CgroupTracker,
+    delays: DelayStats,
+    programs: Vec<ProgramStatus>,
+    loaded_at: String,
+}
+
+pub struct Shared {
+    node: String,
+    config: PathBuf,
+    started_at: String,
+    inner: Mutex<Inner>,
+    written: AtomicU64,
+    write_errors: AtomicU64,
+    decode_errors: AtomicU64,
+    last_seq: AtomicU64,
+}
+
+fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_nanos() as i128)
+}
+
+impl Shared {
+    pub fn new(i: Init) -> Self {
+        let now = now_rfc3339();
+        Self {
+            node: i.node,
+            config: i.config,
+            started_at: now.clone(),
+            inner: Mutex::new(Inner {
+                policy: i.policy,
+                compiled: i.compiled,
+                maps: i.maps,
+                tracker: i.tracker,
+                delays: DelayStats::default(),
+                programs: Vec::new(),
+                loaded_at: now,
+            }),
+            written: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock must not stop enforcement bookkeeping.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn cgroup_root_abs(&self) -> PathBuf {
+        self.lock().tracker.root_abs().to_path_buf()
+    }
+
+    pub fn events_target(&self) -> String {
+        self.lock().policy.agent.events.jsonl.clone()
+    }
+
+    pub fn set_programs(&self, hooks: &Hooks) {
+        self.lock().programs = hooks
+            .attached
+            .iter()
+            .map(|a| ProgramStatus {
+                name: a.name.into(),
+                kind: a.kind.into(),
+                attached_to: a.attached_to.clone(),
+                program_id: a.program_id,
+            })
+            .collect();
+    }
+
+    /// Identifies one new cgroup from its tracepoint path; returns whether it
+    /// was inside our root and is now tracked.
+    pub fn add_cgroup(&self, id: u64, tp_path: &str, truncated: bool) -> bool {
+        let mut g = self.lock();
+        let rel = if truncated { g.tracker.find_by_id(id) } else { g.tracker.resolve_tp_path(tp_path, id) };
+        let Some(rel) = rel else { return false };
+        let workload = g.compiled.workload_for(&rel);
+        if let Err(e) = g.maps.set_cgroup(id, workload) {
+            // Left unidentified in the kernel: fail closed, but say so.
+            tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
+        }
+        g.tracker.insert(id, CgroupInfo { rel, workload });
+        true
+    }
+
+    pub fn remove_cgroup(&self, id: u64) {
+        let mut g = self.lock();
+        if g.tracker.remove(id).is_some() {
+            let _ = g.maps.set_cgroup(id, None);
+        }
+    }
+
+    /// Makes tracker and kernel map match the cgroup tree exactly.
+    pub fn reconcile_cgroups(&self) {
+        let mut g = self.lock();
+        let found = g.tracker.scan();
+        let present: HashSet<u64> = found.iter().map(|(id, _)| *id).collect();
+        for (id, rel) in found {
+            let workload = g.compiled.workload_for(&rel);
+            let known = g.tracker.get(id).map(|i| i.workload == workload && i.rel == rel).unwrap_or(false);
+            if !known {
+                if let Err(e) = g.maps.set_cgroup(id, workload) {
+                    tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
+                }
+                g.tracker.insert(id, CgroupInfo { rel, workload });
+            }
+        }
+        let gone: Vec<u64> = g.tracker.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
+        for id in gone {
+            g.tracker.remove(id);
+            let _ = g.maps.set_cgroup(id, None);
+        }
+    }
+
+    pub fn record_delay(&self, us: u64) {
+        self.lock().delays.record(us);
+    }
+
+    pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, &CompiledPolicy) -> R) -> R {
+        let g = self.lock();
+        f(&g.tracker, &g.compiled)
+    }
+
+    pub fn stat(&self, index: u32) -> u64 {
+        self.lock().maps.stat(index)
+    }
+
+    pub fn note_decode_errors(&self, n: u64) {
+        if n > 0 {
+            self.decode_errors.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn note_sink(&self, written: u64, errors: u64, seq: u64) {
+        self.written.store(written, Ordering::Relaxed);
+        self.write_errors.store(errors, Ordering::Relaxed);
+        self.last_seq.store(seq, Ordering::Relaxed);
+    }
+
+    fn build_status(&self) -> StatusReport {
+        let g = self.lock();
+        let p = &g.policy;
+        let c = &g.compiled;
+        let by_workload = g.tracker.counts_by_workload();
+        let mut workloads = Vec::with_capacity(c.workloads.len() + 1);
+        for (i, name) in c.workloads.iter().enumerate() {
+            let id = i as u32 + 1;
+            let n = g.maps.counts(id);
+            workloads.push(WorkloadStatus {
+                name: name.clone(),
+                id,
+                cgroups: by_workload.get(&Some(id)).copied().unwrap_or(0),
+                allowed: n.allowed,
+                denied: n.denied,
+                audited: n.audited,
+            });
+        }
+        let n = g.maps.counts(0);
+        workloads.push(WorkloadStatus {
+            name: "(unidentified)".into(),
+            id: 0,
+            cgroups: by_workload.get(&None).copied().unwrap_or(0),
+            allowed: n.allowed,
+            denied: n.denied,
+            audited: n.audited,
+        });
+        let audit_segments = p.segments.iter().filter(|s| s.mode == Some(Mode::Audit)).count();
+        let net_state = match (p.mode, p.segments.is_empty()) {
+            (_, true) => "not-configured".to_string(),
+            (Mode::Audit, _) => "audit".to_string(),
+            (Mode::Enforce, _) if audit_segments > 0 => format!("enforced ({audit_segments} segments in audit)"),
+            (Mode::Enforce, _) => "enforced".to_string(),
+        };
+        let d = g.delays.summary();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            node: self.node.clone(),
+            kernel: crate::system::kernel::release(),
+            started_at: self.started_at.clone(),
+            mode: p.mode.to_string(),
+            default_action: format!("{:?}", p.default_action).to_lowercase(),
+            policy: PolicyStatus {
+                file: self.config.display().to_string(),
+                sha256: p.source_sha256.clone(),
+                loaded_at: g.loaded_at.clone(),
+                segments: c.segments.len(),
+                workloads: c.workloads.len(),
+                rules: c.rules.len(),
+                prefixes_v4: c.v4.len(),
+                prefixes_v6: c.v6.len(),
+            },
+            cgroup_root: g.tracker.root_abs().display().to_string(),
+            programs: g.programs.clone(),
+            enforcement: vec![EnforcementStatus {
+                kind: "network".into(),
+                state: net_state,
+                backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in-kernel decision".into(),
+            }],
+            workloads,
+            events: EventStatus {
+                kernel_emitted: g.maps.stat(STAT_EVENTS),
+                kernel_dropped: g.maps.stat(STAT_EVENTS_DROPPED),
+                written: self.written.load(Ordering::Relaxed),
+                write_errors: self.write_errors.load(Ordering::Relaxed),
+                decode_errors: self.decode_errors.load(Ordering::Relaxed),
+                last_seq: self.last_seq.load(Ordering::Relaxed),
+                cgroup_events: g.maps.stat(STAT_CGROUP_EVENTS),
+                cgroup_events_dropped: g.maps.stat(STAT_CGROUP_EVENTS_DROPPED),
+                decisions: g.maps.stat(STAT_DECISIONS),
+            },
+            identity: IdentityStatus {
+                cgroups_tracked: g.tracker.len(),
+                cgroups_identified: g.tracker.iter().filter(|(_, i)| i.workload.is_some()).count(),
+                map_entries: g.maps.cgroup_entries(),
+                delay_samples: d.samples,
+                delay_p50_us: d.p50_us,
+                delay_p99_us: d.p99_us,
+                delay_max_us: d.max_us,
+            },
+        }
+    }
+}
+
+impl Handler for Shared {
+    fn status(&self) -> StatusReport {
+        self.build_status()
+    }
+}

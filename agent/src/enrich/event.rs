@@ -1,0 +1,35 @@
+//! The event every sink receives.
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Destination {
+    pub address: String,
+    pub port: u16,
+}
+
+/// One decision on a protected segment (or a default-action deny).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DecisionEvent {
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    /// Per-node sequence number: gaps downstream mean loss.
+    pub seq: u64,
+    pub node: String,
+    pub kind: &'static str,
+    pub workload: String,
+    /// matched | unmatched | unresolved.
+    pub identity: &'static str,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub operation: &'static str,
+    pub protocol: &'static str,
+    pub destination: Destination,
+    pub segment: Option<String>,
+    /// allowed | denied | audited.
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+}

@@ -1,0 +1,90 @@
+//! Identity enrichment: kernel record + cgroup identity + process details
+//! → a `DecisionEvent` ready for the sinks.
+pub mod event;
+pub mod time;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use warden_common::{
+    AF_INET, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    WORKLOAD_UNIDENTIFIED,
+};
+
+pub use event::{DecisionEvent, Destination};
+
+use crate::{
+    identity::{CgroupTracker, process::ExeCache},
+    policy::CompiledPolicy,
+    ringbuf::decode::c_string,
+};
+
+/// Workload label of cgroups that are known but match no workload.
+pub const UNMATCHED: &str = "(unmatched)";
+/// Workload label of cgroups the agent has not resolved (yet).
+pub const UNRESOLVED: &str = "(unresolved)";
+
+pub struct Enricher {
+    node: String,
+    exe: ExeCache,
+    clock: time::WallClock,
+    seq: u64,
+}
+
+impl Enricher {
+    pub fn new(node: String) -> Self {
+        Self { node, exe: ExeCache::default(), clock: time::WallClock::new(), seq: 0 }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn network(&mut self, ev: &NetEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
+        self.seq += 1;
+        let (workload, identity) = if ev.workload_id != WORKLOAD_UNIDENTIFIED {
+            (policy.workload_name(ev.workload_id).unwrap_or("(stale)").to_string(), "matched")
+        } else if cgroups.get(ev.cgroup_id).is_some() {
+            (UNMATCHED.to_string(), "unmatched")
+        } else {
+            (UNRESOLVED.to_string(), "unresolved")
+        };
+        let address = if ev.family == AF_INET {
+            IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(ev.daddr))
+        };
+        DecisionEvent {
+            time: self.clock.format(ev.ktime_ns),
+            seq: self.seq,
+            node: self.node.clone(),
+            kind: "network",
+            workload,
+            identity,
+            cgroup_id: ev.cgroup_id,
+            cgroup: cgroups.abs_path(ev.cgroup_id).map(|p| p.display().to_string()),
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: c_string(&ev.comm),
+            exe: self.exe.exe(ev.tgid),
+            operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
+            protocol: match ev.proto {
+                PROTO_TCP => "tcp",
+                PROTO_UDP => "udp",
+                _ => "other",
+            },
+            destination: Destination { address: address.to_string(), port: ev.dport },
+            segment: policy.segment_name(ev.segment_id).map(str::to_string),
+            verdict: verdict_name(ev.verdict),
+            rule: policy.rule_label(ev.rule_id).map(str::to_string),
+        }
+    }
+}
+
+pub fn verdict_name(v: u8) -> &'static str {
+    match v {
+        VERDICT_ALLOWED => "allowed",
+        VERDICT_DENIED => "denied",
+        VERDICT_AUDITED => "audited",
+        _ => "unknown",
+    }
+}

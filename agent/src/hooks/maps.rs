@@ -1,0 +1,147 @@
+//! Typed handles on the kernel maps: compiled policy in, counters out.
+use std::collections::HashSet;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+};
+use warden_common::{
+    AllowKey, AllowValue, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+};
+
+use super::HookError;
+use crate::policy::CompiledPolicy;
+
+pub struct PolicyMaps {
+    cgroups: HashMap<MapData, u64, u32>,
+    v4: LpmTrie<MapData, [u8; 4], SegmentEntries>,
+    v6: LpmTrie<MapData, [u8; 16], SegmentEntries>,
+    segment_info: Array<MapData, SegmentInfo>,
+    allow: HashMap<MapData, AllowKey, AllowValue>,
+    settings: Array<MapData, Settings>,
+    counters: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+/// Per-verdict decision counts of one workload id.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct VerdictCounts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub audited: u64,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, HookError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(HookError::Map(name, "missing from object".into()))?;
+    T::try_from(map).map_err(|e| HookError::Map(name, e.to_string()))
+}
+
+fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> HookError {
+    move |e| HookError::Map(name, e.to_string())
+}
+
+impl PolicyMaps {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, HookError> {
+        Ok(Self {
+            cgroups: take(ebpf, "CGROUP_WORKLOADS")?,
+            v4: take(ebpf, "SEGMENTS_V4")?,
+            v6: take(ebpf, "SEGMENTS_V6")?,
+            segment_info: take(ebpf, "SEGMENT_INFO")?,
+            allow: take(ebpf, "ALLOW")?,
+            settings: take(ebpf, "SETTINGS")?,
+            counters: take(ebpf, "COUNTERS")?,
+            stats: take(ebpf, "STATS")?,
+        })
+    }
+
+    /// Writes a compiled policy, then removes entries it no longer has.
+    pub fn apply(&mut self, p: &CompiledPolicy) -> Result<(), HookError> {
+        self.settings.set(0, p.settings, 0).map_err(err("SETTINGS"))?;
+        for (id, info) in &p.segment_info {
+            self.segment_info.set(*id, *info, 0).map_err(err("SEGMENT_INFO"))?;
+        }
+        for (k, v) in &p.allow {
+            self.allow.insert(*k, *v, 0).map_err(err("ALLOW"))?;
+        }
+        let keep: HashSet<AllowKey> = p.allow.iter().map(|(k, _)| *k).collect();
+        let stale: Vec<AllowKey> = self.allow.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
+        for k in stale {
+            let _ = self.allow.remove(&k);
+        }
+
+        for (k, v) in &p.v4 {
+            self.v4.insert(&Key::new(k.prefix_len, k.addr), *v, 0).map_err(err("SEGMENTS_V4"))?;
+        }
+        let keep: HashSet<(u32, [u8; 4])> = p.v4.iter().map(|(k, _)| (k.prefix_len, k.addr)).collect();
+        let stale: Vec<Key<[u8; 4]>> =
+            self.v4.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
+        for k in stale {
+            let _ = self.v4.remove(&k);
+        }
+
+        for (k, v) in &p.v6 {
+            self.v6.insert(&Key::new(k.prefix_len, k.addr), *v, 0).map_err(err("SEGMENTS_V6"))?;
+        }
+        let keep: HashSet<(u32, [u8; 16])> = p.v6.iter().map(|(k, _)| (k.prefix_len, k.addr)).collect();
+        let stale: Vec<Key<[u8; 16]>> =
+            self.v6.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
+        for k in stale {
+            let _ = self.v6.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Maps a cgroup to a workload (or removes it: unidentified).
+    pub fn set_cgroup(&mut self, cgroup_id: u64, workload: Option<u32>) -> Result<(), HookError> {
+        match workload {
+            Some(w) => self.cgroups.insert(cgroup_id, w, 0).map_err(err("CGROUP_WORKLOADS")),
+            None => match self.cgroups.remove(&cgroup_id) {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(err("CGROUP_WORKLOADS")(e)),
+            },
+        }
+    }
+
+    pub fn cgroup_entries(&self) -> usize {
+        self.cgroups.keys().count()
+    }
+
+    /// Sums the per-CPU decision counters of a workload id.
+    pub fn counts(&self, workload_id: u32) -> VerdictCounts {
+        if workload_id > MAX_WORKLOADS {
+            return VerdictCounts::default();
+        }
+        let slot = |v: u8| -> u64 {
+            self.counters
+                .get(&(workload_id * VERDICT_SLOTS + v as u32), 0)
+                .map(|vals| vals.iter().sum())
+                .unwrap_or(0)
+        };
+        VerdictCounts {
+            allowed: slot(warden_common::VERDICT_ALLOWED),
+            denied: slot(warden_common::VERDICT_DENIED),
+            audited: slot(warden_common::VERDICT_AUDITED),
+        }
+    }
+
+    /// Sums one `STAT_*` slot over all CPUs.
+    pub fn stat(&self, index: u32) -> u64 {
+        if index >= STAT_SLOTS {
+            return 0;
+        }
+        self.stats.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
+
+/// Deleting an absent key is not an error for us (cgroup was unidentified).
+fn is_not_found(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}

@@ -1,0 +1,155 @@
+//! Tracks the cgroups under the agent's root: found by a scan at start and
+//! by the cgroup_mkdir/rmdir tracepoints afterwards.
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use crate::system::{SystemError, mountinfo::Mount};
+
+/// The cgroup v2 hierarchy id in tracepoint records (v1 controllers differ).
+pub const DEFAULT_HIERARCHY: u32 = 0;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupInfo {
+    /// Path relative to the agent's cgroup root; "" is the root itself.
+    pub rel: String,
+    pub workload: Option<u32>,
+}
+
+pub struct CgroupTracker {
+    mount_point: PathBuf,
+    /// Root of the cgroup2 mount inside the hierarchy ("/" unless the agent
+    /// runs in a cgroup namespace or a sub-mount).
+    mount_root: String,
+    root_abs: PathBuf,
+    cgroups: HashMap<u64, CgroupInfo>,
+}
+
+/// The id the kernel uses for a cgroup2 directory: its inode number.
+pub fn cgroup_id(path: &Path) -> std::io::Result<u64> {
+    Ok(std::fs::metadata(path)?.ino())
+}
+
+impl CgroupTracker {
+    /// `cgroup_root` is relative to the cgroup2 mount ("/" for all of it).
+    pub fn new(mount: &Mount, cgroup_root: &str) -> Result<Self, SystemError> {
+        let rel = cgroup_root.trim_matches('/');
+        let root_abs = if rel.is_empty() { mount.mount_point.clone() } else { mount.mount_point.join(rel) };
+        if !root_abs.join("cgroup.procs").exists() {
+            return Err(SystemError::MissingCgroupRoot(root_abs.display().to_string()));
+        }
+        Ok(Self { mount_point: mount.mount_point.clone(), mount_root: mount.root.clone(), root_abs, cgroups: HashMap::new() })
+    }
+
+    pub fn root_abs(&self) -> &Path {
+        &self.root_abs
+    }
+
+    /// Every cgroup under the root (root included) as (id, rel path).
+    /// Directories vanishing mid-walk are skipped, not errors.
+    pub fn scan(&self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.root_abs.clone(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let Ok(id) = cgroup_id(&dir) else { continue };
+            out.push((id, rel.clone()));
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                stack.push((entry.path(), child));
+            }
+        }
+        out
+    }
+
+    /// Maps a tracepoint path (relative to the hierarchy root) to a path
+    /// relative to our root, if it is inside it and really has this id.
+    pub fn resolve_tp_path(&self, tp_path: &str, id: u64) -> Option<String> {
+        let inside_mount = match self.mount_root.as_str() {
+            "/" => tp_path,
+            r => tp_path.strip_prefix(r)?,
+        };
+        let abs = self.mount_point.join(inside_mount.trim_start_matches('/'));
+        let rel = abs.strip_prefix(&self.root_abs).ok()?;
+        // The id check rejects stale or truncated paths (and v1 hierarchies).
+        (cgroup_id(&abs).ok()? == id).then(|| rel.to_string_lossy().into_owned())
+    }
+
+    /// Finds a cgroup by id with a full walk: fallback when a tracepoint
+    /// path was truncated (longer than the record can carry).
+    pub fn find_by_id(&self, id: u64) -> Option<String> {
+        self.scan().into_iter().find(|(i, _)| *i == id).map(|(_, rel)| rel)
+    }
+
+    pub fn insert(&mut self, id: u64, info: CgroupInfo) {
+        self.cgroups.insert(id, info);
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<CgroupInfo> {
+        self.cgroups.remove(&id)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&CgroupInfo> {
+        self.cgroups.get(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &CgroupInfo)> {
+        self.cgroups.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cgroups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cgroups.is_empty()
+    }
+
+    /// Absolute filesystem path of a tracked cgroup.
+    pub fn abs_path(&self, id: u64) -> Option<PathBuf> {
+        let info = self.cgroups.get(&id)?;
+        Some(if info.rel.is_empty() { self.root_abs.clone() } else { self.root_abs.join(&info.rel) })
+    }
+
+    /// Number of tracked cgroups per workload id (None = unidentified).
+    pub fn counts_by_workload(&self) -> HashMap<Option<u32>, usize> {
+        let mut m = HashMap::new();
+        for info in self.cgroups.values() {
+            *m.entry(info.workload).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uses a plain directory tree: only the path logic is under test here
+    /// (real cgroups are exercised by the integration tests).
+    #[test]
+    fn resolves_paths_inside_root_only() {
+        let dir = std::env::temp_dir().join(format!("warden-cg-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("root/a/b")).unwrap();
+        std::fs::write(dir.join("root/cgroup.procs"), "").unwrap();
+        std::fs::create_dir_all(dir.join("other")).unwrap();
+        let mount = Mount { root: "/".into(), mount_point: dir.clone(), fstype: "cgroup2".into() };
+        let t = CgroupTracker::new(&mount, "/root").unwrap();
+        let id = cgroup_id(&dir.join("root/a/b")).unwrap();
+        assert_eq!(t.resolve_tp_path("/root/a/b", id).as_deref(), Some("a/b"));
+        assert_eq!(t.resolve_tp_path("/root/a/b", id + 1), None, "id mismatch must not resolve");
+        let other = cgroup_id(&dir.join("other")).unwrap();
+        assert_eq!(t.resolve_tp_path("/other", other), None, "outside the root");
+        let mut scanned: Vec<String> = t.scan().into_iter().map(|(_, r)| r).collect();
+        scanned.sort();
+        assert_eq!(scanned, vec!["", "a", "a/b"]);
+        assert!(CgroupTracker::new(&mount, "/missing").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

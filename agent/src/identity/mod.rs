@@ -1,0 +1,6 @@
+//! Identity: which workload a cgroup (and so a process) belongs to.
+pub mod cgroups;
+pub mod delay;
+pub mod process;
+
+pub use cgroups::{CgroupInfo, CgroupTracker};

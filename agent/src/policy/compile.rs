@@ -1,0 +1,182 @@
+//! Policy → kernel map contents. Infallible: `validate.rs` already enforced
+//! every limit the maps impose, so here we only translate.
+use std::collections::{BTreeMap, HashMap};
+
+use ipnet::IpNet;
+use warden_common::{
+    AllowKey, AllowPorts, AllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo,
+    Settings,
+};
+
+use super::model::{Policy, windows};
+use super::prefixes::{inherited, own_entries};
+use super::select::Selector;
+
+/// Reported rule of a decision: `rules[id - 1]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub id: u32,
+    /// E.g. `allow[0] trainer->object-store`.
+    pub label: String,
+}
+
+/// Everything the agent writes into the kernel maps for one policy.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    pub settings: Settings,
+    pub v4: Vec<(Ipv4Key, SegmentEntries)>,
+    pub v6: Vec<(Ipv6Key, SegmentEntries)>,
+    /// `(segment id, info)` for every segment, ids 1..=M.
+    pub segment_info: Vec<(u32, SegmentInfo)>,
+    /// Sorted by (workload id, segment id).
+    pub allow: Vec<(AllowKey, AllowValue)>,
+    /// `workloads[id - 1]` is the name of workload `id`.
+    pub workloads: Vec<String>,
+    /// `segments[id - 1]` is the name of segment `id`.
+    pub segments: Vec<String>,
+    pub rules: Vec<RuleInfo>,
+    selector: Selector,
+}
+
+impl Policy {
+    pub fn compile(&self) -> CompiledPolicy {
+        let global = self.mode;
+        let settings = Settings {
+            default_action: self.default_action.kernel(),
+            default_mode: global.kernel(),
+            log_unprotected: u8::from(self.agent.events.log_unprotected),
+            _pad: [0; 5],
+        };
+
+        let table = own_entries(self);
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for net in table.keys() {
+            let mut value = SegmentEntries::default();
+            for (slot, own) in value.entries.iter_mut().zip(inherited(&table, net)) {
+                *slot = SegmentEntry {
+                    segment_id: (own.seg + 1) as u16,
+                    proto_mask: own.proto,
+                    _pad: 0,
+                    port_lo: own.window.lo,
+                    port_hi: own.window.hi,
+                };
+                value.count += 1;
+            }
+            match net {
+                IpNet::V4(n) => {
+                    v4.push((Ipv4Key { prefix_len: n.prefix_len().into(), addr: n.addr().octets() }, value))
+                }
+                IpNet::V6(n) => {
+                    v6.push((Ipv6Key { prefix_len: n.prefix_len().into(), addr: n.addr().octets() }, value))
+                }
+            }
+        }
+
+        let segment_info = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mode = s.mode.unwrap_or(global).kernel();
+                ((i + 1) as u32, SegmentInfo { mode, _pad: [0; 7] })
+            })
+            .collect();
+
+        let seg_ids: HashMap<&str, usize> =
+            self.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let wl_ids: HashMap<&str, usize> =
+            self.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
+
+        let mut allow: BTreeMap<(u32, u16), AllowValue> = BTreeMap::new();
+        for (r, rule) in self.allow.iter().enumerate() {
+            let rule_id = (r + 1) as u32;
+            for w in &rule.workloads {
+                let Some(&wi) = wl_ids.get(w.name.as_str()) else { continue };
+                for s in &rule.segments {
+                    let Some(&si) = seg_ids.get(s.name.as_str()) else { continue };
+                    let key = ((wi + 1) as u32, (si + 1) as u16);
+                    if allow.contains_key(&key) {
+                        continue; // validation rejects a second rule for a pair
+                    }
+                    let mode = rule
+                        .mode
+                        .or(self.workloads[wi].mode)
+                        .or(self.segments[si].mode)
+                        .unwrap_or(global);
+                    let mut value = AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
+                    for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
+                        *slot = AllowPorts {
+                            rule_id,
+                            proto_mask: rule.protocol.mask(),
+                            port_lo: window.lo,
+                            port_hi: window.hi,
+                            ..Default::default()
+                        };
+                        value.count += 1;
+                    }
+                    allow.insert(key, value);
+                }
+            }
+        }
+        // A workload-level mode must reach the kernel for pairs without a rule,
+        // which would otherwise fall back to the segment's mode.
+        for (wi, w) in self.workloads.iter().enumerate() {
+            let Some(mode) = w.mode else { continue };
+            for si in 0..self.segments.len() {
+                allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(AllowValue {
+                    deny_mode: mode.kernel(),
+                    ..Default::default()
+                });
+            }
+        }
+        let allow = allow
+            .into_iter()
+            .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
+            .collect();
+
+        let selector = Selector::build(
+            self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())),
+        )
+        // Validation built the same set; should it ever fail, nothing is identified (fail closed).
+        .unwrap_or_default();
+
+        CompiledPolicy {
+            settings,
+            v4,
+            v6,
+            segment_info,
+            allow,
+            workloads: self.workloads.iter().map(|w| w.name.clone()).collect(),
+            segments: self.segments.iter().map(|s| s.name.clone()).collect(),
+            rules: self
+                .allow
+                .iter()
+                .enumerate()
+                .map(|(i, r)| RuleInfo { id: (i + 1) as u32, label: r.label() })
+                .collect(),
+            selector,
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// Workload id for a cgroup path relative to `agent.cgroupRoot` (`""` = the root).
+    pub fn workload_for(&self, rel_path: &str) -> Option<u32> {
+        self.selector.workload_for(rel_path)
+    }
+
+    pub fn workload_name(&self, id: u32) -> Option<&str> {
+        let i = (id as usize).checked_sub(1)?;
+        self.workloads.get(i).map(String::as_str)
+    }
+
+    pub fn segment_name(&self, id: u16) -> Option<&str> {
+        let i = (id as usize).checked_sub(1)?;
+        self.segments.get(i).map(String::as_str)
+    }
+
+    pub fn rule_label(&self, id: u32) -> Option<&str> {
+        let i = (id as usize).checked_sub(1)?;
+        self.rules.get(i).map(|r| r.label.as_str())
+    }
+}

@@ -1,0 +1,106 @@
+//! Policy errors: every problem carries its file position and field path so
+//! operators can fix a config without guessing.
+use std::fmt;
+
+/// A position in the policy file (1-based; 0 means "no position", e.g. I/O).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loc {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Where a model item came from: position plus field path (`allow[2].segments[0]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub loc: Loc,
+    pub field: String,
+}
+
+impl Origin {
+    pub fn new(loc: Loc, field: impl Into<String>) -> Self {
+        Self { loc, field: field.into() }
+    }
+
+    /// `field (line L:C)`, for messages that point at a second location.
+    pub fn describe(&self) -> String {
+        format!("{} (line {}:{})", self.field, self.loc.line, self.loc.column)
+    }
+}
+
+/// One problem found in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+impl PolicyError {
+    fn render(&self) -> String {
+        if self.line == 0 {
+            format!("{}: {}: {}", self.file, self.field, self.reason)
+        } else {
+            format!(
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.column, self.field, self.reason
+            )
+        }
+    }
+}
+
+/// All problems found in a policy file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+/// Collects errors for one file while parsing and validating.
+pub(crate) struct Diag {
+    file: String,
+    errors: Vec<PolicyError>,
+}
+
+impl Diag {
+    pub fn new(file: &str) -> Self {
+        Self { file: file.to_string(), errors: Vec::new() }
+    }
+
+    pub fn at(&mut self, loc: Loc, field: &str, reason: impl Into<String>) {
+        self.errors.push(PolicyError {
+            file: self.file.clone(),
+            line: loc.line,
+            column: loc.column,
+            field: field.to_string(),
+            reason: reason.into(),
+        });
+    }
+
+    pub fn at_origin(&mut self, origin: &Origin, reason: impl Into<String>) {
+        self.at(origin.loc, &origin.field, reason);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Errors sorted by position (stable, so same-node errors keep their order).
+    pub fn finish(mut self) -> PolicyErrors {
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        PolicyErrors(self.errors)
+    }
+}

@@ -1,0 +1,248 @@
+//! The validated policy, as read from the file. Items keep their `Origin` so
+//! cross-item checks (and later tooling) can point back at the source.
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use warden_common::{DEFAULT_ALLOW, DEFAULT_DENY, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, PROTO_TCP, PROTO_UDP};
+
+use super::error::Origin;
+
+/// Default ring buffer size (4 MiB).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 4 << 20;
+pub const DEFAULT_SOCKET: &str = "/run/warden/warden.sock";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denies are enforced.
+    #[default]
+    Enforce,
+    /// Denies are only reported ("would deny"); the flow goes through.
+    Audit,
+}
+
+impl Mode {
+    pub fn kernel(self) -> u8 {
+        match self {
+            Mode::Enforce => MODE_ENFORCE,
+            Mode::Audit => MODE_AUDIT,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+/// What happens to destinations outside every segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl DefaultAction {
+    pub fn kernel(self) -> u8 {
+        match self {
+            DefaultAction::Allow => DEFAULT_ALLOW,
+            DefaultAction::Deny => DEFAULT_DENY,
+        }
+    }
+}
+
+impl fmt::Display for DefaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DefaultAction::Allow => "allow",
+            DefaultAction::Deny => "deny",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    #[default]
+    Any,
+}
+
+impl Protocol {
+    /// `PROTO_*` bits.
+    pub fn mask(self) -> u8 {
+        match self {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+            Protocol::Any => PROTO_ANY,
+        }
+    }
+
+    pub fn from_mask(mask: u8) -> Self {
+        match mask {
+            PROTO_TCP => Protocol::Tcp,
+            PROTO_UDP => Protocol::Udp,
+            _ => Protocol::Any,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Any => "any",
+        })
+    }
+}
+
+/// Inclusive port window, host order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ALL: PortRange = PortRange { lo: 0, hi: u16::MAX };
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.lo <= other.hi && other.lo <= self.hi
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == PortRange::ALL {
+            f.write_str("all ports")
+        } else if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Port windows as written; empty means all ports.
+pub fn windows(ports: &[PortRange]) -> Vec<PortRange> {
+    if ports.is_empty() { vec![PortRange::ALL] } else { ports.to_vec() }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// `-` for stdout, else a file path.
+    pub jsonl: String,
+    pub log_unprotected: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { jsonl: "-".into(), log_unprotected: false }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Relative to the cgroup2 mount; `/` is the whole hierarchy.
+    pub cgroup_root: String,
+    pub socket: PathBuf,
+    /// `None`: use the hostname.
+    pub node_name: Option<String>,
+    pub events: EventsConfig,
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            cgroup_root: "/".into(),
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            node_name: None,
+            events: EventsConfig::default(),
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        }
+    }
+}
+
+/// One `network:` entry of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkEntry {
+    /// Network address (host bits clear); IPv4-mapped IPv6 already made IPv4.
+    pub cidr: IpNet,
+    /// Empty: all ports.
+    pub ports: Vec<PortRange>,
+    pub protocol: Protocol,
+    /// Position of the `cidr` value.
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub name: String,
+    pub description: Option<String>,
+    pub mode: Option<Mode>,
+    pub network: Vec<NetworkEntry>,
+    /// Position of the `name` value.
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    pub mode: Option<Mode>,
+    /// cgroup globs relative to `agent.cgroupRoot`, leading `/` stripped.
+    pub cgroup: Vec<String>,
+    pub origin: Origin,
+}
+
+/// A name used by an allow rule, with where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameRef {
+    pub name: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRule {
+    pub workloads: Vec<NameRef>,
+    pub segments: Vec<NameRef>,
+    /// Empty: all ports (the segment's own windows still apply).
+    pub ports: Vec<PortRange>,
+    pub protocol: Protocol,
+    pub mode: Option<Mode>,
+    /// Position of the rule's mapping, field `allow[i]`.
+    pub origin: Origin,
+    /// Position of `ports` (else `protocol`, else the rule) for narrowing errors.
+    pub narrowing_origin: Origin,
+}
+
+impl AllowRule {
+    /// Human label used in events: `allow[0] trainer->object-store`.
+    pub fn label(&self) -> String {
+        let join = |refs: &[NameRef]| refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",");
+        format!("{} {}->{}", self.origin.field, join(&self.workloads), join(&self.segments))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub version: u32,
+    pub mode: Mode,
+    pub default_action: DefaultAction,
+    pub agent: AgentConfig,
+    pub segments: Vec<Segment>,
+    pub workloads: Vec<Workload>,
+    pub allow: Vec<AllowRule>,
+    /// Hex SHA-256 of the file bytes, to tell which policy is loaded.
+    pub source_sha256: String,
+}

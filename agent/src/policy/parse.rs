@@ -1,0 +1,594 @@
+//! Typed reader: marked YAML tree → model, checking shapes, types and
+//! single-value rules. Cross-item rules live in `validate.rs`.
+//!
+//! Errors are collected, never fatal: a bad item is reported and skipped (or
+//! kept with its raw name, so later references to it don't cascade).
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::{IpNet, Ipv4Net};
+use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENTS, MAX_WORKLOADS};
+
+use super::error::{Diag, Loc, Origin};
+use super::model::*;
+use super::names::{closest, is_valid_name, name_rule};
+use super::select;
+use super::yaml::{Node, Plain, Style, Value, resolve_plain};
+
+const TOP_KEYS: &[&str] =
+    &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
+const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes"];
+const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
+const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network"];
+const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
+const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
+const SELECTOR_KEYS: &[&str] = &["cgroup"];
+const RULE_KEYS: &[&str] =
+    &["workload", "workloads", "segment", "segments", "ports", "protocol", "mode"];
+
+pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
+pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
+
+/// Reads the whole policy; `root` is `None` for an empty stream.
+pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
+    let mut policy = Policy {
+        version: 1,
+        mode: Mode::default(),
+        default_action: DefaultAction::default(),
+        agent: AgentConfig::default(),
+        segments: Vec::new(),
+        workloads: Vec::new(),
+        allow: Vec::new(),
+        source_sha256: String::new(),
+    };
+    let root = match root {
+        Some(node) if node.value != Value::Null => node,
+        other => {
+            let loc = other.map_or(Loc { line: 1, column: 1 }, |n| n.loc);
+            diag.at(loc, "document", "the policy is empty; it needs at least `version: 1`");
+            return policy;
+        }
+    };
+    if !matches!(root.value, Value::Map(_)) {
+        let found = describe(root);
+        diag.at(root.loc, "document", format!("the policy must be a mapping (`version: 1`, ...), found {found}"));
+        return policy;
+    }
+    let mut r = Reader { diag };
+    let Some(top) = r.map(root, "", TOP_KEYS) else { return policy };
+
+    if let Some(node) = r.required(&top, "version") {
+        if let Some(v) = r.integer(node, "version") {
+            if v != 1 {
+                r.err(node, "version", format!("unsupported version {v}; this agent understands version 1"));
+            }
+        }
+    }
+    if let Some(node) = top.get("mode") {
+        policy.mode = r.mode(node, "mode").unwrap_or_default();
+    }
+    if let Some(node) = top.get("defaultAction") {
+        policy.default_action = r.default_action(node, "defaultAction").unwrap_or_default();
+    }
+    if let Some(node) = top.get("agent") {
+        policy.agent = r.agent(node);
+    }
+    for (i, item) in r.list_or_null(top.get("segments"), "segments", MAX_SEGMENTS as usize).iter().enumerate() {
+        if let Some(s) = r.segment(item, &format!("segments[{i}]")) {
+            policy.segments.push(s);
+        }
+    }
+    for (i, item) in r.list_or_null(top.get("workloads"), "workloads", MAX_WORKLOADS as usize).iter().enumerate() {
+        if let Some(w) = r.workload(item, &format!("workloads[{i}]")) {
+            policy.workloads.push(w);
+        }
+    }
+    for (i, item) in r.list_or_null(top.get("allow"), "allow", usize::MAX).iter().enumerate() {
+        if let Some(rule) = r.rule(item, &format!("allow[{i}]")) {
+            policy.allow.push(rule);
+        }
+    }
+    policy
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+/// "a list", "an integer", ... for "expected X, found Y" messages.
+fn describe(node: &Node) -> &'static str {
+    match &node.value {
+        Value::Null => "null",
+        Value::Seq(_) => "a list",
+        Value::Map(_) => "a mapping",
+        Value::Scalar(_, Style::Quoted) => "a string",
+        Value::Scalar(s, Style::Plain) => match resolve_plain(s) {
+            Plain::Bool(_) => "a boolean",
+            Plain::Int(_) => "an integer",
+            Plain::Float(_) => "a number",
+            Plain::Str => "a string",
+        },
+    }
+}
+
+/// A checked mapping: its keys are all known and unique.
+struct MapView<'n> {
+    loc: Loc,
+    path: String,
+    pairs: Vec<(&'n str, &'n Node)>,
+}
+
+impl<'n> MapView<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn field(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+}
+
+struct Reader<'d> {
+    diag: &'d mut Diag,
+}
+
+impl Reader<'_> {
+    fn err(&mut self, node: &Node, field: &str, reason: impl Into<String>) {
+        self.diag.at(node.loc, field, reason);
+    }
+
+    fn expected(&mut self, node: &Node, field: &str, what: &str) {
+        let found = describe(node);
+        let hint = if what == "a string" && matches!(node.value, Value::Scalar(..)) {
+            " (quote it to use it as a string)"
+        } else {
+            ""
+        };
+        self.err(node, field, format!("expected {what}, found {found}{hint}"));
+    }
+
+    fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<MapView<'n>> {
+        let Value::Map(pairs) = &node.value else {
+            self.expected(node, path, "a mapping");
+            return None;
+        };
+        let mut view = MapView { loc: node.loc, path: path.to_string(), pairs: Vec::new() };
+        let mut seen: Vec<(&str, Loc)> = Vec::new();
+        for (k, v) in pairs {
+            let Value::Scalar(key, _) = &k.value else {
+                self.err(k, path, "mapping keys must be strings");
+                continue;
+            };
+            let field = join(path, key);
+            if let Some((_, first)) = seen.iter().find(|(s, _)| s == key) {
+                let reason = format!("duplicate key (first given at line {}:{})", first.line, first.column);
+                self.err(k, &field, reason);
+                continue;
+            }
+            seen.push((key, k.loc));
+            if !allowed.contains(&key.as_str()) {
+                let hint = closest(key, allowed.iter().copied())
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                let reason = format!("unknown key `{key}`{hint}; allowed keys: {}", allowed.join(", "));
+                self.err(k, &field, reason);
+                continue;
+            }
+            view.pairs.push((key, v));
+        }
+        Some(view)
+    }
+
+    fn required<'n>(&mut self, m: &MapView<'n>, key: &str) -> Option<&'n Node> {
+        let node = m.get(key);
+        if node.is_none() {
+            self.diag.at(m.loc, &m.field(key), format!("missing required key `{key}`"));
+        }
+        node
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar(s, Style::Quoted) => Some(s.clone()),
+            Value::Scalar(s, Style::Plain) if resolve_plain(s) == Plain::Str => Some(s.clone()),
+            _ => {
+                self.expected(node, field, "a string");
+                None
+            }
+        }
+    }
+
+    fn nonempty_string(&mut self, node: &Node, field: &str) -> Option<String> {
+        let s = self.string(node, field)?;
+        if s.is_empty() || s.contains('\0') {
+            self.err(node, field, "must be a non-empty string without NUL characters");
+            return None;
+        }
+        Some(s)
+    }
+
+    fn integer(&mut self, node: &Node, field: &str) -> Option<i64> {
+        if let Value::Scalar(s, Style::Plain) = &node.value {
+            if let Plain::Int(v) = resolve_plain(s) {
+                return Some(v);
+            }
+        }
+        self.expected(node, field, "an integer");
+        None
+    }
+
+    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        if let Value::Scalar(s, Style::Plain) = &node.value {
+            if let Plain::Bool(v) = resolve_plain(s) {
+                return Some(v);
+            }
+        }
+        self.expected(node, field, "true or false");
+        None
+    }
+
+    fn list<'n>(&mut self, node: &'n Node, field: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            Value::Seq(items) if items.is_empty() => {
+                self.err(node, field, "must not be empty");
+                None
+            }
+            Value::Seq(items) => Some(items),
+            _ => {
+                self.expected(node, field, "a list");
+                None
+            }
+        }
+    }
+
+    /// Top-level lists: absent, null or `[]` mean "none".
+    fn list_or_null<'n>(&mut self, node: Option<&'n Node>, field: &str, max: usize) -> &'n [Node] {
+        match node.map(|n| (n, &n.value)) {
+            None | Some((_, Value::Null)) => &[],
+            Some((n, Value::Seq(items))) => {
+                if items.len() > max {
+                    self.err(n, field, format!("{} entries; at most {max} are supported", items.len()));
+                }
+                items
+            }
+            Some((n, _)) => {
+                self.expected(n, field, "a list");
+                &[]
+            }
+        }
+    }
+
+    fn keyword<T: Copy>(&mut self, node: &Node, field: &str, options: &[(&str, T)]) -> Option<T> {
+        let s = self.string(node, field)?;
+        if let Some((_, v)) = options.iter().find(|(k, _)| *k == s) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+        self.err(node, field, format!("invalid value `{s}`; expected one of: {}", names.join(", ")));
+        None
+    }
+
+    fn mode(&mut self, node: &Node, field: &str) -> Option<Mode> {
+        self.keyword(node, field, &[("enforce", Mode::Enforce), ("audit", Mode::Audit)])
+    }
+
+    fn default_action(&mut self, node: &Node, field: &str) -> Option<DefaultAction> {
+        self.keyword(node, field, &[("allow", DefaultAction::Allow), ("deny", DefaultAction::Deny)])
+    }
+
+    fn protocol(&mut self, node: &Node, field: &str) -> Option<Protocol> {
+        self.keyword(
+            node,
+            field,
+            &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp), ("any", Protocol::Any)],
+        )
+    }
+
+    fn name(&mut self, node: &Node, field: &str) -> Option<String> {
+        let s = self.string(node, field)?;
+        if !is_valid_name(&s) {
+            self.err(node, field, format!("invalid name `{s}`: {}", name_rule()));
+        }
+        Some(s)
+    }
+
+    fn opt_mode(&mut self, m: &MapView, key: &str) -> Option<Mode> {
+        m.get(key).and_then(|n| self.mode(n, &m.field(key)))
+    }
+
+    fn agent(&mut self, node: &Node) -> AgentConfig {
+        let mut agent = AgentConfig::default();
+        let Some(m) = self.map(node, "agent", AGENT_KEYS) else { return agent };
+        if let Some(n) = m.get("cgroupRoot") {
+            let field = m.field("cgroupRoot");
+            if let Some(s) = self.nonempty_string(n, &field) {
+                if s.split('/').any(|c| c == "..") {
+                    self.err(n, &field, "must stay inside the cgroup2 mount (no `..`)");
+                }
+                agent.cgroup_root = s;
+            }
+        }
+        if let Some(n) = m.get("socket") {
+            let field = m.field("socket");
+            if let Some(s) = self.nonempty_string(n, &field) {
+                if !Path::new(&s).is_absolute() {
+                    self.err(n, &field, format!("`{s}` must be an absolute path"));
+                }
+                agent.socket = PathBuf::from(s);
+            }
+        }
+        if let Some(n) = m.get("nodeName") {
+            agent.node_name = self.nonempty_string(n, &m.field("nodeName"));
+        }
+        if let Some(n) = m.get("events") {
+            if let Some(e) = self.map(n, "agent.events", EVENTS_KEYS) {
+                if let Some(n) = e.get("jsonl") {
+                    if let Some(s) = self.nonempty_string(n, &e.field("jsonl")) {
+                        agent.events.jsonl = s;
+                    }
+                }
+                if let Some(n) = e.get("logUnprotected") {
+                    agent.events.log_unprotected =
+                        self.boolean(n, &e.field("logUnprotected")).unwrap_or_default();
+                }
+            }
+        }
+        if let Some(n) = m.get("ringBufferBytes") {
+            let field = m.field("ringBufferBytes");
+            if let Some(v) = self.integer(n, &field) {
+                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v)
+                    && (v as u64).is_power_of_two();
+                if ok {
+                    agent.ring_buffer_bytes = v as u32;
+                } else {
+                    let reason = format!(
+                        "{v} must be a power of two between {MIN_RING_BUFFER_BYTES} (64 KiB) and {MAX_RING_BUFFER_BYTES} (1 GiB)"
+                    );
+                    self.err(n, &field, reason);
+                }
+            }
+        }
+        agent
+    }
+
+    fn segment(&mut self, node: &Node, path: &str) -> Option<Segment> {
+        let m = self.map(node, path, SEGMENT_KEYS)?;
+        let name_node = self.required(&m, "name");
+        let name = name_node.and_then(|n| self.name(n, &m.field("name")));
+        let description = m.get("description").and_then(|n| self.string(n, &m.field("description")));
+        let mode = self.opt_mode(&m, "mode");
+        let mut network = Vec::new();
+        if let Some(list) = self.required(&m, "network") {
+            for (i, item) in self.list(list, &m.field("network")).unwrap_or_default().iter().enumerate() {
+                if let Some(entry) = self.network_entry(item, &format!("{path}.network[{i}]")) {
+                    network.push(entry);
+                }
+            }
+        }
+        let origin = Origin::new(name_node?.loc, m.field("name"));
+        Some(Segment { name: name?, description, mode, network, origin })
+    }
+
+    fn network_entry(&mut self, node: &Node, path: &str) -> Option<NetworkEntry> {
+        let m = self.map(node, path, NETWORK_KEYS)?;
+        let ports = m.get("ports").and_then(|n| self.ports(n, &m.field("ports"), usize::MAX));
+        let protocol = m.get("protocol").and_then(|n| self.protocol(n, &m.field("protocol")));
+        let cidr_node = self.required(&m, "cidr")?;
+        let field = m.field("cidr");
+        let text = self.string(cidr_node, &field)?;
+        let cidr = match parse_cidr(text.trim()) {
+            Ok(net) => net,
+            Err(reason) => {
+                self.err(cidr_node, &field, reason);
+                return None;
+            }
+        };
+        Some(NetworkEntry {
+            cidr,
+            ports: ports.unwrap_or_default(),
+            protocol: protocol.unwrap_or_default(),
+            origin: Origin::new(cidr_node.loc, field),
+        })
+    }
+
+    /// A non-empty list of ports/ranges, each window listed once.
+    fn ports(&mut self, node: &Node, field: &str, max: usize) -> Option<Vec<PortRange>> {
+        let items = self.list(node, field)?;
+        let mut out: Vec<PortRange> = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let item_field = format!("{field}[{i}]");
+            match port_window(item) {
+                Ok(w) if out.contains(&w) => {
+                    self.err(item, &item_field, format!("port {w} is listed twice"));
+                }
+                Ok(w) => out.push(w),
+                Err(reason) => {
+                    self.err(item, &item_field, reason);
+                    ok = false;
+                }
+            }
+        }
+        if out.len() > max {
+            let reason = format!(
+                "{} port windows; a rule can have at most {max} (use ranges like \"8000-8100\")",
+                out.len()
+            );
+            self.err(node, field, reason);
+            return None;
+        }
+        ok.then_some(out)
+    }
+
+    fn workload(&mut self, node: &Node, path: &str) -> Option<Workload> {
+        let m = self.map(node, path, WORKLOAD_KEYS)?;
+        let name_node = self.required(&m, "name");
+        let name = name_node.and_then(|n| self.name(n, &m.field("name")));
+        let mode = self.opt_mode(&m, "mode");
+        let mut cgroup = Vec::new();
+        if let Some(sel) = self.required(&m, "selector") {
+            if let Some(s) = self.map(sel, &m.field("selector"), SELECTOR_KEYS) {
+                if let Some(globs) = self.required(&s, "cgroup") {
+                    cgroup = self.globs(globs, &s.field("cgroup"));
+                }
+            }
+        }
+        let origin = Origin::new(name_node?.loc, m.field("name"));
+        Some(Workload { name: name?, mode, cgroup, origin })
+    }
+
+    /// `cgroup:` is one glob or a non-empty list of them.
+    fn globs(&mut self, node: &Node, field: &str) -> Vec<String> {
+        let items: Vec<(&Node, String)> = match &node.value {
+            Value::Seq(_) => self
+                .list(node, field)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n, format!("{field}[{i}]")))
+                .collect(),
+            _ => vec![(node, field.to_string())],
+        };
+        let mut out = Vec::new();
+        for (n, f) in items {
+            let Some(s) = self.string(n, &f) else { continue };
+            let pattern = select::normalise(&s);
+            match select::glob(pattern) {
+                Ok(_) => out.push(pattern.to_string()),
+                Err(e) => self.err(n, &f, format!("invalid glob `{s}`: {}", e.kind())),
+            }
+        }
+        out
+    }
+
+    fn rule(&mut self, node: &Node, path: &str) -> Option<AllowRule> {
+        let m = self.map(node, path, RULE_KEYS)?;
+        let workloads = self.refs(&m, "workload", "workloads");
+        let segments = self.refs(&m, "segment", "segments");
+        let ports = m.get("ports").and_then(|n| self.ports(n, &m.field("ports"), MAX_ALLOW_PORTS));
+        let protocol = m.get("protocol").and_then(|n| self.protocol(n, &m.field("protocol")));
+        let mode = self.opt_mode(&m, "mode");
+        let origin = Origin::new(m.loc, path);
+        let narrowing_origin = ["ports", "protocol"]
+            .iter()
+            .find_map(|k| m.get(k).map(|n| Origin::new(n.loc, m.field(k))))
+            .unwrap_or_else(|| origin.clone());
+        Some(AllowRule {
+            workloads: workloads?,
+            segments: segments?,
+            ports: ports.unwrap_or_default(),
+            protocol: protocol.unwrap_or_default(),
+            mode,
+            origin,
+            narrowing_origin,
+        })
+    }
+
+    /// Exactly one of `one: name` or `many: [names]`.
+    fn refs(&mut self, m: &MapView, one: &str, many: &str) -> Option<Vec<NameRef>> {
+        match (m.get(one), m.get(many)) {
+            (Some(_), Some(n)) => {
+                self.err(n, &m.field(many), format!("give either `{one}` or `{many}`, not both"));
+                None
+            }
+            (None, None) => {
+                let reason = format!("missing required key `{one}` (or `{many}`)");
+                self.diag.at(m.loc, &m.field(one), reason);
+                None
+            }
+            (Some(n), None) => {
+                let field = m.field(one);
+                let name = self.string(n, &field)?;
+                Some(vec![NameRef { name, origin: Origin::new(n.loc, field) }])
+            }
+            (None, Some(list)) => {
+                let field = m.field(many);
+                let mut out: Vec<NameRef> = Vec::new();
+                for (i, n) in self.list(list, &field)?.iter().enumerate() {
+                    let f = format!("{field}[{i}]");
+                    let Some(name) = self.string(n, &f) else { continue };
+                    if out.iter().any(|r| r.name == name) {
+                        self.err(n, &f, format!("`{name}` is listed twice"));
+                        continue;
+                    }
+                    out.push(NameRef { name, origin: Origin::new(n.loc, f) });
+                }
+                Some(out)
+            }
+        }
+    }
+}
+
+/// `443`, `"443"` or `"9000-9100"`, within 1..=65535.
+fn port_window(node: &Node) -> Result<PortRange, String> {
+    let bad = || format!("expected a port (1-65535) or a range \"low-high\", found {}", describe(node));
+    let (text, quoted) = match &node.value {
+        Value::Scalar(s, style) => (s.trim(), *style == Style::Quoted),
+        _ => return Err(bad()),
+    };
+    if !quoted && !matches!(resolve_plain(text), Plain::Int(_) | Plain::Str) {
+        return Err(bad());
+    }
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let parse = |s: &str| -> Result<u16, String> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match s.parse::<u32>() {
+            Ok(v) if (1..=65535).contains(&v) => Ok(v as u16),
+            _ => Err(format!("port {s} is out of range 1-65535")),
+        }
+    };
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo > hi {
+        return Err(format!("port range {lo}-{hi} is reversed; write {hi}-{lo}"));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+/// Parses a CIDR (or bare address = host route), rejects host bits and maps
+/// `::ffff:a.b.c.d/len` (len >= 96) to IPv4, as the kernel hooks do.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let parsed = if text.contains('/') {
+        text.parse::<IpNet>().ok()
+    } else {
+        text.parse::<IpAddr>().ok().map(IpNet::from)
+    };
+    let Some(net) = parsed else {
+        return Err(format!("invalid CIDR `{text}`; expected e.g. 10.20.0.0/16 or fd00:20::/48"));
+    };
+    if net.trunc() != net {
+        return Err(format!("host bits set in `{text}`; did you mean {}?", net.trunc()));
+    }
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            if let Ok(n) = Ipv4Net::new(v4, v6.prefix_len() - 96) {
+                return Ok(IpNet::V4(n));
+            }
+        }
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr("10.20.0.0/16").unwrap().to_string(), "10.20.0.0/16");
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(parse_cidr("fd00::1").unwrap().to_string(), "fd00::1/128");
+        assert_eq!(parse_cidr("::ffff:10.1.2.0/120").unwrap().to_string(), "10.1.2.0/24");
+        assert_eq!(parse_cidr("::ffff:0:0/96").unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(parse_cidr("::/80").unwrap().to_string(), "::/80");
+        assert_eq!(parse_cidr("::ffff:0:0/80").unwrap_err(), "host bits set in `::ffff:0:0/80`; did you mean ::/80?");
+        assert_eq!(
+            parse_cidr("10.20.1.0/16").unwrap_err(),
+            "host bits set in `10.20.1.0/16`; did you mean 10.20.0.0/16?"
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("example.com").is_err());
+    }
+}

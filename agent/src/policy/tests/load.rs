@@ -1,0 +1,74 @@
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::super::{DefaultAction, Mode, load_file};
+use super::{EXAMPLE, ok};
+
+#[test]
+fn example_loads_with_its_settings() {
+    let p = ok(EXAMPLE);
+    assert_eq!(p.version, 1);
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.default_action, DefaultAction::Allow);
+    assert_eq!(p.agent.cgroup_root, "warden-demo");
+    assert_eq!(p.agent.socket, Path::new("/run/warden/warden.sock"));
+    assert_eq!(p.agent.node_name, None);
+    assert_eq!(p.agent.events.jsonl, "-");
+    assert!(!p.agent.events.log_unprotected);
+    assert_eq!(p.agent.ring_buffer_bytes, 4 << 20);
+    let names: Vec<&str> = p.segments.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["object-store", "model-registry", "tenant-b", "metadata-api"]);
+    let names: Vec<&str> = p.workloads.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["trainer", "inference"]);
+    assert_eq!(p.workloads[0].cgroup, ["training/*"]);
+    assert_eq!(p.allow.len(), 2);
+    assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
+}
+
+#[test]
+fn defaults_for_a_minimal_policy() {
+    let p = ok("version: 1\n");
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.default_action, DefaultAction::Allow);
+    assert_eq!(p.agent, Default::default());
+    assert_eq!(p.agent.cgroup_root, "/");
+    assert!(p.segments.is_empty() && p.workloads.is_empty() && p.allow.is_empty());
+    let p = ok("version: 1\nsegments: []\nworkloads:\nallow: []\n");
+    assert!(p.segments.is_empty() && p.workloads.is_empty());
+    assert_eq!(Mode::Audit.to_string(), "audit");
+    assert_eq!(serde_json::to_string(&Mode::Enforce).unwrap(), "\"enforce\"");
+}
+
+#[test]
+fn load_file_reads_and_hashes_bytes() {
+    let dir = std::env::temp_dir().join(format!("warden-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let p = load_file(&path).unwrap();
+    assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
+
+    std::fs::write(&path, b"version: 1\nmode: \"au\xffdit\"\n").unwrap();
+    let e = load_file(&path).unwrap_err();
+    assert_eq!(e.to_string(), format!("{}:2:10: file: not valid UTF-8", path.display()));
+
+    std::fs::write(&path, "version: 2\n").unwrap();
+    let e = load_file(&path).unwrap_err();
+    let want = format!("{}:1:10: version: unsupported version 2; this agent understands version 1", path.display());
+    assert_eq!(e.to_string(), want);
+
+    let missing = dir.join("absent.yaml");
+    let e = load_file(&missing).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert_eq!((e.0[0].line, e.0[0].column, e.0[0].field.as_str()), (0, 0, "file"));
+    assert!(e.to_string().starts_with(&format!("{}: file: cannot open:", missing.display())));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversized_input_is_rejected_before_parsing() {
+    let big = format!("version: 1\n#{}\n", "x".repeat(super::super::MAX_FILE_BYTES));
+    let e = super::errs(&big);
+    assert_eq!(e, vec![format!("p.yaml: file: larger than {} bytes", super::super::MAX_FILE_BYTES)]);
+}

@@ -1,0 +1,88 @@
+//! Tests across the policy modules: error reporting, compilation, schema, fuzzing.
+use super::{Policy, load_str};
+
+mod compile;
+mod errors;
+mod fuzz;
+mod load;
+mod schema;
+
+pub(super) const EXAMPLE: &str = include_str!("../../../../config/example.yaml");
+
+/// Valid policies used by the compile tests; the schema must accept them all.
+pub(super) const NESTED: &str = r#"version: 1
+segments:
+  - name: wide
+    network:
+      - cidr: 10.0.0.0/8
+  - name: storage
+    network:
+      - cidr: 10.20.0.0/16
+        ports: ["9000-9100", 443]
+        protocol: tcp
+  - name: bastion
+    network:
+      - cidr: 10.20.30.0/24
+        ports: [22]
+      - cidr: "::ffff:10.99.0.0/112"
+        protocol: udp
+  - name: v6
+    network:
+      - cidr: fd00:b::/48
+        ports: [8443]
+      - cidr: fd00:b:0:1::/64
+"#;
+
+pub(super) const MODES: &str = r#"version: 1
+mode: enforce
+defaultAction: deny
+agent:
+  events:
+    logUnprotected: true
+segments:
+  - name: s-audit
+    mode: audit
+    network:
+      - cidr: 10.1.0.0/16
+  - name: s-plain
+    network:
+      - cidr: 10.2.0.0/16
+        ports: [443, 8000-8100]
+  - name: s-other
+    network:
+      - cidr: 10.3.0.0/16
+workloads:
+  - name: w-audit
+    mode: audit
+    selector:
+      cgroup: a/*
+  - name: w-plain
+    selector:
+      cgroup: [b/*, /c/**]
+allow:
+  - workload: w-plain
+    segment: s-audit
+  - workloads: [w-plain]
+    segments: [s-plain]
+    ports: [443, "8000-8010"]
+    protocol: tcp
+    mode: audit
+  - workload: w-audit
+    segment: s-plain
+    mode: enforce
+"#;
+
+pub(super) fn ok(text: &str) -> Policy {
+    match load_str(text, "p.yaml") {
+        Ok(p) => p,
+        Err(e) => panic!("policy should load:\n{e}"),
+    }
+}
+
+/// Error lines as displayed, for exact assertions.
+pub(super) fn errs(text: &str) -> Vec<String> {
+    match load_str(text, "p.yaml") {
+        Ok(_) => panic!("policy should fail:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}

@@ -1,0 +1,3 @@
+//! Ring buffer: kernel records in, decoded records out.
+pub mod decode;
+pub mod reader;

@@ -1,0 +1,47 @@
+//! Drains a kernel ring buffer from tokio: waits for readiness on the
+//! map fd (epoll), then reads every available record.
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+
+use super::decode::{Record, decode};
+
+/// Runs forever, calling `on_batch` with each batch of decoded records
+/// (batches let sinks flush once per wake-up instead of per record).
+pub async fn drain<F>(ring: RingBuf<MapData>, mut on_batch: F) -> std::io::Result<()>
+where
+    F: FnMut(&mut Vec<Record>, u64),
+{
+    // SAFETY: the RingBuf owns its map fd for its whole life and always
+    // returns the same fd; the AsyncFd owns the RingBuf.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut batch = Vec::with_capacity(1024);
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        // Clear readiness *before* draining: a record submitted while we
+        // drain re-arms it, so no wake-up is lost.
+        guard.clear_ready();
+        let mut bad = 0u64;
+        {
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                match decode(&item) {
+                    Ok(r) => batch.push(r),
+                    Err(e) => {
+                        bad += 1;
+                        tracing::warn!(error = %e, "undecodable kernel record");
+                    }
+                }
+                if batch.len() >= 4096 {
+                    on_batch(&mut batch, bad);
+                    batch.clear();
+                    bad = 0;
+                }
+            }
+        }
+        if !batch.is_empty() || bad > 0 {
+            on_batch(&mut batch, bad);
+            batch.clear();
+        }
+    }
+}

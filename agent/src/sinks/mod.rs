@@ -1,0 +1,4 @@
+//! Sinks: where enriched events go.
+pub mod jsonl;
+
+pub use jsonl::JsonlSink;

@@ -1,0 +1,34 @@
+//! Host facts the agent depends on: privileges, kernel features, mounts.
+pub mod kernel;
+pub mod mountinfo;
+pub mod mounts;
+
+use thiserror::Error;
+
+/// Why the node cannot run the agent; each names what is missing.
+#[derive(Debug, Error)]
+pub enum SystemError {
+    #[error("warden must run as root (it loads eBPF programs: needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); effective uid is {0}")]
+    NotRoot(u32),
+    #[error("kernel BTF is missing: {0} does not exist (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
+    NoBtf(String),
+    #[error("no cgroup2 filesystem is mounted (checked /proc/self/mountinfo); warden needs the unified cgroup hierarchy")]
+    NoCgroup2,
+    #[error("cgroup root {0} does not exist or is not a cgroup2 directory")]
+    MissingCgroupRoot(String),
+    #[error("kernel lacks {feature}: {detail}")]
+    MissingFeature { feature: &'static str, detail: String },
+    #[error("cannot mount {fs} at {target}: {source}")]
+    Mount { fs: &'static str, target: String, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+}
+
+/// Refuses to continue unless the effective uid is 0.
+pub fn require_root() -> Result<(), SystemError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid != 0 {
+        return Err(SystemError::NotRoot(euid));
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Harness for privileged integration tests: real cgroups, the real
+//! `warden` binary, real client processes. Each test owns a cgroup subtree,
+//! a temp dir, a control socket and an agent; all are cleaned up on drop,
+//! including after a failed assertion.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Fails (never skips) without root: CI runs these as root.
+pub fn require_root() {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(uid, 0, "privileged integration tests must run as root (CI does)");
+}
+
+fn unique(name: &str) -> String {
+    format!("warden-it-{}-{}-{name}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The cgroup2 mount point, from mountinfo (never assumed).
+pub fn cgroup2_mount() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in text.lines() {
+        if let Some((pre, post)) = line.split_once(" - ") {
+            if post.starts_with("cgroup2 ") {
+                return PathBuf::from(pre.split(' ').nth(4).unwrap());
+            }
+        }
+    }
+    panic!("no cgroup2 mount");
+}
+
+/// A test-owned cgroup subtree.
+pub struct TestTree {
+    /// Relative to the cgroup2 mount: what `--cgroup-root` takes.
+    pub rel: String,
+    pub abs: PathBuf,
+}
+
+impl TestTree {
+    pub fn new(name: &str) -> Self {
+        require_root();
+        let rel = unique(name);
+        let abs = cgroup2_mount().join(&rel);
+        std::fs::create_dir(&abs).unwrap_or_else(|e| panic!("mkdir {}: {e}", abs.display()));
+        Self { rel, abs }
+    }
+
+    /// Creates (nested) child cgroups; returns the absolute path.
+    pub fn mkdir(&self, sub: &str) -> PathBuf {
+        let p = self.abs.join(sub);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+fn kill_all(dir: &Path) {
+    if dir.join("cgroup.kill").exists() {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    } else if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    kill_all(dir);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("warning: could not remove cgroup {}", dir.display());
+}
+
+impl Drop for TestTree {
+    fn drop(&mut self) {
+        remove_tree(&self.abs);
+    }
+}
+
+/// A temp directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `warden agent`, scoped to one test tree.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub events: PathBuf,
+    pub stderr: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent and waits until its control socket answers.
+    pub fn start(tree: &TestTree, yaml: &str) -> Self {
+        let dir = TempDir::new("agent");
+        let config = dir.0.join("warden.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let socket = dir.0.join("warden.sock");
+        let events = dir.0.join("events.jsonl");
+        let stderr = dir.0.join("agent.log");
+        let child = Command::new(WARDEN)
+            .arg("agent")
+            .arg("--config")
+            .arg(&config)
+            .args(["--cgroup-root", &tree.rel])
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--events")
+            .arg(&events)
+            .args(["--node-name", "test-node"])
+            .env("WARDEN_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn warden");
+        let mut agent = Self { child: Some(child), dir, socket, events, stderr, config };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("warden exited early ({st}):\n{}", agent.log());
+            }
+            if agent.try_status().is_some() {
+                return agent;
+            }
+            assert!(Instant::now() < deadline, "warden did not come up:\n{}", agent.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let out = Command::new(WARDEN).args(["status", "--json", "--socket"]).arg(&self.socket).output().ok()?;
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+
+    /// `warden status --json`, run as users run it.
+    pub fn status(&self) -> Value {
+        self.try_status().unwrap_or_else(|| panic!("warden status failed; agent log:\n{}", self.log()))
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Waits until at least `n` events satisfy `pred`.
+    pub fn wait_events(&self, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<Value> = self.events().into_iter().filter(|e| pred(e)).collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "expected {n} events, got {found:?}\nall: {:?}", self.events());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Outcome of one netprobe run.
+#[derive(Debug)]
+pub struct Probe {
+    pub code: i32,
+    pub pid: u32,
+    pub output: String,
+}
+
+impl Probe {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    pub fn eperm(&self) -> bool {
+        self.code == 2
+    }
+}
+
+pub const NETPROBE: &str = env!("CARGO_BIN_EXE_warden-netprobe");
+
+/// Runs the real client inside `cgroup`: mode is tcp | udp-connect | udp-sendto.
+pub fn netprobe(cgroup: &Path, mode: &str, addr: &str, port: u16) -> Probe {
+    let child = Command::new(NETPROBE)
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args(["--linger-ms", "150", mode, addr, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    Probe { code: out.status.code().unwrap_or(-1), pid, output: String::from_utf8_lossy(&out.stdout).into_owned() }
+}
+
+/// A TCP listener that accepts in the background (so connects complete).
+pub fn tcp_listener(addr: &str) -> u16 {
+    let l = std::net::TcpListener::bind((addr, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    port
+}
+
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
