@@ -26,7 +26,11 @@ pub fn build(workspace: &Path) -> Result<PathBuf, String> {
     // Variables the outer cargo sets for *its* target would break the BPF build.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k.starts_with("RUSTC") || k == "RUSTUP_TOOLCHAIN" || k == "RUSTFLAGS" {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+            || k.starts_with("RUSTC")
+            || k == "RUSTUP_TOOLCHAIN"
+            || k == "RUSTFLAGS"
+        {
             cmd.env_remove(&k);
         }
     }

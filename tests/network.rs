@@ -33,7 +33,12 @@ allow:
 }
 
 fn workload<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no workload {name} in {status}"))
+    status["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("no workload {name} in {status}"))
 }
 
 #[test]
@@ -56,7 +61,9 @@ fn tcp_v4_allowed_denied_and_unidentified() {
     assert!(free.ok(), "non-segment destinations follow defaultAction allow: {free:?}");
 
     let events = agent.wait_events(3, |e| e["segment"] == "store");
-    let by_pid = |pid: u32| events.iter().find(|e| e["tgid"] == pid).unwrap_or_else(|| panic!("no event for pid {pid}: {events:?}"));
+    let by_pid = |pid: u32| {
+        events.iter().find(|e| e["tgid"] == pid).unwrap_or_else(|| panic!("no event for pid {pid}: {events:?}"))
+    };
     let e = by_pid(ok.pid);
     assert_eq!((str_of(e, "workload"), str_of(e, "verdict")), ("trainer", "allowed"));
     assert_eq!(str_of(e, "identity"), "matched");
@@ -138,7 +145,9 @@ allow:
     let denied = agent.wait_events(7, |e| e["verdict"] == "denied");
     assert!(denied.iter().all(|e| e["workload"] == "other"), "{denied:?}");
     let ops: Vec<(&str, &str)> = denied.iter().map(|e| (str_of(e, "operation"), str_of(e, "protocol"))).collect();
-    assert!(ops.contains(&("sendmsg", "udp")) && ops.contains(&("connect", "udp")) && ops.contains(&("connect", "tcp")));
+    assert!(
+        ops.contains(&("sendmsg", "udp")) && ops.contains(&("connect", "udp")) && ops.contains(&("connect", "tcp"))
+    );
     let mapped = denied.iter().filter(|e| e["destination"]["address"] == "127.0.0.2").count();
     assert_eq!(mapped, 4, "v4 and mapped-v4 denies are reported as IPv4");
     // The allowed datagrams really arrived.

@@ -12,9 +12,7 @@ fn main() -> ExitCode {
     // Logs go to stderr so stdout can carry JSON events.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     match run(cli) {
         Ok(code) => code,

@@ -3,14 +3,13 @@
 //! Field offsets come from tracefs format files, read by the agent at start
 //! and set as globals: tracepoint layouts are ABI-described, not guessed.
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
-    EbpfContext,
 };
 use warden_common::{
-    CgroupEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, STAT_CGROUP_EVENTS,
-    STAT_CGROUP_EVENTS_DROPPED,
+    CgroupEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED,
 };
 
 use crate::maps::{CGROUP_EVENTS, STATS, bump};

@@ -5,8 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use warden_common::{
-    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, SegmentEntries, SegmentInfo, Settings,
-    STAT_SLOTS, VERDICT_SLOTS,
+    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
 };
 
 /// cgroup id → workload id. Absent means unidentified (fail closed).
@@ -33,8 +32,7 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// Decision counters: `workload_id * VERDICT_SLOTS + verdict`.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
 
 /// Pipeline statistics (`STAT_*` indices), notably ring-buffer drops.
 #[map]

@@ -1,24 +1,28 @@
 //! cgroup sock_addr hooks: connect4/6 (TCP and connected UDP) and
 //! sendmsg4/6 (unconnected UDP). Return 1 to allow, 0 to deny (EPERM).
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::cgroup_sock_addr,
     maps::lpm_trie::Key,
     programs::SockAddrContext,
 };
 use warden_common::{
-    AF_INET, AF_INET6, AllowKey, DEFAULT_DENY, EVENT_NET, MAX_ALLOW_PORTS, MAX_SEGMENT_ENTRIES,
-    MAX_WORKLOADS, MODE_AUDIT, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP, RULE_DEFAULT,
-    SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, STAT_EVENTS_DROPPED, SegmentEntries, VERDICT_ALLOWED,
-    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
+    AF_INET, AF_INET6, AllowKey, DEFAULT_DENY, EVENT_NET, MAX_ALLOW_PORTS, MAX_SEGMENT_ENTRIES, MAX_WORKLOADS,
+    MODE_AUDIT, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP, RULE_DEFAULT, SEGMENT_NONE, STAT_DECISIONS,
+    STAT_EVENTS, STAT_EVENTS_DROPPED, SegmentEntries, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_SLOTS,
+    WORKLOAD_UNIDENTIFIED,
 };
 
 use crate::maps::{
-    ALLOW, CGROUP_WORKLOADS, COUNTERS, EVENTS, SEGMENT_INFO, SEGMENTS_V4, SEGMENTS_V6, SETTINGS,
-    STATS, bump,
+    ALLOW, CGROUP_WORKLOADS, COUNTERS, EVENTS, SEGMENT_INFO, SEGMENTS_V4, SEGMENTS_V6, SETTINGS, STATS, bump,
 };
 
 const IPPROTO_TCP: u32 = 6;
+
+/// Queued bytes at which a submit wakes the agent (set by the loader).
+#[unsafe(no_mangle)]
+static EVENTS_WAKEUP_BYTES: u32 = 64 * 1024;
 const IPPROTO_UDP: u32 = 17;
 
 #[cgroup_sock_addr(connect4)]
@@ -95,12 +99,7 @@ fn on_v6(ctx: &SockAddrContext, op: u8) -> i32 {
     addr[12..16].copy_from_slice(&words[3].to_ne_bytes());
     let (proto, port) = (proto_bit(ctx), dport(ctx));
     // IPv4-mapped (::ffff:a.b.c.d): match against the IPv4 segments.
-    let mapped = words[0] == 0
-        && words[1] == 0
-        && addr[8] == 0
-        && addr[9] == 0
-        && addr[10] == 0xff
-        && addr[11] == 0xff;
+    let mapped = words[0] == 0 && words[1] == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
     if mapped {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&addr[12..16]);
@@ -219,6 +218,12 @@ fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, r
         comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
     };
     entry.write(ev);
-    entry.submit(0);
+    // Waking the consumer on every record costs microseconds per connect
+    // (irq_work + scheduler); wake it only when a batch is queued. The agent
+    // also drains on a short timer, which bounds event latency.
+    let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    // SAFETY: reading a static the loader may patch.
+    let threshold = unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) } as u64;
+    entry.submit(if queued >= threshold { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 });
     bump(&STATS, STAT_EVENTS);
 }

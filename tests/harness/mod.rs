@@ -32,10 +32,10 @@ fn unique(name: &str) -> String {
 pub fn cgroup2_mount() -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for line in text.lines() {
-        if let Some((pre, post)) = line.split_once(" - ") {
-            if post.starts_with("cgroup2 ") {
-                return PathBuf::from(pre.split(' ').nth(4).unwrap());
-            }
+        if let Some((pre, post)) = line.split_once(" - ")
+            && post.starts_with("cgroup2 ")
+        {
+            return PathBuf::from(pre.split(' ').nth(4).unwrap());
         }
     }
     panic!("no cgroup2 mount");

@@ -1,1 +1,41 @@
-fn main() {}
+//! Developer tasks: `cargo xtask build-ebpf | test | bench`.
+mod bench;
+mod ebpf;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the eBPF object into target/ebpf (nightly + bpf-linker).
+    BuildEbpf,
+    /// Format check, clippy, then every test (unit + privileged integration).
+    Test,
+    /// Benchmarks, each reported as ratios to a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+    /// Internal: the benchmark's client process.
+    #[command(hide = true)]
+    BenchClient(bench::client::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::BuildEbpf => {
+            let obj = ebpf::build()?;
+            println!("{}", obj.display());
+            Ok(())
+        }
+        Cmd::Test => test::all(),
+        Cmd::Bench(b) => bench::run(b),
+        Cmd::BenchClient(a) => bench::client::run(a),
+    }
+}

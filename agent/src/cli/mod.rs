@@ -60,6 +60,12 @@ pub enum PolicyCommand {
 
 impl From<AgentArgs> for daemon::AgentOptions {
     fn from(a: AgentArgs) -> Self {
-        Self { config: a.config, cgroup_root: a.cgroup_root, socket: a.socket, events: a.events, node_name: a.node_name }
+        Self {
+            config: a.config,
+            cgroup_root: a.cgroup_root,
+            socket: a.socket,
+            events: a.events,
+            node_name: a.node_name,
+        }
     }
 }

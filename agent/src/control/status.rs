@@ -86,7 +86,11 @@ pub struct IdentityStatus {
 
 impl std::fmt::Display for StatusReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "warden {} (pid {}) on {} — kernel {}, up since {}", self.version, self.pid, self.node, self.kernel, self.started_at)?;
+        writeln!(
+            f,
+            "warden {} (pid {}) on {} — kernel {}, up since {}",
+            self.version, self.pid, self.node, self.kernel, self.started_at
+        )?;
         writeln!(f, "mode: {}   default for non-segment destinations: {}", self.mode, self.default_action)?;
         let p = &self.policy;
         writeln!(
@@ -121,7 +125,11 @@ impl std::fmt::Display for StatusReport {
             "  kernel emitted {}, kernel dropped {}, written {}, write errors {}, decode errors {}, last seq {}",
             e.kernel_emitted, e.kernel_dropped, e.written, e.write_errors, e.decode_errors, e.last_seq
         )?;
-        writeln!(f, "  cgroup events {}, cgroup events dropped {}, decisions {}", e.cgroup_events, e.cgroup_events_dropped, e.decisions)?;
+        writeln!(
+            f,
+            "  cgroup events {}, cgroup events dropped {}, decisions {}",
+            e.cgroup_events, e.cgroup_events_dropped, e.decisions
+        )?;
         let i = &self.identity;
         writeln!(f, "\nIDENTITY")?;
         writeln!(

@@ -5,10 +5,14 @@ use aya::maps::{MapData, RingBuf};
 use warden_common::{CGROUP_PATH_MAX, STAT_CGROUP_EVENTS_DROPPED};
 
 use super::state::Shared;
-use crate::{identity::cgroups::DEFAULT_HIERARCHY, identity::delay::monotonic_ns, ringbuf::decode::Record, ringbuf::reader};
+use crate::{
+    identity::cgroups::DEFAULT_HIERARCHY, identity::delay::monotonic_ns, ringbuf::decode::Record, ringbuf::reader,
+};
 
 pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<()> {
-    reader::drain(ring, |batch, bad| {
+    // Cgroup records wake the agent immediately (identity delay matters);
+    // the tick is only a safety net.
+    reader::drain(ring, Duration::from_millis(100), |batch, bad| {
         shared.note_decode_errors(bad);
         for rec in batch.drain(..) {
             match rec {

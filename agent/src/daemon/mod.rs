@@ -35,6 +35,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // Refuse bad policy before touching the kernel.
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
     let compiled = policy.compile();
+    // Bind first: a second agent must fail before it touches the kernel.
+    let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
+    let listener =
+        control::server::bind(&socket_path).with_context(|| format!("control socket {}", socket_path.display()))?;
+    let _socket_guard = SocketGuard(socket_path.clone());
 
     kernel::require_btf()?;
     mounts::ensure_all()?;
@@ -60,7 +65,6 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         .or_else(|| policy.agent.node_name.clone())
         .or_else(|| std::env::var("NODE_NAME").ok())
         .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
-    let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
     let shared = Arc::new(Shared::new(state::Init {
         node: node.clone(),
         config: opts.config.clone(),
@@ -75,8 +79,6 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     hooks.attach_network(&root_abs)?;
     shared.set_programs(&hooks);
 
-    let listener = control::server::bind(&socket_path).with_context(|| format!("control socket {}", socket_path.display()))?;
-    let _socket_guard = SocketGuard(socket_path.clone());
     let events_target = opts.events.clone().unwrap_or_else(|| shared.events_target());
     let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
 

@@ -8,9 +8,7 @@ use std::{
     },
 };
 
-use warden_common::{
-    STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_EVENTS, STAT_EVENTS_DROPPED,
-};
+use warden_common::{STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_EVENTS, STAT_EVENTS_DROPPED};
 
 use crate::{
     control::{server::Handler, status::*},

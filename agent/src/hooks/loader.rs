@@ -54,7 +54,8 @@ impl Hooks {
     /// Loads the object (maps created, programs not yet in the kernel).
     pub fn load(ring_buffer_bytes: u32) -> Result<Self, HookError> {
         let tracefs = Path::new(TRACEFS);
-        let (mk_root, mk_id, mk_path) = tracefs::cgroup_tp_offsets(tracefs, "cgroup_mkdir").map_err(HookError::Tracefs)?;
+        let (mk_root, mk_id, mk_path) =
+            tracefs::cgroup_tp_offsets(tracefs, "cgroup_mkdir").map_err(HookError::Tracefs)?;
         let rm = tracefs::cgroup_tp_offsets(tracefs, "cgroup_rmdir").map_err(HookError::Tracefs)?;
         if rm != (mk_root, mk_id, mk_path) {
             // Both programs share the globals; differing layouts would need two sets.
@@ -91,9 +92,18 @@ impl Hooks {
                 .try_into()
                 .map_err(|e| HookError::Verify { name, source: e })?;
             prog.load().map_err(|e| HookError::Verify { name, source: e })?;
-            prog.attach("cgroup", name).map_err(|e| HookError::Attach { name, target: format!("cgroup:{name}"), source: e })?;
+            prog.attach("cgroup", name).map_err(|e| HookError::Attach {
+                name,
+                target: format!("cgroup:{name}"),
+                source: e,
+            })?;
             let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
-            self.attached.push(AttachedProgram { name, kind: "tracepoint", attached_to: format!("cgroup:{name}"), program_id });
+            self.attached.push(AttachedProgram {
+                name,
+                kind: "tracepoint",
+                attached_to: format!("cgroup:{name}"),
+                program_id,
+            });
         }
         Ok(())
     }

@@ -116,10 +116,7 @@ impl PolicyMaps {
             return VerdictCounts::default();
         }
         let slot = |v: u8| -> u64 {
-            self.counters
-                .get(&(workload_id * VERDICT_SLOTS + v as u32), 0)
-                .map(|vals| vals.iter().sum())
-                .unwrap_or(0)
+            self.counters.get(&(workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
         };
         VerdictCounts {
             allowed: slot(warden_common::VERDICT_ALLOWED),

@@ -40,7 +40,12 @@ impl CgroupTracker {
         if !root_abs.join("cgroup.procs").exists() {
             return Err(SystemError::MissingCgroupRoot(root_abs.display().to_string()));
         }
-        Ok(Self { mount_point: mount.mount_point.clone(), mount_root: mount.root.clone(), root_abs, cgroups: HashMap::new() })
+        Ok(Self {
+            mount_point: mount.mount_point.clone(),
+            mount_root: mount.root.clone(),
+            root_abs,
+            cgroups: HashMap::new(),
+        })
     }
 
     pub fn root_abs(&self) -> &Path {

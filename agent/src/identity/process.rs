@@ -19,10 +19,10 @@ pub struct ExeCache {
 impl ExeCache {
     pub fn exe(&mut self, tgid: u32) -> Option<String> {
         let now = Instant::now();
-        if let Some((exe, at)) = self.entries.get(&tgid) {
-            if now.duration_since(*at) < TTL {
-                return exe.clone();
-            }
+        if let Some((exe, at)) = self.entries.get(&tgid)
+            && now.duration_since(*at) < TTL
+        {
+            return exe.clone();
         }
         if self.entries.len() >= MAX_ENTRIES {
             self.entries.retain(|_, (_, at)| now.duration_since(*at) < TTL);

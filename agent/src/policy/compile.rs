@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use warden_common::{
-    AllowKey, AllowPorts, AllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo,
-    Settings,
+    AllowKey, AllowPorts, AllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo, Settings,
 };
 
 use super::model::{Policy, windows};
@@ -91,19 +90,20 @@ impl Policy {
         for (r, rule) in self.allow.iter().enumerate() {
             let rule_id = (r + 1) as u32;
             for w in &rule.workloads {
-                let Some(&wi) = wl_ids.get(w.name.as_str()) else { continue };
+                let Some(&wi) = wl_ids.get(w.name.as_str()) else {
+                    continue;
+                };
                 for s in &rule.segments {
-                    let Some(&si) = seg_ids.get(s.name.as_str()) else { continue };
+                    let Some(&si) = seg_ids.get(s.name.as_str()) else {
+                        continue;
+                    };
                     let key = ((wi + 1) as u32, (si + 1) as u16);
                     if allow.contains_key(&key) {
                         continue; // validation rejects a second rule for a pair
                     }
-                    let mode = rule
-                        .mode
-                        .or(self.workloads[wi].mode)
-                        .or(self.segments[si].mode)
-                        .unwrap_or(global);
-                    let mut value = AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
+                    let mode = rule.mode.or(self.workloads[wi].mode).or(self.segments[si].mode).unwrap_or(global);
+                    let mut value =
+                        AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
                     for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
                         *slot = AllowPorts {
                             rule_id,
@@ -123,10 +123,9 @@ impl Policy {
         for (wi, w) in self.workloads.iter().enumerate() {
             let Some(mode) = w.mode else { continue };
             for si in 0..self.segments.len() {
-                allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(AllowValue {
-                    deny_mode: mode.kernel(),
-                    ..Default::default()
-                });
+                allow
+                    .entry(((wi + 1) as u32, (si + 1) as u16))
+                    .or_insert(AllowValue { deny_mode: mode.kernel(), ..Default::default() });
             }
         }
         let allow = allow
@@ -134,11 +133,10 @@ impl Policy {
             .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
             .collect();
 
-        let selector = Selector::build(
-            self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())),
-        )
-        // Validation built the same set; should it ever fail, nothing is identified (fail closed).
-        .unwrap_or_default();
+        let selector =
+            Selector::build(self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())))
+                // Validation built the same set; should it ever fail, nothing is identified (fail closed).
+                .unwrap_or_default();
 
         CompiledPolicy {
             settings,

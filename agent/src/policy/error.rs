@@ -43,10 +43,7 @@ impl PolicyError {
         if self.line == 0 {
             format!("{}: {}: {}", self.file, self.field, self.reason)
         } else {
-            format!(
-                "{}:{}:{}: {}: {}",
-                self.file, self.line, self.column, self.field, self.reason
-            )
+            format!("{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.reason)
         }
     }
 }
@@ -69,18 +66,27 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
+/// Most errors kept per file: beyond that a generated or corrupted file
+/// would only flood the terminal.
+pub const MAX_ERRORS: usize = 1000;
+
 /// Collects errors for one file while parsing and validating.
 pub(crate) struct Diag {
     file: String,
     errors: Vec<PolicyError>,
+    dropped: usize,
 }
 
 impl Diag {
     pub fn new(file: &str) -> Self {
-        Self { file: file.to_string(), errors: Vec::new() }
+        Self { file: file.to_string(), errors: Vec::new(), dropped: 0 }
     }
 
     pub fn at(&mut self, loc: Loc, field: &str, reason: impl Into<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.dropped += 1;
+            return;
+        }
         self.errors.push(PolicyError {
             file: self.file.clone(),
             line: loc.line,
@@ -101,6 +107,15 @@ impl Diag {
     /// Errors sorted by position (stable, so same-node errors keep their order).
     pub fn finish(mut self) -> PolicyErrors {
         self.errors.sort_by_key(|e| (e.line, e.column));
+        if self.dropped > 0 {
+            self.errors.push(PolicyError {
+                file: self.file.clone(),
+                line: 0,
+                column: 0,
+                field: "document".into(),
+                reason: format!("{} more errors not shown", self.dropped),
+            });
+        }
         PolicyErrors(self.errors)
     }
 }

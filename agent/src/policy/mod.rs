@@ -57,8 +57,10 @@
 //! stays within one path component, `**` crosses `/`. A cgroup is identified by
 //! its own path or, failing that, its nearest matching ancestor, so containers
 //! nested under `training/job-1` are `trainer` too. When several workloads match
-//! at the same level, the first in the file wins. Unmatched cgroups are
-//! *unidentified* and never get into a segment.
+//! at the same level, the first in the file wins. A catch-all `**` matches
+//! every cgroup's own path, so it beats identities inherited from ancestors;
+//! use `*` to catch top-level cgroups and let their descendants inherit.
+//! Unmatched cgroups are *unidentified* and never get into a segment.
 //!
 //! **Allow rules.** A rule lets its workloads reach its segments, optionally only
 //! on some ports or one protocol (it must overlap what the segment covers). One
@@ -74,10 +76,12 @@
 //! uses the global mode.
 //!
 //! Unknown keys, YAML anchors/aliases/tags and multiple documents are rejected.
+//! Files are limited to 8 MiB and 64 levels of nesting; at most 1000 errors are
+//! listed.
 //!
-//! Modules: `yaml` (marked tree), `parse` (typed reader), `validate`
-//! (cross-item rules), `prefixes` + `compile` (map contents), `select`
-//! (cgroup globs).
+//! Modules: `yaml` (marked tree), `reader` + `values` + `parse` (typed
+//! reading into `model`), `validate` (cross-item rules), `prefixes` +
+//! `compile` (map contents), `select` (cgroup globs).
 use std::io::Read;
 use std::path::Path;
 
@@ -89,8 +93,10 @@ mod model;
 mod names;
 mod parse;
 mod prefixes;
+mod reader;
 mod select;
 mod validate;
+mod values;
 mod yaml;
 
 #[cfg(test)]
@@ -99,8 +105,8 @@ mod tests;
 pub use compile::{CompiledPolicy, RuleInfo};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
 pub use model::{
-    AgentConfig, AllowRule, DefaultAction, EventsConfig, Mode, NameRef, NetworkEntry, Policy,
-    PortRange, Protocol, Segment, Workload,
+    AgentConfig, AllowRule, DefaultAction, EventsConfig, Mode, NameRef, NetworkEntry, Policy, PortRange, Protocol,
+    Segment, Workload,
 };
 pub use select::Selector;
 
@@ -120,9 +126,7 @@ pub fn load_file(path: &Path) -> Result<Policy, PolicyErrors> {
     let file = std::fs::File::open(path).map_err(|e| io_error(format!("cannot open: {e}")))?;
     let mut bytes = Vec::new();
     // Read one byte past the limit to detect oversized files without reading them whole.
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(format!("cannot read: {e}")))?;
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| io_error(format!("cannot read: {e}")))?;
     load_bytes(&bytes, &label)
 }
 
@@ -148,7 +152,8 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
             return Err(diag.finish());
         }
     };
-    let root = yaml::parse(text, &mut diag);
+    // Editors on some platforms prepend a byte order mark; it is not content.
+    let root = yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(text), &mut diag);
     if root.is_none() && !diag.is_empty() {
         return Err(diag.finish()); // syntax error: nothing to read
     }

@@ -13,9 +13,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 pub fn name_rule() -> String {
-    format!(
-        "use 1-{MAX_NAME_LEN} characters from a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit"
-    )
+    format!("use 1-{MAX_NAME_LEN} characters from a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit")
 }
 
 /// The candidate closest to `name` within edit distance 2, if any.

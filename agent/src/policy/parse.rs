@@ -3,28 +3,25 @@
 //!
 //! Errors are collected, never fatal: a bad item is reported and skipped (or
 //! kept with its raw name, so later references to it don't cascade).
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use ipnet::{IpNet, Ipv4Net};
 use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENTS, MAX_WORKLOADS};
 
 use super::error::{Diag, Loc, Origin};
 use super::model::*;
-use super::names::{closest, is_valid_name, name_rule};
+use super::reader::{MapView, Reader, describe};
 use super::select;
-use super::yaml::{Node, Plain, Style, Value, resolve_plain};
+use super::values::{parse_cidr, port_window};
+use super::yaml::{Node, Value};
 
-const TOP_KEYS: &[&str] =
-    &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
+const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
 const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes"];
 const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
 const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
 const SELECTOR_KEYS: &[&str] = &["cgroup"];
-const RULE_KEYS: &[&str] =
-    &["workload", "workloads", "segment", "segments", "ports", "protocol", "mode"];
+const RULE_KEYS: &[&str] = &["workload", "workloads", "segment", "segments", "ports", "protocol", "mode"];
 
 pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
 pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
@@ -55,14 +52,15 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
         return policy;
     }
     let mut r = Reader { diag };
-    let Some(top) = r.map(root, "", TOP_KEYS) else { return policy };
+    let Some(top) = r.map(root, "", TOP_KEYS) else {
+        return policy;
+    };
 
-    if let Some(node) = r.required(&top, "version") {
-        if let Some(v) = r.integer(node, "version") {
-            if v != 1 {
-                r.err(node, "version", format!("unsupported version {v}; this agent understands version 1"));
-            }
-        }
+    if let Some(node) = r.required(&top, "version")
+        && let Some(v) = r.integer(node, "version")
+        && v != 1
+    {
+        r.err(node, "version", format!("unsupported version {v}; this agent understands version 1"));
     }
     if let Some(node) = top.get("mode") {
         policy.mode = r.mode(node, "mode").unwrap_or_default();
@@ -91,214 +89,12 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
     policy
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
-}
-
-/// "a list", "an integer", ... for "expected X, found Y" messages.
-fn describe(node: &Node) -> &'static str {
-    match &node.value {
-        Value::Null => "null",
-        Value::Seq(_) => "a list",
-        Value::Map(_) => "a mapping",
-        Value::Scalar(_, Style::Quoted) => "a string",
-        Value::Scalar(s, Style::Plain) => match resolve_plain(s) {
-            Plain::Bool(_) => "a boolean",
-            Plain::Int(_) => "an integer",
-            Plain::Float(_) => "a number",
-            Plain::Str => "a string",
-        },
-    }
-}
-
-/// A checked mapping: its keys are all known and unique.
-struct MapView<'n> {
-    loc: Loc,
-    path: String,
-    pairs: Vec<(&'n str, &'n Node)>,
-}
-
-impl<'n> MapView<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
-        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-
-    fn field(&self, key: &str) -> String {
-        join(&self.path, key)
-    }
-}
-
-struct Reader<'d> {
-    diag: &'d mut Diag,
-}
-
 impl Reader<'_> {
-    fn err(&mut self, node: &Node, field: &str, reason: impl Into<String>) {
-        self.diag.at(node.loc, field, reason);
-    }
-
-    fn expected(&mut self, node: &Node, field: &str, what: &str) {
-        let found = describe(node);
-        let hint = if what == "a string" && matches!(node.value, Value::Scalar(..)) {
-            " (quote it to use it as a string)"
-        } else {
-            ""
-        };
-        self.err(node, field, format!("expected {what}, found {found}{hint}"));
-    }
-
-    fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<MapView<'n>> {
-        let Value::Map(pairs) = &node.value else {
-            self.expected(node, path, "a mapping");
-            return None;
-        };
-        let mut view = MapView { loc: node.loc, path: path.to_string(), pairs: Vec::new() };
-        let mut seen: Vec<(&str, Loc)> = Vec::new();
-        for (k, v) in pairs {
-            let Value::Scalar(key, _) = &k.value else {
-                self.err(k, path, "mapping keys must be strings");
-                continue;
-            };
-            let field = join(path, key);
-            if let Some((_, first)) = seen.iter().find(|(s, _)| s == key) {
-                let reason = format!("duplicate key (first given at line {}:{})", first.line, first.column);
-                self.err(k, &field, reason);
-                continue;
-            }
-            seen.push((key, k.loc));
-            if !allowed.contains(&key.as_str()) {
-                let hint = closest(key, allowed.iter().copied())
-                    .map(|c| format!(" (did you mean `{c}`?)"))
-                    .unwrap_or_default();
-                let reason = format!("unknown key `{key}`{hint}; allowed keys: {}", allowed.join(", "));
-                self.err(k, &field, reason);
-                continue;
-            }
-            view.pairs.push((key, v));
-        }
-        Some(view)
-    }
-
-    fn required<'n>(&mut self, m: &MapView<'n>, key: &str) -> Option<&'n Node> {
-        let node = m.get(key);
-        if node.is_none() {
-            self.diag.at(m.loc, &m.field(key), format!("missing required key `{key}`"));
-        }
-        node
-    }
-
-    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
-        match &node.value {
-            Value::Scalar(s, Style::Quoted) => Some(s.clone()),
-            Value::Scalar(s, Style::Plain) if resolve_plain(s) == Plain::Str => Some(s.clone()),
-            _ => {
-                self.expected(node, field, "a string");
-                None
-            }
-        }
-    }
-
-    fn nonempty_string(&mut self, node: &Node, field: &str) -> Option<String> {
-        let s = self.string(node, field)?;
-        if s.is_empty() || s.contains('\0') {
-            self.err(node, field, "must be a non-empty string without NUL characters");
-            return None;
-        }
-        Some(s)
-    }
-
-    fn integer(&mut self, node: &Node, field: &str) -> Option<i64> {
-        if let Value::Scalar(s, Style::Plain) = &node.value {
-            if let Plain::Int(v) = resolve_plain(s) {
-                return Some(v);
-            }
-        }
-        self.expected(node, field, "an integer");
-        None
-    }
-
-    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
-        if let Value::Scalar(s, Style::Plain) = &node.value {
-            if let Plain::Bool(v) = resolve_plain(s) {
-                return Some(v);
-            }
-        }
-        self.expected(node, field, "true or false");
-        None
-    }
-
-    fn list<'n>(&mut self, node: &'n Node, field: &str) -> Option<&'n [Node]> {
-        match &node.value {
-            Value::Seq(items) if items.is_empty() => {
-                self.err(node, field, "must not be empty");
-                None
-            }
-            Value::Seq(items) => Some(items),
-            _ => {
-                self.expected(node, field, "a list");
-                None
-            }
-        }
-    }
-
-    /// Top-level lists: absent, null or `[]` mean "none".
-    fn list_or_null<'n>(&mut self, node: Option<&'n Node>, field: &str, max: usize) -> &'n [Node] {
-        match node.map(|n| (n, &n.value)) {
-            None | Some((_, Value::Null)) => &[],
-            Some((n, Value::Seq(items))) => {
-                if items.len() > max {
-                    self.err(n, field, format!("{} entries; at most {max} are supported", items.len()));
-                }
-                items
-            }
-            Some((n, _)) => {
-                self.expected(n, field, "a list");
-                &[]
-            }
-        }
-    }
-
-    fn keyword<T: Copy>(&mut self, node: &Node, field: &str, options: &[(&str, T)]) -> Option<T> {
-        let s = self.string(node, field)?;
-        if let Some((_, v)) = options.iter().find(|(k, _)| *k == s) {
-            return Some(*v);
-        }
-        let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-        self.err(node, field, format!("invalid value `{s}`; expected one of: {}", names.join(", ")));
-        None
-    }
-
-    fn mode(&mut self, node: &Node, field: &str) -> Option<Mode> {
-        self.keyword(node, field, &[("enforce", Mode::Enforce), ("audit", Mode::Audit)])
-    }
-
-    fn default_action(&mut self, node: &Node, field: &str) -> Option<DefaultAction> {
-        self.keyword(node, field, &[("allow", DefaultAction::Allow), ("deny", DefaultAction::Deny)])
-    }
-
-    fn protocol(&mut self, node: &Node, field: &str) -> Option<Protocol> {
-        self.keyword(
-            node,
-            field,
-            &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp), ("any", Protocol::Any)],
-        )
-    }
-
-    fn name(&mut self, node: &Node, field: &str) -> Option<String> {
-        let s = self.string(node, field)?;
-        if !is_valid_name(&s) {
-            self.err(node, field, format!("invalid name `{s}`: {}", name_rule()));
-        }
-        Some(s)
-    }
-
-    fn opt_mode(&mut self, m: &MapView, key: &str) -> Option<Mode> {
-        m.get(key).and_then(|n| self.mode(n, &m.field(key)))
-    }
-
     fn agent(&mut self, node: &Node) -> AgentConfig {
         let mut agent = AgentConfig::default();
-        let Some(m) = self.map(node, "agent", AGENT_KEYS) else { return agent };
+        let Some(m) = self.map(node, "agent", AGENT_KEYS) else {
+            return agent;
+        };
         if let Some(n) = m.get("cgroupRoot") {
             let field = m.field("cgroupRoot");
             if let Some(s) = self.nonempty_string(n, &field) {
@@ -320,24 +116,22 @@ impl Reader<'_> {
         if let Some(n) = m.get("nodeName") {
             agent.node_name = self.nonempty_string(n, &m.field("nodeName"));
         }
-        if let Some(n) = m.get("events") {
-            if let Some(e) = self.map(n, "agent.events", EVENTS_KEYS) {
-                if let Some(n) = e.get("jsonl") {
-                    if let Some(s) = self.nonempty_string(n, &e.field("jsonl")) {
-                        agent.events.jsonl = s;
-                    }
-                }
-                if let Some(n) = e.get("logUnprotected") {
-                    agent.events.log_unprotected =
-                        self.boolean(n, &e.field("logUnprotected")).unwrap_or_default();
-                }
+        if let Some(n) = m.get("events")
+            && let Some(e) = self.map(n, "agent.events", EVENTS_KEYS)
+        {
+            if let Some(n) = e.get("jsonl")
+                && let Some(s) = self.nonempty_string(n, &e.field("jsonl"))
+            {
+                agent.events.jsonl = s;
+            }
+            if let Some(n) = e.get("logUnprotected") {
+                agent.events.log_unprotected = self.boolean(n, &e.field("logUnprotected")).unwrap_or_default();
             }
         }
         if let Some(n) = m.get("ringBufferBytes") {
             let field = m.field("ringBufferBytes");
             if let Some(v) = self.integer(n, &field) {
-                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v)
-                    && (v as u64).is_power_of_two();
+                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v) && (v as u64).is_power_of_two();
                 if ok {
                     agent.ring_buffer_bytes = v as u32;
                 } else {
@@ -376,7 +170,7 @@ impl Reader<'_> {
         let cidr_node = self.required(&m, "cidr")?;
         let field = m.field("cidr");
         let text = self.string(cidr_node, &field)?;
-        let cidr = match parse_cidr(text.trim()) {
+        let cidr = match parse_cidr(&text) {
             Ok(net) => net,
             Err(reason) => {
                 self.err(cidr_node, &field, reason);
@@ -410,10 +204,8 @@ impl Reader<'_> {
             }
         }
         if out.len() > max {
-            let reason = format!(
-                "{} port windows; a rule can have at most {max} (use ranges like \"8000-8100\")",
-                out.len()
-            );
+            let reason =
+                format!("{} port windows; a rule can have at most {max} (use ranges like \"8000-8100\")", out.len());
             self.err(node, field, reason);
             return None;
         }
@@ -426,12 +218,11 @@ impl Reader<'_> {
         let name = name_node.and_then(|n| self.name(n, &m.field("name")));
         let mode = self.opt_mode(&m, "mode");
         let mut cgroup = Vec::new();
-        if let Some(sel) = self.required(&m, "selector") {
-            if let Some(s) = self.map(sel, &m.field("selector"), SELECTOR_KEYS) {
-                if let Some(globs) = self.required(&s, "cgroup") {
-                    cgroup = self.globs(globs, &s.field("cgroup"));
-                }
-            }
+        if let Some(sel) = self.required(&m, "selector")
+            && let Some(s) = self.map(sel, &m.field("selector"), SELECTOR_KEYS)
+            && let Some(globs) = self.required(&s, "cgroup")
+        {
+            cgroup = self.globs(globs, &s.field("cgroup"));
         }
         let origin = Origin::new(name_node?.loc, m.field("name"));
         Some(Workload { name: name?, mode, cgroup, origin })
@@ -451,7 +242,9 @@ impl Reader<'_> {
         };
         let mut out = Vec::new();
         for (n, f) in items {
-            let Some(s) = self.string(n, &f) else { continue };
+            let Some(s) = self.string(n, &f) else {
+                continue;
+            };
             let pattern = select::normalise(&s);
             match select::glob(pattern) {
                 Ok(_) => out.push(pattern.to_string()),
@@ -506,7 +299,9 @@ impl Reader<'_> {
                 let mut out: Vec<NameRef> = Vec::new();
                 for (i, n) in self.list(list, &field)?.iter().enumerate() {
                     let f = format!("{field}[{i}]");
-                    let Some(name) = self.string(n, &f) else { continue };
+                    let Some(name) = self.string(n, &f) else {
+                        continue;
+                    };
                     if out.iter().any(|r| r.name == name) {
                         self.err(n, &f, format!("`{name}` is listed twice"));
                         continue;
@@ -516,79 +311,5 @@ impl Reader<'_> {
                 Some(out)
             }
         }
-    }
-}
-
-/// `443`, `"443"` or `"9000-9100"`, within 1..=65535.
-fn port_window(node: &Node) -> Result<PortRange, String> {
-    let bad = || format!("expected a port (1-65535) or a range \"low-high\", found {}", describe(node));
-    let (text, quoted) = match &node.value {
-        Value::Scalar(s, style) => (s.trim(), *style == Style::Quoted),
-        _ => return Err(bad()),
-    };
-    if !quoted && !matches!(resolve_plain(text), Plain::Int(_) | Plain::Str) {
-        return Err(bad());
-    }
-    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
-    let parse = |s: &str| -> Result<u16, String> {
-        let s = s.trim();
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        match s.parse::<u32>() {
-            Ok(v) if (1..=65535).contains(&v) => Ok(v as u16),
-            _ => Err(format!("port {s} is out of range 1-65535")),
-        }
-    };
-    let (lo, hi) = (parse(lo)?, parse(hi)?);
-    if lo > hi {
-        return Err(format!("port range {lo}-{hi} is reversed; write {hi}-{lo}"));
-    }
-    Ok(PortRange { lo, hi })
-}
-
-/// Parses a CIDR (or bare address = host route), rejects host bits and maps
-/// `::ffff:a.b.c.d/len` (len >= 96) to IPv4, as the kernel hooks do.
-pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    let parsed = if text.contains('/') {
-        text.parse::<IpNet>().ok()
-    } else {
-        text.parse::<IpAddr>().ok().map(IpNet::from)
-    };
-    let Some(net) = parsed else {
-        return Err(format!("invalid CIDR `{text}`; expected e.g. 10.20.0.0/16 or fd00:20::/48"));
-    };
-    if net.trunc() != net {
-        return Err(format!("host bits set in `{text}`; did you mean {}?", net.trunc()));
-    }
-    if let IpNet::V6(v6) = net {
-        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
-            if let Ok(n) = Ipv4Net::new(v4, v6.prefix_len() - 96) {
-                return Ok(IpNet::V4(n));
-            }
-        }
-    }
-    Ok(net)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidrs() {
-        assert_eq!(parse_cidr("10.20.0.0/16").unwrap().to_string(), "10.20.0.0/16");
-        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
-        assert_eq!(parse_cidr("fd00::1").unwrap().to_string(), "fd00::1/128");
-        assert_eq!(parse_cidr("::ffff:10.1.2.0/120").unwrap().to_string(), "10.1.2.0/24");
-        assert_eq!(parse_cidr("::ffff:0:0/96").unwrap().to_string(), "0.0.0.0/0");
-        assert_eq!(parse_cidr("::/80").unwrap().to_string(), "::/80");
-        assert_eq!(parse_cidr("::ffff:0:0/80").unwrap_err(), "host bits set in `::ffff:0:0/80`; did you mean ::/80?");
-        assert_eq!(
-            parse_cidr("10.20.1.0/16").unwrap_err(),
-            "host bits set in `10.20.1.0/16`; did you mean 10.20.0.0/16?"
-        );
-        assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(parse_cidr("example.com").is_err());
     }
 }

@@ -32,9 +32,7 @@ impl Default for Selector {
 
 impl Selector {
     /// `workloads`: (id, globs) in file order.
-    pub fn build<'a>(
-        workloads: impl IntoIterator<Item = (u32, &'a [String])>,
-    ) -> Result<Self, globset::Error> {
+    pub fn build<'a>(workloads: impl IntoIterator<Item = (u32, &'a [String])>) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut owner = Vec::new();
         for (id, globs) in workloads {
@@ -69,10 +67,8 @@ mod tests {
     use super::*;
 
     fn sel(workloads: &[(u32, &[&str])]) -> Selector {
-        let owned: Vec<(u32, Vec<String>)> = workloads
-            .iter()
-            .map(|(id, g)| (*id, g.iter().map(|s| s.to_string()).collect()))
-            .collect();
+        let owned: Vec<(u32, Vec<String>)> =
+            workloads.iter().map(|(id, g)| (*id, g.iter().map(|s| s.to_string()).collect())).collect();
         Selector::build(owned.iter().map(|(id, g)| (*id, g.as_slice()))).unwrap()
     }
 

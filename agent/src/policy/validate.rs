@@ -1,12 +1,13 @@
 //! Cross-item rules: unique names, resolvable references, segments that
 //! don't contradict each other, one rule per (workload, segment) pair, and
 //! the kernel maps' capacity limits.
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENT_ENTRIES};
+use warden_common::MAX_SEGMENT_ENTRIES;
 
 use super::error::{Diag, Origin};
-use super::model::{Policy, windows};
+use super::model::{AllowRule, Policy, PortRange, Protocol, windows};
 use super::names::hint;
 use super::prefixes::{Own, Table, inherited, own_entries};
 use super::select::Selector;
@@ -27,11 +28,7 @@ pub(crate) fn check(policy: &Policy, diag: &mut Diag) {
     selectors(policy, diag);
 }
 
-fn unique_names<'p>(
-    items: impl Iterator<Item = (&'p String, &'p Origin)>,
-    kind: &str,
-    diag: &mut Diag,
-) {
+fn unique_names<'p>(items: impl Iterator<Item = (&'p String, &'p Origin)>, kind: &str, diag: &mut Diag) {
     let mut seen: HashMap<&str, &Origin> = HashMap::new();
     for (name, origin) in items {
         match seen.get(name.as_str()) {
@@ -49,17 +46,19 @@ fn unique_names<'p>(
 /// The same cidr, ports and protocol listed twice in one segment.
 fn duplicate_entries(policy: &Policy, diag: &mut Diag) {
     for segment in &policy.segments {
-        for (j, entry) in segment.network.iter().enumerate() {
+        let mut seen = HashMap::new();
+        for entry in &segment.network {
             let mut ports = entry.ports.clone();
             ports.sort();
-            let earlier = segment.network[..j].iter().find(|e| {
-                let mut p = e.ports.clone();
-                p.sort();
-                e.cidr == entry.cidr && e.protocol == entry.protocol && p == ports
-            });
-            if let Some(first) = earlier {
-                let reason = format!("`{}` duplicates {}", entry.cidr, first.origin.describe());
-                diag.at_origin(&entry.origin, reason);
+            match seen.entry((entry.cidr, entry.protocol, ports)) {
+                Entry::Occupied(first) => {
+                    let first: &&Origin = first.get();
+                    let reason = format!("`{}` duplicates {}", entry.cidr, first.describe());
+                    diag.at_origin(&entry.origin, reason);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(&entry.origin);
+                }
             }
         }
     }
@@ -70,6 +69,9 @@ fn duplicate_entries(policy: &Policy, diag: &mut Diag) {
 fn overlapping_segments(policy: &Policy, table: &Table, diag: &mut Diag) {
     let mut reported: HashSet<(&str, usize)> = HashSet::new();
     for (net, owns) in table {
+        if owns.len() > MAX_SEGMENT_ENTRIES {
+            continue; // reported by prefix_limits; also keeps this loop cheap
+        }
         for a in owns {
             for b in owns {
                 let later = b.entry.origin.loc > a.entry.origin.loc;
@@ -102,9 +104,7 @@ fn prefix_limits(table: &Table, diag: &mut Diag) {
         let count = if net.addr().is_ipv4() { &mut v4 } else { &mut v6 };
         *count += 1;
         if *count == MAX_PREFIXES_PER_FAMILY + 1 {
-            let reason = format!(
-                "more than {MAX_PREFIXES_PER_FAMILY} distinct prefixes of this address family"
-            );
+            let reason = format!("more than {MAX_PREFIXES_PER_FAMILY} distinct prefixes of this address family");
             diag.at_origin(first_origin(owns), reason);
         }
         let n = inherited(table, net).len();
@@ -121,22 +121,28 @@ fn prefix_limits(table: &Table, diag: &mut Diag) {
 fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
     let seg_names: Vec<&str> = policy.segments.iter().map(|s| s.name.as_str()).collect();
     let wl_names: Vec<&str> = policy.workloads.iter().map(|w| w.name.as_str()).collect();
+    let seg_index: HashMap<&str, usize> = seg_names.iter().enumerate().rev().map(|(i, n)| (*n, i)).collect();
+    let wl_known: HashSet<&str> = wl_names.iter().copied().collect();
+    let mut by_segment: Vec<Vec<&Own>> = vec![Vec::new(); policy.segments.len()];
+    for own in table.values().flatten() {
+        by_segment[own.seg].push(own);
+    }
     let mut covered: HashMap<(&str, &str), &Origin> = HashMap::new();
     let mut entries = 0usize;
     for rule in &policy.allow {
         for w in &rule.workloads {
-            if !wl_names.contains(&w.name.as_str()) {
+            if !wl_known.contains(w.name.as_str()) {
                 let hint = hint(&w.name, wl_names.iter().copied());
                 diag.at_origin(&w.origin, format!("unknown workload `{}`{hint}", w.name));
             }
         }
         for s in &rule.segments {
-            let Some(si) = seg_names.iter().position(|n| *n == s.name) else {
+            let Some(&si) = seg_index.get(s.name.as_str()) else {
                 let hint = hint(&s.name, seg_names.iter().copied());
                 diag.at_origin(&s.origin, format!("unknown segment `{}`{hint}", s.name));
                 continue;
             };
-            never_matches(policy, table, rule, si, diag);
+            never_matches(&policy.segments[si].name, &by_segment[si], rule, diag);
         }
         for w in &rule.workloads {
             for s in &rule.segments {
@@ -175,45 +181,58 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
 }
 
 /// A rule whose ports/protocol can never match any entry of the segment.
-fn never_matches(policy: &Policy, table: &Table, rule: &super::model::AllowRule, si: usize, diag: &mut Diag) {
-    let segment = &policy.segments[si];
-    if segment.network.is_empty() {
-        return; // already reported as a bad segment
+fn never_matches(segment: &str, entries: &[&Own], rule: &AllowRule, diag: &mut Diag) {
+    if entries.is_empty() {
+        return; // a segment without valid entries is already reported
     }
     let rule_proto = rule.protocol.mask();
     let rule_windows = windows(&rule.ports);
-    debug_assert!(rule_windows.len() <= MAX_ALLOW_PORTS);
-    let seg_entries = table.values().flatten().filter(|o| o.seg == si);
-    let matches = seg_entries.clone().any(|o| {
-        o.proto & rule_proto != 0 && rule_windows.iter().any(|w| w.overlaps(&o.window))
-    });
+    let matches =
+        entries.iter().any(|o| o.proto & rule_proto != 0 && rule_windows.iter().any(|w| w.overlaps(&o.window)));
     if matches {
         return;
     }
-    let mut theirs: Vec<String> = Vec::new();
-    for o in seg_entries {
-        let proto = crate::policy::model::Protocol::from_mask(o.proto);
-        let text = format!("{proto} {}", o.window);
-        if !theirs.contains(&text) {
-            theirs.push(text);
+    // Name a few of the segment's windows; huge segments would flood the message.
+    let (mut seen, mut theirs, mut more) = (HashSet::new(), Vec::new(), false);
+    for o in entries {
+        let text = describe(Protocol::from_mask(o.proto), &[o.window]);
+        if seen.insert(text.clone()) {
+            if theirs.len() < 8 {
+                theirs.push(text);
+            } else {
+                more = true;
+            }
         }
     }
-    let ours: Vec<String> = rule_windows.iter().map(|w| w.to_string()).collect();
+    if more {
+        theirs.push("...".into());
+    }
     let reason = format!(
-        "{} {} can never match segment `{}` (it covers {})",
-        rule.protocol,
-        ours.join(", "),
-        segment.name,
+        "this rule ({}) can never match segment `{segment}`, which only covers: {}",
+        describe(rule.protocol, &rule_windows),
         theirs.join("; ")
     );
     diag.at_origin(&rule.narrowing_origin, reason);
 }
 
+/// `tcp, ports 443, 8000-8100` / `any protocol, all ports`.
+fn describe(proto: Protocol, windows: &[PortRange]) -> String {
+    let proto = match proto {
+        Protocol::Any => "any protocol".to_string(),
+        p => p.to_string(),
+    };
+    if windows == [PortRange::ALL] {
+        return format!("{proto}, all ports");
+    }
+    let ports: Vec<String> = windows.iter().map(ToString::to_string).collect();
+    let noun = if ports.len() == 1 && windows[0].lo == windows[0].hi { "port" } else { "ports" };
+    format!("{proto}, {noun} {}", ports.join(", "))
+}
+
 /// Builds the combined glob set once so a set too large to compile is an error here.
 fn selectors(policy: &Policy, diag: &mut Diag) {
-    let built = Selector::build(
-        policy.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())),
-    );
+    let built =
+        Selector::build(policy.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())));
     if let (Err(e), Some(first)) = (built, policy.workloads.first()) {
         diag.at_origin(&first.origin, format!("workload selectors cannot be compiled: {e}"));
     }

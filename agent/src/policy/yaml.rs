@@ -47,20 +47,22 @@ pub fn resolve_plain(s: &str) -> Plain {
     match s {
         "true" | "True" | "TRUE" => return Plain::Bool(true),
         "false" | "False" | "FALSE" => return Plain::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Plain::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Plain::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Plain::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Plain::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(v) = i64::from_str_radix(hex, 16) {
-            return Plain::Int(v);
-        }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(v) = i64::from_str_radix(hex, 16)
+    {
+        return Plain::Int(v);
     }
-    if let Some(oct) = s.strip_prefix("0o") {
-        if let Ok(v) = i64::from_str_radix(oct, 8) {
-            return Plain::Int(v);
-        }
+    if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(v) = i64::from_str_radix(oct, 8)
+    {
+        return Plain::Int(v);
     }
     let numeric = !s.is_empty()
         && s.bytes().any(|b| b.is_ascii_digit())

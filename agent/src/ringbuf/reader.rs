@@ -1,5 +1,7 @@
 //! Drains a kernel ring buffer from tokio: waits for readiness on the
 //! map fd (epoll), then reads every available record.
+use std::time::Duration;
+
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
@@ -7,7 +9,10 @@ use super::decode::{Record, decode};
 
 /// Runs forever, calling `on_batch` with each batch of decoded records
 /// (batches let sinks flush once per wake-up instead of per record).
-pub async fn drain<F>(ring: RingBuf<MapData>, mut on_batch: F) -> std::io::Result<()>
+///
+/// The kernel wakes us only once a batch is queued (see `EVENTS_WAKEUP_BYTES`
+/// in ebpf/src/net.rs), so we also drain every `tick`: that bounds latency.
+pub async fn drain<F>(ring: RingBuf<MapData>, tick: Duration, mut on_batch: F) -> std::io::Result<()>
 where
     F: FnMut(&mut Vec<Record>, u64),
 {
@@ -17,13 +22,17 @@ where
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut batch = Vec::with_capacity(1024);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        // Clear readiness *before* draining: a record submitted while we
-        // drain re-arms it, so no wake-up is lost.
-        guard.clear_ready();
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                // Clear readiness *before* draining: a record submitted while
+                // we drain re-arms it, so no wake-up is lost.
+                guard?.clear_ready();
+            }
+            _ = tokio::time::sleep(tick) => {}
+        }
         let mut bad = 0u64;
         {
-            let ring = guard.get_inner_mut();
+            let ring = fd.get_mut();
             while let Some(item) = ring.next() {
                 match decode(&item) {
                     Ok(r) => batch.push(r),

@@ -29,7 +29,8 @@ impl JsonlSink {
     }
 
     pub fn write(&mut self, ev: &DecisionEvent) {
-        let res = serde_json::to_writer(&mut self.out, ev).and_then(|_| self.out.write_all(b"\n").map_err(serde_json::Error::io));
+        let res = serde_json::to_writer(&mut self.out, ev)
+            .and_then(|_| self.out.write_all(b"\n").map_err(serde_json::Error::io));
         match res {
             Ok(()) => self.written += 1,
             Err(e) => {

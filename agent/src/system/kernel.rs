@@ -21,7 +21,12 @@ pub fn require_sock_addr_hooks() -> Result<(), SystemError> {
     for (ty, feature) in checks {
         match aya::sys::is_program_supported(ty) {
             Ok(true) => {}
-            Ok(false) => return Err(SystemError::MissingFeature { feature, detail: "the kernel refuses to load this program type".into() }),
+            Ok(false) => {
+                return Err(SystemError::MissingFeature {
+                    feature,
+                    detail: "the kernel refuses to load this program type".into(),
+                });
+            }
             Err(e) => return Err(SystemError::MissingFeature { feature, detail: format!("probe failed: {e}") }),
         }
     }

@@ -8,11 +8,15 @@ use thiserror::Error;
 /// Why the node cannot run the agent; each names what is missing.
 #[derive(Debug, Error)]
 pub enum SystemError {
-    #[error("warden must run as root (it loads eBPF programs: needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); effective uid is {0}")]
+    #[error(
+        "warden must run as root (it loads eBPF programs: needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); effective uid is {0}"
+    )]
     NotRoot(u32),
     #[error("kernel BTF is missing: {0} does not exist (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
     NoBtf(String),
-    #[error("no cgroup2 filesystem is mounted (checked /proc/self/mountinfo); warden needs the unified cgroup hierarchy")]
+    #[error(
+        "no cgroup2 filesystem is mounted (checked /proc/self/mountinfo); warden needs the unified cgroup hierarchy"
+    )]
     NoCgroup2,
     #[error("cgroup root {0} does not exist or is not a cgroup2 directory")]
     MissingCgroupRoot(String),

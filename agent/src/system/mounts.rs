@@ -10,11 +10,16 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Ensures a filesystem of `fstype` is mounted at `target`.
 pub fn ensure(fstype: &'static str, source: &str, target: &str) -> Result<bool, SystemError> {
-    let mounts = mountinfo::current().map_err(|source| SystemError::Read { path: "/proc/self/mountinfo".into(), source })?;
+    let mounts =
+        mountinfo::current().map_err(|source| SystemError::Read { path: "/proc/self/mountinfo".into(), source })?;
     if mounts.iter().any(|m| m.fstype == fstype && m.mount_point == Path::new(target)) {
         return Ok(false);
     }
-    std::fs::create_dir_all(target).map_err(|source| SystemError::Mount { fs: fstype, target: target.into(), source })?;
+    std::fs::create_dir_all(target).map_err(|source| SystemError::Mount {
+        fs: fstype,
+        target: target.into(),
+        source,
+    })?;
     mount(Some(source), target, Some(fstype), MsFlags::empty(), None::<&str>).map_err(|e| SystemError::Mount {
         fs: fstype,
         target: target.into(),

@@ -1,6 +1,6 @@
 use warden_common::{
-    AllowKey, AllowPorts, AllowValue, DEFAULT_ALLOW, DEFAULT_DENY, Ipv4Key, Ipv6Key, MODE_AUDIT,
-    MODE_ENFORCE, PROTO_ANY, PROTO_TCP, PROTO_UDP, SegmentEntries, SegmentEntry,
+    AllowKey, AllowPorts, AllowValue, DEFAULT_ALLOW, DEFAULT_DENY, Ipv4Key, Ipv6Key, MODE_AUDIT, MODE_ENFORCE,
+    PROTO_ANY, PROTO_TCP, PROTO_UDP, SegmentEntries, SegmentEntry,
 };
 
 use super::{EXAMPLE, MODES, NESTED, ok};

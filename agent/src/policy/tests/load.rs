@@ -72,3 +72,8 @@ fn oversized_input_is_rejected_before_parsing() {
     let e = super::errs(&big);
     assert_eq!(e, vec![format!("p.yaml: file: larger than {} bytes", super::super::MAX_FILE_BYTES)]);
 }
+
+#[test]
+fn byte_order_mark_and_crlf_are_accepted() {
+    assert_eq!(ok("\u{feff}version: 1\r\nmode: audit\r\n").mode, Mode::Audit);
+}

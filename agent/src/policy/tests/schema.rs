@@ -39,12 +39,12 @@ fn accepts_every_valid_policy() {
 fn rejects_invalid_policies() {
     let v = validator();
     let invalid = [
-        "mode: audit\n",                                      // no version
-        "version: 2\n",                                       // bad version
-        "version: 1\nextra: 1\n",                             // unknown key
-        "version: 1\nmode: block\n",                          // bad mode
-        "version: 1\nagent: {ringBufferBytes: 5000}\n",       // not a power of two
-        "version: 1\nagent: {socket: run/w.sock}\n",          // relative socket
+        "mode: audit\n",                                // no version
+        "version: 2\n",                                 // bad version
+        "version: 1\nextra: 1\n",                       // unknown key
+        "version: 1\nmode: block\n",                    // bad mode
+        "version: 1\nagent: {ringBufferBytes: 5000}\n", // not a power of two
+        "version: 1\nagent: {socket: run/w.sock}\n",    // relative socket
         "version: 1\nsegments: [{name: Bad, network: [{cidr: 10.0.0.0/8}]}]\n",
         "version: 1\nsegments: [{name: s, network: []}]\n",
         "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8, ports: [0]}]}]\n",

@@ -1,0 +1,77 @@
+//! Single-value syntax: CIDRs and port windows.
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::model::PortRange;
+use super::reader::describe;
+use super::yaml::{Node, Plain, Style, Value, resolve_plain};
+
+/// `443`, `"443"` or `"9000-9100"`, within 1..=65535.
+pub(super) fn port_window(node: &Node) -> Result<PortRange, String> {
+    let bad = || format!("expected a port (1-65535) or a range \"low-high\", found {}", describe(node));
+    let (text, quoted) = match &node.value {
+        Value::Scalar(s, style) => (s.as_str(), *style == Style::Quoted),
+        _ => return Err(bad()),
+    };
+    if !quoted && !matches!(resolve_plain(text), Plain::Int(_) | Plain::Str) {
+        return Err(bad());
+    }
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let parse = |s: &str| -> Result<u16, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match s.parse::<u32>() {
+            Ok(v) if (1..=65535).contains(&v) => Ok(v as u16),
+            _ => Err(format!("port {s} is out of range 1-65535")),
+        }
+    };
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo > hi {
+        return Err(format!("port range {lo}-{hi} is reversed; write {hi}-{lo}"));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+/// Parses a CIDR (or bare address = host route), rejects host bits and maps
+/// `::ffff:a.b.c.d/len` (len >= 96) to IPv4, as the kernel hooks do.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let parsed =
+        if text.contains('/') { text.parse::<IpNet>().ok() } else { text.parse::<IpAddr>().ok().map(IpNet::from) };
+    let Some(net) = parsed else {
+        return Err(format!("invalid CIDR `{text}`; expected e.g. 10.20.0.0/16 or fd00:20::/48"));
+    };
+    if net.trunc() != net {
+        return Err(format!("host bits set in `{text}`; did you mean {}?", net.trunc()));
+    }
+    if let IpNet::V6(v6) = net
+        && let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96)
+        && let Ok(n) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return Ok(IpNet::V4(n));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr("10.20.0.0/16").unwrap().to_string(), "10.20.0.0/16");
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(parse_cidr("fd00::1").unwrap().to_string(), "fd00::1/128");
+        assert_eq!(parse_cidr("::ffff:10.1.2.0/120").unwrap().to_string(), "10.1.2.0/24");
+        assert_eq!(parse_cidr("::ffff:0:0/96").unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(parse_cidr("::/80").unwrap().to_string(), "::/80");
+        assert_eq!(parse_cidr("::ffff:0:0/80").unwrap_err(), "host bits set in `::ffff:0:0/80`; did you mean ::/80?");
+        assert_eq!(
+            parse_cidr("10.20.1.0/16").unwrap_err(),
+            "host bits set in `10.20.1.0/16`; did you mean 10.20.0.0/16?"
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("example.com").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Benchmarks. Each prints ratios against a baseline measured in the same
+//! run, because these machines are shared and noisy.
+pub mod client;
+mod net;
+mod stats;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Loopback connect() latency with the agent enforcing a 10,000-prefix
+    /// policy vs. a sibling cgroup with no hooks; hook ns/call; agent RSS.
+    Net(net::Args),
+}
+
+pub fn run(b: Bench) -> anyhow::Result<()> {
+    match b {
+        Bench::Net(a) => net::run(a),
+    }
+}

@@ -1,0 +1,192 @@
+//! `cargo xtask bench net`: connect() latency with warden vs. without, in
+//! one run. "Without" is a sibling cgroup outside the agent's root (no
+//! warden programs run there); batches alternate between the two.
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::util::{self, cargo, workspace};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Network prefixes in the generated policy.
+    #[arg(long, default_value_t = 10_000)]
+    prefixes: usize,
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+}
+
+fn cgroup2_mount() -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    text.lines()
+        .filter_map(|l| l.split_once(" - "))
+        .find(|(_, post)| post.starts_with("cgroup2 "))
+        .and_then(|(pre, _)| pre.split(' ').nth(4).map(PathBuf::from))
+        .context("no cgroup2 mount")
+}
+
+/// Deterministic policy: `n` disjoint /24s in 100 segments, plus the
+/// protected segment the allowed-flow case connects to.
+fn policy(n: usize, dir: &Path) -> String {
+    let mut y = String::from("version: 1\nmode: enforce\nagent:\n  events:\n");
+    writeln!(y, "    jsonl: {}", dir.join("events.jsonl").display()).unwrap();
+    y.push_str("segments:\n  - name: bench-store\n    network:\n      - cidr: 127.0.0.2/32\n        protocol: tcp\n");
+    let per = n.div_ceil(100).max(1);
+    for (s, chunk) in (0..n).collect::<Vec<_>>().chunks(per).enumerate() {
+        writeln!(y, "  - name: tenant-{s}\n    network:").unwrap();
+        for i in chunk {
+            writeln!(y, "      - cidr: 10.{}.{}.0/24", i / 256, i % 256).unwrap();
+        }
+    }
+    y.push_str("workloads:\n  - name: bench\n    selector: { cgroup: bench }\n");
+    y.push_str("allow:\n  - workload: bench\n    segments: [bench-store]\n");
+    y
+}
+
+struct Cleanup {
+    tree: PathBuf,
+    agent: Option<Child>,
+    stats_was: Option<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            // SAFETY: kill(2) on our child.
+            unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+            let _ = a.wait();
+        }
+        if let Some(v) = &self.stats_was {
+            let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v);
+        }
+        for sub in ["agent/bench", "agent", "base", ""] {
+            let _ = std::fs::remove_dir(self.tree.join(sub));
+        }
+    }
+}
+
+/// (run_time_ns, run_cnt) of a program held open by `pid`, from fdinfo.
+fn prog_stats(pid: u32, prog_id: u64) -> Option<(u64, u64)> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?.flatten() {
+        let text = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
+        if field("prog_id:") == Some(prog_id) {
+            return Some((field("run_time_ns:")?, field("run_cnt:")?));
+        }
+    }
+    None
+}
+
+fn status_field(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    util::run(cargo().args(["build", "--release", "-p", "warden", "--bin", "warden"]))?;
+    let warden = workspace().join("target/release/warden");
+    let dir = workspace().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let _ = std::fs::remove_file(dir.join("events.jsonl"));
+    let config = dir.join("net-policy.yaml");
+    std::fs::write(&config, policy(a.prefixes, &dir))?;
+
+    let rel = format!("warden-bench-{}", std::process::id());
+    let tree = cgroup2_mount()?.join(&rel);
+    std::fs::create_dir_all(tree.join("agent/bench"))?;
+    std::fs::create_dir_all(tree.join("base"))?;
+    let mut guard = Cleanup { tree: tree.clone(), agent: None, stats_was: None };
+    guard.stats_was = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").ok();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").context("enabling kernel.bpf_stats_enabled")?;
+
+    let socket = dir.join("warden.sock");
+    let agent = Command::new(&warden)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .args(["--cgroup-root", &format!("{rel}/agent"), "--socket"])
+        .arg(&socket)
+        .stderr(std::fs::File::create(dir.join("agent.log"))?)
+        .spawn()?;
+    let agent_pid = agent.id();
+    guard.agent = Some(agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let out = Command::new(&warden).args(["status", "--json", "--socket"]).arg(&socket).output()?;
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout)?;
+        }
+        if Instant::now() > deadline {
+            bail!("agent did not start; see {}", dir.join("agent.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let connect4 = status["programs"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "connect4"))
+        .and_then(|p| p["program_id"].as_u64())
+        .context("connect4 not attached")?;
+    let rss_idle = status_field(agent_pid, "VmRSS:");
+    let bench_cg = tree.join("agent/bench");
+    let mut rows = Vec::new();
+    for (name, ip) in [("unprotected", "127.0.0.1"), ("protected-allowed", "127.0.0.2")] {
+        let before = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
+        let out = Command::new(std::env::current_exe()?)
+            .arg("bench-client")
+            .arg("--baseline-cgroup")
+            .arg(tree.join("base"))
+            .args(["--case", &format!("{name}:{}:{ip}", bench_cg.display())])
+            .args(["--rounds", &a.rounds.to_string(), "--batch", &a.batch.to_string()])
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("bench client failed: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        let after = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (dt, dc) = (after.0 - before.0, after.1 - before.1);
+        rows.push((result[0].clone(), dt as f64 / dc.max(1) as f64));
+    }
+    let rss = status_field(agent_pid, "VmRSS:");
+    let hwm = status_field(agent_pid, "VmHWM:");
+    let final_status = Command::new(&warden).args(["status", "--json", "--socket"]).arg(&socket).output()?;
+    let final_status: serde_json::Value = serde_json::from_slice(&final_status.stdout).unwrap_or_default();
+
+    println!("\nwarden bench net — {} prefixes, {} rounds x {} connects per case", a.prefixes, a.rounds, a.batch);
+    println!(
+        "{:<20}{:>12}{:>12}{:>8}{:>12}{:>12}{:>8}{:>11}",
+        "case", "base p50", "warden p50", "ratio", "base p99", "warden p99", "ratio", "hook ns"
+    );
+    for (r, hook_ns) in &rows {
+        let f = |k: &str| r[k].as_u64().unwrap_or(0) as f64;
+        println!(
+            "{:<20}{:>10.1}µs{:>10.1}µs{:>8.3}{:>10.1}µs{:>10.1}µs{:>8.3}{:>11.0}",
+            r["name"].as_str().unwrap_or(""),
+            f("base_p50_ns") / 1e3,
+            f("with_p50_ns") / 1e3,
+            f("with_p50_ns") / f("base_p50_ns"),
+            f("base_p99_ns") / 1e3,
+            f("with_p99_ns") / 1e3,
+            f("with_p99_ns") / f("base_p99_ns"),
+            hook_ns,
+        );
+    }
+    println!("hook ns = connect4 run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1)");
+    println!("agent RSS: idle {rss_idle}, after {rss}, peak {hwm}");
+    println!(
+        "events: kernel emitted {}, written {}, dropped {}",
+        final_status["events"]["kernel_emitted"],
+        final_status["events"]["written"],
+        final_status["events"]["kernel_dropped"]
+    );
+    Ok(())
+}
