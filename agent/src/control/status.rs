@@ -108,7 +108,7 @@ impl std::fmt::Display for StatusReport {
         writeln!(f, "cgroup root: {}", self.cgroup_root)?;
         writeln!(f, "\nENFORCEMENT")?;
         for e in &self.enforcement {
-            writeln!(f, "  {:<10} {:<15} {}", e.kind, e.state, e.backend)?;
+            writeln!(f, "  {:<10} {:<32} {}", e.kind, e.state, e.backend)?;
         }
         writeln!(f, "\nPROGRAMS")?;
         for pr in &self.programs {

@@ -202,7 +202,9 @@ impl Shared {
         let net_state = match (p.mode, p.segments.is_empty()) {
             (_, true) => "not-configured".to_string(),
             (Mode::Audit, _) => "audit".to_string(),
-            (Mode::Enforce, _) if audit_segments > 0 => format!("enforced ({audit_segments} segments in audit)"),
+            (Mode::Enforce, _) if audit_segments > 0 => {
+                format!("enforced ({audit_segments} segment{} in audit)", if audit_segments == 1 { "" } else { "s" })
+            }
             (Mode::Enforce, _) => "enforced".to_string(),
         };
         let d = g.delays.summary();

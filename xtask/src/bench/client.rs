@@ -1,6 +1,7 @@
 //! Bench client: alternates batches of loopback connect() between a
 //! baseline cgroup (no warden hooks) and the agent's cgroup, so both see the
 //! same machine conditions. Prints one JSON object with all latencies.
+use super::stats::percentile;
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
@@ -72,6 +73,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         cases.push((name.clone(), cg.clone(), listener(ip)?, listener(ip)?));
     }
     let mut results: Vec<(String, Vec<u64>, Vec<u64>)> = cases.iter().map(|c| (c.0.clone(), vec![], vec![])).collect();
+    // Per-round p50 ratios: a paired statistic that cancels slow drift.
+    let mut round_ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     // Warm-up outside the timings.
     for (_, _, addr, base_addr) in &cases {
         for _ in 0..200 {
@@ -84,20 +87,23 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             // The baseline connects to the same kind of listener from a cgroup
             // without warden's programs.
             join(&a.baseline_cgroup)?;
-            for _ in 0..a.batch {
-                results[i].2.push(connect_once(base_addr)?);
-            }
+            let mut base: Vec<u64> = (0..a.batch).map(|_| connect_once(base_addr)).collect::<Result<_, _>>()?;
             join(cg)?;
-            for _ in 0..a.batch {
-                results[i].1.push(connect_once(addr)?);
-            }
+            let mut with: Vec<u64> = (0..a.batch).map(|_| connect_once(addr)).collect::<Result<_, _>>()?;
+            results[i].2.extend_from_slice(&base);
+            results[i].1.extend_from_slice(&with);
+            base.sort_unstable();
+            with.sort_unstable();
+            round_ratios[i].push(percentile(&with, 0.5) as f64 / percentile(&base, 0.5).max(1) as f64);
         }
     }
     let out: Vec<serde_json::Value> = results
         .into_iter()
-        .map(|(name, mut with, mut base)| {
+        .zip(round_ratios)
+        .map(|((name, mut with, mut base), mut ratios)| {
             with.sort_unstable();
             base.sort_unstable();
+            ratios.sort_by(f64::total_cmp);
             serde_json::json!({
                 "name": name,
                 "n": with.len(),
@@ -105,6 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "with_p99_ns": super::stats::percentile(&with, 0.99),
                 "base_p50_ns": super::stats::percentile(&base, 0.5),
                 "base_p99_ns": super::stats::percentile(&base, 0.99),
+                "paired_p50_ratio": ratios.get(ratios.len() / 2).copied().unwrap_or(0.0),
             })
         })
         .collect();

@@ -1,6 +1,8 @@
 //! Benchmarks. Each prints ratios against a baseline measured in the same
 //! run, because these machines are shared and noisy.
+mod agent;
 pub mod client;
+mod identity;
 mod net;
 mod stats;
 
@@ -11,10 +13,13 @@ pub enum Bench {
     /// Loopback connect() latency with the agent enforcing a 10,000-prefix
     /// policy vs. a sibling cgroup with no hooks; hook ns/call; agent RSS.
     Net(net::Args),
+    /// Delay from cgroup creation to identity in the kernel map, under a burst.
+    Identity(identity::Args),
 }
 
 pub fn run(b: Bench) -> anyhow::Result<()> {
     match b {
         Bench::Net(a) => net::run(a),
+        Bench::Identity(a) => identity::run(a),
     }
 }

@@ -4,39 +4,28 @@
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, bail};
 
-use crate::util::{self, cargo, workspace};
+use super::agent::{Agent, cgroup2_mount};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Network prefixes in the generated policy.
     #[arg(long, default_value_t = 10_000)]
     prefixes: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     rounds: usize,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 400)]
     batch: usize,
-}
-
-fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    text.lines()
-        .filter_map(|l| l.split_once(" - "))
-        .find(|(_, post)| post.starts_with("cgroup2 "))
-        .and_then(|(pre, _)| pre.split(' ').nth(4).map(PathBuf::from))
-        .context("no cgroup2 mount")
 }
 
 /// Deterministic policy: `n` disjoint /24s in 100 segments, plus the
 /// protected segment the allowed-flow case connects to.
-fn policy(n: usize, dir: &Path) -> String {
-    let mut y = String::from("version: 1\nmode: enforce\nagent:\n  events:\n");
-    writeln!(y, "    jsonl: {}", dir.join("events.jsonl").display()).unwrap();
+fn policy(n: usize) -> String {
+    let mut y = String::from("version: 1\nmode: enforce\n");
     y.push_str("segments:\n  - name: bench-store\n    network:\n      - cidr: 127.0.0.2/32\n        protocol: tcp\n");
     let per = n.div_ceil(100).max(1);
     for (s, chunk) in (0..n).collect::<Vec<_>>().chunks(per).enumerate() {
@@ -52,17 +41,11 @@ fn policy(n: usize, dir: &Path) -> String {
 
 struct Cleanup {
     tree: PathBuf,
-    agent: Option<Child>,
     stats_was: Option<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            // SAFETY: kill(2) on our child.
-            unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
-            let _ = a.wait();
-        }
         if let Some(v) = &self.stats_was {
             let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v);
         }
@@ -92,44 +75,41 @@ fn status_field(pid: u32, key: &str) -> String {
         .unwrap_or_default()
 }
 
-pub fn run(a: Args) -> anyhow::Result<()> {
-    util::run(cargo().args(["build", "--release", "-p", "warden", "--bin", "warden"]))?;
-    let warden = workspace().join("target/release/warden");
-    let dir = workspace().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::remove_file(dir.join("events.jsonl"));
-    let config = dir.join("net-policy.yaml");
-    std::fs::write(&config, policy(a.prefixes, &dir))?;
+/// Runs the bench client for one case; returns its result object.
+fn client(
+    tree: &Path,
+    cg: &Path,
+    name: &str,
+    ip: &str,
+    rounds: usize,
+    batch: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("bench-client")
+        .arg("--baseline-cgroup")
+        .arg(tree.join("base"))
+        .args(["--case", &format!("{name}:{}:{ip}", cg.display())])
+        .args(["--rounds", &rounds.to_string(), "--batch", &batch.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("bench client failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v[0].clone())
+}
 
+pub fn run(a: Args) -> anyhow::Result<()> {
     let rel = format!("warden-bench-{}", std::process::id());
     let tree = cgroup2_mount()?.join(&rel);
     std::fs::create_dir_all(tree.join("agent/bench"))?;
     std::fs::create_dir_all(tree.join("base"))?;
-    let mut guard = Cleanup { tree: tree.clone(), agent: None, stats_was: None };
-    guard.stats_was = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").ok();
+    let _guard =
+        Cleanup { tree: tree.clone(), stats_was: std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").ok() };
     std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").context("enabling kernel.bpf_stats_enabled")?;
-
-    let socket = dir.join("warden.sock");
-    let agent = Command::new(&warden)
-        .args(["agent", "--config"])
-        .arg(&config)
-        .args(["--cgroup-root", &format!("{rel}/agent"), "--socket"])
-        .arg(&socket)
-        .stderr(std::fs::File::create(dir.join("agent.log"))?)
-        .spawn()?;
-    let agent_pid = agent.id();
-    guard.agent = Some(agent);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let out = Command::new(&warden).args(["status", "--json", "--socket"]).arg(&socket).output()?;
-        if out.status.success() {
-            break serde_json::from_slice::<serde_json::Value>(&out.stdout)?;
-        }
-        if Instant::now() > deadline {
-            bail!("agent did not start; see {}", dir.join("agent.log").display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let agent = Agent::start(&format!("{rel}/agent"), &policy(a.prefixes), None)?;
+    let agent_pid = agent.pid();
+    let status = agent.status()?;
     let connect4 = status["programs"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "connect4"))
@@ -139,33 +119,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let bench_cg = tree.join("agent/bench");
     let mut rows = Vec::new();
     for (name, ip) in [("unprotected", "127.0.0.1"), ("protected-allowed", "127.0.0.2")] {
+        // Latency with kernel.bpf_stats_enabled=0, as in production (the
+        // stats add two clock reads per program run)...
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
+        let result = client(&tree, &bench_cg, name, ip, a.rounds, a.batch)?;
+        // ...then a short pass with stats on for the hook's own ns/call.
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
         let before = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
-        let out = Command::new(std::env::current_exe()?)
-            .arg("bench-client")
-            .arg("--baseline-cgroup")
-            .arg(tree.join("base"))
-            .args(["--case", &format!("{name}:{}:{ip}", bench_cg.display())])
-            .args(["--rounds", &a.rounds.to_string(), "--batch", &a.batch.to_string()])
-            .stderr(Stdio::inherit())
-            .output()?;
-        if !out.status.success() {
-            bail!("bench client failed: {}", String::from_utf8_lossy(&out.stdout));
-        }
+        client(&tree, &bench_cg, name, ip, 5, a.batch)?;
         let after = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
-        let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let (dt, dc) = (after.0 - before.0, after.1 - before.1);
-        rows.push((result[0].clone(), dt as f64 / dc.max(1) as f64));
+        rows.push((result, dt as f64 / dc.max(1) as f64));
     }
     let rss = status_field(agent_pid, "VmRSS:");
     let hwm = status_field(agent_pid, "VmHWM:");
-    let final_status = Command::new(&warden).args(["status", "--json", "--socket"]).arg(&socket).output()?;
-    let final_status: serde_json::Value = serde_json::from_slice(&final_status.stdout).unwrap_or_default();
+    let final_status = agent.status()?;
 
     println!("\nwarden bench net — {} prefixes, {} rounds x {} connects per case", a.prefixes, a.rounds, a.batch);
     println!(
         "{:<20}{:>12}{:>12}{:>8}{:>12}{:>12}{:>8}{:>11}",
         "case", "base p50", "warden p50", "ratio", "base p99", "warden p99", "ratio", "hook ns"
     );
+    let mut paired = Vec::new();
     for (r, hook_ns) in &rows {
         let f = |k: &str| r[k].as_u64().unwrap_or(0) as f64;
         println!(
@@ -179,7 +154,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             f("with_p99_ns") / f("base_p99_ns"),
             hook_ns,
         );
+        paired.push(format!(
+            "{} {:.3}",
+            r["name"].as_str().unwrap_or(""),
+            r["paired_p50_ratio"].as_f64().unwrap_or(0.0)
+        ));
     }
+    println!("paired p50 ratio (median over rounds of per-round p50 ratios): {}", paired.join(", "));
     println!("hook ns = connect4 run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1)");
     println!("agent RSS: idle {rss_idle}, after {rss}, peak {hwm}");
     println!(

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing warden needs, idempotently:
+# Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2), the
+# nightly rust-src component and bpf-linker built against LLVM 22.
+# Each step runs only when its result is missing.
+set -euo pipefail
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (installs packages; warden itself needs root to load eBPF)" >&2
+  exit 1
+fi
+
+PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly (for -Z build-std=core)"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! command -v bpf-linker >/dev/null 2>&1; then
+  log "building bpf-linker against LLVM 22 (about a minute)"
+  # Build artefacts live in target/ so CI caches them between runs.
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  LLVM_PREFIX=/usr/lib/llvm-22 CARGO_TARGET_DIR="$root/target/tools" \
+    cargo install bpf-linker --version 0.13.0 --locked --no-default-features --features llvm-22
+fi
+log "ready"
