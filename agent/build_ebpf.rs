@@ -15,18 +15,14 @@ pub fn object_path(workspace: &Path) -> PathBuf {
     workspace.join("target/ebpf").join(EBPF_TARGET).join("release/warden-ebpf")
 }
 
-/// Runs the nightly build; returns the object path.
-pub fn build(workspace: &Path) -> Result<PathBuf, String> {
+/// `cargo` on the nightly toolchain for the eBPF crate, with the outer
+/// cargo's target-specific variables removed (they would break the BPF build).
+pub fn nightly_cargo(workspace: &Path, subcommand: &str) -> Command {
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--release", "-Z", "build-std=core"])
-        .args(["--target", EBPF_TARGET])
-        .arg("--manifest-path")
-        .arg(workspace.join("ebpf/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", workspace.join("target/ebpf"));
-    // Variables the outer cargo sets for *its* target would break the BPF build.
+    cmd.args(["run", "nightly", "cargo", subcommand]);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
             || k.starts_with("RUSTC")
             || k == "RUSTUP_TOOLCHAIN"
             || k == "RUSTFLAGS"
@@ -34,7 +30,18 @@ pub fn build(workspace: &Path) -> Result<PathBuf, String> {
             cmd.env_remove(&k);
         }
     }
+    cmd.arg("--manifest-path").arg(workspace.join("ebpf/Cargo.toml"));
     cmd.env("CARGO_TARGET_DIR", workspace.join("target/ebpf"));
+    cmd
+}
+
+/// Arguments that select the BPF target (after the subcommand).
+pub const TARGET_ARGS: [&str; 5] = ["--release", "-Z", "build-std=core", "--target", EBPF_TARGET];
+
+/// Runs the nightly build; returns the object path.
+pub fn build(workspace: &Path) -> Result<PathBuf, String> {
+    let mut cmd = nightly_cargo(workspace, "build");
+    cmd.args(TARGET_ARGS);
     let status = cmd.status().map_err(|e| format!("cannot run rustup (is rustup installed?): {e}"))?;
     if !status.success() {
         return Err(format!(

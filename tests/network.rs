@@ -204,3 +204,28 @@ fn new_cgroups_get_identity_while_running() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn multi_attach_keeps_other_programs_working() {
+    // Two agents on nested cgroups stand in for "a CNI/runtime program on the
+    // same cgroups": both programs run, and a deny from either one wins.
+    let outer_tree = TestTree::new("nested");
+    let inner_rel = format!("{}/inner", outer_tree.rel);
+    let inner_abs = outer_tree.mkdir("inner");
+    let client = outer_tree.mkdir("inner/job");
+    let p_outer = tcp_listener("127.0.0.2");
+    let p_inner = tcp_listener("127.0.0.3");
+    let p_free = tcp_listener("127.0.0.1");
+    let seg = |addr: &str, port: u16| {
+        format!("version: 1\nsegments:\n  - name: s\n    network:\n      - cidr: {addr}/32\n        ports: [{port}]\n")
+    };
+    let _outer = Agent::start(&outer_tree, &seg("127.0.0.2", p_outer));
+    let inner_tree = TestTree { rel: inner_rel, abs: inner_abs };
+    let inner = Agent::start(&inner_tree, &seg("127.0.0.3", p_inner));
+    assert!(netprobe(&client, "tcp", "127.0.0.2", p_outer).eperm(), "outer agent's program still runs");
+    assert!(netprobe(&client, "tcp", "127.0.0.3", p_inner).eperm(), "inner agent's program runs");
+    assert!(netprobe(&client, "tcp", "127.0.0.1", p_free).ok(), "both allow unprotected flows");
+    assert_eq!(workload(&inner.status(), "(unidentified)")["denied"], 1);
+    // The inner tree is owned by the outer one; don't remove it twice.
+    std::mem::forget(inner_tree);
+}
