@@ -39,4 +39,9 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
   LLVM_PREFIX=/usr/lib/llvm-22 CARGO_TARGET_DIR="$root/target/tools" \
     cargo install bpf-linker --version 0.13.0 --locked --no-default-features --features llvm-22
 fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "installing cargo-fuzz (coverage-guided fuzzing of the parsers)"
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  CARGO_TARGET_DIR="$root/target/tools" cargo install cargo-fuzz --version 0.13.2 --locked
+fi
 log "ready"

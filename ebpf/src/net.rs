@@ -219,11 +219,18 @@ fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, r
     };
     entry.write(ev);
     // Waking the consumer on every record costs microseconds per connect
-    // (irq_work + scheduler); wake it only when a batch is queued. The agent
-    // also drains on a short timer, which bounds event latency.
-    let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    // SAFETY: reading a static the loader may patch.
-    let threshold = unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) } as u64;
-    entry.submit(if queued >= threshold { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 });
+    // (irq_work + scheduler), so allowed flows only wake it once a batch is
+    // queued; the agent also drains on a short timer. Denies and audits use
+    // the kernel's normal wake-up so the agent attributes them (reads
+    // /proc/<pid>/exe) before a short-lived process exits.
+    let flags = if verdict != VERDICT_ALLOWED {
+        0
+    } else {
+        let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+        // SAFETY: reading a static the loader may patch.
+        let threshold = unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) } as u64;
+        if queued >= threshold { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+    };
+    entry.submit(flags);
     bump(&STATS, STAT_EVENTS);
 }

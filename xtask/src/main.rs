@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask build-ebpf | test | bench`.
 mod bench;
 mod ebpf;
+mod fuzz;
 mod test;
 mod util;
 
@@ -22,6 +23,8 @@ enum Cmd {
     /// Benchmarks, each reported as ratios to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Coverage-guided fuzzing of the policy, ring-buffer and host-text parsers.
+    Fuzz(fuzz::Args),
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test => test::all(),
         Cmd::Bench(b) => bench::run(b),
         Cmd::BenchClient(a) => bench::client::run(a),
+        Cmd::Fuzz(a) => fuzz::fuzz(a),
     }
 }

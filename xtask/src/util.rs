@@ -10,13 +10,16 @@ pub fn workspace() -> PathBuf {
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("+ {shown}");
-    let status = cmd.current_dir(workspace()).status().with_context(|| format!("spawning {shown}"))?;
+    let status = cmd.status().with_context(|| format!("spawning {shown}"))?;
     if !status.success() {
         bail!("{shown} failed: {status}");
     }
     Ok(())
 }
 
+/// `cargo` run from the workspace root.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace());
+    c
 }

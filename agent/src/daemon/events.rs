@@ -14,13 +14,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     reader::drain(ring, Duration::from_millis(10), |batch, bad| {
         shared.note_decode_errors(bad);
-        shared.with_identity(|tracker, policy| {
-            for rec in batch.iter() {
-                if let Record::Net(ev) = rec {
-                    sink.write(&enricher.network(ev, tracker, policy));
-                }
-            }
+        // Enrich under the lock (fast), write outside it: a slow sink must
+        // never hold up identity updates or status.
+        let events: Vec<_> = shared.with_identity(|tracker, policy| {
+            batch
+                .iter()
+                .filter_map(|rec| match rec {
+                    Record::Net(ev) => Some(enricher.network(ev, tracker, policy)),
+                    _ => None,
+                })
+                .collect()
         });
+        for ev in &events {
+            sink.write(ev);
+        }
         sink.flush();
         shared.note_sink(sink.written, sink.errors, enricher.seq());
     })
