@@ -85,25 +85,12 @@ impl Hooks {
     /// cgroup created during the scan is missed.
     pub fn attach_tracepoints(&mut self) -> Result<(), HookError> {
         for name in TRACEPOINTS {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(HookError::MissingProgram(name))?
-                .try_into()
-                .map_err(|e| HookError::Verify { name, source: e })?;
+            let prog: &mut TracePoint = program(&mut self.ebpf, name)?;
             prog.load().map_err(|e| HookError::Verify { name, source: e })?;
-            prog.attach("cgroup", name).map_err(|e| HookError::Attach {
-                name,
-                target: format!("cgroup:{name}"),
-                source: e,
-            })?;
-            let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
-            self.attached.push(AttachedProgram {
-                name,
-                kind: "tracepoint",
-                attached_to: format!("cgroup:{name}"),
-                program_id,
-            });
+            let target = format!("cgroup:{name}");
+            prog.attach("cgroup", name).map_err(|e| HookError::Attach { name, target: target.clone(), source: e })?;
+            let id = prog.info().map(|i| i.id()).unwrap_or(0);
+            self.record(name, "tracepoint", target, id);
         }
         Ok(())
     }
@@ -117,28 +104,23 @@ impl Hooks {
     pub fn attach_network(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
         let cgroup = std::fs::File::open(cgroup_dir)
             .map_err(|source| HookError::Cgroup { path: cgroup_dir.display().to_string(), source })?;
+        let target = cgroup_dir.display().to_string();
         for name in NET_PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(HookError::MissingProgram(name))?
-                .try_into()
-                .map_err(|e| HookError::Verify { name, source: e })?;
+            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
             prog.load().map_err(|e| HookError::Verify { name, source: e })?;
             prog.attach(cgroup.as_fd(), attach_mode()).map_err(|e| HookError::Attach {
                 name,
-                target: cgroup_dir.display().to_string(),
+                target: target.clone(),
                 source: e,
             })?;
-            let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
-            self.attached.push(AttachedProgram {
-                name,
-                kind: "cgroup_sock_addr",
-                attached_to: cgroup_dir.display().to_string(),
-                program_id,
-            });
+            let id = prog.info().map(|i| i.id()).unwrap_or(0);
+            self.record(name, "cgroup_sock_addr", target.clone(), id);
         }
         Ok(())
+    }
+
+    fn record(&mut self, name: &'static str, kind: &'static str, attached_to: String, program_id: u32) {
+        self.attached.push(AttachedProgram { name, kind, attached_to, program_id });
     }
 
     /// Program ids, for reading kernel run-time statistics.
@@ -158,4 +140,13 @@ fn attach_mode() -> CgroupAttachMode {
     } else {
         CgroupAttachMode::AllowMultiple
     }
+}
+
+/// A program of the object, as its concrete type.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, HookError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(HookError::MissingProgram(name))?;
+    prog.try_into().map_err(|e| HookError::Verify { name, source: e })
 }

@@ -72,25 +72,8 @@ impl PolicyMaps {
             let _ = self.allow.remove(&k);
         }
 
-        for (k, v) in &p.v4 {
-            self.v4.insert(&Key::new(k.prefix_len, k.addr), *v, 0).map_err(err("SEGMENTS_V4"))?;
-        }
-        let keep: HashSet<(u32, [u8; 4])> = p.v4.iter().map(|(k, _)| (k.prefix_len, k.addr)).collect();
-        let stale: Vec<Key<[u8; 4]>> =
-            self.v4.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
-        for k in stale {
-            let _ = self.v4.remove(&k);
-        }
-
-        for (k, v) in &p.v6 {
-            self.v6.insert(&Key::new(k.prefix_len, k.addr), *v, 0).map_err(err("SEGMENTS_V6"))?;
-        }
-        let keep: HashSet<(u32, [u8; 16])> = p.v6.iter().map(|(k, _)| (k.prefix_len, k.addr)).collect();
-        let stale: Vec<Key<[u8; 16]>> =
-            self.v6.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
-        for k in stale {
-            let _ = self.v6.remove(&k);
-        }
+        sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V4")?;
+        sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V6")?;
         Ok(())
     }
 
@@ -141,4 +124,26 @@ fn is_not_found(e: &aya::maps::MapError) -> bool {
         aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
         _ => false,
     }
+}
+
+/// Writes every (prefix, value) to a trie, then removes prefixes not given.
+fn sync_trie<A>(
+    trie: &mut LpmTrie<MapData, A, SegmentEntries>,
+    entries: impl Iterator<Item = (u32, A, SegmentEntries)>,
+    name: &'static str,
+) -> Result<(), HookError>
+where
+    A: aya::Pod + Eq + std::hash::Hash,
+{
+    let mut keep = HashSet::new();
+    for (len, addr, v) in entries {
+        trie.insert(&Key::new(len, addr), v, 0).map_err(err(name))?;
+        keep.insert((len, addr));
+    }
+    let stale: Vec<Key<A>> =
+        trie.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
+    for k in stale {
+        let _ = trie.remove(&k);
+    }
+    Ok(())
 }
