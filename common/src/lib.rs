@@ -7,9 +7,11 @@
 #![no_std]
 
 pub mod event;
+pub mod file;
 pub mod net;
 
 pub use event::*;
+pub use file::*;
 pub use net::*;
 
 /// Workload id meaning "no identity": the cgroup is not (yet) mapped.
@@ -83,4 +85,6 @@ mod pod {
     unsafe impl aya::Pod for net::AllowValue {}
     unsafe impl aya::Pod for net::Ipv4Key {}
     unsafe impl aya::Pod for net::Ipv6Key {}
+    unsafe impl aya::Pod for file::InodeKey {}
+    unsafe impl aya::Pod for file::FileAllowValue {}
 }

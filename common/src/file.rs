@@ -1,0 +1,52 @@
+//! File segments: protected directory trees, matched by (device, inode)
+//! ancestry so symlinks, bind mounts and `..` games cannot bypass them.
+
+/// Access bits of an allow rule.
+pub const ACCESS_READ: u8 = 1;
+pub const ACCESS_WRITE: u8 = 2;
+
+/// File operations reported in events.
+pub const FOP_OPEN: u8 = 1;
+pub const FOP_CREATE: u8 = 2;
+pub const FOP_UNLINK: u8 = 3;
+pub const FOP_RENAME: u8 = 4;
+pub const FOP_LINK: u8 = 5;
+pub const FOP_TRUNCATE: u8 = 6;
+pub const FOP_MKDIR: u8 = 7;
+pub const FOP_RMDIR: u8 = 8;
+
+/// Deepest directory nesting the kernel walks looking for a protected root.
+pub const MAX_FILE_DEPTH: u32 = 64;
+
+/// A directory or file by identity. `dev` uses the kernel's internal
+/// encoding (`major << 20 | minor`), which the agent converts to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Value of `FILE_ALLOW`, keyed by `AllowKey { workload, segment }`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileAllowValue {
+    /// `ACCESS_*` bits granted; 0 = none (entry only carries a deny mode).
+    pub access: u8,
+    /// Mode for accesses beyond `access`.
+    pub deny_mode: u8,
+    pub _pad: [u8; 2],
+    /// Rule that granted (or, for denies, governs) this pair; 0 = none.
+    pub rule_id: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<InodeKey>() == 16);
+const _: () = assert!(core::mem::size_of::<FileAllowValue>() == 8);
+
+/// Converts a userspace `st_dev` (glibc `makedev` encoding) to the kernel's
+/// internal `dev_t` (`MKDEV`), the form BPF programs read from `s_dev`.
+pub const fn kernel_dev(st_dev: u64) -> u64 {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    (major << 20) | minor
+}
