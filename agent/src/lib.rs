@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod enrich;
+pub mod files;
 pub mod hooks;
 pub mod identity;
 pub mod policy;

@@ -249,6 +249,7 @@ impl Probe {
 }
 
 pub const NETPROBE: &str = env!("CARGO_BIN_EXE_warden-netprobe");
+pub const FILEPROBE: &str = env!("CARGO_BIN_EXE_warden-fileprobe");
 
 /// Runs the real client inside `cgroup`: mode is tcp | udp-connect | udp-sendto.
 pub fn netprobe(cgroup: &Path, mode: &str, addr: &str, port: u16) -> Probe {

@@ -1,9 +1,10 @@
-//! Developer tasks: `cargo xtask build-ebpf | test | bench`.
+//! Developer tasks: `cargo xtask build-ebpf | test | bench | fuzz | vm-smoke`.
 mod bench;
 mod ebpf;
 mod fuzz;
 mod test;
 mod util;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Cmd {
     Bench(bench::Bench),
     /// Coverage-guided fuzzing of the policy, ring-buffer and host-text parsers.
     Fuzz(fuzz::Args),
+    /// Boot Debian cloud kernels (6.1, 6.12) under QEMU and check BPF LSM prerequisites in the guest.
+    VmSmoke(vm::SmokeArgs),
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(b) => bench::run(b),
         Cmd::BenchClient(a) => bench::client::run(a),
         Cmd::Fuzz(a) => fuzz::fuzz(a),
+        Cmd::VmSmoke(a) => vm::smoke(a),
     }
 }

@@ -43,9 +43,18 @@ pub struct ProgramStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EnforcementStatus {
     pub kind: String,
-    /// enforced | audit | not-configured
+    /// enforced | partial | audit | not-configured | failed
     pub state: String,
     pub backend: String,
+    /// Why this backend (or why none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Operations this node cannot block for this kind: never hidden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<String>,
+    /// Configured roots that do not exist (not protected until they do).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +65,12 @@ pub struct WorkloadStatus {
     pub allowed: u64,
     pub denied: u64,
     pub audited: u64,
+    #[serde(default)]
+    pub file_allowed: u64,
+    #[serde(default)]
+    pub file_denied: u64,
+    #[serde(default)]
+    pub file_audited: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +86,12 @@ pub struct EventStatus {
     pub cgroup_events: u64,
     pub cgroup_events_dropped: u64,
     pub decisions: u64,
+    /// File decisions not written because the queue to the sink was full.
+    #[serde(default)]
+    pub file_events_dropped: u64,
+    /// File decisions that failed internally (answered deny).
+    #[serde(default)]
+    pub file_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,14 +130,31 @@ impl std::fmt::Display for StatusReport {
         writeln!(f, "\nENFORCEMENT")?;
         for e in &self.enforcement {
             writeln!(f, "  {:<10} {:<32} {}", e.kind, e.state, e.backend)?;
+            if !e.reason.is_empty() {
+                writeln!(f, "  {:<10} why: {}", "", e.reason)?;
+            }
+            if !e.not_enforced.is_empty() {
+                writeln!(f, "  {:<10} NOT enforced on this node: {}", "", e.not_enforced.join(", "))?;
+            }
+            if !e.missing.is_empty() {
+                writeln!(f, "  {:<10} missing roots (unprotected until they exist): {}", "", e.missing.join(", "))?;
+            }
         }
         writeln!(f, "\nPROGRAMS")?;
         for pr in &self.programs {
             writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
         }
-        writeln!(f, "\nWORKLOADS{:>24}{:>12}{:>12}{:>12}", "CGROUPS", "ALLOWED", "DENIED", "AUDITED")?;
+        writeln!(
+            f,
+            "\nWORKLOADS{:>24}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}",
+            "CGROUPS", "NET OK", "NET DENY", "NET AUDIT", "FILE OK", "FILE DENY", "FILE AUDIT"
+        )?;
         for w in &self.workloads {
-            writeln!(f, "  {:<24}{:>7}{:>12}{:>12}{:>12}", w.name, w.cgroups, w.allowed, w.denied, w.audited)?;
+            writeln!(
+                f,
+                "  {:<24}{:>7}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}",
+                w.name, w.cgroups, w.allowed, w.denied, w.audited, w.file_allowed, w.file_denied, w.file_audited
+            )?;
         }
         let e = &self.events;
         writeln!(f, "\nEVENTS")?;

@@ -2,6 +2,7 @@
 //!
 //! policy → compiled maps → kernel hooks → ring buffer → identity enrichment → sinks
 mod events;
+pub mod files;
 mod identity;
 mod state;
 
@@ -35,6 +36,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // Refuse bad policy before touching the kernel.
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
     let compiled = policy.compile();
+    let compiled_has_files = compiled.has_file_segments();
+    // Enforce unless every file segment is audited (global or per segment).
+    let file_enforce = policy.mode == policy::Mode::Enforce;
     // Bind first: a second agent must fail before it touches the kernel.
     let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
     let listener =
@@ -43,6 +47,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     kernel::require_btf()?;
     mounts::ensure_all()?;
+    let securityfs_ok = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
     kernel::raise_memlock();
     kernel::require_sock_addr_hooks()?;
     let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
@@ -81,6 +86,25 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     let events_target = opts.events.clone().unwrap_or_else(|| shared.events_target());
     let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
+    let writer = Arc::new(std::sync::Mutex::new(events::Writer { enricher: Enricher::new(node), sink }));
+    let file_events = if compiled_has_files {
+        let lsm = |mounts_ok: bool| -> Result<crate::files::BackendChoice, String> {
+            if !mounts_ok {
+                return Err("securityfs is not mounted".into());
+            }
+            let active = crate::files::active_lsms();
+            if !active.iter().any(|l| l == "bpf") {
+                return Err(format!(
+                    "`bpf` is not an active LSM (active: {}); boot with lsm=...,bpf",
+                    active.join(",")
+                ));
+            }
+            Err("this build has no BPF-LSM file programs yet".into())
+        };
+        shared.with_compiled(|c| files::start(&shared, c, file_enforce, || lsm(securityfs_ok)))?
+    } else {
+        None
+    };
 
     tracing::info!(
         cgroup_root = %root_abs.display(),
@@ -91,7 +115,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(identity::run(cgroup_ring, shared.clone()));
-    tasks.spawn(events::run(event_ring, shared.clone(), Enricher::new(node), sink));
+    tasks.spawn(events::run(event_ring, shared.clone(), writer.clone()));
+    if let Some((rx, backend)) = file_events {
+        tasks.spawn(events::run_files(rx, shared.clone(), writer.clone(), backend));
+    }
     tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
     let handler: Arc<dyn control::server::Handler> = shared.clone();
     tasks.spawn(async move {

@@ -1,9 +1,9 @@
 //! State shared by the daemon's tasks and the control socket.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -13,6 +13,8 @@ use warden_common::{STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIO
 use crate::{
     control::{server::Handler, status::*},
     enrich::time::rfc3339,
+    files::{BackendChoice, Identity, roots::Roots},
+    hooks::maps::VerdictCounts,
     hooks::{Hooks, maps::PolicyMaps},
     identity::{CgroupInfo, CgroupTracker, delay::DelayStats},
     policy::{CompiledPolicy, Mode, Policy},
@@ -37,6 +39,17 @@ struct Inner {
     loaded_at: String,
 }
 
+/// File-segment enforcement state, for status.
+#[derive(Default)]
+pub struct FileState {
+    pub choice: Option<BackendChoice>,
+    pub failure: Option<String>,
+    /// Userspace backend counters per workload id (0 = unidentified).
+    pub counts: HashMap<u32, VerdictCounts>,
+    pub roots: Option<Arc<Roots>>,
+    pub ctx: Option<Arc<crate::daemon::files::FilesCtx>>,
+}
+
 pub struct Shared {
     node: String,
     config: PathBuf,
@@ -44,6 +57,7 @@ pub struct Shared {
     inner: Mutex<Inner>,
     written: AtomicU64,
     write_errors: AtomicU64,
+    files: Mutex<FileState>,
     decode_errors: AtomicU64,
     last_seq: AtomicU64,
 }
@@ -70,6 +84,7 @@ impl Shared {
                 loaded_at: now,
             }),
             written: AtomicU64::new(0),
+            files: Mutex::new(FileState::default()),
             write_errors: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
@@ -146,8 +161,55 @@ impl Shared {
         }
     }
 
+    /// Identity of a thread from its /proc cgroup path.
+    pub fn identify_cgroup_path(&self, hierarchy_path: &str) -> Identity {
+        let g = self.lock();
+        match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
+            Some(rel) => Identity::Governed(g.compiled.workload_for(&rel)),
+            None => Identity::Outside,
+        }
+    }
+
+    pub fn file_verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32) {
+        self.lock().compiled.file_verdict(workload, segment, want)
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, FileState> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count_file(&self, workload: Option<u32>, verdict: u8) {
+        let mut f = self.files();
+        let c = f.counts.entry(workload.unwrap_or(0)).or_default();
+        match verdict {
+            warden_common::VERDICT_ALLOWED => c.allowed += 1,
+            warden_common::VERDICT_DENIED => c.denied += 1,
+            _ => c.audited += 1,
+        }
+    }
+
+    pub fn set_file_failure(&self, reason: String) {
+        self.files().failure = Some(reason);
+    }
+
+    pub fn set_file_backend(
+        &self,
+        choice: BackendChoice,
+        roots: Arc<Roots>,
+        ctx: Option<Arc<crate::daemon::files::FilesCtx>>,
+    ) {
+        let mut f = self.files();
+        f.choice = Some(choice);
+        f.roots = Some(roots);
+        f.ctx = ctx;
+    }
+
     pub fn record_delay(&self, us: u64) {
         self.lock().delays.record(us);
+    }
+
+    pub fn with_compiled<R>(&self, f: impl FnOnce(&CompiledPolicy) -> R) -> R {
+        f(&self.lock().compiled)
     }
 
     pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, &CompiledPolicy) -> R) -> R {
@@ -187,6 +249,9 @@ impl Shared {
                 allowed: n.allowed,
                 denied: n.denied,
                 audited: n.audited,
+                file_allowed: 0,
+                file_denied: 0,
+                file_audited: 0,
             });
         }
         let n = g.maps.counts(0);
@@ -197,7 +262,18 @@ impl Shared {
             allowed: n.allowed,
             denied: n.denied,
             audited: n.audited,
+            file_allowed: 0,
+            file_denied: 0,
+            file_audited: 0,
         });
+        {
+            let f = self.files();
+            for w in &mut workloads {
+                if let Some(c) = f.counts.get(&w.id) {
+                    (w.file_allowed, w.file_denied, w.file_audited) = (c.allowed, c.denied, c.audited);
+                }
+            }
+        }
         let audit_segments = p.segments.iter().filter(|s| s.mode == Some(Mode::Audit)).count();
         let net_state = match (p.mode, p.segments.is_empty()) {
             (_, true) => "not-configured".to_string(),
@@ -208,6 +284,16 @@ impl Shared {
             (Mode::Enforce, _) => "enforced".to_string(),
         };
         let d = g.delays.summary();
+        // Read before the struct literal: guards in it would live to its end.
+        let (file_events_dropped, file_errors) = {
+            let f = self.files();
+            let ctx = f.ctx.as_ref();
+            (
+                ctx.map(|c| c.dropped.load(Ordering::Relaxed)).unwrap_or(0),
+                ctx.map(|c| c.errors.load(Ordering::Relaxed)).unwrap_or(0),
+            )
+        };
+        let file_status = self.file_enforcement(p.mode, c.has_file_segments());
         StatusReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -228,11 +314,17 @@ impl Shared {
             },
             cgroup_root: g.tracker.root_abs().display().to_string(),
             programs: g.programs.clone(),
-            enforcement: vec![EnforcementStatus {
-                kind: "network".into(),
-                state: net_state,
-                backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in-kernel decision".into(),
-            }],
+            enforcement: vec![
+                EnforcementStatus {
+                    kind: "network".into(),
+                    state: net_state,
+                    backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in-kernel decision".into(),
+                    reason: String::new(),
+                    not_enforced: vec![],
+                    missing: vec![],
+                },
+                file_status,
+            ],
             workloads,
             events: EventStatus {
                 kernel_emitted: g.maps.stat(STAT_EVENTS),
@@ -244,6 +336,8 @@ impl Shared {
                 cgroup_events: g.maps.stat(STAT_CGROUP_EVENTS),
                 cgroup_events_dropped: g.maps.stat(STAT_CGROUP_EVENTS_DROPPED),
                 decisions: g.maps.stat(STAT_DECISIONS),
+                file_events_dropped,
+                file_errors,
             },
             identity: IdentityStatus {
                 cgroups_tracked: g.tracker.len(),
@@ -255,6 +349,41 @@ impl Shared {
                 delay_max_us: d.max_us,
             },
         }
+    }
+}
+
+impl Shared {
+    fn file_enforcement(&self, mode: Mode, configured: bool) -> EnforcementStatus {
+        let f = self.files();
+        let mut e = EnforcementStatus {
+            kind: "files".into(),
+            state: "not-configured".into(),
+            backend: "none".into(),
+            reason: String::new(),
+            not_enforced: vec![],
+            missing: vec![],
+        };
+        if !configured {
+            return e;
+        }
+        if let Some(c) = &f.choice {
+            e.backend = c.backend.clone();
+            e.reason = c.reason.clone();
+            e.not_enforced = c.not_enforced.clone();
+            e.state = match (mode, c.not_enforced.is_empty()) {
+                (Mode::Audit, _) => "audit".into(),
+                (Mode::Enforce, true) => "enforced".into(),
+                (Mode::Enforce, false) => "partial".into(),
+            };
+        }
+        if let Some(r) = &f.roots {
+            e.missing = r.missing.iter().map(|p| p.display().to_string()).collect();
+        }
+        if let Some(why) = &f.failure {
+            e.state = "failed".into();
+            e.reason = why.clone();
+        }
+        e
     }
 }
 

@@ -19,17 +19,33 @@ pub struct DecisionEvent {
     pub workload: String,
     /// matched | unmatched | unresolved.
     pub identity: &'static str,
-    pub cgroup_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
     pub cgroup: Option<String>,
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
     pub exe: Option<String>,
+    /// connect | sendmsg (network); open (file).
     pub operation: &'static str,
-    pub protocol: &'static str,
-    pub destination: Destination,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTarget>,
     pub segment: Option<String>,
     /// allowed | denied | audited.
     pub verdict: &'static str,
     pub rule: Option<String>,
+    /// Enforcement backend for file decisions (lsm | fanotify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileTarget {
+    pub path: String,
+    /// read | write
+    pub access: &'static str,
 }

@@ -10,9 +10,10 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination};
+pub use event::{DecisionEvent, Destination, FileTarget};
 
 use crate::{
+    files::FileDecision,
     identity::{CgroupTracker, process::ExeCache},
     policy::CompiledPolicy,
     ringbuf::decode::c_string,
@@ -60,22 +61,65 @@ impl Enricher {
             kind: "network",
             workload,
             identity,
-            cgroup_id: ev.cgroup_id,
+            cgroup_id: Some(ev.cgroup_id),
             cgroup: cgroups.abs_path(ev.cgroup_id).map(|p| p.display().to_string()),
             pid: ev.pid,
             tgid: ev.tgid,
             comm: c_string(&ev.comm),
             exe: self.exe.exe(ev.tgid),
             operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
-            protocol: match ev.proto {
+            protocol: Some(match ev.proto {
                 PROTO_TCP => "tcp",
                 PROTO_UDP => "udp",
                 _ => "other",
-            },
-            destination: Destination { address: address.to_string(), port: ev.dport },
+            }),
+            destination: Some(Destination { address: address.to_string(), port: ev.dport }),
+            file: None,
             segment: policy.segment_name(ev.segment_id).map(str::to_string),
             verdict: verdict_name(ev.verdict),
             rule: policy.rule_label(ev.rule_id).map(str::to_string),
+            backend: None,
+        }
+    }
+
+    /// A file decision from a userspace backend (fanotify).
+    pub fn file(
+        &mut self,
+        d: &FileDecision,
+        cgroup: Option<String>,
+        policy: &CompiledPolicy,
+        backend: &'static str,
+    ) -> DecisionEvent {
+        self.seq += 1;
+        let (workload, identity) = match d.workload {
+            Some(id) => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
+            None => (UNMATCHED.to_string(), "unmatched"),
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", d.tgid, d.tid)).unwrap_or_default();
+        DecisionEvent {
+            time: self.clock.format(crate::identity::delay::monotonic_ns()),
+            seq: self.seq,
+            node: self.node.clone(),
+            kind: "file",
+            workload,
+            identity,
+            cgroup_id: None,
+            cgroup,
+            pid: d.tid,
+            tgid: d.tgid,
+            comm: comm.trim_end().to_string(),
+            exe: self.exe.exe(d.tgid),
+            operation: "open",
+            protocol: None,
+            destination: None,
+            file: Some(FileTarget {
+                path: d.path.to_string_lossy().into_owned(),
+                access: if d.write { "write" } else { "read" },
+            }),
+            segment: policy.segment_name(d.segment).map(str::to_string),
+            verdict: verdict_name(d.verdict),
+            rule: policy.rule_label(d.rule).map(str::to_string),
+            backend: Some(backend),
         }
     }
 }

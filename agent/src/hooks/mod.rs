@@ -2,6 +2,7 @@
 //!
 //! Order matters for fail-closed start-up: policy maps and known cgroup
 //! identities are written before the network hooks are attached.
+pub mod btf;
 mod loader;
 pub mod maps;
 pub mod tracefs;

@@ -76,14 +76,21 @@ impl CgroupTracker {
     /// Maps a tracepoint path (relative to the hierarchy root) to a path
     /// relative to our root, if it is inside it and really has this id.
     pub fn resolve_tp_path(&self, tp_path: &str, id: u64) -> Option<String> {
+        let rel = self.rel_of_hierarchy_path(tp_path)?;
+        let abs = if rel.is_empty() { self.root_abs.clone() } else { self.root_abs.join(&rel) };
+        // The id check rejects stale or truncated paths (and v1 hierarchies).
+        (cgroup_id(&abs).ok()? == id).then_some(rel)
+    }
+
+    /// A hierarchy path (as in /proc/<pid>/cgroup or tracepoints) relative
+    /// to our root; None when outside it (not governed by this agent).
+    pub fn rel_of_hierarchy_path(&self, path: &str) -> Option<String> {
         let inside_mount = match self.mount_root.as_str() {
-            "/" => tp_path,
-            r => tp_path.strip_prefix(r)?,
+            "/" => path,
+            r => path.strip_prefix(r)?,
         };
         let abs = self.mount_point.join(inside_mount.trim_start_matches('/'));
-        let rel = abs.strip_prefix(&self.root_abs).ok()?;
-        // The id check rejects stale or truncated paths (and v1 hierarchies).
-        (cgroup_id(&abs).ok()? == id).then(|| rel.to_string_lossy().into_owned())
+        Some(abs.strip_prefix(&self.root_abs).ok()?.to_string_lossy().into_owned())
     }
 
     /// Finds a cgroup by id with a full walk: fallback when a tracepoint

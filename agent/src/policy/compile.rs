@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use warden_common::{
-    AllowKey, AllowPorts, AllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo, Settings,
+    AllowKey, AllowPorts, AllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo,
+    Settings,
 };
 
-use super::model::{Policy, windows};
+use super::files::{FileRoot, compile_files};
+use super::model::{FileBackend, Policy, windows};
 use super::prefixes::{inherited, own_entries};
 use super::select::Selector;
 
@@ -25,10 +27,15 @@ pub struct CompiledPolicy {
     pub settings: Settings,
     pub v4: Vec<(Ipv4Key, SegmentEntries)>,
     pub v6: Vec<(Ipv6Key, SegmentEntries)>,
-    /// `(segment id, info)` for every segment, ids 1..=M.
+    /// `(segment id, info)` for every segment (network, paths or both), ids 1..=M.
     pub segment_info: Vec<(u32, SegmentInfo)>,
-    /// Sorted by (workload id, segment id).
+    /// Pairs with segments that have network entries, sorted by (workload id, segment id).
     pub allow: Vec<(AllowKey, AllowValue)>,
+    /// Every protected directory tree, in file order.
+    pub files: Vec<FileRoot>,
+    /// Pairs with segments that have paths, sorted by (workload id, segment id).
+    pub file_allow: Vec<(AllowKey, FileAllowValue)>,
+    pub file_backend: FileBackend,
     /// `workloads[id - 1]` is the name of workload `id`.
     pub workloads: Vec<String>,
     /// `segments[id - 1]` is the name of segment `id`.
@@ -97,6 +104,9 @@ impl Policy {
                     let Some(&si) = seg_ids.get(s.name.as_str()) else {
                         continue;
                     };
+                    if self.segments[si].network.is_empty() {
+                        continue; // paths only: see `file_allow`
+                    }
                     let key = ((wi + 1) as u32, (si + 1) as u16);
                     if allow.contains_key(&key) {
                         continue; // validation rejects a second rule for a pair
@@ -122,7 +132,7 @@ impl Policy {
         // which would otherwise fall back to the segment's mode.
         for (wi, w) in self.workloads.iter().enumerate() {
             let Some(mode) = w.mode else { continue };
-            for si in 0..self.segments.len() {
+            for si in (0..self.segments.len()).filter(|&si| !self.segments[si].network.is_empty()) {
                 allow
                     .entry(((wi + 1) as u32, (si + 1) as u16))
                     .or_insert(AllowValue { deny_mode: mode.kernel(), ..Default::default() });
@@ -132,6 +142,7 @@ impl Policy {
             .into_iter()
             .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
             .collect();
+        let (files, file_allow) = compile_files(self);
 
         let selector =
             Selector::build(self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())))
@@ -144,6 +155,9 @@ impl Policy {
             v6,
             segment_info,
             allow,
+            files,
+            file_allow,
+            file_backend: self.agent.files.backend,
             workloads: self.workloads.iter().map(|w| w.name.clone()).collect(),
             segments: self.segments.iter().map(|s| s.name.clone()).collect(),
             rules: self

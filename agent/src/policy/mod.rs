@@ -21,15 +21,19 @@
 //!     jsonl: "-"              # "-" = stdout (default), or a file path
 //!     logUnprotected: false   # also log allowed flows to non-segment destinations
 //!   ringBufferBytes: 4194304  # power of two, 64 KiB .. 1 GiB (default 4 MiB)
+//!   files:
+//!     backend: auto           # auto | lsm | fanotify (default auto: the strongest that works on the node)
 //!
-//! segments:                   # protected destinations
+//! segments:                   # protected destinations and directory trees
 //!   - name: object-store      # [a-z0-9][-a-z0-9_.]*, at most 63 chars, unique
 //!     description: "S3 gateway"       # optional
 //!     mode: audit             # optional: mode for denies of this segment
-//!     network:                # at least one entry
+//!     network:                # `network`, `paths` or both; a list given is never empty
 //!       - cidr: 10.20.0.0/16  # IPv4 or IPv6; a bare address means /32 or /128
 //!         ports: [443, "9000-9100"]   # optional, default all ports; 1..65535
 //!         protocol: tcp       # tcp | udp | any (default any)
+//!   - name: datasets
+//!     paths: [/mnt/datasets, /data/imagenet]   # directory trees: absolute, normalised, not `/`
 //!
 //! workloads:                  # who is who, by cgroup path
 //!   - name: trainer           # same rules as segment names, unique
@@ -40,18 +44,37 @@
 //! allow:                      # everything not allowed into a segment is denied
 //!   - workload: trainer       # or `workloads: [a, b]`
 //!     segments: [object-store]  # or `segment: name`
-//!     ports: [443]            # optional narrowing, at most 4 windows
-//!     protocol: tcp           # optional narrowing (default any)
+//!     ports: [443]            # optional narrowing of network entries, at most 4 windows
+//!     protocol: tcp           # optional narrowing of network entries (default any)
 //!     mode: audit             # optional
+//!   - workload: trainer
+//!     segment: datasets
+//!     access: read            # read | read-write: required for segments with paths, else not allowed
 //! ```
 //!
-//! **Segments.** A destination (address, port, protocol) belongs to at most one
+//! **Network segments.** A destination (address, port, protocol) belongs to at most one
 //! segment: the one with the longest matching prefix whose ports and protocol
 //! match. Nested prefixes are fine (`10.0.0.0/8` and `10.20.0.0/16` in different
 //! segments); the same prefix in two segments with overlapping ports and
 //! protocols is an error. IPv4-mapped IPv6 prefixes (`::ffff:10.0.0.0/104`) are
 //! treated as IPv4. A prefix may carry at most 8 (segment, port window) entries,
 //! counting those inherited from covering prefixes.
+//!
+//! **File segments.** `paths` protect directory trees, such as datasets and model
+//! weights. The agent resolves each path on the node to its (device, inode); a
+//! file is matched by walking its own ancestry of (device, inode) pairs, not by
+//! name, so symlinks, bind mounts and `..` cannot slip past a root. A file belongs
+//! to the segment of the deepest protected root above it: with `/data` in one
+//! segment and `/data/scratch` in another, `/data/scratch/x` is governed by the
+//! second only. The same path twice (in one segment or two) is an error, `/` is
+//! rejected (protecting it would lock the node), and there are at most 4096 paths
+//! in all. Write paths normalised: absolute, no `.`, `..` or empty components,
+//! no trailing `/`. Files outside every segment are not checked. Access `read`
+//! allows opening for reading; `read-write` also allows writing: opening for
+//! writing, truncating and appending, and, where the backend can see it
+//! (BPF-LSM: yes; fanotify: opens only), creating, renaming, unlinking and
+//! hard-linking entries inside the tree. One segment may have both `network`
+//! and `paths`; its id is shared.
 //!
 //! **Workloads.** Globs match cgroup paths relative to `agent.cgroupRoot`: `*`
 //! stays within one path component, `**` crosses `/`. A cgroup is identified by
@@ -64,10 +87,14 @@
 //!
 //! **Allow rules.** A rule lets its workloads reach its segments, optionally only
 //! on some ports or one protocol (it must overlap what the segment covers). One
-//! rule per (workload, segment) pair; list all ports in that rule.
+//! rule per (workload, segment) pair; list all ports in that rule. `access` is
+//! required when any listed segment has paths and not allowed when none has;
+//! `ports`/`protocol` need a listed segment with network entries. A rule may
+//! mix both kinds: `ports`/`protocol` narrow the network part, `access` governs
+//! the paths part.
 //!
-//! **Modes.** When a workload W is denied access to segment S, the deny is
-//! enforced or only audited according to the first mode set in:
+//! **Modes.** When a workload W is denied access to segment S (network or file),
+//! the deny is enforced or only audited according to the first mode set in:
 //!
 //! 1. the rule for (W, S), if there is one, then W's mode, then S's mode, then the global `mode`;
 //! 2. with no rule for (W, S): W's mode, then S's mode, then the global `mode`.
@@ -81,7 +108,8 @@
 //!
 //! Modules: `yaml` (marked tree), `reader` + `values` + `parse` (typed
 //! reading into `model`), `validate` (cross-item rules), `prefixes` +
-//! `compile` (map contents), `select` (cgroup globs).
+//! `compile` (map contents), `files` (file roots, the file verdict), `select`
+//! (cgroup globs).
 use std::io::Read;
 use std::path::Path;
 
@@ -89,6 +117,7 @@ use sha2::{Digest, Sha256};
 
 mod compile;
 mod error;
+mod files;
 mod model;
 mod names;
 mod parse;
@@ -104,9 +133,10 @@ mod tests;
 
 pub use compile::{CompiledPolicy, RuleInfo};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
+pub use files::FileRoot;
 pub use model::{
-    AgentConfig, AllowRule, DefaultAction, EventsConfig, Mode, NameRef, NetworkEntry, Policy, PortRange, Protocol,
-    Segment, Workload,
+    Access, AgentConfig, AllowRule, DefaultAction, EventsConfig, FileBackend, FilesConfig, Mode, NameRef, NetworkEntry,
+    PathEntry, Policy, PortRange, Protocol, Segment, Workload,
 };
 pub use select::Selector;
 
@@ -172,6 +202,12 @@ pub fn fuzz_parse(bytes: &[u8]) {
         let compiled = policy.compile();
         for path in ["", "a", "training/job-1/ctr", "/x/y/"] {
             let _ = compiled.workload_for(path);
+        }
+        for segment in 0..=3 {
+            for want in [warden_common::ACCESS_READ, warden_common::ACCESS_READ | warden_common::ACCESS_WRITE] {
+                let _ = compiled.file_verdict(None, segment, want);
+                let _ = compiled.file_verdict(Some(1), segment, want);
+            }
         }
     }
 }

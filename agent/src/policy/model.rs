@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::Serialize;
-use warden_common::{DEFAULT_ALLOW, DEFAULT_DENY, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, PROTO_TCP, PROTO_UDP};
+use warden_common::{
+    ACCESS_READ, ACCESS_WRITE, DEFAULT_ALLOW, DEFAULT_DENY, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, PROTO_TCP, PROTO_UDP,
+};
 
 use super::error::Origin;
 
@@ -151,6 +153,63 @@ impl Default for EventsConfig {
     }
 }
 
+/// Which kernel mechanism enforces file segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileBackend {
+    /// The strongest backend that works on the node (BPF-LSM, else fanotify).
+    #[default]
+    Auto,
+    /// BPF-LSM hooks: sees opens, creates, renames, unlinks and links.
+    Lsm,
+    /// fanotify permission events: sees opens (read/write) only.
+    Fanotify,
+}
+
+impl fmt::Display for FileBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileBackend::Auto => "auto",
+            FileBackend::Lsm => "lsm",
+            FileBackend::Fanotify => "fanotify",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilesConfig {
+    pub backend: FileBackend,
+}
+
+/// What an allow rule grants on a segment's paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Open for reading.
+    Read,
+    /// Open for reading and writing, and change the tree (create, rename, unlink, link).
+    ReadWrite,
+}
+
+impl Access {
+    /// `ACCESS_*` bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            Access::Read => ACCESS_READ,
+            Access::ReadWrite => ACCESS_READ | ACCESS_WRITE,
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read",
+            Access::ReadWrite => "read-write",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {
     /// Relative to the cgroup2 mount; `/` is the whole hierarchy.
@@ -160,6 +219,7 @@ pub struct AgentConfig {
     pub node_name: Option<String>,
     pub events: EventsConfig,
     pub ring_buffer_bytes: u32,
+    pub files: FilesConfig,
 }
 
 impl Default for AgentConfig {
@@ -170,6 +230,7 @@ impl Default for AgentConfig {
             node_name: None,
             events: EventsConfig::default(),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            files: FilesConfig::default(),
         }
     }
 }
@@ -186,12 +247,24 @@ pub struct NetworkEntry {
     pub origin: Origin,
 }
 
+/// One `paths:` entry of a segment: a protected directory tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathEntry {
+    /// Absolute and normalised (no `.`/`..`/empty components, no trailing `/`), never `/`.
+    pub path: PathBuf,
+    /// Position of the path value.
+    pub origin: Origin,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub name: String,
     pub description: Option<String>,
     pub mode: Option<Mode>,
+    /// May be empty when `paths` is not.
     pub network: Vec<NetworkEntry>,
+    /// Protected directory trees; may be empty when `network` is not.
+    pub paths: Vec<PathEntry>,
     /// Position of the `name` value.
     pub origin: Origin,
 }
@@ -219,14 +292,23 @@ pub struct AllowRule {
     /// Empty: all ports (the segment's own windows still apply).
     pub ports: Vec<PortRange>,
     pub protocol: Protocol,
+    /// Required when a listed segment has paths; `None` otherwise.
+    pub access: Option<Access>,
     pub mode: Option<Mode>,
     /// Position of the rule's mapping, field `allow[i]`.
     pub origin: Origin,
     /// Position of `ports` (else `protocol`, else the rule) for narrowing errors.
     pub narrowing_origin: Origin,
+    /// Position of `access` (else the rule).
+    pub access_origin: Origin,
 }
 
 impl AllowRule {
+    /// Whether `ports` or `protocol` was written.
+    pub fn narrows(&self) -> bool {
+        self.narrowing_origin.field != self.origin.field
+    }
+
     /// Human label used in events: `allow[0] trainer->object-store`.
     pub fn label(&self) -> String {
         let join = |refs: &[NameRef]| refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",");

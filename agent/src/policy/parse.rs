@@ -11,17 +11,18 @@ use super::error::{Diag, Loc, Origin};
 use super::model::*;
 use super::reader::{MapView, Reader, describe};
 use super::select;
-use super::values::{parse_cidr, port_window};
+use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
-const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes"];
+const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files"];
 const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
-const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network"];
+const FILES_KEYS: &[&str] = &["backend"];
+const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
 const SELECTOR_KEYS: &[&str] = &["cgroup"];
-const RULE_KEYS: &[&str] = &["workload", "workloads", "segment", "segments", "ports", "protocol", "mode"];
+const RULE_KEYS: &[&str] = &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "mode"];
 
 pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
 pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
@@ -142,6 +143,13 @@ impl Reader<'_> {
                 }
             }
         }
+        if let Some(n) = m.get("files")
+            && let Some(f) = self.map(n, "agent.files", FILES_KEYS)
+            && let Some(n) = f.get("backend")
+        {
+            let options = [("auto", FileBackend::Auto), ("lsm", FileBackend::Lsm), ("fanotify", FileBackend::Fanotify)];
+            agent.files.backend = self.keyword(n, &f.field("backend"), &options).unwrap_or_default();
+        }
         agent
     }
 
@@ -152,15 +160,38 @@ impl Reader<'_> {
         let description = m.get("description").and_then(|n| self.string(n, &m.field("description")));
         let mode = self.opt_mode(&m, "mode");
         let mut network = Vec::new();
-        if let Some(list) = self.required(&m, "network") {
+        if let Some(list) = m.get("network") {
             for (i, item) in self.list(list, &m.field("network")).unwrap_or_default().iter().enumerate() {
                 if let Some(entry) = self.network_entry(item, &format!("{path}.network[{i}]")) {
                     network.push(entry);
                 }
             }
         }
+        let mut paths = Vec::new();
+        if let Some(list) = m.get("paths") {
+            let field = m.field("paths");
+            for (i, item) in self.list(list, &field).unwrap_or_default().iter().enumerate() {
+                if let Some(entry) = self.path_entry(item, &format!("{field}[{i}]")) {
+                    paths.push(entry);
+                }
+            }
+        }
+        if m.get("network").is_none() && m.get("paths").is_none() {
+            self.diag.at(m.loc, &m.field("network"), "missing required key `network` (or `paths`, or both)");
+        }
         let origin = Origin::new(name_node?.loc, m.field("name"));
-        Some(Segment { name: name?, description, mode, network, origin })
+        Some(Segment { name: name?, description, mode, network, paths, origin })
+    }
+
+    fn path_entry(&mut self, node: &Node, field: &str) -> Option<PathEntry> {
+        let text = self.nonempty_string(node, field)?;
+        match protected_path(&text) {
+            Ok(path) => Some(PathEntry { path, origin: Origin::new(node.loc, field) }),
+            Err(reason) => {
+                self.err(node, field, reason);
+                None
+            }
+        }
     }
 
     fn network_entry(&mut self, node: &Node, path: &str) -> Option<NetworkEntry> {
@@ -260,20 +291,25 @@ impl Reader<'_> {
         let segments = self.refs(&m, "segment", "segments");
         let ports = m.get("ports").and_then(|n| self.ports(n, &m.field("ports"), MAX_ALLOW_PORTS));
         let protocol = m.get("protocol").and_then(|n| self.protocol(n, &m.field("protocol")));
+        let access_options = [("read", Access::Read), ("read-write", Access::ReadWrite)];
+        let access = m.get("access").and_then(|n| self.keyword(n, &m.field("access"), &access_options));
         let mode = self.opt_mode(&m, "mode");
         let origin = Origin::new(m.loc, path);
         let narrowing_origin = ["ports", "protocol"]
             .iter()
             .find_map(|k| m.get(k).map(|n| Origin::new(n.loc, m.field(k))))
             .unwrap_or_else(|| origin.clone());
+        let access_origin = m.get("access").map_or_else(|| origin.clone(), |n| Origin::new(n.loc, m.field("access")));
         Some(AllowRule {
             workloads: workloads?,
             segments: segments?,
             ports: ports.unwrap_or_default(),
             protocol: protocol.unwrap_or_default(),
+            access,
             mode,
             origin,
             narrowing_origin,
+            access_origin,
         })
     }
 

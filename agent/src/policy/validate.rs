@@ -1,13 +1,15 @@
 //! Cross-item rules: unique names, resolvable references, segments that
-//! don't contradict each other, one rule per (workload, segment) pair, and
-//! the kernel maps' capacity limits.
+//! don't contradict each other, rules that fit their segments (`access` for
+//! paths, `ports`/`protocol` for network entries), one rule per (workload,
+//! segment) pair, and the kernel maps' capacity limits.
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use warden_common::MAX_SEGMENT_ENTRIES;
 
 use super::error::{Diag, Origin};
-use super::model::{AllowRule, Policy, PortRange, Protocol, windows};
+use super::model::{AllowRule, Policy, PortRange, Protocol, Segment, windows};
 use super::names::hint;
 use super::prefixes::{Own, Table, inherited, own_entries};
 use super::select::Selector;
@@ -16,11 +18,16 @@ use super::select::Selector;
 /// (sizes in `ebpf/src/maps.rs`).
 pub const MAX_PREFIXES_PER_FAMILY: usize = 65536;
 pub const MAX_ALLOW_ENTRIES: usize = 65536;
+/// Entries of the `FILE_ALLOW` hash.
+pub const MAX_FILE_ALLOW_ENTRIES: usize = 65536;
+/// Protected directory trees across all segments (the `FILE_ROOTS` hash).
+pub const MAX_FILE_ROOTS: usize = 4096;
 
 pub(crate) fn check(policy: &Policy, diag: &mut Diag) {
     unique_names(policy.segments.iter().map(|s| (&s.name, &s.origin)), "segment", diag);
     unique_names(policy.workloads.iter().map(|w| (&w.name, &w.origin)), "workload", diag);
     duplicate_entries(policy, diag);
+    paths(policy, diag);
     let table = own_entries(policy);
     overlapping_segments(policy, &table, diag);
     prefix_limits(&table, diag);
@@ -58,6 +65,36 @@ fn duplicate_entries(policy: &Policy, diag: &mut Diag) {
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(&entry.origin);
+                }
+            }
+        }
+    }
+}
+
+/// The same path twice (in one segment or two), and the total limit. Nested
+/// paths are fine: the deepest root governs.
+fn paths(policy: &Policy, diag: &mut Diag) {
+    let mut seen: HashMap<&Path, (&Origin, &str)> = HashMap::new();
+    let mut count = 0usize;
+    for segment in &policy.segments {
+        for entry in &segment.paths {
+            count += 1;
+            if count == MAX_FILE_ROOTS + 1 {
+                let reason = format!("more than {MAX_FILE_ROOTS} paths in all segments together");
+                diag.at_origin(&entry.origin, reason);
+            }
+            match seen.entry(&entry.path) {
+                Entry::Occupied(first) => {
+                    let (origin, name) = *first.get();
+                    let reason = format!(
+                        "`{}` is already listed at {} (segment `{name}`); a directory can belong to only one segment",
+                        entry.path.display(),
+                        origin.describe()
+                    );
+                    diag.at_origin(&entry.origin, reason);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((&entry.origin, &segment.name));
                 }
             }
         }
@@ -128,7 +165,7 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
         by_segment[own.seg].push(own);
     }
     let mut covered: HashMap<(&str, &str), &Origin> = HashMap::new();
-    let mut entries = 0usize;
+    let mut pairs = Pairs::default();
     for rule in &policy.allow {
         for w in &rule.workloads {
             if !wl_known.contains(w.name.as_str()) {
@@ -136,14 +173,20 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
                 diag.at_origin(&w.origin, format!("unknown workload `{}`{hint}", w.name));
             }
         }
+        let mut known = Vec::new();
         for s in &rule.segments {
             let Some(&si) = seg_index.get(s.name.as_str()) else {
                 let hint = hint(&s.name, seg_names.iter().copied());
                 diag.at_origin(&s.origin, format!("unknown segment `{}`{hint}", s.name));
                 continue;
             };
+            let segment = &policy.segments[si];
+            if !(segment.network.is_empty() && segment.paths.is_empty()) {
+                known.push(si); // else all its entries were invalid, and reported
+            }
             never_matches(&policy.segments[si].name, &by_segment[si], rule, diag);
         }
+        rule_fits_segments(policy, rule, &known, known.len() == rule.segments.len(), diag);
         for w in &rule.workloads {
             for s in &rule.segments {
                 if let Some(first) = covered.get(&(w.name.as_str(), s.name.as_str())) {
@@ -157,28 +200,77 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
                     continue;
                 }
                 covered.insert((&w.name, &s.name), &rule.origin);
-                entries += 1;
-                if entries == MAX_ALLOW_ENTRIES + 1 {
-                    let reason = format!("more than {MAX_ALLOW_ENTRIES} (workload, segment) pairs");
-                    diag.at_origin(&rule.origin, reason);
+                if let Some(&si) = seg_index.get(s.name.as_str()) {
+                    pairs.add(&policy.segments[si], &rule.origin, diag);
                 }
             }
         }
     }
     // Workload-level modes add one entry per segment the workload has no rule for.
     for w in policy.workloads.iter().filter(|w| w.mode.is_some()) {
-        let uncovered = seg_names.iter().filter(|s| !covered.contains_key(&(w.name.as_str(), **s))).count();
-        let before = entries;
-        entries += uncovered;
-        if before <= MAX_ALLOW_ENTRIES && entries > MAX_ALLOW_ENTRIES {
-            let reason = format!(
-                "this workload's `mode` needs an entry per segment; with the rules that makes more \
-                 than {MAX_ALLOW_ENTRIES} (workload, segment) pairs"
-            );
-            diag.at_origin(&w.origin, reason);
+        for segment in policy.segments.iter().filter(|s| !covered.contains_key(&(w.name.as_str(), s.name.as_str()))) {
+            pairs.add(segment, &w.origin, diag);
         }
     }
 }
+
+/// (workload, segment) pairs counted against the `ALLOW` and `FILE_ALLOW` maps.
+#[derive(Default)]
+struct Pairs {
+    network: usize,
+    files: usize,
+}
+
+impl Pairs {
+    fn add(&mut self, segment: &Segment, origin: &Origin, diag: &mut Diag) {
+        let counts = [
+            (!segment.network.is_empty(), &mut self.network, MAX_ALLOW_ENTRIES, "network"),
+            (!segment.paths.is_empty(), &mut self.files, MAX_FILE_ALLOW_ENTRIES, "file"),
+        ];
+        for (applies, count, max, kind) in counts {
+            if !applies {
+                continue;
+            }
+            *count += 1;
+            if *count == max + 1 {
+                let reason = format!(
+                    "more than {max} (workload, segment) pairs for {kind} segments \
+                     (rules, plus one per segment for each workload with its own `mode`)"
+                );
+                diag.at_origin(origin, reason);
+            }
+        }
+    }
+}
+
+/// `access` goes with paths, `ports`/`protocol` with network entries. `known`:
+/// listed segments that exist and kept valid entries; `all_known`: all listed
+/// ones are (else "none has X" could be a cascade of another error).
+fn rule_fits_segments(policy: &Policy, rule: &AllowRule, known: &[usize], all_known: bool, diag: &mut Diag) {
+    let any_paths = known.iter().any(|&si| !policy.segments[si].paths.is_empty());
+    let any_network = known.iter().any(|&si| !policy.segments[si].network.is_empty());
+    // An `access` value that did not parse is already reported; its origin is the key's.
+    let access_written = rule.access_origin.field != rule.origin.field;
+    match (rule.access, any_paths) {
+        (None, true) if !access_written => {
+            diag.at(rule.origin.loc, &format!("{}.access", rule.origin.field), ACCESS_REQUIRED)
+        }
+        (Some(_), false) if all_known => diag.at_origin(
+            &rule.access_origin,
+            "`access` only applies to segments with `paths`, and none of this rule's segments has any",
+        ),
+        _ => {}
+    }
+    if rule.narrows() && !any_network && all_known {
+        let key = if rule.narrowing_origin.field.ends_with("ports") { "ports" } else { "protocol" };
+        let reason = format!(
+            "`{key}` only applies to segments with `network` entries, and none of this rule's segments has any"
+        );
+        diag.at_origin(&rule.narrowing_origin, reason);
+    }
+}
+
+const ACCESS_REQUIRED: &str = "`access` is required for segments with paths: read | read-write";
 
 /// A rule whose ports/protocol can never match any entry of the segment.
 fn never_matches(segment: &str, entries: &[&Own], rule: &AllowRule, diag: &mut Diag) {

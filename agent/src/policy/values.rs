@@ -1,5 +1,6 @@
-//! Single-value syntax: CIDRs and port windows.
+//! Single-value syntax: CIDRs, port windows and protected paths.
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -54,6 +55,33 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// Longest protected path accepted, in bytes (`PATH_MAX` less the NUL).
+pub const MAX_PATH_BYTES: usize = 4095;
+
+/// A protected directory tree: absolute, normalised as written (no `.`, `..`
+/// or empty components, no trailing `/`), and not `/` itself. Paths are not
+/// resolved here; the agent resolves them on the node.
+pub(super) fn protected_path(text: &str) -> Result<PathBuf, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must be an absolute path"));
+    }
+    if text.len() > MAX_PATH_BYTES {
+        return Err(format!("path is {} bytes long; at most {MAX_PATH_BYTES} are supported", text.len()));
+    }
+    if text.split('/').all(str::is_empty) {
+        return Err("protecting / would lock the node; list the directories to protect".into());
+    }
+    let parts: Vec<&str> = text[1..].split('/').collect();
+    if parts.iter().any(|c| *c == "." || *c == "..") {
+        return Err(format!("`{text}` must not contain `.` or `..` components; write the path it means"));
+    }
+    if parts.iter().any(|c| c.is_empty()) {
+        let fixed: Vec<&str> = parts.into_iter().filter(|c| !c.is_empty()).collect();
+        return Err(format!("`{text}` has an empty component or a trailing `/`; write `/{}`", fixed.join("/")));
+    }
+    Ok(PathBuf::from(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +101,29 @@ mod tests {
         );
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("example.com").is_err());
+    }
+
+    #[test]
+    fn protected_paths() {
+        assert_eq!(protected_path("/mnt/datasets").unwrap(), PathBuf::from("/mnt/datasets"));
+        assert_eq!(protected_path("/a b/..x/.y").unwrap(), PathBuf::from("/a b/..x/.y"));
+        assert_eq!(protected_path("data").unwrap_err(), "`data` must be an absolute path");
+        assert_eq!(
+            protected_path("/").unwrap_err(),
+            "protecting / would lock the node; list the directories to protect"
+        );
+        assert_eq!(protected_path("//").unwrap_err(), protected_path("/").unwrap_err());
+        assert_eq!(
+            protected_path("/a//b/").unwrap_err(),
+            "`/a//b/` has an empty component or a trailing `/`; write `/a/b`"
+        );
+        assert_eq!(
+            protected_path("/a/../b").unwrap_err(),
+            "`/a/../b` must not contain `.` or `..` components; write the path it means"
+        );
+        assert!(protected_path("/a/.").is_err());
+        let long = format!("/{}", "x".repeat(MAX_PATH_BYTES));
+        assert_eq!(protected_path(&long).unwrap_err(), "path is 4096 bytes long; at most 4095 are supported");
+        assert!(protected_path(&long[..MAX_PATH_BYTES]).is_ok());
     }
 }

@@ -7,6 +7,7 @@ use super::{SystemError, mountinfo};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub const SECURITYFS: &str = "/sys/kernel/security";
 
 /// Ensures a filesystem of `fstype` is mounted at `target`.
 pub fn ensure(fstype: &'static str, source: &str, target: &str) -> Result<bool, SystemError> {

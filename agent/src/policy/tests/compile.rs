@@ -61,20 +61,23 @@ fn ipv6_keys_and_inheritance() {
 #[test]
 fn ids_names_and_labels() {
     let c = ok(EXAMPLE).compile();
-    assert_eq!(c.segments, ["object-store", "model-registry", "tenant-b", "metadata-api"]);
+    assert_eq!(c.segments, ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights"]);
     assert_eq!(c.workloads, ["trainer", "inference"]);
     assert_eq!(c.segment_name(1), Some("object-store"));
     assert_eq!(c.segment_name(4), Some("metadata-api"));
     assert_eq!(c.segment_name(0), None);
-    assert_eq!(c.segment_name(5), None);
+    assert_eq!(c.segment_name(6), Some("model-weights"));
+    assert_eq!(c.segment_name(7), None);
     assert_eq!(c.workload_name(2), Some("inference"));
     assert_eq!(c.workload_name(0), None);
     assert_eq!(c.workload_name(3), None);
     assert_eq!(c.rule_label(1), Some("allow[0] trainer->object-store"));
     assert_eq!(c.rule_label(2), Some("allow[1] inference->model-registry"));
     assert_eq!(c.rule_label(0), None);
-    assert_eq!(c.rules.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(c.segment_info.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(c.rule_label(4), Some("allow[3] trainer->model-weights"));
+    assert_eq!(c.rules.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    // Path-only segments get ids and infos like network ones.
+    assert_eq!(c.segment_info.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
     assert_eq!(c.segment_info[1].1.mode, MODE_AUDIT);
     assert_eq!(c.segment_info[0].1.mode, MODE_ENFORCE);
     assert_eq!(c.settings.default_action, DEFAULT_ALLOW);

@@ -39,13 +39,13 @@ fn empty_or_non_mapping_documents() {
 
 #[test]
 fn unknown_keys_list_the_allowed_ones() {
-    let text = "version: 1\nmod: audit\nsegments:\n  - name: s\n    network:\n      - cidr: 10.0.0.0/8\n        port: [1]\n    paths: [/dev]\n";
+    let text = "version: 1\nmod: audit\nsegments:\n  - name: s\n    network:\n      - cidr: 10.0.0.0/8\n        port: [1]\n    path: [/dev]\n";
     assert_eq!(
         errs(text),
         [
             "p.yaml:2:1: mod: unknown key `mod` (did you mean `mode`?); allowed keys: version, mode, defaultAction, agent, segments, workloads, allow",
             "p.yaml:7:9: segments[0].network[0].port: unknown key `port` (did you mean `ports`?); allowed keys: cidr, ports, protocol",
-            "p.yaml:8:5: segments[0].paths: unknown key `paths`; allowed keys: name, description, mode, network",
+            "p.yaml:8:5: segments[0].path: unknown key `path` (did you mean `paths`?); allowed keys: name, description, mode, network, paths",
         ]
     );
 }
@@ -84,7 +84,7 @@ fn missing_required_fields_point_at_the_parent_mapping() {
         [
             "p.yaml:1:1: version: missing required key `version`",
             "p.yaml:3:5: segments[0].name: missing required key `name`",
-            "p.yaml:3:5: segments[0].network: missing required key `network`",
+            "p.yaml:3:5: segments[0].network: missing required key `network` (or `paths`, or both)",
             "p.yaml:6:9: segments[1].network[0].cidr: missing required key `cidr`",
             "p.yaml:8:5: workloads[0].selector: missing required key `selector`",
             "p.yaml:10:15: workloads[1].selector.cgroup: missing required key `cgroup`",

@@ -1,6 +1,6 @@
 //! A cheap in-tree fuzz: mutated variants of the example must never panic.
 use super::super::{fuzz_parse, load_str};
-use super::{EXAMPLE, MODES, NESTED};
+use super::{EXAMPLE, FILES, MODES, NESTED};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -43,6 +43,10 @@ const TOKENS: &[&[u8]] = &[
     b"#",
     b"%YAML 1.2\n",
     b"\xff",
+    b"/..",
+    b"//",
+    b"access: read-write\n",
+    b"paths: [/x]\n",
 ];
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
@@ -77,7 +81,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_inputs_never_panic() {
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
-    let bases = [EXAMPLE.as_bytes(), NESTED.as_bytes(), MODES.as_bytes()];
+    let bases = [EXAMPLE.as_bytes(), NESTED.as_bytes(), MODES.as_bytes(), FILES.as_bytes()];
     let mut loaded = 0;
     for i in 0..600 {
         let input = mutate(&mut rng, bases[i % bases.len()]);
@@ -87,6 +91,7 @@ fn mutated_inputs_never_panic() {
             loaded += 1;
             let c = p.compile();
             assert_eq!(c.segment_info.len(), p.segments.len());
+            assert_eq!(c.files.len(), p.segments.iter().map(|s| s.paths.len()).sum::<usize>());
         }
     }
     // Some mutations (e.g. inside comments) must still load: the harness reaches compile().

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::super::{DefaultAction, Mode, load_file};
+use super::super::{Access, DefaultAction, FileBackend, Mode, load_file};
 use super::{EXAMPLE, ok};
 
 #[test]
@@ -18,11 +18,19 @@ fn example_loads_with_its_settings() {
     assert!(!p.agent.events.log_unprotected);
     assert_eq!(p.agent.ring_buffer_bytes, 4 << 20);
     let names: Vec<&str> = p.segments.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["object-store", "model-registry", "tenant-b", "metadata-api"]);
+    assert_eq!(names, ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights"]);
     let names: Vec<&str> = p.workloads.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["trainer", "inference"]);
     assert_eq!(p.workloads[0].cgroup, ["training/*"]);
-    assert_eq!(p.allow.len(), 2);
+    assert_eq!(p.allow.len(), 5);
+    assert_eq!(p.agent.files.backend, FileBackend::Auto);
+    let paths: Vec<Vec<&Path>> =
+        p.segments.iter().map(|s| s.paths.iter().map(|e| e.path.as_path()).collect()).collect();
+    assert!(paths[..4].iter().all(Vec::is_empty));
+    assert_eq!(paths[4], [Path::new("/mnt/datasets"), Path::new("/tmp/warden-demo/datasets")]);
+    assert_eq!(paths[5], [Path::new("/models"), Path::new("/tmp/warden-demo/models")]);
+    let access: Vec<Option<Access>> = p.allow.iter().map(|r| r.access).collect();
+    assert_eq!(access, [None, None, Some(Access::Read), Some(Access::ReadWrite), Some(Access::Read)]);
     assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
 }
 

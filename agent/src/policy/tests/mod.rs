@@ -3,6 +3,7 @@ use super::{Policy, load_str};
 
 mod compile;
 mod errors;
+mod files;
 mod fuzz;
 mod load;
 mod schema;
@@ -70,6 +71,50 @@ allow:
   - workload: w-audit
     segment: s-plain
     mode: enforce
+"#;
+
+/// File segments: network-only (1), paths-only (2), both (3), nested audit (4).
+pub(super) const FILES: &str = r#"version: 1
+mode: enforce
+agent:
+  files:
+    backend: fanotify
+segments:
+  - name: net
+    network: [{cidr: 10.0.0.0/8}]
+  - name: datasets
+    paths: [/mnt/datasets, /data/imagenet]
+  - name: weights
+    network:
+      - cidr: 10.30.0.0/16
+        ports: [443]
+    paths: [/models]
+  - name: scratch
+    mode: audit
+    paths: [/mnt/datasets/scratch]
+workloads:
+  - name: trainer
+    selector: {cgroup: "training/*"}
+  - name: inference
+    mode: audit
+    selector: {cgroup: "inference/*"}
+  - name: batch
+    selector: {cgroup: "batch/*"}
+allow:
+  - workload: trainer
+    segments: [datasets, net]
+    access: read
+  - workload: trainer
+    segment: weights
+    ports: [443]
+    access: read-write
+  - workload: inference
+    segment: weights
+    access: read
+  - workload: batch
+    segment: datasets
+    access: read
+    mode: audit
 "#;
 
 pub(super) fn ok(text: &str) -> Policy {

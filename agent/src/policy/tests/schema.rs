@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::super::error::Diag;
 use super::super::yaml;
-use super::{EXAMPLE, MODES, NESTED, ok};
+use super::{EXAMPLE, FILES, MODES, NESTED, ok};
 
 const SCHEMA: &str = include_str!("../../../../config/policy.schema.json");
 
@@ -27,7 +27,9 @@ fn accepts_every_valid_policy() {
     let lists = "version: 1\nsegments: []\nworkloads:\nallow: []\n";
     let agent = "version: 1\nagent:\n  cgroupRoot: /\n  nodeName: n1\n  socket: /run/w.sock\n  \
                  events: {jsonl: /var/log/w.jsonl, logUnprotected: true}\n  ringBufferBytes: 65536\n";
-    for text in [EXAMPLE, NESTED, MODES, minimal, lists, agent] {
+    let paths_only =
+        "version: 1\nagent: {files: {backend: lsm}}\nsegments: [{name: s, paths: [/a, /a/b, \"/x y/.z\"]}]\n";
+    for text in [EXAMPLE, NESTED, MODES, FILES, minimal, lists, agent, paths_only] {
         ok(text); // the reader agrees
         let instance = json(text);
         let problems: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
@@ -49,7 +51,17 @@ fn rejects_invalid_policies() {
         "version: 1\nsegments: [{name: s, network: []}]\n",
         "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8, ports: [0]}]}]\n",
         "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8, protocol: icmp}]}]\n",
-        "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8}], paths: [/x]}]\n",
+        "version: 1\nsegments: [{name: s}]\n", // neither network nor paths
+        "version: 1\nsegments: [{name: s, paths: []}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [data]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/data/]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/a//b]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/a/../b]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/a/.]}]\n",
+        "version: 1\nsegments: [{name: s, paths: [/a], pathz: [/b]}]\n",
+        "version: 1\nagent: {files: {backend: ebpf}}\n",
+        "version: 1\nsegments: [{name: s, paths: [/a]}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: s, access: write}]\n",
         "version: 1\nworkloads: [{name: w, selector: {cgroup: []}}]\n",
         "version: 1\nworkloads: [{name: w}]\n",
         "version: 1\nallow: [{workload: a, workloads: [b], segment: s}]\n",

@@ -1,0 +1,136 @@
+//! Wires a file backend to the daemon: identity, verdicts, counters and
+//! events (through a bounded channel, so a slow sink never blocks opens).
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::sync::mpsc;
+
+use super::state::Shared;
+use crate::files::{Context, FileDecision, Identity, roots::Roots};
+
+/// A file decision queued for the sink, with the opener's cgroup path.
+pub type FileEvent = (FileDecision, Option<String>);
+pub type FileEventTx = mpsc::Sender<FileEvent>;
+/// What `start` hands the daemon when a userspace backend needs an event task.
+pub type FileEvents = Option<(mpsc::Receiver<FileEvent>, &'static str)>;
+
+pub struct FilesCtx {
+    pub shared: Arc<Shared>,
+    pub roots: Mutex<Arc<Roots>>,
+    pub tx: FileEventTx,
+    pub errors: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl Context for FilesCtx {
+    fn identify_pid(&self, pid: i32, tid: i32) -> Identity {
+        match crate::files::cgroup_path_of(pid, tid) {
+            Some(path) => self.shared.identify_cgroup_path(&path),
+            // Gone or unreadable: unidentified (fail closed).
+            None => Identity::Governed(None),
+        }
+    }
+
+    fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32) {
+        self.shared.file_verdict(workload, segment, want)
+    }
+
+    fn roots(&self) -> Arc<Roots> {
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn emit(&self, d: FileDecision) {
+        self.shared.count_file(d.workload, d.verdict);
+        let cgroup = crate::files::cgroup_path_of(d.tgid as i32, d.tid as i32);
+        if self.tx.try_send((d, cgroup)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn note_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn backend_failed(&self, reason: String) {
+        self.shared.set_file_failure(reason);
+    }
+}
+
+/// fanotify can block opens only; these it cannot see or stop.
+pub const FANOTIFY_BLIND: [&str; 6] = [
+    "create (file appears before the open is denied)",
+    "rename",
+    "unlink",
+    "hard link",
+    "truncate(2) by path",
+    "mkdir/rmdir",
+];
+
+/// Picks and starts the file backend. `Err` means the agent must not start.
+pub fn start(
+    shared: &Arc<Shared>,
+    compiled: &crate::policy::CompiledPolicy,
+    enforce: bool,
+    try_lsm: impl FnOnce() -> Result<crate::files::BackendChoice, String>,
+) -> anyhow::Result<FileEvents> {
+    use crate::{files::BackendChoice, policy::FileBackend};
+    let roots = Arc::new(Roots::resolve(&compiled.files));
+    for m in &roots.missing {
+        tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
+    }
+    let pref = compiled.file_backend;
+    let mut reasons = Vec::new();
+    if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
+        match try_lsm() {
+            Ok(choice) => {
+                shared.set_file_backend(choice, roots, None);
+                return Ok(None);
+            }
+            Err(why) => reasons.push(format!("BPF-LSM unavailable: {why}")),
+        }
+    }
+    if matches!(pref, FileBackend::Auto | FileBackend::Fanotify) {
+        match crate::files::fanotify::Fanotify::new(&roots) {
+            Ok(fan) => {
+                let (tx, rx) = mpsc::channel(65536);
+                let ctx = Arc::new(FilesCtx {
+                    shared: shared.clone(),
+                    roots: Mutex::new(roots.clone()),
+                    tx,
+                    errors: AtomicU64::new(0),
+                    dropped: AtomicU64::new(0),
+                });
+                Arc::new(fan).spawn(ctx.clone())?;
+                reasons.push("fanotify permission events on the filesystems holding segment roots".into());
+                let choice = BackendChoice {
+                    backend: "fanotify".into(),
+                    reason: reasons.join("; "),
+                    enforces: vec!["open for read".into(), "open for write/append/truncate (O_TRUNC)".into()],
+                    not_enforced: FANOTIFY_BLIND.iter().map(|s| s.to_string()).collect(),
+                };
+                shared.set_file_backend(choice, roots, Some(ctx));
+                return Ok(Some((rx, "fanotify")));
+            }
+            Err(e) => reasons.push(format!("fanotify unavailable: {e}")),
+        }
+    }
+    let why = format!("no backend can enforce file segments on this node ({})", reasons.join("; "));
+    if enforce {
+        anyhow::bail!("{why}; refusing to start in enforce mode (file segments would be unprotected)");
+    }
+    tracing::error!("{why}");
+    shared.set_file_backend(
+        BackendChoice {
+            backend: "none".into(),
+            reason: why.clone(),
+            enforces: vec![],
+            not_enforced: vec!["all".into()],
+        },
+        roots,
+        None,
+    );
+    shared.set_file_failure(why);
+    Ok(None)
+}

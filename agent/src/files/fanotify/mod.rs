@@ -1,0 +1,153 @@
+//! fanotify backend: the kernel holds each open on a marked filesystem
+//! until the agent answers. Used where BPF-LSM is not active.
+//!
+//! Every event is answered exactly once: by the decision loop, or, if a
+//! decision is stuck for longer than `STUCK_AFTER`, by the watchdog with a
+//! deny (fail closed). If the agent dies the kernel answers pending events
+//! itself (allow), so no process stays blocked.
+pub mod sys;
+
+use std::{
+    os::fd::RawFd,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use warden_common::{ACCESS_WRITE, VERDICT_DENIED};
+
+use super::{
+    Context, FileDecision, Identity,
+    intent::access_of,
+    roots::{Locator, Roots},
+};
+
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Fanotify {
+    group: Arc<sys::Group>,
+    in_flight: Arc<Mutex<Option<(RawFd, Instant)>>>,
+}
+
+impl Fanotify {
+    /// Creates the group and marks every filesystem holding a root.
+    pub fn new(roots: &Roots) -> std::io::Result<Self> {
+        let group = sys::Group::new()?;
+        for path in roots.filesystems.values() {
+            group.mark_filesystem(path)?;
+        }
+        Ok(Self { group: Arc::new(group), in_flight: Arc::new(Mutex::new(None)) })
+    }
+
+    /// Marks a filesystem found later (a root that appeared).
+    pub fn mark(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.group.mark_filesystem(path)
+    }
+
+    /// Runs the decision loop and the watchdog on their own threads.
+    pub fn spawn(self: Arc<Self>, ctx: Arc<dyn Context>) -> std::io::Result<()> {
+        let me = self.clone();
+        std::thread::Builder::new().name("warden-fanotify".into()).spawn(move || me.decision_loop(ctx))?;
+        let me = self;
+        std::thread::Builder::new().name("warden-fan-watchdog".into()).spawn(move || me.watchdog())?;
+        Ok(())
+    }
+
+    fn watchdog(&self) {
+        loop {
+            std::thread::sleep(STUCK_AFTER / 4);
+            let stuck = match *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some((fd, since)) if since.elapsed() > STUCK_AFTER => Some(fd),
+                _ => None,
+            };
+            if let Some(fd) = stuck {
+                tracing::error!(fd, "file decision stuck; answering deny");
+                let _ = self.group.respond(fd, false);
+            }
+        }
+    }
+
+    fn decision_loop(&self, ctx: Arc<dyn Context>) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut locator = Locator::new();
+        let self_pid = std::process::id() as i32;
+        loop {
+            let n = match self.group.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "fanotify read failed; file enforcement stopped");
+                    ctx.backend_failed(e.to_string());
+                    return;
+                }
+            };
+            for ev in sys::parse(&buf[..n]) {
+                *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some((ev.fd, Instant::now()));
+                let (allow, decision) = self.decide(&ctx, &mut locator, &ev, self_pid);
+                *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if let Err(e) = self.group.respond(ev.fd, allow)
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    tracing::warn!(error = %e, "answering fanotify event");
+                }
+                // SAFETY: the kernel gave us this fd for this event; we own it.
+                unsafe { libc::close(ev.fd) };
+                // Report after answering: the opener never waits on a sink.
+                if let Some(d) = decision {
+                    ctx.emit(d);
+                }
+            }
+        }
+    }
+
+    /// Decides one open; any failure on a protected path denies.
+    fn decide(
+        &self,
+        ctx: &Arc<dyn Context>,
+        locator: &mut Locator,
+        ev: &sys::PermEvent,
+        self_pid: i32,
+    ) -> (bool, Option<FileDecision>) {
+        let tgid = tgid_of(ev.tid);
+        if tgid == Some(self_pid) {
+            return (true, None);
+        }
+        let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd)) else {
+            ctx.note_error();
+            return (false, None);
+        };
+        let roots = ctx.roots();
+        let segment = match locator.segment_of(&roots, &path) {
+            Ok(Some(s)) => s,
+            Ok(None) => return (true, None),
+            Err(_) => {
+                ctx.note_error();
+                return (false, None);
+            }
+        };
+        let identity = match tgid {
+            Some(pid) => ctx.identify_pid(pid, ev.tid),
+            None => Identity::Governed(None),
+        };
+        let Identity::Governed(workload) = identity else { return (true, None) };
+        let want = access_of(tgid.unwrap_or(ev.tid), ev.tid);
+        let (verdict, rule) = ctx.verdict(workload, segment, want);
+        let decision = FileDecision {
+            tid: ev.tid as u32,
+            tgid: tgid.unwrap_or(0) as u32,
+            workload,
+            segment,
+            path: PathBuf::from(&path),
+            write: want & ACCESS_WRITE != 0,
+            verdict,
+            rule,
+        };
+        (verdict != VERDICT_DENIED, Some(decision))
+    }
+}
+
+/// Process id of a thread, from /proc (None if it is gone).
+fn tgid_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}

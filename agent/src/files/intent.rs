@@ -1,0 +1,141 @@
+//! What an opener wants (read, or write too), for backends that are not
+//! told: fanotify reports that a file is being opened, not how.
+//!
+//! While the agent decides a permission event the opening thread is blocked
+//! inside that very syscall, so `/proc/<tid>/syscall` shows its number and
+//! arguments exactly. Anything unreadable or unknown counts as a write
+//! (fail closed): a read-only workload is then denied, never let through.
+use warden_common::{ACCESS_READ, ACCESS_WRITE};
+
+const O_ACCMODE: u64 = 0o3;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const O_APPEND: u64 = 0o2000;
+
+/// Access an open with these flags needs.
+pub fn access_for_flags(flags: u64) -> u8 {
+    if flags & O_ACCMODE != 0 || flags & (O_CREAT | O_TRUNC | O_APPEND) != 0 {
+        ACCESS_READ | ACCESS_WRITE
+    } else {
+        ACCESS_READ
+    }
+}
+
+/// Parses `/proc/<tid>/syscall` text: `nr arg0 … arg5 sp pc`, or `running`
+/// / `-1 …` when not in a syscall.
+pub fn parse_syscall(text: &str) -> Option<(i64, [u64; 6])> {
+    let mut it = text.split_whitespace();
+    let nr: i64 = it.next()?.parse().ok()?;
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        *a = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
+    }
+    Some((nr, args))
+}
+
+/// Where the flags are for syscalls that open files, or what they imply.
+enum Flags {
+    Arg(usize),
+    /// openat2: `struct open_how *` whose first field is the flags.
+    OpenHow(usize),
+    Read,
+    Write,
+}
+
+fn flags_of(nr: i64) -> Option<Flags> {
+    use libc::*;
+    Some(match nr {
+        #[cfg(target_arch = "x86_64")]
+        n if n == SYS_open => Flags::Arg(1),
+        #[cfg(target_arch = "x86_64")]
+        n if n == SYS_creat => Flags::Write,
+        n if n == SYS_openat => Flags::Arg(2),
+        n if n == SYS_open_by_handle_at => Flags::Arg(2),
+        n if n == SYS_openat2 => Flags::OpenHow(2),
+        n if n == SYS_execve || n == SYS_execveat => Flags::Read,
+        _ => return None,
+    })
+}
+
+/// Access wanted by thread `tid` of process `pid`, from its current syscall.
+pub fn access_of(pid: i32, tid: i32) -> u8 {
+    let fail_closed = ACCESS_READ | ACCESS_WRITE;
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else { return fail_closed };
+    let Some((nr, args)) = parse_syscall(&text) else { return fail_closed };
+    match flags_of(nr) {
+        Some(Flags::Arg(i)) => access_for_flags(args[i]),
+        Some(Flags::OpenHow(i)) => read_u64(pid, args[i]).map(access_for_flags).unwrap_or(fail_closed),
+        Some(Flags::Read) => ACCESS_READ,
+        Some(Flags::Write) | None => fail_closed,
+    }
+}
+
+/// Reads a u64 from another process (root may, via process_vm_readv).
+fn read_u64(pid: i32, addr: u64) -> Option<u64> {
+    let mut buf = [0u8; 8];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 8 };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: 8 };
+    // SAFETY: both iovecs describe 8 valid bytes (remote is checked by the kernel).
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    (n == 8).then(|| u64::from_ne_bytes(buf))
+}
+
+/// Fuzzing entry point for the /proc text parser.
+pub fn fuzz(text: &str) {
+    if let Some((nr, args)) = parse_syscall(text) {
+        let _ = flags_of(nr);
+        let _ = access_for_flags(args[0]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_to_access() {
+        assert_eq!(access_for_flags(libc::O_RDONLY as u64), ACCESS_READ);
+        assert_eq!(access_for_flags(libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64), ACCESS_READ);
+        for f in [libc::O_WRONLY, libc::O_RDWR, libc::O_TRUNC, libc::O_APPEND, libc::O_CREAT] {
+            assert_eq!(access_for_flags(f as u64), ACCESS_READ | ACCESS_WRITE, "{f:#o}");
+        }
+    }
+
+    #[test]
+    fn parses_proc_syscall() {
+        let (nr, a) = parse_syscall("257 0xffffff9c 0x7ffd1000 0x241 0x1b6 0x0 0x0 0x7ffd 0x7f00\n").unwrap();
+        assert_eq!(nr, 257);
+        assert_eq!(a[2], 0x241);
+        assert_eq!(parse_syscall("running\n"), None);
+        assert_eq!(parse_syscall("-1 0x7ffd 0x7f00\n"), None);
+        assert_eq!(parse_syscall(""), None);
+    }
+
+    #[test]
+    fn a_thread_blocked_in_a_syscall_is_read_exactly() {
+        // A real blocked thread: read(2) on a pipe is not an open, so the
+        // answer must fail closed (read + write).
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let tid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let t2 = tid.clone();
+        let h = std::thread::spawn(move || {
+            t2.store(nix::unistd::gettid().as_raw(), std::sync::atomic::Ordering::SeqCst);
+            let mut b = [0u8; 1];
+            nix::unistd::read(&r, &mut b).unwrap();
+        });
+        while tid.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let pid = std::process::id() as i32;
+        let text = std::fs::read_to_string(format!(
+            "/proc/{pid}/task/{}/syscall",
+            tid.load(std::sync::atomic::Ordering::SeqCst)
+        ))
+        .unwrap();
+        assert_eq!(parse_syscall(&text).map(|(nr, _)| nr), Some(libc::SYS_read));
+        assert_eq!(access_of(pid, tid.load(std::sync::atomic::Ordering::SeqCst)), ACCESS_READ | ACCESS_WRITE);
+        nix::unistd::write(&w, b"x").unwrap();
+        h.join().unwrap();
+    }
+}

@@ -1,0 +1,70 @@
+//! File segments: which backend enforces them on this node, and the
+//! interface the backends use to identify openers and report decisions.
+//!
+//! Backends, strongest first: BPF-LSM (in kernel, sees namespace ops too)
+//! and fanotify permission events (userspace decision, opens only).
+pub mod fanotify;
+pub mod intent;
+pub mod roots;
+
+use std::{path::PathBuf, sync::Arc};
+
+use serde::Serialize;
+
+use self::roots::Roots;
+
+/// Who opened: governed by this agent (with a workload or unidentified),
+/// or outside the agent's cgroup root (not governed, like network hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    Outside,
+    Governed(Option<u32>),
+}
+
+/// One decision on a protected path, for events and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDecision {
+    pub tid: u32,
+    pub tgid: u32,
+    pub workload: Option<u32>,
+    pub segment: u16,
+    pub path: PathBuf,
+    pub write: bool,
+    pub verdict: u8,
+    pub rule: u32,
+}
+
+/// What a backend needs from the daemon.
+pub trait Context: Send + Sync {
+    fn identify_pid(&self, pid: i32, tid: i32) -> Identity;
+    fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32);
+    fn roots(&self) -> Arc<Roots>;
+    fn emit(&self, decision: FileDecision);
+    fn note_error(&self);
+    fn backend_failed(&self, reason: String);
+}
+
+/// The backend enforcing file segments, and why it was chosen.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BackendChoice {
+    /// "lsm" | "fanotify" | "none"
+    pub backend: String,
+    pub reason: String,
+    /// Operations the backend can block.
+    pub enforces: Vec<String>,
+    /// Operations it cannot block on this node (reported, never hidden).
+    pub not_enforced: Vec<String>,
+}
+
+/// Active LSMs, from securityfs (mounted by the agent when missing).
+pub fn active_lsms() -> Vec<String> {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|s| s.trim().split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// cgroup v2 path of a thread (`0::/a/b` line of /proc/<pid>/task/<tid>/cgroup).
+pub fn cgroup_path_of(pid: i32, tid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}

@@ -1,0 +1,127 @@
+//! File segments: protected directory trees and who may read or write them.
+//!
+//! The agent resolves each [`FileRoot`] to its (device, inode) on the node and
+//! the kernel decides by walking a file's ancestry up to the first protected
+//! root, so the deepest root governs nested paths. The decision itself, once
+//! the segment is known, is [`CompiledPolicy::file_verdict`]: the fanotify
+//! backend calls it, the LSM program implements the same table over the
+//! `FILE_ALLOW` map and `SEGMENT_INFO`.
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use warden_common::{AllowKey, FileAllowValue, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
+
+use super::compile::CompiledPolicy;
+use super::model::Policy;
+
+/// One protected directory tree of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRoot {
+    pub segment_id: u16,
+    /// Absolute and normalised as written in the policy; not resolved.
+    pub path: PathBuf,
+}
+
+/// Roots in file order, and `FILE_ALLOW` entries sorted by (workload, segment).
+pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, FileAllowValue)>) {
+    let global = policy.mode;
+    let roots = policy
+        .segments
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| s.paths.iter().map(move |p| FileRoot { segment_id: (si + 1) as u16, path: p.path.clone() }))
+        .collect();
+
+    let seg_ids: HashMap<&str, usize> =
+        policy.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let wl_ids: HashMap<&str, usize> =
+        policy.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
+
+    let mut allow: BTreeMap<(u32, u16), FileAllowValue> = BTreeMap::new();
+    for (r, rule) in policy.allow.iter().enumerate() {
+        let rule_id = (r + 1) as u32;
+        for w in &rule.workloads {
+            let Some(&wi) = wl_ids.get(w.name.as_str()) else {
+                continue;
+            };
+            for s in &rule.segments {
+                let Some(&si) = seg_ids.get(s.name.as_str()) else {
+                    continue;
+                };
+                let segment = &policy.segments[si];
+                if segment.paths.is_empty() {
+                    continue; // network only: see `allow`
+                }
+                let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(global);
+                // Validation requires `access` here; grant nothing should it be missing.
+                let access = rule.access.map_or(0, |a| a.bits());
+                let value = FileAllowValue { access, deny_mode: mode.kernel(), _pad: [0; 2], rule_id };
+                // Validation rejects a second rule for a pair; the first one stands.
+                allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(value);
+            }
+        }
+    }
+    // A workload-level mode must reach the kernel for pairs without a rule,
+    // which would otherwise fall back to the segment's mode.
+    for (wi, w) in policy.workloads.iter().enumerate() {
+        let Some(mode) = w.mode else { continue };
+        for si in (0..policy.segments.len()).filter(|&si| !policy.segments[si].paths.is_empty()) {
+            allow
+                .entry(((wi + 1) as u32, (si + 1) as u16))
+                .or_insert(FileAllowValue { deny_mode: mode.kernel(), ..Default::default() });
+        }
+    }
+    let allow = allow
+        .into_iter()
+        .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
+        .collect();
+    (roots, allow)
+}
+
+fn deny(mode: u8) -> u8 {
+    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
+}
+
+impl CompiledPolicy {
+    /// Userspace mirror of the kernel's file decision (the fanotify backend
+    /// uses it; the LSM program implements the same table).
+    ///
+    /// `workload`: `None` for an unidentified process. `segment_id`: the
+    /// segment of the deepest protected root above the file. `want`:
+    /// `ACCESS_READ` or `ACCESS_READ | ACCESS_WRITE`. Returns a `VERDICT_*`
+    /// and the rule reported with it (0 = none):
+    ///
+    /// - unidentified: denied, or audited per the segment's mode (which
+    ///   already falls back to the global one);
+    /// - a `FILE_ALLOW` entry granting every wanted bit: allowed by its rule;
+    /// - an entry granting less: denied or audited per the entry's mode, with its rule;
+    /// - no entry: denied or audited per the segment's mode, no rule.
+    ///
+    /// An id outside the policy's segments is treated as a segment with the
+    /// global mode (fail closed).
+    pub fn file_verdict(&self, workload: Option<u32>, segment_id: u16, want: u8) -> (u8, u32) {
+        let segment_mode = (segment_id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.segment_info.get(i))
+            .map_or(self.settings.default_mode, |(_, info)| info.mode);
+        let Some(workload_id) = workload else {
+            return (deny(segment_mode), 0);
+        };
+        match self.file_allow.binary_search_by_key(&(workload_id, segment_id), |(k, _)| (k.workload_id, k.segment_id)) {
+            Ok(i) => {
+                let entry = &self.file_allow[i].1;
+                if entry.access & want == want {
+                    (VERDICT_ALLOWED, entry.rule_id)
+                } else {
+                    (deny(entry.deny_mode), entry.rule_id)
+                }
+            }
+            Err(_) => (deny(segment_mode), 0),
+        }
+    }
+
+    /// Whether the policy protects any directory tree (file hooks are needed).
+    pub fn has_file_segments(&self) -> bool {
+        !self.files.is_empty()
+    }
+}

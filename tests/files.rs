@@ -1,0 +1,188 @@
+//! File segments on the host kernel, which refuses BPF-LSM programs: the
+//! agent must pick the fanotify backend, enforce opens, and say which
+//! operations it cannot enforce. Real tmpfs, real processes, real cgroups.
+mod file_cases;
+mod harness;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use file_cases::*;
+use harness::*;
+
+/// A tmpfs of our own: fanotify marks it as a whole filesystem, so each
+/// test's agent only sees its own files.
+struct TestFs {
+    dir: TempDir,
+}
+
+impl TestFs {
+    fn new(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        nix::mount::mount(Some("tmpfs"), &dir.0, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=16m"))
+            .expect("mount tmpfs");
+        for d in DIRS {
+            std::fs::create_dir_all(dir.0.join(d)).unwrap();
+        }
+        for f in FILES {
+            std::fs::write(dir.0.join(f), "payload").unwrap();
+        }
+        std::os::unix::fs::symlink(dir.0.join("data"), dir.0.join("outside/link")).unwrap();
+        Self { dir }
+    }
+
+    fn base(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+impl Drop for TestFs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+pub fn fileprobe(cgroup: &Path, args: &[&str]) -> Probe {
+    let child = Command::new(FILEPROBE)
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args(["--linger-ms", "100"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    Probe { code: out.status.code().unwrap_or(-1), pid, output: String::from_utf8_lossy(&out.stdout).into_owned() }
+}
+
+fn setup(name: &str, mode: &str) -> (TestTree, TestFs, Agent) {
+    let tree = TestTree::new(name);
+    for w in [Who::Reader, Who::Writer, Who::Other, Who::Unidentified] {
+        tree.mkdir(cgroup_of(w));
+    }
+    let fs = TestFs::new(name);
+    let agent = Agent::start(&tree, &policy(fs.base().to_str().unwrap(), mode));
+    (tree, fs, agent)
+}
+
+fn run(tree: &TestTree, fs: &TestFs, c: &Case) -> Probe {
+    let p = |s: &str| fs.base().join(s).to_string_lossy().into_owned();
+    let mut args = vec![c.op.to_string(), p(c.path)];
+    if !c.second.is_empty() {
+        args.push(p(c.second));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fileprobe(&tree.abs.join(cgroup_of(c.who)), &args)
+}
+
+#[test]
+fn fanotify_backend_runs_the_shared_case_table() {
+    let (tree, fs, agent) = setup("fcases", "enforce");
+    let st = agent.status();
+    let files = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap().clone();
+    assert_eq!(files["backend"], "fanotify", "{files}");
+    assert_eq!(files["state"], "partial", "namespace ops cannot be enforced by fanotify: {files}");
+    assert!(files["reason"].as_str().unwrap().contains("BPF-LSM unavailable"), "{files}");
+    let blind = files["not_enforced"].to_string();
+    for op in ["rename", "unlink", "hard link"] {
+        assert!(blind.contains(op), "status must list {op} as not enforced: {blind}");
+    }
+
+    let mut failures = Vec::new();
+    for c in CASES {
+        let r = run(&tree, &fs, c);
+        // fanotify cannot block namespace operations: they go through.
+        let want_denied = c.denied && !c.namespace_op;
+        let ok = if want_denied { r.eperm() } else { r.ok() };
+        if !ok {
+            failures.push(format!("{}: expected {}, got {r:?}", c.name, if want_denied { "EPERM" } else { "ok" }));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}\nagent log:\n{}", agent.log());
+
+    let denied = agent.wait_events(1, |e| e["kind"] == "file" && e["verdict"] == "denied" && e["workload"] == "other");
+    let e = &denied[0];
+    assert_eq!(e["segment"], "datasets");
+    assert_eq!(e["backend"], "fanotify");
+    assert_eq!(e["operation"], "open");
+    assert_eq!(e["comm"], "warden-fileprob");
+    assert_eq!(e["exe"], FILEPROBE);
+    assert!(e["file"]["path"].as_str().unwrap().starts_with(fs.base().join("data").to_str().unwrap()), "{e}");
+    let writes = agent.events();
+    let w = writes.iter().find(|e| e["workload"] == "reader" && e["verdict"] == "denied").expect("reader write deny");
+    assert_eq!(w["file"]["access"], "write");
+
+    let st = agent.status();
+    let w = |name: &str| st["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone();
+    let cases_for = |who: Who, denied: bool| {
+        CASES
+            .iter()
+            .filter(|c| c.who == who && !c.namespace_op && c.denied == denied && c.path.starts_with("data/"))
+            .count()
+            + CASES
+                .iter()
+                .filter(|c| c.who == who && !c.namespace_op && c.denied == denied && c.path.starts_with("outside/link"))
+                .count()
+    };
+    assert_eq!(w("other")["file_denied"].as_u64().unwrap() as usize, cases_for(Who::Other, true));
+    assert_eq!(w("reader")["file_denied"].as_u64().unwrap() as usize, cases_for(Who::Reader, true));
+    assert_eq!(w("(unidentified)")["file_denied"], 1);
+    assert_eq!(st["events"]["file_errors"], 0);
+}
+
+#[test]
+fn bind_mount_of_the_tree_is_still_enforced() {
+    let (tree, fs, _agent) = setup("fbind", "enforce");
+    let view = TempDir::new("bindview");
+    nix::mount::mount(Some(&fs.base().join("data")), &view.0, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .unwrap();
+    let other = tree.abs.join(cgroup_of(Who::Other));
+    let reader = tree.abs.join(cgroup_of(Who::Reader));
+    let through_bind = view.0.join("f");
+    let denied = fileprobe(&other, &["read", through_bind.to_str().unwrap()]);
+    let allowed = fileprobe(&reader, &["read", through_bind.to_str().unwrap()]);
+    let _ = nix::mount::umount2(&view.0, nix::mount::MntFlags::MNT_DETACH);
+    assert!(denied.eperm(), "other through a bind mount: {denied:?}");
+    assert!(allowed.ok(), "reader through a bind mount: {allowed:?}");
+}
+
+#[test]
+fn audit_mode_logs_and_allows_file_access() {
+    let (tree, fs, agent) = setup("faudit", "audit");
+    let other = tree.abs.join(cgroup_of(Who::Other));
+    let r = fileprobe(&other, &["read", fs.base().join("data/f").to_str().unwrap()]);
+    assert!(r.ok(), "audit must not block: {r:?}");
+    let ev = agent.wait_events(1, |e| e["kind"] == "file" && e["verdict"] == "audited");
+    assert_eq!(ev[0]["workload"], "other");
+    assert_eq!(ev[0]["tgid"], r.pid);
+}
+
+#[test]
+fn killing_the_agent_leaves_no_process_blocked() {
+    let (tree, fs, mut agent) = setup("fkill", "enforce");
+    // Freeze the agent so an open is left waiting for its answer...
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGSTOP) };
+    let reader = tree.abs.join(cgroup_of(Who::Reader));
+    let mut waiting = Command::new(FILEPROBE)
+        .arg("--cgroup")
+        .arg(&reader)
+        .args(["read", fs.base().join("data/f").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(waiting.try_wait().unwrap().is_none(), "the open must be held while the agent decides");
+    // ...then SIGKILL it: the kernel must release the held open.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = waiting.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "process still blocked after the agent died");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.code().is_some(), "the opener finished: {status}");
+    let _ = agent.stop();
+}
