@@ -15,6 +15,11 @@ pub const FOP_TRUNCATE: u8 = 6;
 pub const FOP_MKDIR: u8 = 7;
 pub const FOP_RMDIR: u8 = 8;
 
+/// `FILE_ROOTS` values: segment id in the low 16 bits, root index above.
+pub const fn root_value(segment: u16, root_index: u16) -> u32 {
+    (root_index as u32) << 16 | segment as u32
+}
+
 /// Deepest directory nesting the kernel walks looking for a protected root.
 pub const MAX_FILE_DEPTH: u32 = 64;
 
@@ -50,3 +55,39 @@ pub const fn kernel_dev(st_dev: u64) -> u64 {
     let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
     (major << 20) | minor
 }
+
+/// Path components carried in a file event (file upward to the root).
+pub const FILE_EVENT_COMPONENTS: usize = 8;
+pub const FILE_EVENT_NAME_LEN: usize = 48;
+
+/// A file decision by an in-kernel backend (BPF-LSM).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileEvent {
+    pub kind: u8,
+    /// `FOP_*`
+    pub op: u8,
+    pub verdict: u8,
+    /// 1 if write access was needed.
+    pub write: u8,
+    pub segment_id: u16,
+    /// Which root of the segment matched (index in the agent's root list).
+    pub root_index: u16,
+    /// Components filled in `names`, file first; more levels existed if
+    /// `truncated` is set.
+    pub components: u8,
+    pub truncated: u8,
+    pub _pad: [u8; 4],
+    pub workload_id: u32,
+    pub rule_id: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ktime_ns: u64,
+    pub cgroup_id: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub comm: [u8; 16],
+    pub names: [[u8; FILE_EVENT_NAME_LEN]; FILE_EVENT_COMPONENTS],
+}
+
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + FILE_EVENT_NAME_LEN * FILE_EVENT_COMPONENTS);

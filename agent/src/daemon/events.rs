@@ -34,6 +34,7 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>, writer: SharedWrit
                 .iter()
                 .filter_map(|rec| match rec {
                     Record::Net(ev) => Some(w.enricher.network(ev, tracker, policy)),
+                    Record::File(ev) => Some(w.enricher.kernel_file(ev, tracker, policy)),
                     _ => None,
                 })
                 .collect()

@@ -68,19 +68,33 @@ pub const FANOTIFY_BLIND: [&str; 6] = [
     "mkdir/rmdir",
 ];
 
+/// What the in-kernel backend blocks.
+pub const LSM_ENFORCES: [&str; 8] =
+    ["open (read/write/truncate)", "create", "rename", "unlink", "hard link", "truncate(2)", "mkdir/rmdir", "symlink"];
+
 /// Picks and starts the file backend. `Err` means the agent must not start.
 pub fn start(
     shared: &Arc<Shared>,
-    compiled: &crate::policy::CompiledPolicy,
+    files: &[crate::policy::FileRoot],
+    pref: crate::policy::FileBackend,
     enforce: bool,
     try_lsm: impl FnOnce() -> Result<crate::files::BackendChoice, String>,
 ) -> anyhow::Result<FileEvents> {
     use crate::{files::BackendChoice, policy::FileBackend};
-    let roots = Arc::new(Roots::resolve(&compiled.files));
+    let roots = Arc::new(Roots::resolve(files));
     for m in &roots.missing {
         tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
     }
-    let pref = compiled.file_backend;
+    // Kernel map of roots by identity (value: segment | root index << 16;
+    // the index is the position in `compiled.files`, for event paths).
+    let kernel_roots: Vec<_> = files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            roots.resolved.iter().find(|(p, _, _)| *p == f.path).map(|(_, seg, key)| (*key, *seg, i as u16))
+        })
+        .collect();
+    shared.set_file_roots(&kernel_roots)?;
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match try_lsm() {

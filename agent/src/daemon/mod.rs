@@ -55,7 +55,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| policy.agent.cgroup_root.clone());
     let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
 
-    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes)?;
+    let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
+    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id)?;
     let mut maps = hooks.take_maps()?;
     maps.apply(&compiled)?;
     let event_ring = hooks.take_ring("EVENTS")?;
@@ -88,9 +89,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
     let writer = Arc::new(std::sync::Mutex::new(events::Writer { enricher: Enricher::new(node), sink }));
     let file_events = if compiled_has_files {
-        let lsm = |mounts_ok: bool| -> Result<crate::files::BackendChoice, String> {
-            if !mounts_ok {
-                return Err("securityfs is not mounted".into());
+        let (roots, backend) = shared.with_compiled(|c| (c.files.clone(), c.file_backend));
+        let try_lsm = || -> Result<crate::files::BackendChoice, String> {
+            if !securityfs_ok {
+                return Err("securityfs is not mounted (cannot read the active LSM list)".into());
             }
             let active = crate::files::active_lsms();
             if !active.iter().any(|l| l == "bpf") {
@@ -99,13 +101,18 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
                     active.join(",")
                 ));
             }
-            Err("this build has no BPF-LSM file programs yet".into())
+            hooks.attach_lsm()?;
+            Ok(crate::files::BackendChoice {
+                backend: "lsm".into(),
+                reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
+                enforces: files::LSM_ENFORCES.iter().map(|s| s.to_string()).collect(),
+                not_enforced: vec![],
+            })
         };
-        shared.with_compiled(|c| files::start(&shared, c, file_enforce, || lsm(securityfs_ok)))?
+        files::start(&shared, &roots, backend, file_enforce, try_lsm)?
     } else {
         None
     };
-
     tracing::info!(
         cgroup_root = %root_abs.display(),
         socket = %socket_path.display(),

@@ -188,6 +188,13 @@ impl Shared {
         }
     }
 
+    /// (identity, segment, root index) of each resolved root → kernel map.
+    pub fn set_file_roots(&self, roots: &[(warden_common::InodeKey, u16, u16)]) -> anyhow::Result<()> {
+        let values: Vec<_> = roots.iter().map(|(k, seg, idx)| (*k, warden_common::root_value(*seg, *idx))).collect();
+        self.lock().maps.set_file_roots(&values)?;
+        Ok(())
+    }
+
     pub fn set_file_failure(&self, reason: String) {
         self.files().failure = Some(reason);
     }
@@ -268,8 +275,10 @@ impl Shared {
         });
         {
             let f = self.files();
+            let in_kernel = f.choice.as_ref().is_some_and(|c| c.backend == "lsm");
             for w in &mut workloads {
-                if let Some(c) = f.counts.get(&w.id) {
+                let c = if in_kernel { Some(g.maps.file_counts(w.id)) } else { f.counts.get(&w.id).copied() };
+                if let Some(c) = c {
                     (w.file_allowed, w.file_denied, w.file_audited) = (c.allowed, c.denied, c.audited);
                 }
             }

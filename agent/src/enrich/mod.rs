@@ -6,7 +6,7 @@ pub mod time;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warden_common::{
-    AF_INET, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    AF_INET, FileEvent, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
     WORKLOAD_UNIDENTIFIED,
 };
 
@@ -82,6 +82,52 @@ impl Enricher {
         }
     }
 
+    /// A file decision of the in-kernel backend (BPF-LSM). Dentry names are
+    /// appended to the matched root's configured path (`root_index` indexes
+    /// `policy.files`), since names in the kernel are filesystem-relative.
+    pub fn kernel_file(&mut self, ev: &FileEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
+        self.seq += 1;
+        let (workload, identity) = if ev.workload_id != WORKLOAD_UNIDENTIFIED {
+            (policy.workload_name(ev.workload_id).unwrap_or("(stale)").to_string(), "matched")
+        } else if cgroups.get(ev.cgroup_id).is_some() {
+            (UNMATCHED.to_string(), "unmatched")
+        } else {
+            (UNRESOLVED.to_string(), "unresolved")
+        };
+        let mut path =
+            policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
+        if ev.truncated != 0 {
+            path.push_str("/…");
+        }
+        let n = (ev.components as usize).min(ev.names.len());
+        for name in ev.names[..n].iter().rev() {
+            path.push('/');
+            path.push_str(&c_string(name));
+        }
+        DecisionEvent {
+            time: self.clock.format(ev.ktime_ns),
+            seq: self.seq,
+            node: self.node.clone(),
+            kind: "file",
+            workload,
+            identity,
+            cgroup_id: Some(ev.cgroup_id),
+            cgroup: cgroups.abs_path(ev.cgroup_id).map(|p| p.display().to_string()),
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: c_string(&ev.comm),
+            exe: self.exe.exe(ev.tgid),
+            operation: file_op_name(ev.op),
+            protocol: None,
+            destination: None,
+            file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
+            segment: policy.segment_name(ev.segment_id).map(str::to_string),
+            verdict: verdict_name(ev.verdict),
+            rule: policy.rule_label(ev.rule_id).map(str::to_string),
+            backend: Some("lsm"),
+        }
+    }
+
     /// A file decision from a userspace backend (fanotify).
     pub fn file(
         &mut self,
@@ -121,6 +167,21 @@ impl Enricher {
             rule: policy.rule_label(d.rule).map(str::to_string),
             backend: Some(backend),
         }
+    }
+}
+
+pub fn file_op_name(op: u8) -> &'static str {
+    use warden_common::*;
+    match op {
+        FOP_OPEN => "open",
+        FOP_CREATE => "create",
+        FOP_UNLINK => "unlink",
+        FOP_RENAME => "rename",
+        FOP_LINK => "link",
+        FOP_TRUNCATE => "truncate",
+        FOP_MKDIR => "mkdir",
+        FOP_RMDIR => "rmdir",
+        _ => "unknown",
     }
 }
 

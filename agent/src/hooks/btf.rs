@@ -172,6 +172,26 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
     Ok((ty, next))
 }
 
+/// Globals the file hooks need, named as in ebpf/src/files.rs.
+pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
+    let btf =
+        Btf::from_sys_fs().map_err(|e| format!("reading /sys/kernel/btf/vmlinux: {e}"))?.map_err(|e| e.to_string())?;
+    let fields: [(&str, &str, &str); 11] = [
+        ("OFF_FILE_F_PATH", "file", "f_path"),
+        ("OFF_FILE_F_MODE", "file", "f_mode"),
+        ("OFF_FILE_F_FLAGS", "file", "f_flags"),
+        ("OFF_PATH_DENTRY", "path", "dentry"),
+        ("OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
+        ("OFF_DENTRY_D_INODE", "dentry", "d_inode"),
+        ("OFF_DENTRY_D_NAME", "dentry", "d_name"),
+        ("OFF_QSTR_NAME", "qstr", "name"),
+        ("OFF_INODE_I_INO", "inode", "i_ino"),
+        ("OFF_INODE_I_SB", "inode", "i_sb"),
+        ("OFF_SB_S_DEV", "super_block", "s_dev"),
+    ];
+    fields.iter().map(|(g, st, m)| btf.offset(st, m).map(|o| (*g, o)).map_err(|e| e.to_string())).collect()
+}
+
 /// Fuzzing entry point.
 pub fn fuzz(data: &[u8]) {
     if let Ok(btf) = Btf::parse(data) {

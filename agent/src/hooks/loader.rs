@@ -5,7 +5,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
 
@@ -17,6 +17,17 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("WARDEN_EBPF_OBJECT_PATH
 
 const NET_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 const TRACEPOINTS: [&str; 2] = ["cgroup_mkdir", "cgroup_rmdir"];
+const LSM_HOOKS: [&str; 9] = [
+    "file_open",
+    "path_truncate",
+    "path_unlink",
+    "path_rmdir",
+    "path_mkdir",
+    "path_mknod",
+    "path_symlink",
+    "path_link",
+    "path_rename",
+];
 
 #[derive(Debug, Error)]
 pub enum HookError {
@@ -48,11 +59,15 @@ pub struct AttachedProgram {
 pub struct Hooks {
     ebpf: Ebpf,
     pub attached: Vec<AttachedProgram>,
+    /// Whether this kernel's BTF gave every offset the file hooks need.
+    file_offsets: Result<(), String>,
 }
 
 impl Hooks {
     /// Loads the object (maps created, programs not yet in the kernel).
-    pub fn load(ring_buffer_bytes: u32) -> Result<Self, HookError> {
+    /// `cgroup_root` (level, id) scopes the file hooks like the network
+    /// hooks' attach point does.
+    pub fn load(ring_buffer_bytes: u32, cgroup_root: (u32, u64)) -> Result<Self, HookError> {
         let tracefs = Path::new(TRACEFS);
         let (mk_root, mk_id, mk_path) =
             tracefs::cgroup_tp_offsets(tracefs, "cgroup_mkdir").map_err(HookError::Tracefs)?;
@@ -61,14 +76,24 @@ impl Hooks {
             // Both programs share the globals; differing layouts would need two sets.
             return Err(HookError::Tracefs("cgroup_mkdir and cgroup_rmdir layouts differ".into()));
         }
-        let ebpf = EbpfLoader::new()
+        // Kernel struct offsets for the file hooks, from this kernel's BTF.
+        // Without them the LSM backend is unavailable (reported), the rest works.
+        let offsets = super::btf::file_offsets();
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("TP_OFF_ROOT", &mk_root, true)
             .override_global("TP_OFF_ID", &mk_id, true)
             .override_global("TP_OFF_PATH", &mk_path, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes)
-            .load(OBJECT)
-            .map_err(HookError::Load)?;
-        Ok(Self { ebpf, attached: Vec::new() })
+            .override_global("ROOT_CGROUP_LEVEL", &cgroup_root.0, true)
+            .override_global("ROOT_CGROUP_ID", &cgroup_root.1, true)
+            .map_max_entries("EVENTS", ring_buffer_bytes);
+        if let Ok(offs) = &offsets {
+            for (name, value) in offs {
+                loader.override_global(name, value, true);
+            }
+        }
+        let ebpf = loader.load(OBJECT).map_err(HookError::Load)?;
+        Ok(Self { ebpf, attached: Vec::new(), file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()) })
     }
 
     /// Takes the typed maps out of the object.
@@ -119,6 +144,20 @@ impl Hooks {
         Ok(())
     }
 
+    /// BPF-LSM file hooks. Errors say why (the caller falls back).
+    pub fn attach_lsm(&mut self) -> Result<(), String> {
+        self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
+        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+        for name in LSM_HOOKS {
+            let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+            prog.load(name, &btf).map_err(|e| format!("loading lsm/{name}: {}", error_chain(&e)))?;
+            prog.attach().map_err(|e| format!("attaching lsm/{name}: {}", error_chain(&e)))?;
+            let id = prog.info().map(|i| i.id()).unwrap_or(0);
+            self.record(name, "lsm", format!("lsm/{name}"), id);
+        }
+        Ok(())
+    }
+
     fn record(&mut self, name: &'static str, kind: &'static str, attached_to: String, program_id: u32) {
         self.attached.push(AttachedProgram { name, kind, attached_to, program_id });
     }
@@ -149,4 +188,16 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(HookError::MissingProgram(name))?;
     prog.try_into().map_err(|e| HookError::Verify { name, source: e })
+}
+
+/// An error with its sources, e.g. the verifier's or the kernel's reason.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }

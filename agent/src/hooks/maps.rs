@@ -6,7 +6,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
 use warden_common::{
-    AllowKey, AllowValue, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, FileAllowValue, InodeKey, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings,
+    VERDICT_SLOTS,
 };
 
 use super::HookError;
@@ -21,6 +22,9 @@ pub struct PolicyMaps {
     settings: Array<MapData, Settings>,
     counters: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    file_roots: HashMap<MapData, InodeKey, u32>,
+    file_allow: HashMap<MapData, AllowKey, FileAllowValue>,
+    file_counters: PerCpuArray<MapData, u64>,
 }
 
 /// Per-verdict decision counts of one workload id.
@@ -54,6 +58,9 @@ impl PolicyMaps {
             settings: take(ebpf, "SETTINGS")?,
             counters: take(ebpf, "COUNTERS")?,
             stats: take(ebpf, "STATS")?,
+            file_roots: take(ebpf, "FILE_ROOTS")?,
+            file_allow: take(ebpf, "FILE_ALLOW")?,
+            file_counters: take(ebpf, "FILE_COUNTERS")?,
         })
     }
 
@@ -72,6 +79,15 @@ impl PolicyMaps {
             let _ = self.allow.remove(&k);
         }
 
+        for (k, v) in &p.file_allow {
+            self.file_allow.insert(*k, *v, 0).map_err(err("FILE_ALLOW"))?;
+        }
+        let keep: HashSet<AllowKey> = p.file_allow.iter().map(|(k, _)| *k).collect();
+        let stale: Vec<AllowKey> =
+            self.file_allow.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
+        for k in stale {
+            let _ = self.file_allow.remove(&k);
+        }
         sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V4")?;
         sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V6")?;
         Ok(())
@@ -89,23 +105,32 @@ impl PolicyMaps {
         }
     }
 
+    /// Segment roots by identity, for the in-kernel file hooks.
+    pub fn set_file_roots(&mut self, roots: &[(InodeKey, u32)]) -> Result<(), HookError> {
+        for (k, value) in roots {
+            self.file_roots.insert(*k, *value, 0).map_err(err("FILE_ROOTS"))?;
+        }
+        let keep: HashSet<InodeKey> = roots.iter().map(|(k, _)| *k).collect();
+        let stale: Vec<InodeKey> =
+            self.file_roots.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
+        for k in stale {
+            let _ = self.file_roots.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Per-verdict file decisions of the in-kernel backend.
+    pub fn file_counts(&self, workload_id: u32) -> VerdictCounts {
+        sum_counts(&self.file_counters, workload_id)
+    }
+
     pub fn cgroup_entries(&self) -> usize {
         self.cgroups.keys().count()
     }
 
-    /// Sums the per-CPU decision counters of a workload id.
+    /// Sums the per-CPU network decision counters of a workload id.
     pub fn counts(&self, workload_id: u32) -> VerdictCounts {
-        if workload_id > MAX_WORKLOADS {
-            return VerdictCounts::default();
-        }
-        let slot = |v: u8| -> u64 {
-            self.counters.get(&(workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
-        };
-        VerdictCounts {
-            allowed: slot(warden_common::VERDICT_ALLOWED),
-            denied: slot(warden_common::VERDICT_DENIED),
-            audited: slot(warden_common::VERDICT_AUDITED),
-        }
+        sum_counts(&self.counters, workload_id)
     }
 
     /// Sums one `STAT_*` slot over all CPUs.
@@ -146,4 +171,18 @@ where
         let _ = trie.remove(&k);
     }
     Ok(())
+}
+
+fn sum_counts(map: &PerCpuArray<MapData, u64>, workload_id: u32) -> VerdictCounts {
+    if workload_id > MAX_WORKLOADS {
+        return VerdictCounts::default();
+    }
+    let slot = |v: u8| -> u64 {
+        map.get(&(workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
+    };
+    VerdictCounts {
+        allowed: slot(warden_common::VERDICT_ALLOWED),
+        denied: slot(warden_common::VERDICT_DENIED),
+        audited: slot(warden_common::VERDICT_AUDITED),
+    }
 }

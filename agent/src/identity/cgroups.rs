@@ -48,6 +48,14 @@ impl CgroupTracker {
         })
     }
 
+    /// (level, id) of the root for `bpf_get_current_ancestor_cgroup_id`;
+    /// level 0 means the whole hierarchy.
+    pub fn root_level_id(&self) -> std::io::Result<(u32, u64)> {
+        let below_mount = self.root_abs.strip_prefix(&self.mount_point).map(|p| p.components().count()).unwrap_or(0);
+        let mount_depth = Path::new(&self.mount_root).components().count().saturating_sub(1);
+        Ok(((below_mount + mount_depth) as u32, cgroup_id(&self.root_abs)?))
+    }
+
     pub fn root_abs(&self) -> &Path {
         &self.root_abs
     }

@@ -1,10 +1,11 @@
 //! Decodes kernel records. Input comes from the kernel, so it is still
 //! checked: wrong sizes and unknown kinds are rejected, never trusted.
-use warden_common::{CgroupEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, EVENT_NET, NetEvent};
+use warden_common::{CgroupEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, EVENT_FILE, EVENT_NET, FileEvent, NetEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Net(NetEvent),
+    File(Box<FileEvent>),
     CgroupMkdir { cgroup_id: u64, hierarchy: u32, ktime_ns: u64, path: String },
     CgroupRmdir { cgroup_id: u64, hierarchy: u32, path: String },
 }
@@ -34,6 +35,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let kind = *bytes.first().ok_or(DecodeError::Empty)?;
     match kind {
         EVENT_NET => read_exact::<NetEvent>(bytes, kind).map(Record::Net),
+        EVENT_FILE => read_exact::<FileEvent>(bytes, kind).map(|e| Record::File(Box::new(e))),
         EVENT_CGROUP_MKDIR | EVENT_CGROUP_RMDIR => {
             let ev: CgroupEvent = read_exact(bytes, kind)?;
             let path = c_string(&ev.path);

@@ -1,0 +1,303 @@
+//! BPF-LSM file-segment hooks. A file belongs to a segment when it or one
+//! of its ancestor dentries is a segment root, compared by (device, inode):
+//! symlinks, bind mounts and `..` cannot step around that.
+//!
+//! Struct offsets (`file.f_path`, `dentry.d_parent`, …) come from the
+//! running kernel's BTF, read by the agent and set as globals at load time.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{lsm, map},
+    maps::{HashMap, PerCpuArray},
+    programs::LsmContext,
+};
+use warden_common::{
+    ACCESS_READ, ACCESS_WRITE, AllowKey, EVENT_FILE, FILE_EVENT_COMPONENTS, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
+    FOP_RENAME, FOP_RMDIR, FOP_TRUNCATE, FOP_UNLINK, FileAllowValue, FileEvent, InodeKey, MAX_FILE_DEPTH,
+    MAX_WORKLOADS, MODE_AUDIT, STAT_EVENTS, STAT_EVENTS_DROPPED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
+};
+
+use crate::maps::{CGROUP_WORKLOADS, EVENTS, SEGMENT_INFO, STATS, bump};
+
+const EPERM: i32 = 1;
+const FMODE_WRITE: u32 = 0x2;
+const O_TRUNC: u32 = 0o1000;
+
+/// (device, inode) of each segment root → segment id.
+#[map]
+static FILE_ROOTS: HashMap<InodeKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// (workload, segment) → granted access.
+#[map]
+static FILE_ALLOW: HashMap<AllowKey, FileAllowValue> = HashMap::with_max_entries(65536, 0);
+
+/// File decision counters: `workload_id * VERDICT_SLOTS + verdict`.
+#[map]
+static FILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+
+macro_rules! global {
+    ($name:ident, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        static $name: $ty = 0;
+    };
+}
+global!(OFF_FILE_F_PATH, u32);
+global!(OFF_FILE_F_MODE, u32);
+global!(OFF_FILE_F_FLAGS, u32);
+global!(OFF_PATH_DENTRY, u32);
+global!(OFF_DENTRY_D_PARENT, u32);
+global!(OFF_DENTRY_D_INODE, u32);
+global!(OFF_DENTRY_D_NAME, u32);
+global!(OFF_QSTR_NAME, u32);
+global!(OFF_INODE_I_INO, u32);
+global!(OFF_INODE_I_SB, u32);
+global!(OFF_SB_S_DEV, u32);
+// Processes outside the agent's cgroup root are not governed: the root's
+// level and id (level 0 = the whole hierarchy).
+global!(ROOT_CGROUP_LEVEL, u32);
+global!(ROOT_CGROUP_ID, u64);
+
+#[inline(always)]
+fn g32(v: &'static u32) -> usize {
+    // SAFETY: reading a static the loader patched.
+    unsafe { core::ptr::read_volatile(v) as usize }
+}
+
+#[inline(always)]
+fn read<T>(base: *const u8, off: usize) -> Option<T> {
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: probe read: the kernel validates the address.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const T).ok() }
+}
+
+#[inline(always)]
+fn governed() -> bool {
+    // SAFETY: reading statics / helper without preconditions.
+    let level = unsafe { core::ptr::read_volatile(&ROOT_CGROUP_LEVEL) };
+    if level == 0 {
+        return true;
+    }
+    let root = unsafe { core::ptr::read_volatile(&ROOT_CGROUP_ID) };
+    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == root }
+}
+
+/// Where a dentry is: segment (0 = none), root index, the file's identity,
+/// and how many levels below the root it is (0 = the root itself).
+struct Place {
+    segment: u16,
+    root: u16,
+    dev: u64,
+    ino: u64,
+    depth: u32,
+}
+
+#[inline(always)]
+fn segment_of(dentry: *const u8) -> Place {
+    let mut d = dentry;
+    let (mut dev0, mut ino0) = (0u64, 0u64);
+    for i in 0..MAX_FILE_DEPTH {
+        let inode: *const u8 = read(d, g32(&OFF_DENTRY_D_INODE)).unwrap_or(core::ptr::null());
+        if !inode.is_null() {
+            let ino: u64 = read(inode, g32(&OFF_INODE_I_INO)).unwrap_or(0);
+            let sb: *const u8 = read(inode, g32(&OFF_INODE_I_SB)).unwrap_or(core::ptr::null());
+            let dev: u32 = read(sb, g32(&OFF_SB_S_DEV)).unwrap_or(0);
+            if i == 0 {
+                (dev0, ino0) = (dev as u64, ino);
+            }
+            // SAFETY: values are written whole by the agent.
+            if let Some(seg) = unsafe { FILE_ROOTS.get(InodeKey { dev: dev as u64, ino }) } {
+                return Place { segment: *seg as u16, root: (*seg >> 16) as u16, dev: dev0, ino: ino0, depth: i };
+            }
+        }
+        let parent: *const u8 = read(d, g32(&OFF_DENTRY_D_PARENT)).unwrap_or(core::ptr::null());
+        if parent.is_null() || parent == d {
+            break;
+        }
+        d = parent;
+    }
+    Place { segment: 0, root: 0, dev: dev0, ino: ino0, depth: 0 }
+}
+
+#[inline(always)]
+fn deny_or_audit(mode: u8) -> u8 {
+    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
+}
+
+/// Same table as `CompiledPolicy::file_verdict` in the agent.
+#[inline(always)]
+fn verdict(workload: u32, segment: u16, want: u8) -> (u8, u32) {
+    if workload != WORKLOAD_UNIDENTIFIED {
+        let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
+        // SAFETY: values are written whole by the agent.
+        if let Some(a) = unsafe { FILE_ALLOW.get(key) } {
+            if a.access & want == want {
+                return (VERDICT_ALLOWED, a.rule_id);
+            }
+            return (deny_or_audit(a.deny_mode), a.rule_id);
+        }
+    }
+    let mode = SEGMENT_INFO.get(segment as u32).map(|i| i.mode).unwrap_or(0);
+    (deny_or_audit(mode), 0)
+}
+
+/// Decides an operation on `dentry` needing `want`; returns 0 or -EPERM.
+#[inline(always)]
+fn check(dentry: *const u8, want: u8, op: u8) -> i32 {
+    let place = segment_of(dentry);
+    let segment = place.segment;
+    if segment == 0 || !governed() {
+        return 0;
+    }
+    // SAFETY: helper without preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: values are written whole by the agent.
+    let workload = unsafe { CGROUP_WORKLOADS.get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let (v, rule) = verdict(workload, segment, want);
+    if workload <= MAX_WORKLOADS {
+        bump(&FILE_COUNTERS, workload * VERDICT_SLOTS + v as u32);
+    }
+    let who = Who { workload, rule, cgroup_id };
+    emit(dentry, &place, op, v, want, &who);
+    if v == VERDICT_DENIED { -EPERM } else { 0 }
+}
+
+struct Who {
+    workload: u32,
+    rule: u32,
+    cgroup_id: u64,
+}
+
+#[inline(always)]
+fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
+    let depth = place.depth;
+    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
+        bump(&STATS, STAT_EVENTS_DROPPED);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: ev points at a reserved record of the right size.
+    unsafe {
+        (*ev).kind = EVENT_FILE;
+        (*ev).op = op;
+        (*ev).verdict = v;
+        (*ev).write = (want & ACCESS_WRITE != 0) as u8;
+        (*ev).segment_id = place.segment;
+        (*ev).root_index = place.root;
+        (*ev)._pad = [0; 4];
+        (*ev).workload_id = who.workload;
+        (*ev).rule_id = who.rule;
+        (*ev).pid = pid_tgid as u32;
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).ktime_ns = bpf_ktime_get_ns();
+        (*ev).cgroup_id = who.cgroup_id;
+        (*ev).dev = place.dev;
+        (*ev).ino = place.ino;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+        // Names below the segment root, file first: the agent prefixes the
+        // root's configured path (dentry names are filesystem-relative).
+        let mut d = dentry;
+        let mut n = 0u8;
+        (*ev).truncated = (depth as usize > FILE_EVENT_COMPONENTS) as u8;
+        for i in 0..FILE_EVENT_COMPONENTS {
+            (*ev).names[i][0] = 0;
+            if i as u32 >= depth {
+                break;
+            }
+            let name: *const u8 = read(d, g32(&OFF_DENTRY_D_NAME) + g32(&OFF_QSTR_NAME)).unwrap_or(core::ptr::null());
+            if !name.is_null() {
+                let _ = bpf_probe_read_kernel_str_bytes(name, &mut (*ev).names[i]);
+            }
+            n += 1;
+            d = read(d, g32(&OFF_DENTRY_D_PARENT)).unwrap_or(core::ptr::null());
+        }
+        (*ev).components = n;
+    }
+    entry.submit(0);
+    bump(&STATS, STAT_EVENTS);
+}
+
+#[inline(always)]
+fn path_dentry(path: *const u8) -> *const u8 {
+    read(path, g32(&OFF_PATH_DENTRY)).unwrap_or(core::ptr::null())
+}
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
+    let flags: u32 = read(file, g32(&OFF_FILE_F_FLAGS)).unwrap_or(0);
+    let mode: u32 = read(file, g32(&OFF_FILE_F_MODE)).unwrap_or(0);
+    let want = if mode & FMODE_WRITE != 0 || flags & O_TRUNC != 0 { ACCESS_READ | ACCESS_WRITE } else { ACCESS_READ };
+    let dentry = path_dentry(file.wrapping_add(g32(&OFF_FILE_F_PATH)));
+    check(dentry, want, FOP_OPEN)
+}
+
+const RW: u8 = ACCESS_READ | ACCESS_WRITE;
+
+#[lsm(hook = "path_truncate")]
+pub fn path_truncate(ctx: LsmContext) -> i32 {
+    let path: *const u8 = ctx.arg(0);
+    check(path_dentry(path), RW, FOP_TRUNCATE)
+}
+
+#[lsm(hook = "path_unlink")]
+pub fn path_unlink(ctx: LsmContext) -> i32 {
+    let dentry: *const u8 = ctx.arg(1);
+    check(dentry, RW, FOP_UNLINK)
+}
+
+#[lsm(hook = "path_rmdir")]
+pub fn path_rmdir(ctx: LsmContext) -> i32 {
+    let dentry: *const u8 = ctx.arg(1);
+    check(dentry, RW, FOP_RMDIR)
+}
+
+/// New entries are checked against their parent directory (the new dentry
+/// is negative: it has no inode yet).
+#[lsm(hook = "path_mkdir")]
+pub fn path_mkdir(ctx: LsmContext) -> i32 {
+    let dir: *const u8 = ctx.arg(0);
+    check(path_dentry(dir), RW, FOP_MKDIR)
+}
+
+/// Also called for O_CREAT opens (may_o_create), so creation is covered.
+#[lsm(hook = "path_mknod")]
+pub fn path_mknod(ctx: LsmContext) -> i32 {
+    let dir: *const u8 = ctx.arg(0);
+    check(path_dentry(dir), RW, FOP_CREATE)
+}
+
+#[lsm(hook = "path_symlink")]
+pub fn path_symlink(ctx: LsmContext) -> i32 {
+    let dir: *const u8 = ctx.arg(0);
+    check(path_dentry(dir), RW, FOP_CREATE)
+}
+
+/// A hard link to a protected file, made anywhere, would be a second name
+/// outside the tree: it needs write access to the file's segment.
+#[lsm(hook = "path_link")]
+pub fn path_link(ctx: LsmContext) -> i32 {
+    let old: *const u8 = ctx.arg(0);
+    let new_dir: *const u8 = ctx.arg(1);
+    let r = check(old, RW, FOP_LINK);
+    if r != 0 {
+        return r;
+    }
+    check(path_dentry(new_dir), RW, FOP_LINK)
+}
+
+#[lsm(hook = "path_rename")]
+pub fn path_rename(ctx: LsmContext) -> i32 {
+    let old: *const u8 = ctx.arg(1);
+    let new_dir: *const u8 = ctx.arg(2);
+    let r = check(old, RW, FOP_RENAME);
+    if r != 0 {
+        return r;
+    }
+    check(path_dentry(new_dir), RW, FOP_RENAME)
+}
