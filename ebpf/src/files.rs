@@ -87,32 +87,44 @@ fn governed() -> bool {
 }
 
 /// Where a dentry is: segment (0 = none), root index, the file's identity,
-/// and how many levels below the root it is (0 = the root itself).
+/// and the matched root's dentry (where event path names stop).
 struct Place {
     segment: u16,
     root: u16,
     dev: u64,
     ino: u64,
-    depth: u32,
+    root_dentry: *const u8,
 }
 
+/// (dev, ino) of a dentry's inode, or (0, 0) for a negative dentry.
+#[inline(always)]
+fn identity(d: *const u8) -> (u64, u64) {
+    let inode: *const u8 = read(d, g32(&OFF_DENTRY_D_INODE)).unwrap_or(core::ptr::null());
+    if inode.is_null() {
+        return (0, 0);
+    }
+    let ino: u64 = read(inode, g32(&OFF_INODE_I_INO)).unwrap_or(0);
+    let sb: *const u8 = read(inode, g32(&OFF_INODE_I_SB)).unwrap_or(core::ptr::null());
+    let dev: u32 = read(sb, g32(&OFF_SB_S_DEV)).unwrap_or(0);
+    (dev as u64, ino)
+}
+
+/// Walks up from `dentry` looking for a segment root. The loop only yields
+/// the root's map value and dentry, never its depth, so every exit leaves
+/// the verifier an equivalent state and the code after it is checked once.
 #[inline(always)]
 fn segment_of(dentry: *const u8) -> Place {
+    let (dev, ino) = identity(dentry);
     let mut d = dentry;
-    let (mut dev0, mut ino0) = (0u64, 0u64);
-    for i in 0..MAX_FILE_DEPTH {
-        let inode: *const u8 = read(d, g32(&OFF_DENTRY_D_INODE)).unwrap_or(core::ptr::null());
-        if !inode.is_null() {
-            let ino: u64 = read(inode, g32(&OFF_INODE_I_INO)).unwrap_or(0);
-            let sb: *const u8 = read(inode, g32(&OFF_INODE_I_SB)).unwrap_or(core::ptr::null());
-            let dev: u32 = read(sb, g32(&OFF_SB_S_DEV)).unwrap_or(0);
-            if i == 0 {
-                (dev0, ino0) = (dev as u64, ino);
-            }
-            // SAFETY: values are written whole by the agent.
-            if let Some(seg) = unsafe { FILE_ROOTS.get(InodeKey { dev: dev as u64, ino }) } {
-                return Place { segment: *seg as u16, root: (*seg >> 16) as u16, dev: dev0, ino: ino0, depth: i };
-            }
+    let mut found = 0u32;
+    let mut root_dentry = core::ptr::null();
+    for _ in 0..MAX_FILE_DEPTH {
+        let (kdev, kino) = identity(d);
+        // SAFETY: values are written whole by the agent.
+        if let Some(v) = unsafe { FILE_ROOTS.get(InodeKey { dev: kdev, ino: kino }) } {
+            found = *v;
+            root_dentry = d;
+            break;
         }
         let parent: *const u8 = read(d, g32(&OFF_DENTRY_D_PARENT)).unwrap_or(core::ptr::null());
         if parent.is_null() || parent == d {
@@ -120,7 +132,7 @@ fn segment_of(dentry: *const u8) -> Place {
         }
         d = parent;
     }
-    Place { segment: 0, root: 0, dev: dev0, ino: ino0, depth: 0 }
+    Place { segment: found as u16, root: (found >> 16) as u16, dev, ino, root_dentry }
 }
 
 #[inline(always)]
@@ -174,7 +186,6 @@ struct Who {
 
 #[inline(always)]
 fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
-    let depth = place.depth;
     let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
         bump(&STATS, STAT_EVENTS_DROPPED);
         return;
@@ -203,10 +214,13 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
         // root's configured path (dentry names are filesystem-relative).
         let mut d = dentry;
         let mut n = 0u8;
-        (*ev).truncated = (depth as usize > FILE_EVENT_COMPONENTS) as u8;
+        (*ev).truncated = 1;
         for i in 0..FILE_EVENT_COMPONENTS {
             (*ev).names[i][0] = 0;
-            if i as u32 >= depth {
+        }
+        for i in 0..FILE_EVENT_COMPONENTS {
+            if d == place.root_dentry || d.is_null() {
+                (*ev).truncated = 0;
                 break;
             }
             let name: *const u8 = read(d, g32(&OFF_DENTRY_D_NAME) + g32(&OFF_QSTR_NAME)).unwrap_or(core::ptr::null());
@@ -215,6 +229,9 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
             }
             n += 1;
             d = read(d, g32(&OFF_DENTRY_D_PARENT)).unwrap_or(core::ptr::null());
+        }
+        if d == place.root_dentry {
+            (*ev).truncated = 0;
         }
         (*ev).components = n;
     }

@@ -28,6 +28,8 @@ enum Cmd {
     Fuzz(fuzz::Args),
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU and check BPF LSM prerequisites in the guest.
     VmSmoke(vm::SmokeArgs),
+    /// The file case table and network checks on BPF-LSM in QEMU (Debian 6.1 and 6.12 kernels).
+    VmTest(vm::cases::Args),
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -45,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::BenchClient(a) => bench::client::run(a),
         Cmd::Fuzz(a) => fuzz::fuzz(a),
         Cmd::VmSmoke(a) => vm::smoke(a),
+        Cmd::VmTest(a) => vm::cases::vm_test(a),
     }
 }

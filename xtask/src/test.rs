@@ -15,6 +15,8 @@ pub fn all() -> anyhow::Result<()> {
     // A short coverage-guided pass over every parser of untrusted input;
     // corpora persist in target/ so each run starts where the last ended.
     crate::fuzz::fuzz(crate::fuzz::Args { seconds: 30, targets: vec![] })?;
+    // BPF-LSM is refused on this host: prove it in QEMU on Debian 6.1 and 6.12.
+    crate::vm::cases::vm_test(crate::vm::cases::Args::default())?;
     // Unit tests and privileged integration tests (real hooks, as root).
     let (passed, failed) = cargo_test(&["test", "--workspace", "--all-targets"])?;
     // One closing line for the whole suite (cargo prints one per binary).

@@ -10,6 +10,7 @@
 //! Everything lives under target/vm/: debs/ and kernels/ (cached downloads), initramfs/ (per run),
 //! and `<label>-<name>.log`, the serial console of the last run of that name.
 //! Set `WARDEN_VM_VERBOSE=1` to echo the console live.
+pub mod cases;
 mod initramfs;
 mod kernels;
 mod qemu;

@@ -1,0 +1,160 @@
+//! Runs inside the QEMU test VMs (`cargo xtask vm-test`): the shared file
+//! case table against the BPF-LSM backend, plus network checks, with the
+//! real `warden` binaries under /usr/local/bin. Exit 0 iff all pass.
+#[path = "../../tests/file_cases.rs"]
+mod file_cases;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use file_cases::*;
+
+const BIN: &str = "/usr/local/bin";
+const CG: &str = "/sys/fs/cgroup/warden-vm";
+const BASE: &str = "/tmp/warden-vm";
+
+fn probe(bin: &str, cgroup: &Path, args: &[&str]) -> i32 {
+    Command::new(format!("{BIN}/{bin}"))
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.code().unwrap_or(-1))
+        .unwrap_or(-1)
+}
+
+fn status(sock: &str) -> Option<serde_json::Value> {
+    let out = Command::new(format!("{BIN}/warden")).args(["status", "--json", "--socket", sock]).output().ok()?;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+fn main() {
+    let mut failures: Vec<String> = Vec::new();
+    for d in DIRS {
+        std::fs::create_dir_all(Path::new(BASE).join(d)).unwrap();
+    }
+    for f in FILES {
+        std::fs::write(Path::new(BASE).join(f), "payload").unwrap();
+    }
+    std::os::unix::fs::symlink(Path::new(BASE).join("data"), Path::new(BASE).join("outside/link")).unwrap();
+    for w in [Who::Reader, Who::Writer, Who::Other, Who::Unidentified] {
+        std::fs::create_dir_all(Path::new(CG).join(cgroup_of(w))).unwrap();
+    }
+    // Network too: one protected TCP port on loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    let mut yaml = policy(BASE, "enforce");
+    yaml = yaml.replace(
+        "workloads:",
+        &format!("  - name: store\n    network:\n      - cidr: 127.0.0.1/32\n        ports: [{port}]\nworkloads:"),
+    );
+    yaml.push_str("  - workload: writer\n    segment: store\n");
+    std::fs::write("/tmp/policy.yaml", &yaml).unwrap();
+
+    let sock = "/run/warden.sock";
+    let mut agent = Command::new(format!("{BIN}/warden"))
+        .args(["agent", "--config", "/tmp/policy.yaml", "--cgroup-root", "warden-vm", "--socket", sock])
+        .args(["--events", "/tmp/events.jsonl"])
+        .stderr(std::fs::File::create("/tmp/agent.log").unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let st = loop {
+        if let Some(st) = status(sock) {
+            break st;
+        }
+        if agent.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            eprintln!("agent failed to start:\n{}", std::fs::read_to_string("/tmp/agent.log").unwrap_or_default());
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let files =
+        st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").cloned().unwrap_or_default();
+    println!("files enforcement: {} via {} ({})", files["state"], files["backend"], files["reason"]);
+    if files["backend"] != "lsm" || files["state"] != "enforced" {
+        failures.push(format!("expected the lsm backend, enforced: {files}"));
+    }
+
+    for c in CASES {
+        let p = |s: &str| PathBuf::from(BASE).join(s).to_string_lossy().into_owned();
+        let mut args = vec![c.op.to_string(), p(c.path)];
+        if !c.second.is_empty() {
+            args.push(p(c.second));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let code = probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(c.who)), &args);
+        let ok = if c.denied { code == 2 } else { code == 0 };
+        println!("{} {}", if ok { "PASS" } else { "FAIL" }, c.name);
+        if !ok {
+            failures.push(format!("{}: exit {code}", c.name));
+        }
+    }
+    // The in-kernel backend also stops the side effect of a denied create.
+    if Path::new(BASE).join("data/new-by-reader").exists() {
+        failures.push("a denied create left a file behind".into());
+    }
+    // Bind mount of the tree: same inodes, still protected.
+    std::fs::create_dir_all("/tmp/bindview").unwrap();
+    let bind = Command::new("mount").args(["--bind", &format!("{BASE}/data"), "/tmp/bindview"]).status().unwrap();
+    let code = probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Other)), &["read", "/tmp/bindview/f"]);
+    println!("{} other through a bind mount (exit {code})", if bind.success() && code == 2 { "PASS" } else { "FAIL" });
+    if !(bind.success() && code == 2) {
+        failures.push(format!("bind mount: exit {code}"));
+    }
+    // Network hooks on this kernel.
+    let net_ok = probe("warden-netprobe", &Path::new(CG).join("writer/job"), &["tcp", "127.0.0.1", &port.to_string()]);
+    let net_no = probe("warden-netprobe", &Path::new(CG).join("other/job"), &["tcp", "127.0.0.1", &port.to_string()]);
+    println!(
+        "{} network allow/deny (exit {net_ok}/{net_no})",
+        if net_ok == 0 && net_no == 2 { "PASS" } else { "FAIL" }
+    );
+    if !(net_ok == 0 && net_no == 2) {
+        failures.push(format!("network: allowed exit {net_ok}, denied exit {net_no}"));
+    }
+
+    std::thread::sleep(Duration::from_millis(300));
+    let events = std::fs::read_to_string("/tmp/events.jsonl").unwrap_or_default();
+    let lsm_deny = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["backend"] == "lsm" && e["verdict"] == "denied" && e["workload"] == "other");
+    match lsm_deny {
+        Some(e) => {
+            println!("event: {e}");
+            if !e["file"]["path"].as_str().unwrap_or("").starts_with(&format!("{BASE}/data/")) {
+                failures.push(format!("event path: {e}"));
+            }
+        }
+        None => failures.push("no lsm deny event for workload other".into()),
+    }
+    let st = status(sock).unwrap_or_default();
+    let other =
+        st["workloads"].as_array().into_iter().flatten().find(|w| w["name"] == "other").cloned().unwrap_or_default();
+    println!("status other: {other}");
+    if other["file_denied"].as_u64().unwrap_or(0) == 0 {
+        failures.push("status shows no file denies for other".into());
+    }
+    let _ = agent.kill();
+    if failures.is_empty() {
+        println!("vm-cases: all passed");
+    } else {
+        println!("vm-cases: {} failed:\n{}", failures.len(), failures.join("\n"));
+        println!(
+            "agent log tail:\n{}",
+            std::fs::read_to_string("/tmp/agent.log")
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,50 @@
+//! `cargo xtask vm-test`: the shared file case table (tests/file_cases.rs)
+//! and network checks on the BPF-LSM backend, inside QEMU VMs booting
+//! Debian's 6.1 and 6.12 kernels with `lsm=…,bpf`. One built object, every
+//! kernel: the offsets come from each guest kernel's BTF at start-up.
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Payload, host_binary, kernel, run};
+use crate::util::{self, cargo};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kernel series to boot (repeatable; default 6.1 and 6.12).
+    #[arg(long)]
+    series: Vec<String>,
+    #[arg(long, default_value_t = 420)]
+    timeout: u64,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self { series: vec![], timeout: 420 }
+    }
+}
+
+pub fn vm_test(a: Args) -> anyhow::Result<()> {
+    util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
+    let series = if a.series.is_empty() { vec!["6.1".to_string(), "6.12".to_string()] } else { a.series };
+    let runner = host_binary("examples/vm_cases");
+    let mut failed = Vec::new();
+    for s in &series {
+        let k = kernel(s)?;
+        let payload = Payload::new("/usr/local/bin/vm_cases\n")
+            .binary("warden")
+            .binary("warden-fileprobe")
+            .binary("warden-netprobe")
+            .file(&runner, "/usr/local/bin/vm_cases");
+        let out = run(&k, "cases", &payload, Duration::from_secs(a.timeout))?;
+        println!("--- {} ({:.1}s, rc {}):\n{}", k.label, out.elapsed.as_secs_f64(), out.rc, out.payload_output());
+        if out.rc != 0 {
+            failed.push(k.label.clone());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("VM cases failed on {}", failed.join(", "));
+    }
+    println!("vm-test: the case table passed on {}", series.join(", "));
+    Ok(())
+}
