@@ -25,9 +25,9 @@ pub struct FilesCtx {
 }
 
 impl Context for FilesCtx {
-    fn identify_pid(&self, pid: i32, tid: i32) -> Identity {
-        match crate::files::cgroup_path_of(pid, tid) {
-            Some(path) => self.shared.identify_cgroup_path(&path),
+    fn identify_path(&self, cgroup: Option<&str>) -> Identity {
+        match cgroup {
+            Some(path) => self.shared.identify_cgroup_path(path),
             // Gone or unreadable: unidentified (fail closed).
             None => Identity::Governed(None),
         }
@@ -37,14 +37,18 @@ impl Context for FilesCtx {
         self.shared.file_verdict(workload, segment, want)
     }
 
+    fn needs_intent(&self, workload: Option<u32>, segment: u16) -> bool {
+        self.shared.file_access(workload, segment) == Some(warden_common::ACCESS_READ)
+    }
+
     fn roots(&self) -> Arc<Roots> {
         self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn emit(&self, d: FileDecision) {
         self.shared.count_file(d.workload, d.verdict);
-        let cgroup = crate::files::cgroup_path_of(d.tgid as i32, d.tid as i32);
-        if self.tx.try_send((d, cgroup)).is_err() {
+        // Enriched (tgid, comm, exe, cgroup) by the event task, off the decision path.
+        if self.tx.try_send((d, None)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

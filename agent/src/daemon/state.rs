@@ -37,6 +37,8 @@ struct Inner {
     delays: DelayStats,
     programs: Vec<ProgramStatus>,
     loaded_at: String,
+    /// cgroup hierarchy path → identity (cleared with the policy).
+    identity_cache: HashMap<String, Identity>,
 }
 
 /// File-segment enforcement state, for status.
@@ -82,6 +84,7 @@ impl Shared {
                 delays: DelayStats::default(),
                 programs: Vec::new(),
                 loaded_at: now,
+                identity_cache: HashMap::new(),
             }),
             written: AtomicU64::new(0),
             files: Mutex::new(FileState::default()),
@@ -161,17 +164,37 @@ impl Shared {
         }
     }
 
-    /// Identity of a thread from its /proc cgroup path.
+    /// Identity of a thread from its /proc cgroup path. Path → workload is
+    /// a pure function of the policy, so it is cached (bounded).
     pub fn identify_cgroup_path(&self, hierarchy_path: &str) -> Identity {
-        let g = self.lock();
-        match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
+        let mut g = self.lock();
+        if let Some(id) = g.identity_cache.get(hierarchy_path) {
+            return *id;
+        }
+        let id = match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
             Some(rel) => Identity::Governed(g.compiled.workload_for(&rel)),
             None => Identity::Outside,
+        };
+        if g.identity_cache.len() >= 65536 {
+            g.identity_cache.clear();
         }
+        g.identity_cache.insert(hierarchy_path.to_string(), id);
+        id
     }
 
     pub fn file_verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32) {
         self.lock().compiled.file_verdict(workload, segment, want)
+    }
+
+    /// Access bits granted to (workload, segment), if any rule covers it.
+    pub fn file_access(&self, workload: Option<u32>, segment: u16) -> Option<u8> {
+        let w = workload?;
+        let g = self.lock();
+        g.compiled
+            .file_allow
+            .binary_search_by_key(&(w, segment), |(k, _)| (k.workload_id, k.segment_id))
+            .ok()
+            .map(|i| g.compiled.file_allow[i].1.access)
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, FileState> {

@@ -46,6 +46,7 @@ pub struct DecisionEvent {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileTarget {
     pub path: String,
-    /// read | write
+    /// read | write | any (the verdict did not depend on the mode, so the
+    /// fanotify backend did not read it)
     pub access: &'static str,
 }

@@ -27,13 +27,14 @@ pub const UNRESOLVED: &str = "(unresolved)";
 pub struct Enricher {
     node: String,
     exe: ExeCache,
+    threads: std::collections::HashMap<u32, (ProcInfo, std::time::Instant)>,
     clock: time::WallClock,
     seq: u64,
 }
 
 impl Enricher {
     pub fn new(node: String) -> Self {
-        Self { node, exe: ExeCache::default(), clock: time::WallClock::new(), seq: 0 }
+        Self { node, exe: ExeCache::default(), threads: Default::default(), clock: time::WallClock::new(), seq: 0 }
     }
 
     pub fn seq(&self) -> u64 {
@@ -128,11 +129,34 @@ impl Enricher {
         }
     }
 
+    /// Process details of a userspace backend's decision, read from /proc
+    /// *without* holding any agent lock (cached per thread briefly).
+    pub fn file_proc(&mut self, d: &FileDecision) -> ProcInfo {
+        let now = std::time::Instant::now();
+        if let Some((info, at)) = self.threads.get(&d.tid)
+            && now.duration_since(*at) < std::time::Duration::from_secs(1)
+        {
+            return info.clone();
+        }
+        let tgid = crate::files::tgid_of(d.tid as i32).unwrap_or(0) as u32;
+        let info = ProcInfo {
+            tgid,
+            comm: std::fs::read_to_string(format!("/proc/{}/comm", d.tid)).unwrap_or_default().trim_end().to_string(),
+            cgroup: crate::files::cgroup_path_of(d.tid as i32),
+            exe: self.exe.exe(tgid),
+        };
+        if self.threads.len() >= 8192 {
+            self.threads.clear();
+        }
+        self.threads.insert(d.tid, (info.clone(), now));
+        info
+    }
+
     /// A file decision from a userspace backend (fanotify).
     pub fn file(
         &mut self,
         d: &FileDecision,
-        cgroup: Option<String>,
+        p: ProcInfo,
         policy: &CompiledPolicy,
         backend: &'static str,
     ) -> DecisionEvent {
@@ -141,7 +165,6 @@ impl Enricher {
             Some(id) => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
             None => (UNMATCHED.to_string(), "unmatched"),
         };
-        let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", d.tgid, d.tid)).unwrap_or_default();
         DecisionEvent {
             time: self.clock.format(crate::identity::delay::monotonic_ns()),
             seq: self.seq,
@@ -150,17 +173,21 @@ impl Enricher {
             workload,
             identity,
             cgroup_id: None,
-            cgroup,
+            cgroup: p.cgroup,
             pid: d.tid,
-            tgid: d.tgid,
-            comm: comm.trim_end().to_string(),
-            exe: self.exe.exe(d.tgid),
+            tgid: p.tgid,
+            comm: p.comm,
+            exe: p.exe,
             operation: "open",
             protocol: None,
             destination: None,
             file: Some(FileTarget {
                 path: d.path.to_string_lossy().into_owned(),
-                access: if d.write { "write" } else { "read" },
+                access: match d.write {
+                    Some(true) => "write",
+                    Some(false) => "read",
+                    None => "any",
+                },
             }),
             segment: policy.segment_name(d.segment).map(str::to_string),
             verdict: verdict_name(d.verdict),
@@ -168,6 +195,15 @@ impl Enricher {
             backend: Some(backend),
         }
     }
+}
+
+/// Who made a userspace-decided file access.
+#[derive(Debug, Clone, Default)]
+pub struct ProcInfo {
+    pub tgid: u32,
+    pub comm: String,
+    pub cgroup: Option<String>,
+    pub exe: Option<String>,
 }
 
 pub fn file_op_name(op: u8) -> &'static str {

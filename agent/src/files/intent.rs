@@ -8,6 +8,8 @@
 use warden_common::{ACCESS_READ, ACCESS_WRITE};
 
 const O_ACCMODE: u64 = 0o3;
+/// Bounded wait for a thread still on its way to sleep (≈ 5 ms at most).
+const RUNNING_RETRIES: u32 = 256;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const O_APPEND: u64 = 0o2000;
@@ -57,14 +59,41 @@ fn flags_of(nr: i64) -> Option<Flags> {
     })
 }
 
-/// Access wanted by thread `tid` of process `pid`, from its current syscall.
-pub fn access_of(pid: i32, tid: i32) -> u8 {
+/// Access wanted by thread `tid`, from the syscall it is blocked in
+/// (/proc/<tid> is valid for any thread id).
+pub fn access_of(tid: i32) -> u8 {
+    match super::procfs::Proc::open() {
+        Ok(p) => access_via(&p, tid),
+        Err(_) => ACCESS_READ | ACCESS_WRITE,
+    }
+}
+
+/// As `access_of`, through an already open /proc.
+pub fn access_via(proc: &super::procfs::Proc, tid: i32) -> u8 {
     let fail_closed = ACCESS_READ | ACCESS_WRITE;
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else { return fail_closed };
-    let Some((nr, args)) = parse_syscall(&text) else { return fail_closed };
+    let mut buf = [0u8; 256];
+    // The opener is about to sleep until we answer, but may still be on a
+    // CPU on its way there: the kernel then reports "running". Wait for it
+    // (bounded), rather than misjudging a read as a write.
+    let mut parsed = None;
+    for attempt in 0..RUNNING_RETRIES {
+        let Some(text) = proc.read(tid, "syscall", &mut buf).and_then(|b| std::str::from_utf8(b).ok()) else {
+            return fail_closed;
+        };
+        if !text.starts_with("running") {
+            parsed = parse_syscall(text);
+            break;
+        }
+        if attempt > 16 {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    let Some((nr, args)) = parsed else { return fail_closed };
     match flags_of(nr) {
         Some(Flags::Arg(i)) => access_for_flags(args[i]),
-        Some(Flags::OpenHow(i)) => read_u64(pid, args[i]).map(access_for_flags).unwrap_or(fail_closed),
+        Some(Flags::OpenHow(i)) => read_u64(tid, args[i]).map(access_for_flags).unwrap_or(fail_closed),
         Some(Flags::Read) => ACCESS_READ,
         Some(Flags::Write) | None => fail_closed,
     }
@@ -112,6 +141,35 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_entering_an_open_is_judged_by_its_flags() {
+        // Race a real open: the reader starts while the thread may still be
+        // on a CPU ("running"); the answer must be its real flags, never a
+        // fail-closed write for a read-only open. Blocking happens on a
+        // FIFO opened read-only, which sleeps inside openat(2).
+        let dir = std::env::temp_dir().join(format!("warden-intent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let tid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let (t2, f2) = (tid.clone(), fifo.clone());
+        let h = std::thread::spawn(move || {
+            t2.store(nix::unistd::gettid().as_raw(), std::sync::atomic::Ordering::SeqCst);
+            let _ = std::fs::File::open(&f2); // O_RDONLY: blocks until a writer opens
+        });
+        let t = loop {
+            let t = tid.load(std::sync::atomic::Ordering::SeqCst);
+            if t != 0 {
+                break t;
+            }
+            std::hint::spin_loop();
+        };
+        assert_eq!(access_of(t), ACCESS_READ, "read-only open judged from its flags");
+        let _w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        h.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_thread_blocked_in_a_syscall_is_read_exactly() {
         // A real blocked thread: read(2) on a pipe is not an open, so the
         // answer must fail closed (read + write).
@@ -134,7 +192,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(parse_syscall(&text).map(|(nr, _)| nr), Some(libc::SYS_read));
-        assert_eq!(access_of(pid, tid.load(std::sync::atomic::Ordering::SeqCst)), ACCESS_READ | ACCESS_WRITE);
+        assert_eq!(access_of(tid.load(std::sync::atomic::Ordering::SeqCst)), ACCESS_READ | ACCESS_WRITE);
         nix::unistd::write(&w, b"x").unwrap();
         h.join().unwrap();
     }

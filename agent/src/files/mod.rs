@@ -5,6 +5,7 @@
 //! and fanotify permission events (userspace decision, opens only).
 pub mod fanotify;
 pub mod intent;
+pub mod procfs;
 pub mod roots;
 
 use std::{path::PathBuf, sync::Arc};
@@ -29,15 +30,20 @@ pub struct FileDecision {
     pub workload: Option<u32>,
     pub segment: u16,
     pub path: PathBuf,
-    pub write: bool,
+    /// Some(true) write, Some(false) read, None: not checked (irrelevant).
+    pub write: Option<bool>,
     pub verdict: u8,
     pub rule: u32,
 }
 
 /// What a backend needs from the daemon.
 pub trait Context: Send + Sync {
-    fn identify_pid(&self, pid: i32, tid: i32) -> Identity;
+    /// Identity of a thread from its cgroup v2 path (None: unreadable).
+    fn identify_path(&self, cgroup: Option<&str>) -> Identity;
     fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32);
+    /// Whether the verdict depends on read vs write (a read-only grant);
+    /// otherwise the opener's intent need not be read.
+    fn needs_intent(&self, workload: Option<u32>, segment: u16) -> bool;
     fn roots(&self) -> Arc<Roots>;
     fn emit(&self, decision: FileDecision);
     fn note_error(&self);
@@ -63,8 +69,15 @@ pub fn active_lsms() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// cgroup v2 path of a thread (`0::/a/b` line of /proc/<pid>/task/<tid>/cgroup).
-pub fn cgroup_path_of(pid: i32, tid: i32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")).ok()?;
+/// cgroup v2 path of a thread (the `0::/a/b` line of /proc/<tid>/cgroup;
+/// /proc/<tid> is valid for any thread id, not only process leaders).
+pub fn cgroup_path_of(tid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{tid}/cgroup")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}
+
+/// Process id of a thread (None if it is gone).
+pub fn tgid_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }

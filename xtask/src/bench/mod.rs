@@ -2,6 +2,7 @@
 //! run, because these machines are shared and noisy.
 mod agent;
 pub mod client;
+mod files;
 mod identity;
 mod net;
 mod stats;
@@ -15,11 +16,14 @@ pub enum Bench {
     Net(net::Args),
     /// Delay from cgroup creation to identity in the kernel map, under a burst.
     Identity(identity::Args),
+    /// open() latency with the fanotify backend vs. none and a minimal listener.
+    Files(files::Args),
 }
 
 pub fn run(b: Bench) -> anyhow::Result<()> {
     match b {
         Bench::Net(a) => net::run(a),
         Bench::Identity(a) => identity::run(a),
+        Bench::Files(a) => files::run(a),
     }
 }

@@ -14,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use warden_common::{ACCESS_WRITE, VERDICT_DENIED};
+use warden_common::{ACCESS_READ, ACCESS_WRITE, VERDICT_DENIED};
 
 use super::{
     Context, FileDecision, Identity,
-    intent::access_of,
+    intent::access_via,
+    procfs::Proc,
     roots::{Locator, Roots},
 };
 
@@ -26,6 +27,7 @@ const STUCK_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Fanotify {
     group: Arc<sys::Group>,
+    proc: Proc,
     in_flight: Arc<Mutex<Option<(RawFd, Instant)>>>,
 }
 
@@ -36,7 +38,7 @@ impl Fanotify {
         for path in roots.filesystems.values() {
             group.mark_filesystem(path)?;
         }
-        Ok(Self { group: Arc::new(group), in_flight: Arc::new(Mutex::new(None)) })
+        Ok(Self { group: Arc::new(group), proc: Proc::open()?, in_flight: Arc::new(Mutex::new(None)) })
     }
 
     /// Marks a filesystem found later (a root that appeared).
@@ -68,6 +70,12 @@ impl Fanotify {
     }
 
     fn decision_loop(&self, ctx: Arc<dyn Context>) {
+        // Every open on a marked filesystem waits for this thread: run it
+        // ahead of ordinary work (it only ever blocks in read()).
+        // SAFETY: setpriority on our own thread id.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, nix::unistd::gettid().as_raw() as u32, -10) } != 0 {
+            tracing::debug!("could not raise the fanotify thread's priority (needs CAP_SYS_NICE)");
+        }
         let mut buf = vec![0u8; 64 * 1024];
         let mut locator = Locator::new();
         let self_pid = std::process::id() as i32;
@@ -100,16 +108,18 @@ impl Fanotify {
         }
     }
 
-    /// Decides one open; any failure on a protected path denies.
+    /// Decides one open; any failure on a protected path denies. Only what
+    /// the decision needs is read here; event details (tgid, comm, exe) are
+    /// looked up by the event task after the opener has its answer.
     fn decide(
         &self,
         ctx: &Arc<dyn Context>,
         locator: &mut Locator,
         ev: &sys::PermEvent,
-        self_pid: i32,
+        _self_pid: i32,
     ) -> (bool, Option<FileDecision>) {
-        let tgid = tgid_of(ev.tid);
-        if tgid == Some(self_pid) {
+        // The agent's own opens (e.g. /proc reads on a marked fs) pass.
+        if std::path::Path::new(&format!("/proc/self/task/{}", ev.tid)).exists() {
             return (true, None);
         }
         let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd)) else {
@@ -125,29 +135,21 @@ impl Fanotify {
                 return (false, None);
             }
         };
-        let identity = match tgid {
-            Some(pid) => ctx.identify_pid(pid, ev.tid),
-            None => Identity::Governed(None),
-        };
-        let Identity::Governed(workload) = identity else { return (true, None) };
-        let want = access_of(tgid.unwrap_or(ev.tid), ev.tid);
-        let (verdict, rule) = ctx.verdict(workload, segment, want);
+        let mut buf = [0u8; 4096];
+        let cgroup = self.proc.cgroup(ev.tid, &mut buf);
+        let Identity::Governed(workload) = ctx.identify_path(cgroup) else { return (true, None) };
+        let want = if ctx.needs_intent(workload, segment) { Some(access_via(&self.proc, ev.tid)) } else { None };
+        let (verdict, rule) = ctx.verdict(workload, segment, want.unwrap_or(ACCESS_READ | ACCESS_WRITE));
         let decision = FileDecision {
             tid: ev.tid as u32,
-            tgid: tgid.unwrap_or(0) as u32,
+            tgid: 0,
             workload,
             segment,
             path: PathBuf::from(&path),
-            write: want & ACCESS_WRITE != 0,
+            write: want.map(|w| w & ACCESS_WRITE != 0),
             verdict,
             rule,
         };
         (verdict != VERDICT_DENIED, Some(decision))
     }
-}
-
-/// Process id of a thread, from /proc (None if it is gone).
-fn tgid_of(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }
