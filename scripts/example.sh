@@ -16,6 +16,14 @@ cg2=$(awk '$0 ~ / - cgroup2 / {print $5; exit}' /proc/self/mountinfo)
 demo="$cg2/warden-demo"
 mkdir -p "$demo/training/job-1" "$demo/inference/server-1"
 sock=$(mktemp -d)/warden.sock
+# File segments of the example live on a tmpfs of their own, so the fanotify
+# fallback (used where BPF-LSM is not active) marks only that filesystem.
+files=/tmp/warden-demo
+mkdir -p "$files"
+mountpoint -q "$files" || mount -t tmpfs -o size=16m warden-demo "$files"
+mkdir -p "$files/datasets/imagenet" "$files/models/llama"
+echo "pixels" > "$files/datasets/imagenet/batch-0001"
+echo "weights" > "$files/models/llama/shard-0001"
 
 python3 - <<'PY' &
 # Demo listeners for the two local segments (object-store, tenant-b).
@@ -37,6 +45,7 @@ cleanup() {
   kill "$agent" "$listeners" 2>/dev/null || true
   wait "$agent" 2>/dev/null || true
   rmdir "$demo/training/job-1" "$demo/training" "$demo/inference/server-1" "$demo/inference" "$demo" 2>/dev/null || true
+  umount "$files" 2>/dev/null || true
 }
 trap cleanup EXIT
 until "$bin/warden" status --socket "$sock" >/dev/null 2>&1; do
@@ -56,6 +65,16 @@ probe inference/server-1 "inference -> object-store"  127.0.0.2 9000
 probe training/job-1   "trainer -> tenant-b"          127.0.0.3 9000
 probe .                "unidentified -> object-store" 127.0.0.2 9000
 probe inference/server-1 "inference -> metadata-api"  169.254.169.254 80
+fprobe() { # cgroup description op path
+  local out
+  out=$("$bin/warden-fileprobe" --cgroup "$demo/$1" --linger-ms 50 "$3" "$4" || true)
+  printf '\033[1m%-38s\033[0m %-22s -> %s\n' "$2" "$3 ${4#$files/}" "$out" >&2
+}
+fprobe training/job-1     "trainer reads a dataset"       read  "$files/datasets/imagenet/batch-0001"
+fprobe inference/server-1 "inference reads a dataset"     read  "$files/datasets/imagenet/batch-0001"
+fprobe training/job-1     "trainer writes a checkpoint"   write "$files/models/llama/shard-0001"
+fprobe inference/server-1 "inference reads model weights" read  "$files/models/llama/shard-0001"
+fprobe inference/server-1 "inference overwrites weights"  write "$files/models/llama/shard-0001"
 sleep 0.3
 echo >&2
 "$bin/warden" status --socket "$sock" >&2

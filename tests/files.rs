@@ -107,6 +107,7 @@ fn fanotify_backend_runs_the_shared_case_table() {
     assert_eq!(e["operation"], "open");
     assert_eq!(e["comm"], "warden-fileprob");
     assert_eq!(e["exe"], FILEPROBE);
+    assert_eq!(e["cgroup"], tree.abs.join(cgroup_of(Who::Other)).to_str().unwrap(), "same form as network events");
     assert!(e["file"]["path"].as_str().unwrap().starts_with(fs.base().join("data").to_str().unwrap()), "{e}");
     let writes = agent.events();
     let w = writes.iter().find(|e| e["workload"] == "reader" && e["verdict"] == "denied").expect("reader write deny");

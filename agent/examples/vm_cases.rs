@@ -32,7 +32,24 @@ fn status(sock: &str) -> Option<serde_json::Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }
 
+/// (p50, p99) inside the segment, then outside it.
+type Pair = ((u64, u64), (u64, u64));
+
+/// open()+close() p50/p99 in ns over `n` opens.
+fn open_latency(path: &str, n: usize) -> (u64, u64) {
+    let mut v: Vec<u64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            drop(std::fs::File::open(path).expect("open"));
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    v.sort_unstable();
+    (v[n / 2], v[n * 99 / 100])
+}
+
 fn main() {
+    let bench = std::env::args().nth(1).as_deref() == Some("bench");
     let mut failures: Vec<String> = Vec::new();
     for d in DIRS {
         std::fs::create_dir_all(Path::new(BASE).join(d)).unwrap();
@@ -56,6 +73,15 @@ fn main() {
     yaml.push_str("  - workload: writer\n    segment: store\n");
     std::fs::write("/tmp/policy.yaml", &yaml).unwrap();
 
+    // Bench: this process becomes a reader; measure with no agent first.
+    let (inside, outside) = (format!("{BASE}/data/sub/g"), format!("{BASE}/outside/o"));
+    let mut before: Vec<Pair> = Vec::new();
+    if bench {
+        std::fs::write(Path::new(CG).join("reader/job/cgroup.procs"), "0").unwrap();
+        for _ in 0..3 {
+            before.push((open_latency(&inside, 3000), open_latency(&outside, 3000)));
+        }
+    }
     let sock = "/run/warden.sock";
     let mut agent = Command::new(format!("{BIN}/warden"))
         .args(["agent", "--config", "/tmp/policy.yaml", "--cgroup-root", "warden-vm", "--socket", sock])
@@ -81,6 +107,65 @@ fn main() {
         failures.push(format!("expected the lsm backend, enforced: {files}"));
     }
 
+    if bench {
+        // The hook's own cost from the kernel's counters (steady under TCG).
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+        let prog = st["programs"].as_array().unwrap().iter().find(|p| p["name"] == "file_open").unwrap()["program_id"]
+            .as_u64()
+            .unwrap();
+        let stats = || -> (u64, u64) {
+            for fd in std::fs::read_dir(format!("/proc/{}/fdinfo", agent.id())).unwrap().flatten() {
+                let t = std::fs::read_to_string(fd.path()).unwrap_or_default();
+                let f = |k: &str| t.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
+                if f("prog_id:") == Some(prog) {
+                    return (f("run_time_ns:").unwrap_or(0), f("run_cnt:").unwrap_or(0));
+                }
+            }
+            (0, 0)
+        };
+        for (name, path) in [
+            ("inside segment", &inside),
+            ("outside, same fs", &outside),
+            ("other fs (/proc)", &"/proc/self/stat".to_string()),
+        ] {
+            let b = stats();
+            let (p50, _) = open_latency(path, 3000);
+            let a = stats();
+            let ns = (a.0 - b.0) as f64 / (a.1 - b.1).max(1) as f64;
+            let base = before.iter().map(|x| x.0.0).min().unwrap_or(1) as f64;
+            println!(
+                "BENCH lsm hook {name}: {ns:.0} ns/call = {:.1}% of a no-agent open (p50 {:.2}µs, with agent {:.2}µs)",
+                100.0 * ns / base,
+                base / 1e3,
+                p50 as f64 / 1e3
+            );
+        }
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+        let mut after = Vec::new();
+        for _ in 0..3 {
+            after.push((open_latency(&inside, 3000), open_latency(&outside, 3000)));
+        }
+        // Median over repetitions of (p50, p99), inside then outside.
+        let med = |v: &[Pair], pick: usize| {
+            let mut x: Vec<u64> = v.iter().map(|&((a, b), (c, d))| [a, b, c, d][pick]).collect();
+            x.sort_unstable();
+            x[x.len() / 2] as f64
+        };
+        for (name, p50, p99) in [("inside segment", 0, 1), ("outside", 2, 3)] {
+            let (b50, a50, b99, a99) = (med(&before, p50), med(&after, p50), med(&before, p99), med(&after, p99));
+            println!(
+                "BENCH lsm {name}: p50 {:.2}µs -> {:.2}µs (ratio {:.3}), p99 {:.2}µs -> {:.2}µs (ratio {:.3})",
+                b50 / 1e3,
+                a50 / 1e3,
+                a50 / b50,
+                b99 / 1e3,
+                a99 / 1e3,
+                a99 / b99
+            );
+        }
+        let _ = agent.kill();
+        return;
+    }
     for c in CASES {
         let p = |s: &str| PathBuf::from(BASE).join(s).to_string_lossy().into_owned();
         let mut args = vec![c.op.to_string(), p(c.path)];

@@ -5,9 +5,10 @@
 //! Struct offsets (`file.f_path`, `dentry.d_parent`, …) come from the
 //! running kernel's BTF, read by the agent and set as globals at load time.
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
     },
     macros::{lsm, map},
     maps::{HashMap, PerCpuArray},
@@ -29,6 +30,11 @@ const O_TRUNC: u32 = 0o1000;
 /// (device, inode) of each segment root → segment id.
 #[map]
 static FILE_ROOTS: HashMap<InodeKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Filesystems (kernel dev_t) holding at least one root: opens elsewhere
+/// skip the ancestry walk entirely.
+#[map]
+static FILE_DEVS: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
 
 /// (workload, segment) → granted access.
 #[map]
@@ -66,13 +72,17 @@ fn g32(v: &'static u32) -> usize {
     unsafe { core::ptr::read_volatile(v) as usize }
 }
 
+/// Reads a field of a kernel struct. LSM hooks get BTF-typed pointers and
+/// the offsets are verifier-known constants (frozen .rodata), so this is a
+/// plain load the verifier checks against BTF and guards with an exception
+/// entry (a NULL or bad pointer reads as 0): no helper call per field.
 #[inline(always)]
-fn read<T>(base: *const u8, off: usize) -> Option<T> {
+fn read<T: Copy>(base: *const u8, off: usize) -> Option<T> {
     if base.is_null() {
         return None;
     }
-    // SAFETY: probe read: the kernel validates the address.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const T).ok() }
+    // SAFETY: see above; the verifier rejects the program otherwise.
+    Some(unsafe { core::ptr::read_volatile(base.wrapping_add(off) as *const T) })
 }
 
 #[inline(always)]
@@ -115,6 +125,13 @@ fn identity(d: *const u8) -> (u64, u64) {
 #[inline(always)]
 fn segment_of(dentry: *const u8) -> Place {
     let (dev, ino) = identity(dentry);
+    let none = Place { segment: 0, root: 0, dev, ino, root_dentry: core::ptr::null() };
+    // A negative dentry (creation) has no inode yet: its parent is checked
+    // by the caller. Otherwise the walk only runs on marked filesystems.
+    // SAFETY: values are written whole by the agent.
+    if dev != 0 && unsafe { FILE_DEVS.get(dev) }.is_none() {
+        return none;
+    }
     let mut d = dentry;
     let mut found = 0u32;
     let mut root_dentry = core::ptr::null();
@@ -235,7 +252,16 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
         }
         (*ev).components = n;
     }
-    entry.submit(0);
+    // Like network events: allowed decisions wake the agent only once a
+    // batch is queued (it drains on a timer too); denies wake it at once.
+    let flags = if v != VERDICT_ALLOWED {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= crate::net::wakeup_bytes() {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    entry.submit(flags);
     bump(&STATS, STAT_EVENTS);
 }
 

@@ -25,6 +25,13 @@ const IPPROTO_TCP: u32 = 6;
 static EVENTS_WAKEUP_BYTES: u32 = 64 * 1024;
 const IPPROTO_UDP: u32 = 17;
 
+/// Queued bytes at which allowed-decision records wake the agent.
+#[inline(always)]
+pub fn wakeup_bytes() -> u64 {
+    // SAFETY: reading a static the loader may patch.
+    unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) as u64 }
+}
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     on_v4(&ctx, OP_CONNECT)
@@ -227,9 +234,7 @@ fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, r
         0
     } else {
         let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        // SAFETY: reading a static the loader may patch.
-        let threshold = unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) } as u64;
-        if queued >= threshold { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+        if queued >= wakeup_bytes() { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
     };
     entry.submit(flags);
     bump(&STATS, STAT_EVENTS);

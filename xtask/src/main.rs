@@ -30,6 +30,8 @@ enum Cmd {
     VmSmoke(vm::SmokeArgs),
     /// The file case table and network checks on BPF-LSM in QEMU (Debian 6.1 and 6.12 kernels).
     VmTest(vm::cases::Args),
+    /// open() latency on BPF-LSM in QEMU, with vs. without the agent (ratio).
+    VmBench(vm::cases::Args),
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -48,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz(a) => fuzz::fuzz(a),
         Cmd::VmSmoke(a) => vm::smoke(a),
         Cmd::VmTest(a) => vm::cases::vm_test(a),
+        Cmd::VmBench(a) => vm::cases::vm_bench(a),
     }
 }

@@ -79,8 +79,17 @@ pub async fn run_files(
         // /proc reads first, with no shared lock held: the decision thread
         // needs that lock for every open.
         let procs: Vec<_> = batch.iter().map(|(d, _)| w.enricher.file_proc(d)).collect();
-        let events: Vec<_> = shared.with_identity(|_, policy| {
-            batch.drain(..).zip(procs).map(|((d, _), p)| w.enricher.file(&d, p, policy, backend)).collect()
+        let events: Vec<_> = shared.with_identity(|tracker, policy| {
+            batch
+                .drain(..)
+                .zip(procs)
+                .map(|((d, _), mut p)| {
+                    // Same form as network events: the cgroup's filesystem path.
+                    p.cgroup =
+                        p.cgroup.and_then(|c| tracker.abs_of_hierarchy_path(&c)).map(|c| c.display().to_string());
+                    w.enricher.file(&d, p, policy, backend)
+                })
+                .collect()
         });
         for ev in &events {
             w.sink.write(ev);

@@ -83,7 +83,6 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // Identities are in the map: now enforcement can start.
     let root_abs = shared.cgroup_root_abs();
     hooks.attach_network(&root_abs)?;
-    shared.set_programs(&hooks);
 
     let events_target = opts.events.clone().unwrap_or_else(|| shared.events_target());
     let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
@@ -113,6 +112,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    // After every backend attached, so status lists all programs.
+    shared.set_programs(&hooks);
     tracing::info!(
         cgroup_root = %root_abs.display(),
         socket = %socket_path.display(),

@@ -23,6 +23,7 @@ pub struct PolicyMaps {
     counters: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     file_roots: HashMap<MapData, InodeKey, u32>,
+    file_devs: HashMap<MapData, u64, u8>,
     file_allow: HashMap<MapData, AllowKey, FileAllowValue>,
     file_counters: PerCpuArray<MapData, u64>,
 }
@@ -59,6 +60,7 @@ impl PolicyMaps {
             counters: take(ebpf, "COUNTERS")?,
             stats: take(ebpf, "STATS")?,
             file_roots: take(ebpf, "FILE_ROOTS")?,
+            file_devs: take(ebpf, "FILE_DEVS")?,
             file_allow: take(ebpf, "FILE_ALLOW")?,
             file_counters: take(ebpf, "FILE_COUNTERS")?,
         })
@@ -109,6 +111,14 @@ impl PolicyMaps {
     pub fn set_file_roots(&mut self, roots: &[(InodeKey, u32)]) -> Result<(), HookError> {
         for (k, value) in roots {
             self.file_roots.insert(*k, *value, 0).map_err(err("FILE_ROOTS"))?;
+        }
+        let devs: HashSet<u64> = roots.iter().map(|(k, _)| k.dev).collect();
+        for d in &devs {
+            self.file_devs.insert(*d, 1, 0).map_err(err("FILE_DEVS"))?;
+        }
+        let stale: Vec<u64> = self.file_devs.keys().filter_map(Result::ok).filter(|d| !devs.contains(d)).collect();
+        for d in stale {
+            let _ = self.file_devs.remove(&d);
         }
         let keep: HashSet<InodeKey> = roots.iter().map(|(k, _)| *k).collect();
         let stale: Vec<InodeKey> =

@@ -90,6 +90,15 @@ impl CgroupTracker {
         (cgroup_id(&abs).ok()? == id).then_some(rel)
     }
 
+    /// Filesystem path of a hierarchy path (as shown in /proc/<pid>/cgroup).
+    pub fn abs_of_hierarchy_path(&self, path: &str) -> Option<PathBuf> {
+        let inside_mount = match self.mount_root.as_str() {
+            "/" => path,
+            r => path.strip_prefix(r)?,
+        };
+        Some(self.mount_point.join(inside_mount.trim_start_matches('/')))
+    }
+
     /// A hierarchy path (as in /proc/<pid>/cgroup or tracepoints) relative
     /// to our root; None when outside it (not governed by this agent).
     pub fn rel_of_hierarchy_path(&self, path: &str) -> Option<String> {

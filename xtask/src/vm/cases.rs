@@ -24,6 +24,29 @@ impl Default for Args {
     }
 }
 
+/// `cargo xtask vm-bench`: open() latency on BPF-LSM in the guest, with vs.
+/// without the agent in the same boot (TCG: only the ratio is meaningful).
+pub fn vm_bench(a: Args) -> anyhow::Result<()> {
+    util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
+    let series = if a.series.is_empty() { vec!["6.12".to_string()] } else { a.series };
+    for s in &series {
+        let k = kernel(s)?;
+        let payload = Payload::new("/usr/local/bin/vm_cases bench\n")
+            .binary("warden")
+            .binary("warden-fileprobe")
+            .binary("warden-netprobe")
+            .file(host_binary("examples/vm_cases"), "/usr/local/bin/vm_cases");
+        let out = run(&k, "bench", &payload, Duration::from_secs(a.timeout))?;
+        for line in out.payload_output().lines().filter(|l| l.starts_with("BENCH")) {
+            println!("{} {line}", k.label);
+        }
+        if out.rc != 0 {
+            bail!("vm bench failed on {}:\n{}", k.label, out.payload_output());
+        }
+    }
+    Ok(())
+}
+
 pub fn vm_test(a: Args) -> anyhow::Result<()> {
     util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
     let series = if a.series.is_empty() { vec!["6.1".to_string(), "6.12".to_string()] } else { a.series };
