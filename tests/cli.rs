@@ -92,21 +92,30 @@ fn status_without_daemon_says_so() {
     assert!(err.contains("no warden daemon is running"), "{err}");
 }
 
-/// Runs the binary as `nobody`.
-fn run_as_nobody(args: &[&str]) -> (i32, String) {
-    let out = Command::new(WARDEN).args(args).uid(65534).gid(65534).output().unwrap();
+/// Runs a copy of the binary as `nobody` from a world-readable directory
+/// (the checkout itself may sit below a directory `nobody` cannot enter).
+fn run_as_nobody(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("warden-nobody");
+    if !bin.exists() {
+        std::fs::copy(WARDEN, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(&bin).args(args).uid(65534).gid(65534).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[test]
 fn non_root_agent_is_refused_and_socket_is_root_only() {
     require_root();
-    let dir = TempDir::new("nonroot");
+    // /tmp may be 0700 (it is on the CI machines): use a world-traversable place.
+    let dir = TempDir(std::path::PathBuf::from(format!("/var/tmp/warden-it-nonroot-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
     // World-readable config so only the uid check can refuse.
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let file = dir.0.join("ok.yaml");
     std::fs::write(&file, "version: 1\n").unwrap();
-    let (code, err) = run_as_nobody(&["agent", "--config", file.to_str().unwrap()]);
+    let (code, err) = run_as_nobody(&dir.0, &["agent", "--config", file.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("must run as root"), "{err}");
 
@@ -114,7 +123,7 @@ fn non_root_agent_is_refused_and_socket_is_root_only() {
     let agent = Agent::start(&tree, "version: 1\n");
     let mode = std::fs::metadata(&agent.socket).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
-    let (code, err) = run_as_nobody(&["status", "--socket", agent.socket.to_str().unwrap()]);
+    let (code, err) = run_as_nobody(&dir.0, &["status", "--socket", agent.socket.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("permission denied") || err.contains("root-only"), "{err}");
 }

@@ -187,3 +187,24 @@ fn killing_the_agent_leaves_no_process_blocked() {
     assert!(status.code().is_some(), "the opener finished: {status}");
     let _ = agent.stop();
 }
+
+#[test]
+fn forced_backend_that_cannot_work_refuses_to_start() {
+    // This host refuses BPF-LSM programs: forcing `lsm` in enforce mode must
+    // refuse to start with the reason, never fall back or silently audit.
+    let tree = TestTree::new("fforce");
+    let fs = TestFs::new("fforce");
+    let yaml = policy(fs.base().to_str().unwrap(), "enforce")
+        .replace("version: 1\n", "version: 1\nagent:\n  files:\n    backend: lsm\n");
+    let dir = TempDir::new("fforce-cfg");
+    let cfg = dir.0.join("p.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = Command::new(WARDEN)
+        .args(["agent", "--config", cfg.to_str().unwrap(), "--cgroup-root", &tree.rel, "--socket"])
+        .arg(dir.0.join("s.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must refuse: {err}");
+    assert!(err.contains("refusing to start in enforce mode") && err.contains("BPF-LSM unavailable"), "{err}");
+}

@@ -29,6 +29,10 @@ pub struct Args {
     rounds: usize,
     #[arg(long, default_value_t = 2000)]
     opens: usize,
+    /// Access granted to the measuring workload: `read` makes the agent read
+    /// the opener's flags; `read-write` needs no flags.
+    #[arg(long, default_value = "read")]
+    access: String,
 }
 
 fn mount_tmpfs(dir: &Path) -> anyhow::Result<()> {
@@ -162,8 +166,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let policy = format!(
         "version: 1\nagent:\n  files: {{ backend: fanotify }}\nsegments:\n  - name: data\n    paths: [{}]\n\
-         workloads:\n  - name: reader\n    selector: {{ cgroup: reader }}\nallow:\n  - workload: reader\n    segment: data\n    access: read\n",
-        marked.join("data").display()
+         workloads:\n  - name: reader\n    selector: {{ cgroup: reader }}\nallow:\n  - workload: reader\n    segment: data\n    access: {}\n",
+        marked.join("data").display(),
+        a.access
     );
     // This process is the client: it runs in the workload's cgroup.
     std::fs::write(cg.join("reader/cgroup.procs"), "0")?;
@@ -197,7 +202,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             st["enforcement"][1]
         );
     }
-    println!("\nwarden bench files — fanotify backend, {} rounds x {} opens per path and phase", a.rounds, a.opens);
+    println!(
+        "\nwarden bench files — fanotify backend, access {}, {} rounds x {} opens per path and phase",
+        a.access, a.rounds, a.opens
+    );
     println!(
         "{:<18}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>14}",
         "path", "none p50", "none p99", "min p50", "min p99", "warden p50", "warden p99", "vs min p99"
