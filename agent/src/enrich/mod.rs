@@ -43,13 +43,7 @@ impl Enricher {
 
     pub fn network(&mut self, ev: &NetEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
         self.seq += 1;
-        let (workload, identity) = if ev.workload_id != WORKLOAD_UNIDENTIFIED {
-            (policy.workload_name(ev.workload_id).unwrap_or("(stale)").to_string(), "matched")
-        } else if cgroups.get(ev.cgroup_id).is_some() {
-            (UNMATCHED.to_string(), "unmatched")
-        } else {
-            (UNRESOLVED.to_string(), "unresolved")
-        };
+        let (workload, identity) = identity_of(ev.workload_id, ev.cgroup_id, cgroups, policy);
         let address = if ev.family == AF_INET {
             IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))
         } else {
@@ -88,13 +82,7 @@ impl Enricher {
     /// `policy.files`), since names in the kernel are filesystem-relative.
     pub fn kernel_file(&mut self, ev: &FileEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
         self.seq += 1;
-        let (workload, identity) = if ev.workload_id != WORKLOAD_UNIDENTIFIED {
-            (policy.workload_name(ev.workload_id).unwrap_or("(stale)").to_string(), "matched")
-        } else if cgroups.get(ev.cgroup_id).is_some() {
-            (UNMATCHED.to_string(), "unmatched")
-        } else {
-            (UNRESOLVED.to_string(), "unresolved")
-        };
+        let (workload, identity) = identity_of(ev.workload_id, ev.cgroup_id, cgroups, policy);
         let mut path =
             policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
         if ev.truncated != 0 {
@@ -204,6 +192,22 @@ pub struct ProcInfo {
     pub comm: String,
     pub cgroup: Option<String>,
     pub exe: Option<String>,
+}
+
+/// Workload label and identity state of a kernel record.
+fn identity_of(
+    workload_id: u32,
+    cgroup_id: u64,
+    cgroups: &CgroupTracker,
+    policy: &CompiledPolicy,
+) -> (String, &'static str) {
+    if workload_id != WORKLOAD_UNIDENTIFIED {
+        (policy.workload_name(workload_id).unwrap_or("(stale)").to_string(), "matched")
+    } else if cgroups.get(cgroup_id).is_some() {
+        (UNMATCHED.to_string(), "unmatched")
+    } else {
+        (UNRESOLVED.to_string(), "unresolved")
+    }
 }
 
 pub fn file_op_name(op: u8) -> &'static str {

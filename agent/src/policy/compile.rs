@@ -88,45 +88,28 @@ impl Policy {
             })
             .collect();
 
-        let seg_ids: HashMap<&str, usize> =
-            self.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
-        let wl_ids: HashMap<&str, usize> =
-            self.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
-
         let mut allow: BTreeMap<(u32, u16), AllowValue> = BTreeMap::new();
-        for (r, rule) in self.allow.iter().enumerate() {
-            let rule_id = (r + 1) as u32;
-            for w in &rule.workloads {
-                let Some(&wi) = wl_ids.get(w.name.as_str()) else {
-                    continue;
-                };
-                for s in &rule.segments {
-                    let Some(&si) = seg_ids.get(s.name.as_str()) else {
-                        continue;
-                    };
-                    if self.segments[si].network.is_empty() {
-                        continue; // paths only: see `file_allow`
-                    }
-                    let key = ((wi + 1) as u32, (si + 1) as u16);
-                    if allow.contains_key(&key) {
-                        continue; // validation rejects a second rule for a pair
-                    }
-                    let mode = rule.mode.or(self.workloads[wi].mode).or(self.segments[si].mode).unwrap_or(global);
-                    let mut value =
-                        AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
-                    for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
-                        *slot = AllowPorts {
-                            rule_id,
-                            proto_mask: rule.protocol.mask(),
-                            port_lo: window.lo,
-                            port_hi: window.hi,
-                            ..Default::default()
-                        };
-                        value.count += 1;
-                    }
-                    allow.insert(key, value);
-                }
+        for (rule_id, rule, wi, si) in rule_pairs(self) {
+            if self.segments[si].network.is_empty() {
+                continue; // paths only: see `file_allow`
             }
+            let key = ((wi + 1) as u32, (si + 1) as u16);
+            if allow.contains_key(&key) {
+                continue; // validation rejects a second rule for a pair
+            }
+            let mode = rule.mode.or(self.workloads[wi].mode).or(self.segments[si].mode).unwrap_or(global);
+            let mut value = AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
+            for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
+                *slot = AllowPorts {
+                    rule_id,
+                    proto_mask: rule.protocol.mask(),
+                    port_lo: window.lo,
+                    port_hi: window.hi,
+                    ..Default::default()
+                };
+                value.count += 1;
+            }
+            allow.insert(key, value);
         }
         // A workload-level mode must reach the kernel for pairs without a rule,
         // which would otherwise fall back to the segment's mode.
@@ -191,4 +174,25 @@ impl CompiledPolicy {
         let i = (id as usize).checked_sub(1)?;
         self.rules.get(i).map(|r| r.label.as_str())
     }
+}
+
+/// Every (rule id, rule, workload index, segment index) an allow rule covers,
+/// names resolved to their first definition; unknown names are skipped
+/// (validation reports them).
+pub(super) fn rule_pairs(policy: &Policy) -> Vec<(u32, &super::model::AllowRule, usize, usize)> {
+    let seg_ids: HashMap<&str, usize> =
+        policy.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let wl_ids: HashMap<&str, usize> =
+        policy.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
+    let mut out = Vec::new();
+    for (r, rule) in policy.allow.iter().enumerate() {
+        for w in &rule.workloads {
+            let Some(&wi) = wl_ids.get(w.name.as_str()) else { continue };
+            for s in &rule.segments {
+                let Some(&si) = seg_ids.get(s.name.as_str()) else { continue };
+                out.push(((r + 1) as u32, rule, wi, si));
+            }
+        }
+    }
+    out
 }

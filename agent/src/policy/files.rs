@@ -6,7 +6,7 @@
 //! the segment is known, is [`CompiledPolicy::file_verdict`]: the fanotify
 //! backend calls it, the LSM program implements the same table over the
 //! `FILE_ALLOW` map and `SEGMENT_INFO`.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use warden_common::{AllowKey, FileAllowValue, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
@@ -32,34 +32,18 @@ pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, F
         .flat_map(|(si, s)| s.paths.iter().map(move |p| FileRoot { segment_id: (si + 1) as u16, path: p.path.clone() }))
         .collect();
 
-    let seg_ids: HashMap<&str, usize> =
-        policy.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
-    let wl_ids: HashMap<&str, usize> =
-        policy.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
-
     let mut allow: BTreeMap<(u32, u16), FileAllowValue> = BTreeMap::new();
-    for (r, rule) in policy.allow.iter().enumerate() {
-        let rule_id = (r + 1) as u32;
-        for w in &rule.workloads {
-            let Some(&wi) = wl_ids.get(w.name.as_str()) else {
-                continue;
-            };
-            for s in &rule.segments {
-                let Some(&si) = seg_ids.get(s.name.as_str()) else {
-                    continue;
-                };
-                let segment = &policy.segments[si];
-                if segment.paths.is_empty() {
-                    continue; // network only: see `allow`
-                }
-                let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(global);
-                // Validation requires `access` here; grant nothing should it be missing.
-                let access = rule.access.map_or(0, |a| a.bits());
-                let value = FileAllowValue { access, deny_mode: mode.kernel(), _pad: [0; 2], rule_id };
-                // Validation rejects a second rule for a pair; the first one stands.
-                allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(value);
-            }
+    for (rule_id, rule, wi, si) in super::compile::rule_pairs(policy) {
+        let segment = &policy.segments[si];
+        if segment.paths.is_empty() {
+            continue; // network only: see `allow`
         }
+        let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(global);
+        // Validation requires `access` here; grant nothing should it be missing.
+        let access = rule.access.map_or(0, |a| a.bits());
+        let value = FileAllowValue { access, deny_mode: mode.kernel(), _pad: [0; 2], rule_id };
+        // Validation rejects a second rule for a pair; the first one stands.
+        allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(value);
     }
     // A workload-level mode must reach the kernel for pairs without a rule,
     // which would otherwise fall back to the segment's mode.
