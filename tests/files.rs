@@ -208,3 +208,47 @@ fn forced_backend_that_cannot_work_refuses_to_start() {
     assert!(!out.status.success(), "must refuse: {err}");
     assert!(err.contains("refusing to start in enforce mode") && err.contains("BPF-LSM unavailable"), "{err}");
 }
+
+#[test]
+fn a_root_that_appears_later_is_protected_without_restart() {
+    // A dataset volume mounted after the agent started: its root is missing
+    // at start (reported), then protected once it exists, on a filesystem
+    // the agent had not marked before.
+    let tree = TestTree::new("flate");
+    for w in [Who::Reader, Who::Other] {
+        tree.mkdir(cgroup_of(w));
+    }
+    let fs = TestFs::new("flate");
+    let later = TempDir::new("flate-vol");
+    let late_root = later.0.join("mnt/datasets");
+    let yaml = policy(fs.base().to_str().unwrap(), "enforce")
+        .replace("    paths: [\"", &format!("    paths: [\"{}\", \"", late_root.display()));
+    let agent = Agent::start(&tree, &yaml);
+    let missing = |st: &serde_json::Value| {
+        st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap()["missing"].clone()
+    };
+    assert_eq!(missing(&agent.status())[0], late_root.to_str().unwrap(), "reported while missing");
+
+    std::fs::create_dir_all(later.0.join("mnt")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &later.0.join("mnt"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=4m"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&late_root).unwrap();
+    std::fs::write(late_root.join("f"), "payload").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !missing(&agent.status()).is_null() {
+        assert!(std::time::Instant::now() < deadline, "root never picked up: {}", agent.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let f = late_root.join("f");
+    let other = fileprobe(&tree.abs.join(cgroup_of(Who::Other)), &["read", f.to_str().unwrap()]);
+    let reader = fileprobe(&tree.abs.join(cgroup_of(Who::Reader)), &["read", f.to_str().unwrap()]);
+    let _ = nix::mount::umount2(&later.0.join("mnt"), nix::mount::MntFlags::MNT_DETACH);
+    assert!(other.eperm(), "other on the late root: {other:?}");
+    assert!(reader.ok(), "reader on the late root: {reader:?}");
+}

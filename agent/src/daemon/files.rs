@@ -19,6 +19,8 @@ pub type FileEvents = Option<(mpsc::Receiver<FileEvent>, &'static str)>;
 pub struct FilesCtx {
     pub shared: Arc<Shared>,
     pub roots: Mutex<Arc<Roots>>,
+    /// To mark filesystems of roots that appear later.
+    pub fanotify: Mutex<Option<Arc<crate::files::fanotify::Fanotify>>>,
     pub tx: FileEventTx,
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
@@ -89,16 +91,7 @@ pub fn start(
     for m in &roots.missing {
         tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
     }
-    // Kernel map of roots by identity (value: segment | root index << 16;
-    // the index is the position in `compiled.files`, for event paths).
-    let kernel_roots: Vec<_> = files
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            roots.resolved.iter().find(|(p, _, _)| *p == f.path).map(|(_, seg, key)| (*key, *seg, i as u16))
-        })
-        .collect();
-    shared.set_file_roots(&kernel_roots)?;
+    shared.set_file_roots(&kernel_roots(files, &roots))?;
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match try_lsm() {
@@ -119,8 +112,11 @@ pub fn start(
                     tx,
                     errors: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
+                    fanotify: Mutex::new(None),
                 });
-                Arc::new(fan).spawn(ctx.clone())?;
+                let fan = Arc::new(fan);
+                *ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()) = Some(fan.clone());
+                fan.spawn(ctx.clone())?;
                 reasons.push("fanotify permission events on the filesystems holding segment roots".into());
                 let choice = BackendChoice {
                     backend: "fanotify".into(),
@@ -151,4 +147,51 @@ pub fn start(
     );
     shared.set_file_failure(why);
     Ok(None)
+}
+
+/// Kernel map entries (identity, segment, root index) of the resolved roots;
+/// the index is the position in `files`, which events use to rebuild paths.
+fn kernel_roots(files: &[crate::policy::FileRoot], roots: &Roots) -> Vec<(warden_common::InodeKey, u16, u16)> {
+    files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            roots.resolved.iter().find(|(p, _, _)| *p == f.path).map(|(_, seg, key)| (*key, *seg, i as u16))
+        })
+        .collect()
+}
+
+/// Re-resolves roots that did not exist (a dataset volume mounted after the
+/// agent started): once one appears it is protected without a restart.
+pub fn recheck_missing_roots(shared: &Arc<Shared>) {
+    let Some(old) = shared.file_roots() else { return };
+    if old.missing.is_empty() {
+        return;
+    }
+    let files = shared.with_compiled(|c| c.files.clone());
+    let roots = Roots::resolve(&files);
+    if roots.missing.len() == old.missing.len() {
+        return;
+    }
+    let roots = Arc::new(roots);
+    if let Err(e) = shared.set_file_roots(&kernel_roots(&files, &roots)) {
+        tracing::error!(error = %e, "cannot write new file segment roots");
+        return;
+    }
+    if let Some(ctx) = shared.file_ctx() {
+        if let Some(fan) = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            for (dev, path) in &roots.filesystems {
+                if !old.filesystems.contains_key(dev)
+                    && let Err(e) = fan.mark(path)
+                {
+                    tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
+                }
+            }
+        }
+        *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
+    }
+    for (path, _, _) in roots.resolved.iter().filter(|(p, _, _)| old.missing.contains(p)) {
+        tracing::info!(root = %path.display(), "file segment root appeared: now protected");
+    }
+    shared.update_file_roots(roots);
 }

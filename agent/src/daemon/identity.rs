@@ -44,6 +44,7 @@ pub async fn reconcile_loop(shared: Arc<Shared>, period: Duration) -> anyhow::Re
     loop {
         tokio::time::sleep(tick).await;
         since_full += tick;
+        super::files::recheck_missing_roots(&shared);
         let dropped = shared.stat(STAT_CGROUP_EVENTS_DROPPED);
         if dropped != last_dropped || since_full >= period {
             if dropped != last_dropped {

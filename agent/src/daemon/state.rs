@@ -218,6 +218,18 @@ impl Shared {
         Ok(())
     }
 
+    pub fn file_roots(&self) -> Option<Arc<Roots>> {
+        self.files().roots.clone()
+    }
+
+    pub fn file_ctx(&self) -> Option<Arc<crate::daemon::files::FilesCtx>> {
+        self.files().ctx.clone()
+    }
+
+    pub fn update_file_roots(&self, roots: Arc<Roots>) {
+        self.files().roots = Some(roots);
+    }
+
     pub fn set_file_failure(&self, reason: String) {
         self.files().failure = Some(reason);
     }
