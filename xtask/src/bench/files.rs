@@ -176,20 +176,33 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let paths = [("inside segment", &inside), ("outside, same fs", &outside), ("unmarked fs", &unmarked)];
     // samples[phase][path]
     let mut samples = vec![vec![Vec::new(); 3]; 3];
+    // Per round and path: warden p99 - minimal-listener p99 (paired, so slow
+    // drift of this shared machine cancels out).
+    let mut paired = vec![Vec::new(); 3];
+    let p99 = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        percentile(&v, 0.99) as f64 / 1e3
+    };
     let mut rss = String::new();
     for _ in 0..a.rounds {
         for (i, (_, p)) in paths.iter().enumerate() {
             samples[0][i].extend(measure(p, a.opens)?);
         }
+        let mut floor = Vec::new();
         {
             let _l = MinimalListener::start(&marked)?;
             for (i, (_, p)) in paths.iter().enumerate() {
-                samples[1][i].extend(measure(p, a.opens)?);
+                let v = measure(p, a.opens)?;
+                floor.push(p99(&v));
+                samples[1][i].extend(v);
             }
         }
         let agent = Agent::start(&rel, &policy, Some(base.join("events.jsonl")))?;
         for (i, (_, p)) in paths.iter().enumerate() {
-            samples[2][i].extend(measure(p, a.opens)?);
+            let v = measure(p, a.opens)?;
+            paired[i].push(p99(&v) - floor[i]);
+            samples[2][i].extend(v);
         }
         rss = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))?
             .lines()
@@ -228,6 +241,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             q(2, 0.99) - q(1, 0.99)
         );
     }
+    let paired: Vec<String> = paths
+        .iter()
+        .zip(&mut paired)
+        .map(|((name, _), d)| {
+            d.sort_by(f64::total_cmp);
+            format!("{name} {:+.1}µs", d[d.len() / 2])
+        })
+        .collect();
+    println!("paired p99 excess over the minimal listener (median of per-round differences): {}", paired.join(", "));
     println!("agent peak RSS {rss}; 'min' = minimal allow-all fanotify listener on the same filesystem");
     Ok(())
 }
