@@ -24,6 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The VM tests find Debian kernels with apt-cache: the lists must be there.
+if [ -z "$(apt-cache search --names-only '^linux-image-6\.12\.[0-9].*-cloud-amd64$' 2>/dev/null | head -1)" ]; then
+  log "refreshing apt lists (VM tests look up Debian kernel packages)"
+  apt-get update -qq
+fi
+
 if ! rustup toolchain list | grep -q '^nightly'; then
   log "installing the nightly toolchain"
   rustup toolchain install nightly --profile minimal

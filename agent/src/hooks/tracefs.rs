@@ -49,11 +49,12 @@ format:
 
     #[test]
     fn host_format_files_parse() {
-        // Real tracefs when mounted (the agent mounts it; tests run as root).
-        let tracefs = Path::new("/sys/kernel/tracing");
-        if tracefs.join("events/cgroup/cgroup_mkdir/format").exists() {
-            let (root, id, path) = cgroup_tp_offsets(tracefs, "cgroup_mkdir").unwrap();
-            assert!(root < id && id < path, "{root} {id} {path}");
+        // Real tracefs, mounted as the agent does when missing (tests run as root).
+        crate::system::mounts::ensure("tracefs", "nodev", crate::system::mounts::TRACEFS).expect("mount tracefs");
+        let tracefs = Path::new(crate::system::mounts::TRACEFS);
+        for event in ["cgroup_mkdir", "cgroup_rmdir"] {
+            let (root, id, path) = cgroup_tp_offsets(tracefs, event).unwrap();
+            assert!(root < id && id < path, "{event}: {root} {id} {path}");
         }
     }
 }
