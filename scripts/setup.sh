@@ -34,10 +34,19 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   log "installing the nightly toolchain"
   rustup toolchain install nightly --profile minimal
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-  log "adding rust-src to nightly (for -Z build-std=core)"
-  rustup component add rust-src --toolchain nightly
-fi
+# rust-src for -Z build-std=core; rustfmt and clippy lint the eBPF crate.
+for c in rust-src rustfmt clippy; do
+  if ! rustup component list --toolchain nightly --installed | grep -q "^$c"; then
+    log "adding $c to nightly"
+    rustup component add "$c" --toolchain nightly
+  fi
+done
+for c in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$c"; then
+    log "adding $c to the default toolchain"
+    rustup component add "$c"
+  fi
+done
 
 if ! command -v bpf-linker >/dev/null 2>&1; then
   log "building bpf-linker against LLVM 22 (about a minute)"
