@@ -11,6 +11,7 @@ pub mod files;
 pub mod hooks;
 pub mod identity;
 pub mod policy;
+pub mod probe;
 pub mod ringbuf;
 pub mod sinks;
 pub mod system;

@@ -28,17 +28,10 @@ fn unique(name: &str) -> String {
     format!("warden-it-{}-{}-{name}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The cgroup2 mount point, from mountinfo (never assumed).
+/// The cgroup2 mount point, found as the agent finds it (never assumed).
 pub fn cgroup2_mount() -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for line in text.lines() {
-        if let Some((pre, post)) = line.split_once(" - ")
-            && post.starts_with("cgroup2 ")
-        {
-            return PathBuf::from(pre.split(' ').nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 mount");
+    let mounts = warden::system::mountinfo::current().expect("read mountinfo");
+    warden::system::mountinfo::cgroup2(&mounts).expect("no cgroup2 mount").mount_point.clone()
 }
 
 /// A test-owned cgroup subtree.

@@ -4,22 +4,12 @@
 //!
 //! `warden-fileprobe [--cgroup DIR] [--linger-ms N] OP PATH [PATH2]`
 //! OP: read | write | append | trunc | create | truncate | unlink | rmdir |
-//!     mkdir | rename | link | symlink-read
+//!     mkdir | rename | link
 //! Exit codes: 0 success, 2 EPERM/EACCES (denied), 3 any other error.
-use std::{fs::OpenOptions, io::Read, os::unix::fs::OpenOptionsExt, time::Duration};
+use std::{fs::OpenOptions, io::Read, os::unix::fs::OpenOptionsExt};
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut linger = 0u64;
-    while args.first().is_some_and(|a| a.starts_with("--")) {
-        let flag = args.remove(0);
-        let value = args.remove(0);
-        match flag.as_str() {
-            "--cgroup" => std::fs::write(format!("{value}/cgroup.procs"), "0").expect("join cgroup"),
-            "--linger-ms" => linger = value.parse().expect("linger"),
-            _ => panic!("unknown flag {flag}"),
-        }
-    }
+    let (args, linger) = warden::probe::setup(std::env::args().skip(1).collect());
     let op = args.first().cloned().unwrap_or_default();
     let path = args.get(1).cloned().unwrap_or_default();
     let second = args.get(2).cloned().unwrap_or_default();
@@ -37,16 +27,5 @@ fn main() {
         "link" => std::fs::hard_link(&path, &second),
         _ => panic!("unknown op {op}"),
     };
-    std::thread::sleep(Duration::from_millis(linger));
-    match result {
-        Ok(()) => {
-            println!("ok");
-            std::process::exit(0)
-        }
-        Err(e) => {
-            println!("error: {e}");
-            let denied = matches!(e.raw_os_error(), Some(1) | Some(13));
-            std::process::exit(if denied { 2 } else { 3 })
-        }
-    }
+    warden::probe::finish(result, linger)
 }

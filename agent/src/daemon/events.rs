@@ -51,7 +51,7 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>, writer: SharedWrit
 
 /// Writes decisions of a userspace file backend (fanotify).
 pub async fn run_files(
-    mut rx: mpsc::Receiver<super::files::FileEvent>,
+    mut rx: mpsc::Receiver<crate::files::FileDecision>,
     shared: Arc<Shared>,
     writer: SharedWriter,
     backend: &'static str,
@@ -78,12 +78,12 @@ pub async fn run_files(
         let w = &mut *w;
         // /proc reads first, with no shared lock held: the decision thread
         // needs that lock for every open.
-        let procs: Vec<_> = batch.iter().map(|(d, _)| w.enricher.file_proc(d)).collect();
+        let procs: Vec<_> = batch.iter().map(|d| w.enricher.file_proc(d)).collect();
         let events: Vec<_> = shared.with_identity(|tracker, policy| {
             batch
                 .drain(..)
                 .zip(procs)
-                .map(|((d, _), mut p)| {
+                .map(|(d, mut p)| {
                     // Same form as network events: the cgroup's filesystem path.
                     p.cgroup =
                         p.cgroup.and_then(|c| tracker.abs_of_hierarchy_path(&c)).map(|c| c.display().to_string());

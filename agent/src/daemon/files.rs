@@ -10,11 +10,10 @@ use tokio::sync::mpsc;
 use super::state::Shared;
 use crate::files::{Context, FileDecision, Identity, roots::Roots};
 
-/// A file decision queued for the sink, with the opener's cgroup path.
-pub type FileEvent = (FileDecision, Option<String>);
-pub type FileEventTx = mpsc::Sender<FileEvent>;
+/// File decisions queued for the sink.
+pub type FileEventTx = mpsc::Sender<FileDecision>;
 /// What `start` hands the daemon when a userspace backend needs an event task.
-pub type FileEvents = Option<(mpsc::Receiver<FileEvent>, &'static str)>;
+pub type FileEvents = Option<(mpsc::Receiver<FileDecision>, &'static str)>;
 
 pub struct FilesCtx {
     pub shared: Arc<Shared>,
@@ -50,7 +49,7 @@ impl Context for FilesCtx {
     fn emit(&self, d: FileDecision) {
         self.shared.count_file(d.workload, d.verdict);
         // Enriched (tgid, comm, exe, cgroup) by the event task, off the decision path.
-        if self.tx.try_send((d, None)).is_err() {
+        if self.tx.try_send(d).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -91,7 +90,7 @@ pub fn start(
     for m in &roots.missing {
         tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
     }
-    shared.set_file_roots(&kernel_roots(files, &roots))?;
+    shared.set_file_roots(&kernel_roots(&roots))?;
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match try_lsm() {
@@ -149,16 +148,9 @@ pub fn start(
     Ok(None)
 }
 
-/// Kernel map entries (identity, segment, root index) of the resolved roots;
-/// the index is the position in `files`, which events use to rebuild paths.
-fn kernel_roots(files: &[crate::policy::FileRoot], roots: &Roots) -> Vec<(warden_common::InodeKey, u16, u16)> {
-    files
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            roots.resolved.iter().find(|(p, _, _)| *p == f.path).map(|(_, seg, key)| (*key, *seg, i as u16))
-        })
-        .collect()
+/// Kernel map entries (identity, segment, root index) of the resolved roots.
+fn kernel_roots(roots: &Roots) -> Vec<(warden_common::InodeKey, u16, u16)> {
+    roots.resolved.iter().map(|(_, seg, key, idx)| (*key, *seg, *idx)).collect()
 }
 
 /// Re-resolves roots that did not exist (a dataset volume mounted after the
@@ -174,7 +166,7 @@ pub fn recheck_missing_roots(shared: &Arc<Shared>) {
         return;
     }
     let roots = Arc::new(roots);
-    if let Err(e) = shared.set_file_roots(&kernel_roots(&files, &roots)) {
+    if let Err(e) = shared.set_file_roots(&kernel_roots(&roots)) {
         tracing::error!(error = %e, "cannot write new file segment roots");
         return;
     }
@@ -190,7 +182,7 @@ pub fn recheck_missing_roots(shared: &Arc<Shared>) {
         }
         *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
     }
-    for (path, _, _) in roots.resolved.iter().filter(|(p, _, _)| old.missing.contains(p)) {
+    for (path, ..) in roots.resolved.iter().filter(|(p, ..)| old.missing.contains(p)) {
         tracing::info!(root = %path.display(), "file segment root appeared: now protected");
     }
     shared.update_file_roots(roots);

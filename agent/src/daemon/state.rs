@@ -280,44 +280,28 @@ impl Shared {
         let p = &g.policy;
         let c = &g.compiled;
         let by_workload = g.tracker.counts_by_workload();
-        let mut workloads = Vec::with_capacity(c.workloads.len() + 1);
-        for (i, name) in c.workloads.iter().enumerate() {
-            let id = i as u32 + 1;
+        let files = self.files();
+        let in_kernel = files.choice.as_ref().is_some_and(|c| c.backend == "lsm");
+        // One row per workload id; id 0 gathers every unidentified cgroup.
+        let row = |name: String, id: u32| {
             let n = g.maps.counts(id);
-            workloads.push(WorkloadStatus {
-                name: name.clone(),
+            let f = if in_kernel { Some(g.maps.file_counts(id)) } else { files.counts.get(&id).copied() };
+            let f = f.unwrap_or_default();
+            WorkloadStatus {
+                name,
                 id,
-                cgroups: by_workload.get(&Some(id)).copied().unwrap_or(0),
+                cgroups: by_workload.get(&(id != 0).then_some(id)).copied().unwrap_or(0),
                 allowed: n.allowed,
                 denied: n.denied,
                 audited: n.audited,
-                file_allowed: 0,
-                file_denied: 0,
-                file_audited: 0,
-            });
-        }
-        let n = g.maps.counts(0);
-        workloads.push(WorkloadStatus {
-            name: "(unidentified)".into(),
-            id: 0,
-            cgroups: by_workload.get(&None).copied().unwrap_or(0),
-            allowed: n.allowed,
-            denied: n.denied,
-            audited: n.audited,
-            file_allowed: 0,
-            file_denied: 0,
-            file_audited: 0,
-        });
-        {
-            let f = self.files();
-            let in_kernel = f.choice.as_ref().is_some_and(|c| c.backend == "lsm");
-            for w in &mut workloads {
-                let c = if in_kernel { Some(g.maps.file_counts(w.id)) } else { f.counts.get(&w.id).copied() };
-                if let Some(c) = c {
-                    (w.file_allowed, w.file_denied, w.file_audited) = (c.allowed, c.denied, c.audited);
-                }
+                file_allowed: f.allowed,
+                file_denied: f.denied,
+                file_audited: f.audited,
             }
-        }
+        };
+        let mut workloads: Vec<_> = c.workloads.iter().enumerate().map(|(i, n)| row(n.clone(), i as u32 + 1)).collect();
+        workloads.push(row("(unidentified)".into(), 0));
+        drop(files);
         let audit_segments = p.segments.iter().filter(|s| s.mode == Some(Mode::Audit)).count();
         let net_state = match (p.mode, p.segments.is_empty()) {
             (_, true) => "not-configured".to_string(),

@@ -28,13 +28,22 @@ pub struct Enricher {
     node: String,
     exe: ExeCache,
     threads: std::collections::HashMap<u32, (ProcInfo, std::time::Instant)>,
+    /// /proc reader for userspace-backend events (None if /proc is unusable).
+    proc: Option<crate::files::procfs::Proc>,
     clock: time::WallClock,
     seq: u64,
 }
 
 impl Enricher {
     pub fn new(node: String) -> Self {
-        Self { node, exe: ExeCache::default(), threads: Default::default(), clock: time::WallClock::new(), seq: 0 }
+        Self {
+            node,
+            exe: ExeCache::default(),
+            threads: Default::default(),
+            proc: crate::files::procfs::Proc::open().ok(),
+            clock: time::WallClock::new(),
+            seq: 0,
+        }
     }
 
     pub fn seq(&self) -> u64 {
@@ -42,26 +51,23 @@ impl Enricher {
     }
 
     pub fn network(&mut self, ev: &NetEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
-        self.seq += 1;
-        let (workload, identity) = identity_of(ev.workload_id, ev.cgroup_id, cgroups, policy);
         let address = if ev.family == AF_INET {
             IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))
         } else {
             IpAddr::V6(Ipv6Addr::from(ev.daddr))
         };
-        DecisionEvent {
-            time: self.clock.format(ev.ktime_ns),
-            seq: self.seq,
-            node: self.node.clone(),
-            kind: "network",
-            workload,
-            identity,
-            cgroup_id: Some(ev.cgroup_id),
-            cgroup: cgroups.abs_path(ev.cgroup_id).map(|p| p.display().to_string()),
+        let who = KernelWho {
+            ktime_ns: ev.ktime_ns,
+            cgroup_id: ev.cgroup_id,
+            workload_id: ev.workload_id,
             pid: ev.pid,
             tgid: ev.tgid,
-            comm: c_string(&ev.comm),
-            exe: self.exe.exe(ev.tgid),
+            comm: &ev.comm,
+            segment_id: ev.segment_id,
+            verdict: ev.verdict,
+            rule_id: ev.rule_id,
+        };
+        DecisionEvent {
             operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
             protocol: Some(match ev.proto {
                 PROTO_TCP => "tcp",
@@ -69,11 +75,7 @@ impl Enricher {
                 _ => "other",
             }),
             destination: Some(Destination { address: address.to_string(), port: ev.dport }),
-            file: None,
-            segment: policy.segment_name(ev.segment_id).map(str::to_string),
-            verdict: verdict_name(ev.verdict),
-            rule: policy.rule_label(ev.rule_id).map(str::to_string),
-            backend: None,
+            ..self.kernel_event("network", &who, cgroups, policy)
         }
     }
 
@@ -81,8 +83,6 @@ impl Enricher {
     /// appended to the matched root's configured path (`root_index` indexes
     /// `policy.files`), since names in the kernel are filesystem-relative.
     pub fn kernel_file(&mut self, ev: &FileEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
-        self.seq += 1;
-        let (workload, identity) = identity_of(ev.workload_id, ev.cgroup_id, cgroups, policy);
         let mut path =
             policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
         if ev.truncated != 0 {
@@ -93,27 +93,56 @@ impl Enricher {
             path.push('/');
             path.push_str(&c_string(name));
         }
-        DecisionEvent {
-            time: self.clock.format(ev.ktime_ns),
-            seq: self.seq,
-            node: self.node.clone(),
-            kind: "file",
-            workload,
-            identity,
-            cgroup_id: Some(ev.cgroup_id),
-            cgroup: cgroups.abs_path(ev.cgroup_id).map(|p| p.display().to_string()),
+        let who = KernelWho {
+            ktime_ns: ev.ktime_ns,
+            cgroup_id: ev.cgroup_id,
+            workload_id: ev.workload_id,
             pid: ev.pid,
             tgid: ev.tgid,
-            comm: c_string(&ev.comm),
-            exe: self.exe.exe(ev.tgid),
+            comm: &ev.comm,
+            segment_id: ev.segment_id,
+            verdict: ev.verdict,
+            rule_id: ev.rule_id,
+        };
+        DecisionEvent {
             operation: file_op_name(ev.op),
+            file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
+            backend: Some("lsm"),
+            ..self.kernel_event("file", &who, cgroups, policy)
+        }
+    }
+
+    /// The fields every kernel record shares; kind-specific ones are unset.
+    fn kernel_event(
+        &mut self,
+        kind: &'static str,
+        w: &KernelWho,
+        cgroups: &CgroupTracker,
+        policy: &CompiledPolicy,
+    ) -> DecisionEvent {
+        self.seq += 1;
+        let (workload, identity) = identity_of(w.workload_id, w.cgroup_id, cgroups, policy);
+        DecisionEvent {
+            time: self.clock.format(w.ktime_ns),
+            seq: self.seq,
+            node: self.node.clone(),
+            kind,
+            workload,
+            identity,
+            cgroup_id: Some(w.cgroup_id),
+            cgroup: cgroups.abs_path(w.cgroup_id).map(|p| p.display().to_string()),
+            pid: w.pid,
+            tgid: w.tgid,
+            comm: c_string(w.comm),
+            exe: self.exe.exe(w.tgid),
+            operation: "",
             protocol: None,
             destination: None,
-            file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
-            segment: policy.segment_name(ev.segment_id).map(str::to_string),
-            verdict: verdict_name(ev.verdict),
-            rule: policy.rule_label(ev.rule_id).map(str::to_string),
-            backend: Some("lsm"),
+            file: None,
+            segment: policy.segment_name(w.segment_id).map(str::to_string),
+            verdict: verdict_name(w.verdict),
+            rule: policy.rule_label(w.rule_id).map(str::to_string),
+            backend: None,
         }
     }
 
@@ -126,11 +155,16 @@ impl Enricher {
         {
             return info.clone();
         }
-        let tgid = crate::files::tgid_of(d.tid as i32).unwrap_or(0) as u32;
+        let tid = d.tid as i32;
+        let tgid = self.proc.as_ref().and_then(|p| p.tgid(tid)).unwrap_or(0);
+        let mut buf = [0u8; 4096];
+        let cgroup = self.proc.as_ref().and_then(|p| p.cgroup(tid, &mut buf)).map(str::to_string);
+        let mut buf = [0u8; 64];
+        let comm = self.proc.as_ref().and_then(|p| p.read(tid, "comm", &mut buf));
         let info = ProcInfo {
             tgid,
-            comm: std::fs::read_to_string(format!("/proc/{}/comm", d.tid)).unwrap_or_default().trim_end().to_string(),
-            cgroup: crate::files::cgroup_path_of(d.tid as i32),
+            comm: comm.map(|c| String::from_utf8_lossy(c).trim_end().to_string()).unwrap_or_default(),
+            cgroup,
             exe: self.exe.exe(tgid),
         };
         if self.threads.len() >= 8192 {
@@ -183,6 +217,19 @@ impl Enricher {
             backend: Some(backend),
         }
     }
+}
+
+/// The header every kernel decision record carries.
+struct KernelWho<'a> {
+    ktime_ns: u64,
+    cgroup_id: u64,
+    workload_id: u32,
+    pid: u32,
+    tgid: u32,
+    comm: &'a [u8; 16],
+    segment_id: u16,
+    verdict: u8,
+    rule_id: u32,
 }
 
 /// Who made a userspace-decided file access.

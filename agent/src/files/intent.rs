@@ -60,8 +60,10 @@ fn flags_of(nr: i64) -> Option<Flags> {
 }
 
 /// Access wanted by thread `tid`, from the syscall it is blocked in
-/// (/proc/<tid> is valid for any thread id).
-pub fn access_of(tid: i32) -> u8 {
+/// (/proc/<tid> is valid for any thread id). Tests only: the agent keeps one
+/// `Proc` open and calls `access_via`.
+#[cfg(test)]
+fn access_of(tid: i32) -> u8 {
     match super::procfs::Proc::open() {
         Ok(p) => access_via(&p, tid),
         Err(_) => ACCESS_READ | ACCESS_WRITE,

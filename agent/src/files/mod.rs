@@ -26,7 +26,6 @@ pub enum Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDecision {
     pub tid: u32,
-    pub tgid: u32,
     pub workload: Option<u32>,
     pub segment: u16,
     pub path: PathBuf,
@@ -67,17 +66,4 @@ pub fn active_lsms() -> Vec<String> {
     std::fs::read_to_string("/sys/kernel/security/lsm")
         .map(|s| s.trim().split(',').map(str::to_string).collect())
         .unwrap_or_default()
-}
-
-/// cgroup v2 path of a thread (the `0::/a/b` line of /proc/<tid>/cgroup;
-/// /proc/<tid> is valid for any thread id, not only process leaders).
-pub fn cgroup_path_of(tid: i32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
-}
-
-/// Process id of a thread (None if it is gone).
-pub fn tgid_of(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }

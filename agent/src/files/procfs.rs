@@ -61,6 +61,24 @@ impl Proc {
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
+    /// Whether `tid` is a thread of this process (one faccessat, no allocation).
+    pub fn is_own_thread(&self, tid: i32) -> bool {
+        let mut path = [0u8; 48];
+        let mut w = &mut path[..];
+        if write!(w, "self/task/{tid}\0").is_err() {
+            return false;
+        }
+        // SAFETY: `path` is NUL-terminated; dir is a valid directory fd.
+        unsafe { libc::faccessat(self.dir.as_raw_fd(), path.as_ptr().cast(), libc::F_OK, 0) == 0 }
+    }
+
+    /// Process id of a thread (the `Tgid:` line of /proc/<tid>/status).
+    pub fn tgid(&self, tid: i32) -> Option<u32> {
+        let mut buf = [0u8; 4096];
+        let text = std::str::from_utf8(self.read(tid, "status", &mut buf)?).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+    }
+
     /// The cgroup v2 path of a thread (`0::` line of /proc/<tid>/cgroup).
     pub fn cgroup<'a>(&self, tid: i32, buf: &'a mut [u8]) -> Option<&'a str> {
         let text = std::str::from_utf8(self.read(tid, "cgroup", buf)?).ok()?;
@@ -78,7 +96,11 @@ mod tests {
         let me = nix::unistd::gettid().as_raw();
         let mut buf = [0u8; 4096];
         let cg = p.cgroup(me, &mut buf).expect("cgroup line").to_string();
-        assert_eq!(Some(cg), crate::files::cgroup_path_of(me));
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert!(own.lines().any(|l| l == format!("0::{cg}")), "{cg} vs {own}");
+        assert_eq!(p.tgid(me), Some(std::process::id()));
+        assert!(p.is_own_thread(me));
+        assert!(!p.is_own_thread(1), "pid 1 is not ours");
         let mut buf = [0u8; 256];
         assert!(p.read(me, "syscall", &mut buf).is_some());
         assert!(p.read(i32::MAX, "cgroup", &mut buf).is_none());

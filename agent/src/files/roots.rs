@@ -16,8 +16,9 @@ use crate::policy::FileRoot;
 pub struct Roots {
     /// (st_dev, ino) → segment id.
     by_inode: HashMap<(u64, u64), u16>,
-    /// Resolved roots, for the kernel map and status.
-    pub resolved: Vec<(PathBuf, u16, InodeKey)>,
+    /// Resolved roots: (path, segment, identity, index in the policy's file
+    /// list, which kernel events carry to rebuild paths).
+    pub resolved: Vec<(PathBuf, u16, InodeKey, u16)>,
     /// Roots that do not exist (yet): reported, retried.
     pub missing: Vec<PathBuf>,
     /// One path per filesystem holding a root (for fanotify marks).
@@ -27,15 +28,12 @@ pub struct Roots {
 impl Roots {
     pub fn resolve(files: &[FileRoot]) -> Self {
         let mut r = Roots::default();
-        for f in files {
+        for (i, f) in files.iter().enumerate() {
             match std::fs::metadata(&f.path) {
                 Ok(m) if m.is_dir() => {
                     r.by_inode.insert((m.dev(), m.ino()), f.segment_id);
-                    r.resolved.push((
-                        f.path.clone(),
-                        f.segment_id,
-                        InodeKey { dev: kernel_dev(m.dev()), ino: m.ino() },
-                    ));
+                    let key = InodeKey { dev: kernel_dev(m.dev()), ino: m.ino() };
+                    r.resolved.push((f.path.clone(), f.segment_id, key, i as u16));
                     r.filesystems.entry(m.dev()).or_insert_with(|| f.path.clone());
                 }
                 _ => r.missing.push(f.path.clone()),

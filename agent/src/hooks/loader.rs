@@ -1,7 +1,4 @@
-use std::{
-    os::fd::AsFd,
-    path::{Path, PathBuf},
-};
+use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -160,15 +157,6 @@ impl Hooks {
 
     fn record(&mut self, name: &'static str, kind: &'static str, attached_to: String, program_id: u32) {
         self.attached.push(AttachedProgram { name, kind, attached_to, program_id });
-    }
-
-    /// Program ids, for reading kernel run-time statistics.
-    pub fn program_ids(&self) -> Vec<(String, u32)> {
-        self.attached.iter().map(|a| (a.name.to_string(), a.program_id)).collect()
-    }
-
-    pub fn attach_points(&self) -> Vec<PathBuf> {
-        self.attached.iter().map(|a| PathBuf::from(&a.attached_to)).collect()
     }
 }
 

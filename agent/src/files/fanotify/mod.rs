@@ -73,7 +73,6 @@ impl Fanotify {
         raise_priority();
         let mut buf = vec![0u8; 64 * 1024];
         let mut locator = Locator::new();
-        let self_pid = std::process::id() as i32;
         loop {
             let n = match self.group.read(&mut buf) {
                 Ok(n) => n,
@@ -86,7 +85,7 @@ impl Fanotify {
             };
             for ev in sys::parse(&buf[..n]) {
                 *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some((ev.fd, Instant::now()));
-                let (allow, decision) = self.decide(&ctx, &mut locator, &ev, self_pid);
+                let (allow, decision) = self.decide(&ctx, &mut locator, &ev);
                 *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if let Err(e) = self.group.respond(ev.fd, allow)
                     && e.raw_os_error() != Some(libc::ENOENT)
@@ -111,10 +110,9 @@ impl Fanotify {
         ctx: &Arc<dyn Context>,
         locator: &mut Locator,
         ev: &sys::PermEvent,
-        _self_pid: i32,
     ) -> (bool, Option<FileDecision>) {
-        // The agent's own opens (e.g. /proc reads on a marked fs) pass.
-        if std::path::Path::new(&format!("/proc/self/task/{}", ev.tid)).exists() {
+        // The agent's own opens (e.g. its event file on a marked fs) pass.
+        if self.proc.is_own_thread(ev.tid) {
             return (true, None);
         }
         let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd)) else {
@@ -137,7 +135,6 @@ impl Fanotify {
         let (verdict, rule) = ctx.verdict(workload, segment, want.unwrap_or(ACCESS_READ | ACCESS_WRITE));
         let decision = FileDecision {
             tid: ev.tid as u32,
-            tgid: 0,
             workload,
             segment,
             path: PathBuf::from(&path),
