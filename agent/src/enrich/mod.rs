@@ -56,17 +56,7 @@ impl Enricher {
         } else {
             IpAddr::V6(Ipv6Addr::from(ev.daddr))
         };
-        let who = KernelWho {
-            ktime_ns: ev.ktime_ns,
-            cgroup_id: ev.cgroup_id,
-            workload_id: ev.workload_id,
-            pid: ev.pid,
-            tgid: ev.tgid,
-            comm: &ev.comm,
-            segment_id: ev.segment_id,
-            verdict: ev.verdict,
-            rule_id: ev.rule_id,
-        };
+        let who = kernel_who!(ev);
         DecisionEvent {
             operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
             protocol: Some(match ev.proto {
@@ -93,17 +83,7 @@ impl Enricher {
             path.push('/');
             path.push_str(&c_string(name));
         }
-        let who = KernelWho {
-            ktime_ns: ev.ktime_ns,
-            cgroup_id: ev.cgroup_id,
-            workload_id: ev.workload_id,
-            pid: ev.pid,
-            tgid: ev.tgid,
-            comm: &ev.comm,
-            segment_id: ev.segment_id,
-            verdict: ev.verdict,
-            rule_id: ev.rule_id,
-        };
+        let who = kernel_who!(ev);
         DecisionEvent {
             operation: file_op_name(ev.op),
             file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
@@ -218,6 +198,25 @@ impl Enricher {
         }
     }
 }
+
+/// The header fields every kernel decision record carries, under the same
+/// names in `NetEvent` and `FileEvent`.
+macro_rules! kernel_who {
+    ($ev:expr) => {
+        KernelWho {
+            ktime_ns: $ev.ktime_ns,
+            cgroup_id: $ev.cgroup_id,
+            workload_id: $ev.workload_id,
+            pid: $ev.pid,
+            tgid: $ev.tgid,
+            comm: &$ev.comm,
+            segment_id: $ev.segment_id,
+            verdict: $ev.verdict,
+            rule_id: $ev.rule_id,
+        }
+    };
+}
+use kernel_who;
 
 /// The header every kernel decision record carries.
 struct KernelWho<'a> {
