@@ -41,20 +41,6 @@ impl Drop for TestFs {
     }
 }
 
-pub fn fileprobe(cgroup: &Path, args: &[&str]) -> Probe {
-    let child = Command::new(FILEPROBE)
-        .arg("--cgroup")
-        .arg(cgroup)
-        .args(["--linger-ms", "100"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    Probe { code: out.status.code().unwrap_or(-1), pid, output: String::from_utf8_lossy(&out.stdout).into_owned() }
-}
-
 fn setup(name: &str, mode: &str) -> (TestTree, TestFs, Agent) {
     let tree = TestTree::new(name);
     for w in [Who::Reader, Who::Writer, Who::Other, Who::Unidentified] {

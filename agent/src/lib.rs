@@ -6,10 +6,12 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod devices;
 pub mod enrich;
 pub mod files;
 pub mod hooks;
 pub mod identity;
+pub mod kube;
 pub mod policy;
 pub mod probe;
 pub mod ringbuf;

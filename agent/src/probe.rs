@@ -21,7 +21,9 @@ pub fn setup(mut args: Vec<String>) -> (Vec<String>, Duration) {
 }
 
 /// Lingers (so the agent can still read /proc/<pid>/exe), prints the
-/// outcome and exits: 0 success, 2 denied (EPERM/EACCES), 3 other error.
+/// outcome and exits: 0 success, 2 denied (EPERM/EACCES), 4 no such device
+/// (ENXIO/ENODEV: every hook allowed the open and found no driver behind
+/// the node), 3 any other error.
 pub fn finish(result: std::io::Result<()>, linger: Duration) -> ! {
     std::thread::sleep(linger);
     match result {
@@ -31,8 +33,12 @@ pub fn finish(result: std::io::Result<()>, linger: Duration) -> ! {
         }
         Err(e) => {
             println!("error: {e}");
-            let denied = matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES));
-            std::process::exit(if denied { 2 } else { 3 })
+            let code = match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => 2,
+                Some(libc::ENXIO) | Some(libc::ENODEV) => 4,
+                _ => 3,
+            };
+            std::process::exit(code)
         }
     }
 }

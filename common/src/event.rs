@@ -5,6 +5,7 @@ pub const EVENT_NET: u8 = 1;
 pub const EVENT_CGROUP_MKDIR: u8 = 2;
 pub const EVENT_CGROUP_RMDIR: u8 = 3;
 pub const EVENT_FILE: u8 = 4;
+pub const EVENT_DEVICE: u8 = 5;
 
 /// Network operations.
 pub const OP_CONNECT: u8 = 1;

@@ -6,10 +6,12 @@
 //! map keys and values by the agent.
 #![no_std]
 
+pub mod device;
 pub mod event;
 pub mod file;
 pub mod net;
 
+pub use device::*;
 pub use event::*;
 pub use file::*;
 pub use net::*;
@@ -87,4 +89,8 @@ mod pod {
     unsafe impl aya::Pod for net::Ipv6Key {}
     unsafe impl aya::Pod for file::InodeKey {}
     unsafe impl aya::Pod for file::FileAllowValue {}
+    unsafe impl aya::Pod for device::DeviceKey {}
+    unsafe impl aya::Pod for device::DeviceSegment {}
+    unsafe impl aya::Pod for device::DeviceAllowValue {}
+    unsafe impl aya::Pod for device::GpuSet {}
 }

@@ -5,7 +5,6 @@
 //! Struct offsets (`file.f_path`, `dentry.d_parent`, …) come from the
 //! running kernel's BTF, read by the agent and set as globals at load time.
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
@@ -21,7 +20,7 @@ use warden_common::{
     VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
 };
 
-use crate::maps::{CGROUP_WORKLOADS, EVENTS, SEGMENT_INFO, STATS, bump};
+use crate::maps::{CGROUP_WORKLOADS, EVENTS, SEGMENT_INFO, STATS, bump, deny_or_audit, submit_flags};
 
 const EPERM: i32 = 1;
 const FMODE_WRITE: u32 = 0x2;
@@ -152,11 +151,6 @@ fn segment_of(dentry: *const u8) -> Place {
     Place { segment: found as u16, root: (found >> 16) as u16, dev, ino, root_dentry }
 }
 
-#[inline(always)]
-fn deny_or_audit(mode: u8) -> u8 {
-    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
-}
-
 /// Same table as `CompiledPolicy::file_verdict` in the agent.
 #[inline(always)]
 fn verdict(workload: u32, segment: u16, want: u8) -> (u8, u32) {
@@ -252,16 +246,7 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
         }
         (*ev).components = n;
     }
-    // Like network events: allowed decisions wake the agent only once a
-    // batch is queued (it drains on a timer too); denies wake it at once.
-    let flags = if v != VERDICT_ALLOWED {
-        0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= crate::net::wakeup_bytes() {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    };
-    entry.submit(flags);
+    entry.submit(submit_flags(v));
     bump(&STATS, STAT_EVENTS);
 }
 

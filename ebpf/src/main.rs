@@ -8,6 +8,7 @@
 #![no_main]
 
 mod cgroup_tp;
+mod devices;
 mod files;
 mod maps;
 mod net;

@@ -54,3 +54,27 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
         unsafe { *p += 1 };
     }
 }
+
+/// The verdict of a refused access under a mode.
+#[inline(always)]
+pub fn deny_or_audit(mode: u8) -> u8 {
+    if mode == warden_common::MODE_AUDIT { warden_common::VERDICT_AUDITED } else { warden_common::VERDICT_DENIED }
+}
+
+/// Ring-buffer submit flags for a decision record. Waking the consumer on
+/// every record costs microseconds per call (irq_work + scheduler), so
+/// allowed decisions only wake it once a batch is queued; the agent also
+/// drains on a short timer. Denies and audits use the kernel's normal
+/// wake-up so the agent attributes them (reads /proc/<pid>/exe) before a
+/// short-lived process exits.
+#[inline(always)]
+pub fn submit_flags(verdict: u8) -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    if verdict != warden_common::VERDICT_ALLOWED {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= crate::net::wakeup_bytes() {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}

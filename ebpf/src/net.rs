@@ -1,7 +1,6 @@
 //! cgroup sock_addr hooks: connect4/6 (TCP and connected UDP) and
 //! sendmsg4/6 (unconnected UDP). Return 1 to allow, 0 to deny (EPERM).
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::cgroup_sock_addr,
     maps::lpm_trie::Key,
@@ -16,6 +15,7 @@ use warden_common::{
 
 use crate::maps::{
     ALLOW, CGROUP_WORKLOADS, COUNTERS, EVENTS, SEGMENT_INFO, SEGMENTS_V4, SEGMENTS_V6, SETTINGS, STATS, bump,
+    deny_or_audit, submit_flags,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -168,11 +168,6 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
     if verdict == VERDICT_DENIED { 0 } else { 1 }
 }
 
-#[inline(always)]
-fn deny_or_audit(mode: u8) -> u8 {
-    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
-}
-
 /// Verdict and rule for a flow to a protected segment.
 #[inline(always)]
 fn segment_verdict(workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u32) {
@@ -225,17 +220,6 @@ fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, r
         comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
     };
     entry.write(ev);
-    // Waking the consumer on every record costs microseconds per connect
-    // (irq_work + scheduler), so allowed flows only wake it once a batch is
-    // queued; the agent also drains on a short timer. Denies and audits use
-    // the kernel's normal wake-up so the agent attributes them (reads
-    // /proc/<pid>/exe) before a short-lived process exits.
-    let flags = if verdict != VERDICT_ALLOWED {
-        0
-    } else {
-        let queued = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        if queued >= wakeup_bytes() { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
-    };
-    entry.submit(flags);
+    entry.submit(submit_flags(verdict));
     bump(&STATS, STAT_EVENTS);
 }

@@ -239,6 +239,10 @@ impl Probe {
     pub fn eperm(&self) -> bool {
         self.code == 2
     }
+    /// ENXIO/ENODEV: the open passed every hook and found no driver.
+    pub fn nodev(&self) -> bool {
+        self.code == 4
+    }
 }
 
 pub const NETPROBE: &str = env!("CARGO_BIN_EXE_warden-netprobe");
@@ -251,6 +255,21 @@ pub fn netprobe(cgroup: &Path, mode: &str, addr: &str, port: u16) -> Probe {
         .arg(cgroup)
         .args(["--linger-ms", "150", mode, addr, &port.to_string()])
         .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    Probe { code: out.status.code().unwrap_or(-1), pid, output: String::from_utf8_lossy(&out.stdout).into_owned() }
+}
+
+/// Runs `warden-fileprobe` inside `cgroup` (see its docs for ops and codes).
+pub fn fileprobe(cgroup: &Path, args: &[&str]) -> Probe {
+    let child = Command::new(FILEPROBE)
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args(["--linger-ms", "100"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();

@@ -4,8 +4,9 @@
 //!
 //! `warden-fileprobe [--cgroup DIR] [--linger-ms N] OP PATH [PATH2]`
 //! OP: read | write | append | trunc | create | truncate | unlink | rmdir |
-//!     mkdir | rename | link
-//! Exit codes: 0 success, 2 EPERM/EACCES (denied), 3 any other error.
+//!     mkdir | rename | link | mknod (PATH2 = MAJOR:MINOR, a char device)
+//! Exit codes: 0 success, 2 EPERM/EACCES (denied), 4 ENXIO/ENODEV (a
+//! device node no driver serves: allowed), 3 any other error.
 use std::{fs::OpenOptions, io::Read, os::unix::fs::OpenOptionsExt};
 
 fn main() {
@@ -25,7 +26,18 @@ fn main() {
         "mkdir" => std::fs::create_dir(&path),
         "rename" => std::fs::rename(&path, &second),
         "link" => std::fs::hard_link(&path, &second),
+        "mknod" => mknod(&path, &second),
         _ => panic!("unknown op {op}"),
     };
     warden::probe::finish(result, linger)
+}
+
+fn mknod(path: &str, dev: &str) -> std::io::Result<()> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad MAJOR:MINOR `{dev}`"));
+    let (major, minor) = dev.split_once(':').ok_or_else(bad)?;
+    let (major, minor): (u32, u32) = (major.parse().map_err(|_| bad())?, minor.parse().map_err(|_| bad())?);
+    let c = std::ffi::CString::new(path).map_err(|_| bad())?;
+    // SAFETY: valid NUL-terminated path.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

@@ -17,6 +17,8 @@ pub struct StatusReport {
     pub workloads: Vec<WorkloadStatus>,
     pub events: EventStatus,
     pub identity: IdentityStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_assignment: Option<AssignmentReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +73,26 @@ pub struct WorkloadStatus {
     pub file_denied: u64,
     #[serde(default)]
     pub file_audited: u64,
+    #[serde(default)]
+    pub device_allowed: u64,
+    #[serde(default)]
+    pub device_denied: u64,
+    #[serde(default)]
+    pub device_audited: u64,
+}
+
+/// kubelet GPU assignments in the kernel (`gpus: assigned`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AssignmentReport {
+    /// Containers with GPUs in the last good read.
+    pub containers: usize,
+    /// Container cgroups with an assignment in the kernel.
+    pub cgroups: usize,
+    pub refreshes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,23 +159,56 @@ impl std::fmt::Display for StatusReport {
                 writeln!(f, "  {:<10} NOT enforced on this node: {}", "", e.not_enforced.join(", "))?;
             }
             if !e.missing.is_empty() {
-                writeln!(f, "  {:<10} missing roots (unprotected until they exist): {}", "", e.missing.join(", "))?;
+                let what = if e.kind == "devices" { "unresolved nodes" } else { "missing roots" };
+                writeln!(f, "  {:<10} {what} (unprotected until they exist): {}", "", e.missing.join(", "))?;
             }
         }
         writeln!(f, "\nPROGRAMS")?;
         for pr in &self.programs {
             writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
         }
+        if let Some(a) = &self.gpu_assignment {
+            writeln!(
+                f,
+                "  {:<10} kubelet GPU assignment: {} containers, {} cgroups, {} refreshes",
+                "", a.containers, a.cgroups, a.refreshes
+            )?;
+            if let Some(e) = &a.last_error {
+                writeln!(f, "  {:<10} last read FAILED (last good assignment kept): {e}", "")?;
+            }
+            for p in &a.problems {
+                writeln!(f, "  {:<10} {p}", "")?;
+            }
+        }
         writeln!(
             f,
-            "\nWORKLOADS{:>24}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}",
-            "CGROUPS", "NET OK", "NET DENY", "NET AUDIT", "FILE OK", "FILE DENY", "FILE AUDIT"
+            "\nWORKLOADS{:>24}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
+            "CGROUPS",
+            "NET OK",
+            "NET DENY",
+            "NET AUDIT",
+            "FILE OK",
+            "FILE DENY",
+            "FILE AUDIT",
+            "DEV OK",
+            "DEV DENY",
+            "DEV AUDIT"
         )?;
         for w in &self.workloads {
             writeln!(
                 f,
-                "  {:<24}{:>7}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}",
-                w.name, w.cgroups, w.allowed, w.denied, w.audited, w.file_allowed, w.file_denied, w.file_audited
+                "  {:<24}{:>7}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
+                w.name,
+                w.cgroups,
+                w.allowed,
+                w.denied,
+                w.audited,
+                w.file_allowed,
+                w.file_denied,
+                w.file_audited,
+                w.device_allowed,
+                w.device_denied,
+                w.device_audited
             )?;
         }
         let e = &self.events;

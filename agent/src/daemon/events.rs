@@ -30,12 +30,14 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>, writer: SharedWrit
         // Enrich under the identity lock, taken per record so identity
         // updates, status and fanotify decisions never wait for a whole
         // batch; write outside it, so a slow sink holds up nothing.
+        let devices = shared.device_table();
         let events: Vec<_> = batch
             .iter()
             .filter_map(|rec| {
                 shared.with_identity(|tracker, policy| match rec {
                     Record::Net(ev) => Some(w.enricher.network(ev, tracker, policy)),
                     Record::File(ev) => Some(w.enricher.kernel_file(ev, tracker, policy)),
+                    Record::Device(ev) => Some(w.enricher.device(ev, &devices, tracker, policy)),
                     _ => None,
                 })
             })

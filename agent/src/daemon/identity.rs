@@ -45,6 +45,7 @@ pub async fn reconcile_loop(shared: Arc<Shared>, period: Duration) -> anyhow::Re
         tokio::time::sleep(tick).await;
         since_full += tick;
         super::files::recheck_missing_roots(&shared);
+        super::devices::recheck_nodes(&shared);
         let dropped = shared.stat(STAT_CGROUP_EVENTS_DROPPED);
         if dropped != last_dropped || since_full >= period {
             if dropped != last_dropped {
@@ -53,6 +54,7 @@ pub async fn reconcile_loop(shared: Arc<Shared>, period: Duration) -> anyhow::Re
             last_dropped = dropped;
             since_full = Duration::ZERO;
             shared.reconcile_cgroups();
+            super::devices::reapply_assignment(&shared);
         }
     }
 }

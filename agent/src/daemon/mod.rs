@@ -1,6 +1,7 @@
 //! `warden agent`: wires the pipeline together.
 //!
 //! policy → compiled maps → kernel hooks → ring buffer → identity enrichment → sinks
+pub mod devices;
 mod events;
 pub mod files;
 mod identity;
@@ -37,7 +38,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
     let compiled = policy.compile();
     let compiled_has_files = compiled.has_file_segments();
-    // Enforce unless every file segment is audited (global or per segment).
+    // Refuse to start without a backend unless the whole policy is audit.
     let file_enforce = policy.mode == policy::Mode::Enforce;
     // Bind first: a second agent must fail before it touches the kernel.
     let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
@@ -112,6 +113,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    if shared.with_compiled(|c| c.has_device_segments()) {
+        devices::start(&shared, &mut hooks, file_enforce)?;
+    }
     // After every backend attached, so status lists all programs.
     shared.set_programs(&hooks);
     tracing::info!(
@@ -128,6 +132,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tasks.spawn(events::run_files(rx, shared.clone(), writer.clone(), backend));
     }
     tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
+    tasks.spawn(devices::assignment_loop(shared.clone()));
     let handler: Arc<dyn control::server::Handler> = shared.clone();
     tasks.spawn(async move {
         control::server::serve(listener, handler).await;

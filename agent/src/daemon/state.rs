@@ -62,6 +62,9 @@ pub struct Shared {
     files: Mutex<FileState>,
     decode_errors: AtomicU64,
     last_seq: AtomicU64,
+    devices: Mutex<super::devices::DeviceState>,
+    /// Notified on every new cgroup in the root (GPU assignment refresh).
+    pub cgroup_created: Arc<tokio::sync::Notify>,
 }
 
 fn now_rfc3339() -> String {
@@ -91,6 +94,8 @@ impl Shared {
             write_errors: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
+            devices: Mutex::new(Default::default()),
+            cgroup_created: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -132,6 +137,8 @@ impl Shared {
             tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
         }
         g.tracker.insert(id, CgroupInfo { rel, workload });
+        drop(g);
+        self.cgroup_created.notify_one();
         true
     }
 
@@ -254,6 +261,21 @@ impl Shared {
         f(&self.lock().compiled)
     }
 
+    pub fn devices(&self) -> std::sync::MutexGuard<'_, super::devices::DeviceState> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn device_table(&self) -> Arc<crate::devices::DeviceTable> {
+        self.devices().table.clone()
+    }
+
+    /// Kernel maps and the cgroup tracker, under the state lock.
+    pub fn with_maps<R>(&self, f: impl FnOnce(&mut PolicyMaps, &CgroupTracker) -> R) -> R {
+        let mut g = self.lock();
+        let g = &mut *g;
+        f(&mut g.maps, &g.tracker)
+    }
+
     pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, &CompiledPolicy) -> R) -> R {
         let g = self.lock();
         f(&g.tracker, &g.compiled)
@@ -287,6 +309,7 @@ impl Shared {
             let n = g.maps.counts(id);
             let f = if in_kernel { Some(g.maps.file_counts(id)) } else { files.counts.get(&id).copied() };
             let f = f.unwrap_or_default();
+            let d = g.maps.device_counts(id);
             WorkloadStatus {
                 name,
                 id,
@@ -297,6 +320,9 @@ impl Shared {
                 file_allowed: f.allowed,
                 file_denied: f.denied,
                 file_audited: f.audited,
+                device_allowed: d.allowed,
+                device_denied: d.denied,
+                device_audited: d.audited,
             }
         };
         let mut workloads: Vec<_> = c.workloads.iter().enumerate().map(|(i, n)| row(n.clone(), i as u32 + 1)).collect();
@@ -322,6 +348,7 @@ impl Shared {
             )
         };
         let file_status = self.file_enforcement(p.mode, c.has_file_segments());
+        let (device_status, gpu_assignment) = self.device_enforcement(p.mode, c);
         StatusReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -352,6 +379,7 @@ impl Shared {
                     missing: vec![],
                 },
                 file_status,
+                device_status,
             ],
             workloads,
             events: EventStatus {
@@ -376,6 +404,7 @@ impl Shared {
                 delay_p99_us: d.p99_us,
                 delay_max_us: d.max_us,
             },
+            gpu_assignment,
         }
     }
 }
@@ -412,6 +441,41 @@ impl Shared {
             e.reason = why.clone();
         }
         e
+    }
+}
+
+impl Shared {
+    fn device_enforcement(&self, mode: Mode, c: &CompiledPolicy) -> (EnforcementStatus, Option<AssignmentReport>) {
+        let d = self.devices();
+        let mut e = EnforcementStatus {
+            kind: "devices".into(),
+            state: "not-configured".into(),
+            backend: "none".into(),
+            reason: String::new(),
+            not_enforced: vec![],
+            missing: d.table.missing.clone(),
+        };
+        if !c.has_device_segments() {
+            return (e, None);
+        }
+        e.backend = "cgroup/dev (in-kernel decision on open and mknod)".into();
+        e.state = match mode {
+            Mode::Audit => "audit".into(),
+            Mode::Enforce => "enforced".into(),
+        };
+        if let Some(why) = &d.failure {
+            e.state = "failed".into();
+            e.reason = why.clone();
+        }
+        let a = &d.assignment;
+        let report = c.uses_assigned_gpus().then(|| AssignmentReport {
+            containers: a.containers.len(),
+            cgroups: a.cgroups,
+            refreshes: a.refreshes,
+            last_error: a.last_error.clone(),
+            problems: a.problems.clone(),
+        });
+        (e, report)
     }
 }
 

@@ -26,7 +26,7 @@ pub struct DecisionEvent {
     pub tgid: u32,
     pub comm: String,
     pub exe: Option<String>,
-    /// connect | sendmsg (network); open (file).
+    /// connect | sendmsg (network); open, create, … (file); open | mknod (device).
     pub operation: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<&'static str>,
@@ -34,6 +34,8 @@ pub struct DecisionEvent {
     pub destination: Option<Destination>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileTarget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceTarget>,
     pub segment: Option<String>,
     /// allowed | denied | audited.
     pub verdict: &'static str,
@@ -49,4 +51,17 @@ pub struct FileTarget {
     /// read | write | any (the verdict did not depend on the mode, so the
     /// fanotify backend did not read it)
     pub access: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceTarget {
+    /// The node's path where the agent resolved it, else `char 511:0`.
+    pub path: String,
+    /// char | block
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub major: u32,
+    pub minor: u32,
+    /// Access asked for: `read`, `write`, `mknod`, comma-separated.
+    pub access: String,
 }

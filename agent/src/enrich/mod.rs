@@ -10,7 +10,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination, FileTarget};
+pub use event::{DecisionEvent, Destination, DeviceTarget, FileTarget};
 
 use crate::{
     files::FileDecision,
@@ -92,6 +92,35 @@ impl Enricher {
         }
     }
 
+    /// A device decision of the cgroup/dev hook.
+    pub fn device(
+        &mut self,
+        ev: &warden_common::DeviceEvent,
+        table: &crate::devices::DeviceTable,
+        cgroups: &CgroupTracker,
+        policy: &CompiledPolicy,
+    ) -> DecisionEvent {
+        use warden_common::{DEV_ACC_MKNOD, DEV_ACC_READ, DEV_ACC_WRITE, DeviceKey};
+        let key = DeviceKey { kind: ev.dev_type, _pad: [0; 3], major: ev.major, minor: ev.minor };
+        let access: Vec<&str> = [(DEV_ACC_READ, "read"), (DEV_ACC_WRITE, "write"), (DEV_ACC_MKNOD, "mknod")]
+            .iter()
+            .filter(|(bit, _)| ev.access & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        let who = kernel_who!(ev);
+        DecisionEvent {
+            operation: if ev.access & DEV_ACC_MKNOD != 0 { "mknod" } else { "open" },
+            device: Some(DeviceTarget {
+                path: table.name(&key),
+                kind: crate::devices::type_name(ev.dev_type),
+                major: ev.major,
+                minor: ev.minor,
+                access: access.join(","),
+            }),
+            ..self.kernel_event("device", &who, cgroups, policy)
+        }
+    }
+
     /// The fields every kernel record shares; kind-specific ones are unset.
     fn kernel_event(
         &mut self,
@@ -119,6 +148,7 @@ impl Enricher {
             protocol: None,
             destination: None,
             file: None,
+            device: None,
             segment: policy.segment_name(w.segment_id).map(str::to_string),
             verdict: verdict_name(w.verdict),
             rule: policy.rule_label(w.rule_id).map(str::to_string),
@@ -191,6 +221,7 @@ impl Enricher {
                     None => "any",
                 },
             }),
+            device: None,
             segment: policy.segment_name(d.segment).map(str::to_string),
             verdict: verdict_name(d.verdict),
             rule: policy.rule_label(d.rule).map(str::to_string),

@@ -2,7 +2,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupAttachMode, CgroupDevice, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
 
@@ -138,6 +138,25 @@ impl Hooks {
             let id = prog.info().map(|i| i.id()).unwrap_or(0);
             self.record(name, "cgroup_sock_addr", target.clone(), id);
         }
+        Ok(())
+    }
+
+    /// Device hook at `cgroup_dir`. Through a bpf_link it runs alongside the
+    /// container runtime's own device programs (every program must allow).
+    pub fn attach_devices(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
+        let cgroup = std::fs::File::open(cgroup_dir)
+            .map_err(|source| HookError::Cgroup { path: cgroup_dir.display().to_string(), source })?;
+        let target = cgroup_dir.display().to_string();
+        let name = "device";
+        let prog: &mut CgroupDevice = program(&mut self.ebpf, name)?;
+        prog.load().map_err(|e| HookError::Verify { name, source: e })?;
+        prog.attach(cgroup.as_fd(), attach_mode()).map_err(|e| HookError::Attach {
+            name,
+            target: target.clone(),
+            source: e,
+        })?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        self.record(name, "cgroup_device", target, id);
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
 use warden_common::{
-    AllowKey, AllowValue, FileAllowValue, InodeKey, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings,
-    VERDICT_SLOTS,
+    AllowKey, AllowValue, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey, MAX_WORKLOADS,
+    STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
 };
 
 use super::HookError;
@@ -26,6 +26,10 @@ pub struct PolicyMaps {
     file_devs: HashMap<MapData, u64, u8>,
     file_allow: HashMap<MapData, AllowKey, FileAllowValue>,
     file_counters: PerCpuArray<MapData, u64>,
+    device_segments: HashMap<MapData, DeviceKey, DeviceSegment>,
+    device_allow: HashMap<MapData, AllowKey, DeviceAllowValue>,
+    device_assigned: HashMap<MapData, u64, GpuSet>,
+    device_counters: PerCpuArray<MapData, u64>,
 }
 
 /// Per-verdict decision counts of one workload id.
@@ -63,6 +67,10 @@ impl PolicyMaps {
             file_devs: take(ebpf, "FILE_DEVS")?,
             file_allow: take(ebpf, "FILE_ALLOW")?,
             file_counters: take(ebpf, "FILE_COUNTERS")?,
+            device_segments: take(ebpf, "DEVICE_SEGMENTS")?,
+            device_allow: take(ebpf, "DEVICE_ALLOW")?,
+            device_assigned: take(ebpf, "DEVICE_ASSIGNED")?,
+            device_counters: take(ebpf, "DEVICE_COUNTERS")?,
         })
     }
 
@@ -72,24 +80,9 @@ impl PolicyMaps {
         for (id, info) in &p.segment_info {
             self.segment_info.set(*id, *info, 0).map_err(err("SEGMENT_INFO"))?;
         }
-        for (k, v) in &p.allow {
-            self.allow.insert(*k, *v, 0).map_err(err("ALLOW"))?;
-        }
-        let keep: HashSet<AllowKey> = p.allow.iter().map(|(k, _)| *k).collect();
-        let stale: Vec<AllowKey> = self.allow.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
-        for k in stale {
-            let _ = self.allow.remove(&k);
-        }
-
-        for (k, v) in &p.file_allow {
-            self.file_allow.insert(*k, *v, 0).map_err(err("FILE_ALLOW"))?;
-        }
-        let keep: HashSet<AllowKey> = p.file_allow.iter().map(|(k, _)| *k).collect();
-        let stale: Vec<AllowKey> =
-            self.file_allow.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
-        for k in stale {
-            let _ = self.file_allow.remove(&k);
-        }
+        sync_hash(&mut self.allow, &p.allow, "ALLOW")?;
+        sync_hash(&mut self.file_allow, &p.file_allow, "FILE_ALLOW")?;
+        sync_hash(&mut self.device_allow, &p.device_allow, "DEVICE_ALLOW")?;
         sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V4")?;
         sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V6")?;
         Ok(())
@@ -129,6 +122,21 @@ impl PolicyMaps {
         Ok(())
     }
 
+    /// Protected device nodes (resolved on this node).
+    pub fn set_device_nodes(&mut self, nodes: &[(DeviceKey, DeviceSegment)]) -> Result<(), HookError> {
+        sync_hash(&mut self.device_segments, nodes, "DEVICE_SEGMENTS")
+    }
+
+    /// The GPUs assigned to each container cgroup; others are removed.
+    pub fn set_assigned(&mut self, assigned: &[(u64, GpuSet)]) -> Result<(), HookError> {
+        sync_hash(&mut self.device_assigned, assigned, "DEVICE_ASSIGNED")
+    }
+
+    /// Per-verdict device decisions.
+    pub fn device_counts(&self, workload_id: u32) -> VerdictCounts {
+        sum_counts(&self.device_counters, workload_id)
+    }
+
     /// Per-verdict file decisions of the in-kernel backend.
     pub fn file_counts(&self, workload_id: u32) -> VerdictCounts {
         sum_counts(&self.file_counters, workload_id)
@@ -159,6 +167,24 @@ fn is_not_found(e: &aya::maps::MapError) -> bool {
         aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
         _ => false,
     }
+}
+
+/// Writes every entry to a hash map, then removes keys not given. Writing
+/// before removing means a reload never passes through an emptier map.
+fn sync_hash<K, V>(map: &mut HashMap<MapData, K, V>, entries: &[(K, V)], name: &'static str) -> Result<(), HookError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod,
+{
+    for (k, v) in entries {
+        map.insert(*k, *v, 0).map_err(err(name))?;
+    }
+    let keep: HashSet<K> = entries.iter().map(|(k, _)| *k).collect();
+    let stale: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+    Ok(())
 }
 
 /// Writes every (prefix, value) to a trie, then removes prefixes not given.

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use warden_common::{
-    AllowKey, AllowPorts, AllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry, SegmentInfo,
-    Settings,
+    AllowKey, AllowPorts, AllowValue, DeviceAllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry,
+    SegmentInfo, Settings,
 };
 
+use super::devices::{DeviceSegmentSpec, compile_devices};
 use super::files::{FileRoot, compile_files};
 use super::model::{FileBackend, Policy, windows};
 use super::prefixes::{inherited, own_entries};
@@ -36,6 +37,11 @@ pub struct CompiledPolicy {
     /// Pairs with segments that have paths, sorted by (workload id, segment id).
     pub file_allow: Vec<(AllowKey, FileAllowValue)>,
     pub file_backend: FileBackend,
+    /// Segments with `devices`, resolved to nodes by the agent.
+    pub devices: Vec<DeviceSegmentSpec>,
+    /// Pairs with device segments, sorted by (workload id, segment id).
+    pub device_allow: Vec<(AllowKey, DeviceAllowValue)>,
+    pub devices_config: super::model::DevicesConfig,
     /// `workloads[id - 1]` is the name of workload `id`.
     pub workloads: Vec<String>,
     /// `segments[id - 1]` is the name of segment `id`.
@@ -91,7 +97,7 @@ impl Policy {
         let mut allow: BTreeMap<(u32, u16), AllowValue> = BTreeMap::new();
         for (rule_id, rule, wi, si) in rule_pairs(self) {
             if self.segments[si].network.is_empty() {
-                continue; // paths only: see `file_allow`
+                continue; // paths or devices only: see `file_allow`, `device_allow`
             }
             let key = ((wi + 1) as u32, (si + 1) as u16);
             if allow.contains_key(&key) {
@@ -126,6 +132,7 @@ impl Policy {
             .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
             .collect();
         let (files, file_allow) = compile_files(self);
+        let (devices, device_allow) = compile_devices(self);
 
         let selector =
             Selector::build(self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())))
@@ -141,6 +148,9 @@ impl Policy {
             files,
             file_allow,
             file_backend: self.agent.files.backend,
+            devices,
+            device_allow,
+            devices_config: self.agent.devices.clone(),
             workloads: self.workloads.iter().map(|w| w.name.clone()).collect(),
             segments: self.segments.iter().map(|s| s.name.clone()).collect(),
             rules: self
@@ -168,6 +178,16 @@ impl CompiledPolicy {
     pub fn segment_name(&self, id: u16) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
         self.segments.get(i).map(String::as_str)
+    }
+
+    /// Whether the policy protects any device node (the cgroup/dev hook is needed).
+    pub fn has_device_segments(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    /// Whether some rule grants `gpus: assigned` (kubelet must be asked).
+    pub fn uses_assigned_gpus(&self) -> bool {
+        self.device_allow.iter().any(|(_, v)| v.gpus_from == warden_common::GPUS_ASSIGNED)
     }
 
     pub fn rule_label(&self, id: u32) -> Option<&str> {

@@ -116,6 +116,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 mod compile;
+mod devices;
 mod error;
 mod files;
 mod model;
@@ -132,11 +133,13 @@ mod yaml;
 mod tests;
 
 pub use compile::{CompiledPolicy, RuleInfo};
+pub use devices::{DeviceSegmentSpec, device_access};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
 pub use files::FileRoot;
 pub use model::{
-    Access, AgentConfig, AllowRule, DefaultAction, EventsConfig, FileBackend, FilesConfig, Mode, NameRef, NetworkEntry,
-    PathEntry, Policy, PortRange, Protocol, Segment, Workload,
+    Access, AgentConfig, AllowRule, DEFAULT_CRI_SOCKETS, DefaultAction, DevicePath, DeviceSpec, DevicesConfig,
+    EventsConfig, FileBackend, FilesConfig, GpuSelection, Mode, NameRef, NetworkEntry, PathEntry, Policy, PortRange,
+    Protocol, RuleGpus, Segment, Workload,
 };
 pub use select::Selector;
 

@@ -210,6 +210,38 @@ impl fmt::Display for Access {
     }
 }
 
+/// Where the agent learns about devices and their assignment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicesConfig {
+    /// procfs root: `devices` (dynamic majors) and `driver/nvidia/gpus/*/information`
+    /// (GPU UUID → minor) are read below it. Tests point it at fixtures.
+    pub proc_root: PathBuf,
+    /// kubelet pod-resources socket, for `gpus: assigned`.
+    pub kubelet_socket: PathBuf,
+    /// CRI runtime socket (container id → pod and container names); `None`:
+    /// the first of containerd's and CRI-O's default sockets that exists.
+    pub cri_socket: Option<PathBuf>,
+    /// Extended resource whose device ids are GPU UUIDs.
+    pub gpu_resource: String,
+    /// How often assignments are re-read.
+    pub refresh_ms: u32,
+}
+
+pub const DEFAULT_KUBELET_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+pub const DEFAULT_CRI_SOCKETS: [&str; 2] = ["/run/containerd/containerd.sock", "/run/crio/crio.sock"];
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            proc_root: PathBuf::from("/proc"),
+            kubelet_socket: PathBuf::from(DEFAULT_KUBELET_SOCKET),
+            cri_socket: None,
+            gpu_resource: "nvidia.com/gpu".into(),
+            refresh_ms: 5000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {
     /// Relative to the cgroup2 mount; `/` is the whole hierarchy.
@@ -220,6 +252,7 @@ pub struct AgentConfig {
     pub events: EventsConfig,
     pub ring_buffer_bytes: u32,
     pub files: FilesConfig,
+    pub devices: DevicesConfig,
 }
 
 impl Default for AgentConfig {
@@ -231,6 +264,7 @@ impl Default for AgentConfig {
             events: EventsConfig::default(),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             files: FilesConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -256,6 +290,49 @@ pub struct PathEntry {
     pub origin: Origin,
 }
 
+/// NVIDIA GPUs of a device segment, by index (= char 195 minor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuSelection {
+    /// Every GPU index (0..=253).
+    All,
+    Indices(Vec<u16>),
+}
+
+impl GpuSelection {
+    pub fn indices(&self) -> Vec<u16> {
+        match self {
+            GpuSelection::All => (0..warden_common::NVIDIA_MAX_GPUS as u16).collect(),
+            GpuSelection::Indices(v) => v.clone(),
+        }
+    }
+}
+
+/// One `devices.paths` entry: device nodes by path (glob in the last component).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePath {
+    pub pattern: PathBuf,
+    pub origin: Origin,
+}
+
+/// A segment's `devices:` mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub gpus: Option<GpuSelection>,
+    /// nvidiactl, nvidia-modeset, nvidia-uvm and nvidia-uvm-tools.
+    pub nvidia_control: bool,
+    pub paths: Vec<DevicePath>,
+    /// Position of the `devices` key.
+    pub origin: Origin,
+}
+
+/// Which GPUs of a device segment a rule grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleGpus {
+    Listed(Vec<u16>),
+    /// Exactly those kubelet assigned to the container.
+    Assigned,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub name: String,
@@ -265,6 +342,8 @@ pub struct Segment {
     pub network: Vec<NetworkEntry>,
     /// Protected directory trees; may be empty when `network` is not.
     pub paths: Vec<PathEntry>,
+    /// Protected device nodes.
+    pub devices: Option<DeviceSpec>,
     /// Position of the `name` value.
     pub origin: Origin,
 }
@@ -292,8 +371,13 @@ pub struct AllowRule {
     /// Empty: all ports (the segment's own windows still apply).
     pub ports: Vec<PortRange>,
     pub protocol: Protocol,
-    /// Required when a listed segment has paths; `None` otherwise.
+    /// Required when a listed segment has paths; optional for devices
+    /// (default read-write); `None` otherwise.
     pub access: Option<Access>,
+    /// For device segments with GPUs; `None`: every GPU of the segment.
+    pub gpus: Option<RuleGpus>,
+    /// Position of `gpus` (else the rule).
+    pub gpus_origin: Origin,
     pub mode: Option<Mode>,
     /// Position of the rule's mapping, field `allow[i]`.
     pub origin: Origin,

@@ -15,14 +15,17 @@ use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
-const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files"];
+const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices"];
+const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
+const DEVICES_KEYS: &[&str] = &["gpus", "nvidiaControl", "paths"];
 const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
 const FILES_KEYS: &[&str] = &["backend"];
-const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths"];
+const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths", "devices"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
 const SELECTOR_KEYS: &[&str] = &["cgroup"];
-const RULE_KEYS: &[&str] = &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "mode"];
+const RULE_KEYS: &[&str] =
+    &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "gpus", "mode"];
 
 pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
 pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
@@ -150,7 +153,104 @@ impl Reader<'_> {
             let options = [("auto", FileBackend::Auto), ("lsm", FileBackend::Lsm), ("fanotify", FileBackend::Fanotify)];
             agent.files.backend = self.keyword(n, &f.field("backend"), &options).unwrap_or_default();
         }
+        if let Some(n) = m.get("devices") {
+            agent.devices = self.agent_devices(n);
+        }
         agent
+    }
+
+    fn agent_devices(&mut self, node: &Node) -> DevicesConfig {
+        let mut d = DevicesConfig::default();
+        let Some(m) = self.map(node, "agent.devices", AGENT_DEVICES_KEYS) else { return d };
+        let abs = |r: &mut Self, key: &str| -> Option<PathBuf> {
+            let n = m.get(key)?;
+            let field = m.field(key);
+            let s = r.nonempty_string(n, &field)?;
+            if !Path::new(&s).is_absolute() {
+                r.err(n, &field, format!("`{s}` must be an absolute path"));
+                return None;
+            }
+            Some(PathBuf::from(s))
+        };
+        if let Some(p) = abs(self, "procRoot") {
+            d.proc_root = p;
+        }
+        if let Some(p) = abs(self, "kubeletSocket") {
+            d.kubelet_socket = p;
+        }
+        d.cri_socket = abs(self, "criSocket");
+        if let Some(n) = m.get("gpuResource")
+            && let Some(s) = self.nonempty_string(n, &m.field("gpuResource"))
+        {
+            d.gpu_resource = s;
+        }
+        if let Some(n) = m.get("refreshMs") {
+            let field = m.field("refreshMs");
+            match self.integer(n, &field) {
+                Some(v) if (100..=600_000).contains(&v) => d.refresh_ms = v as u32,
+                Some(v) => self.err(n, &field, format!("{v} must be between 100 and 600000 (ms)")),
+                None => {}
+            }
+        }
+        d
+    }
+
+    /// `devices:` of a segment: `gpus: all | [indices]`, `nvidiaControl`
+    /// (default true when `gpus` is given), `paths: [device node paths]`.
+    fn devices(&mut self, node: &Node, path: &str) -> Option<DeviceSpec> {
+        let m = self.map(node, path, DEVICES_KEYS)?;
+        let gpus = m.get("gpus").and_then(|n| self.gpu_indices(n, &m.field("gpus"), "all"));
+        let gpus = gpus.map(|g| g.map_or(GpuSelection::All, GpuSelection::Indices));
+        let nvidia_control = match m.get("nvidiaControl") {
+            Some(n) => self.boolean(n, &m.field("nvidiaControl")).unwrap_or(true),
+            None => gpus.is_some(),
+        };
+        let mut paths = Vec::new();
+        if let Some(list) = m.get("paths") {
+            let field = m.field("paths");
+            for (i, item) in self.list(list, &field).unwrap_or_default().iter().enumerate() {
+                let f = format!("{field}[{i}]");
+                let Some(text) = self.nonempty_string(item, &f) else { continue };
+                match super::values::device_pattern(&text) {
+                    Ok(pattern) => paths.push(DevicePath { pattern, origin: Origin::new(item.loc, f) }),
+                    Err(reason) => self.err(item, &f, reason),
+                }
+            }
+        }
+        if gpus.is_none() && !nvidia_control && paths.is_empty() && m.get("paths").is_none() {
+            self.err(node, path, "lists no devices: give `gpus`, `nvidiaControl: true` or `paths`");
+        }
+        Some(DeviceSpec { gpus, nvidia_control, paths, origin: Origin::new(node.loc, path) })
+    }
+
+    /// `keyword` (→ `Some(None)`) or a non-empty list of GPU indices 0..=253.
+    fn gpu_indices(&mut self, node: &Node, field: &str, keyword: &str) -> Option<Option<Vec<u16>>> {
+        if let Value::Scalar(s, _) = &node.value {
+            if s == keyword {
+                return Some(None);
+            }
+            self.err(node, field, format!("expected `{keyword}` or a list of GPU indices, found `{s}`"));
+            return None;
+        }
+        let items = self.list(node, field)?;
+        let mut out: Vec<u16> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let Some(v) = self.integer(item, &f) else { continue };
+            let max = warden_common::NVIDIA_MAX_GPUS as i64 - 1;
+            if !(0..=max).contains(&v) {
+                self.err(item, &f, format!("GPU index {v} is out of range 0-{max}"));
+            } else if out.contains(&(v as u16)) {
+                self.err(item, &f, format!("GPU {v} is listed twice"));
+            } else {
+                out.push(v as u16);
+            }
+        }
+        if out.is_empty() {
+            self.err(node, field, "lists no GPU");
+            return None;
+        }
+        Some(Some(out))
     }
 
     fn segment(&mut self, node: &Node, path: &str) -> Option<Segment> {
@@ -176,11 +276,12 @@ impl Reader<'_> {
                 }
             }
         }
-        if m.get("network").is_none() && m.get("paths").is_none() {
-            self.diag.at(m.loc, &m.field("network"), "missing required key `network` (or `paths`, or both)");
+        let devices = m.get("devices").and_then(|n| self.devices(n, &m.field("devices")));
+        if m.get("network").is_none() && m.get("paths").is_none() && m.get("devices").is_none() {
+            self.diag.at(m.loc, &m.field("network"), "missing required key `network` (or `paths`, or `devices`)");
         }
         let origin = Origin::new(name_node?.loc, m.field("name"));
-        Some(Segment { name: name?, description, mode, network, paths, origin })
+        Some(Segment { name: name?, description, mode, network, paths, devices, origin })
     }
 
     fn path_entry(&mut self, node: &Node, field: &str) -> Option<PathEntry> {
@@ -300,12 +401,17 @@ impl Reader<'_> {
             .find_map(|k| m.get(k).map(|n| Origin::new(n.loc, m.field(k))))
             .unwrap_or_else(|| origin.clone());
         let access_origin = m.get("access").map_or_else(|| origin.clone(), |n| Origin::new(n.loc, m.field("access")));
+        let gpus = m.get("gpus").and_then(|n| self.gpu_indices(n, &m.field("gpus"), "assigned"));
+        let gpus = gpus.map(|g| g.map_or(RuleGpus::Assigned, RuleGpus::Listed));
+        let gpus_origin = m.get("gpus").map_or_else(|| origin.clone(), |n| Origin::new(n.loc, m.field("gpus")));
         Some(AllowRule {
             workloads: workloads?,
             segments: segments?,
             ports: ports.unwrap_or_default(),
             protocol: protocol.unwrap_or_default(),
             access,
+            gpus,
+            gpus_origin,
             mode,
             origin,
             narrowing_origin,

@@ -18,8 +18,9 @@ use super::select::Selector;
 /// (sizes in `ebpf/src/maps.rs`).
 pub const MAX_PREFIXES_PER_FAMILY: usize = 65536;
 pub const MAX_ALLOW_ENTRIES: usize = 65536;
-/// Entries of the `FILE_ALLOW` hash.
+/// Entries of the `FILE_ALLOW` and `DEVICE_ALLOW` hashes.
 pub const MAX_FILE_ALLOW_ENTRIES: usize = 65536;
+pub const MAX_DEVICE_ALLOW_ENTRIES: usize = 65536;
 /// Protected directory trees across all segments (the `FILE_ROOTS` hash).
 pub const MAX_FILE_ROOTS: usize = 4096;
 
@@ -28,6 +29,7 @@ pub(crate) fn check(policy: &Policy, diag: &mut Diag) {
     unique_names(policy.workloads.iter().map(|w| (&w.name, &w.origin)), "workload", diag);
     duplicate_entries(policy, diag);
     paths(policy, diag);
+    gpus(policy, diag);
     let table = own_entries(policy);
     overlapping_segments(policy, &table, diag);
     prefix_limits(&table, diag);
@@ -181,7 +183,7 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
                 continue;
             };
             let segment = &policy.segments[si];
-            if !(segment.network.is_empty() && segment.paths.is_empty()) {
+            if !(segment.network.is_empty() && segment.paths.is_empty() && segment.devices.is_none()) {
                 known.push(si); // else all its entries were invalid, and reported
             }
             never_matches(&policy.segments[si].name, &by_segment[si], rule, diag);
@@ -219,6 +221,7 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
 struct Pairs {
     network: usize,
     files: usize,
+    devices: usize,
 }
 
 impl Pairs {
@@ -226,6 +229,7 @@ impl Pairs {
         let counts = [
             (!segment.network.is_empty(), &mut self.network, MAX_ALLOW_ENTRIES, "network"),
             (!segment.paths.is_empty(), &mut self.files, MAX_FILE_ALLOW_ENTRIES, "file"),
+            (segment.devices.is_some(), &mut self.devices, MAX_DEVICE_ALLOW_ENTRIES, "device"),
         ];
         for (applies, count, max, kind) in counts {
             if !applies {
@@ -249,15 +253,21 @@ impl Pairs {
 fn rule_fits_segments(policy: &Policy, rule: &AllowRule, known: &[usize], all_known: bool, diag: &mut Diag) {
     let any_paths = known.iter().any(|&si| !policy.segments[si].paths.is_empty());
     let any_network = known.iter().any(|&si| !policy.segments[si].network.is_empty());
+    let any_devices = known.iter().any(|&si| policy.segments[si].devices.is_some());
+    let any_gpus = known.iter().any(|&si| policy.segments[si].devices.as_ref().is_some_and(|d| d.gpus.is_some()));
+    if rule.gpus.is_some() && !any_gpus && all_known {
+        let reason = "`gpus` only applies to segments with `devices.gpus`, and none of this rule's segments has any";
+        diag.at_origin(&rule.gpus_origin, reason);
+    }
     // An `access` value that did not parse is already reported; its origin is the key's.
     let access_written = rule.access_origin.field != rule.origin.field;
     match (rule.access, any_paths) {
         (None, true) if !access_written => {
             diag.at(rule.origin.loc, &format!("{}.access", rule.origin.field), ACCESS_REQUIRED)
         }
-        (Some(_), false) if all_known => diag.at_origin(
+        (Some(_), false) if all_known && !any_devices => diag.at_origin(
             &rule.access_origin,
-            "`access` only applies to segments with `paths`, and none of this rule's segments has any",
+            "`access` only applies to segments with `paths` or `devices`, and none of this rule's segments has any",
         ),
         _ => {}
     }
@@ -271,6 +281,39 @@ fn rule_fits_segments(policy: &Policy, rule: &AllowRule, known: &[usize], all_kn
 }
 
 const ACCESS_REQUIRED: &str = "`access` is required for segments with paths: read | read-write";
+
+/// A GPU index in two segments: which segment's rules apply would be ambiguous.
+fn gpus(policy: &Policy, diag: &mut Diag) {
+    let mut owner: HashMap<u16, &str> = HashMap::new();
+    for s in &policy.segments {
+        let Some(d) = &s.devices else { continue };
+        for gpu in d.gpus.as_ref().map(|g| g.indices()).unwrap_or_default() {
+            if let Some(first) = owner.insert(gpu, &s.name)
+                && first != s.name
+            {
+                diag.at_origin(
+                    &d.origin,
+                    format!("GPU {gpu} is already in segment `{first}`; a GPU belongs to one segment"),
+                );
+                break;
+            }
+        }
+    }
+    let mut control: Option<&str> = None;
+    for s in &policy.segments {
+        if s.devices.as_ref().is_some_and(|d| d.nvidia_control) {
+            match control {
+                Some(first) => diag.at_origin(
+                    &s.devices.as_ref().map(|d| d.origin.clone()).unwrap_or_else(|| s.origin.clone()),
+                    format!(
+                        "the NVIDIA control nodes are already in segment `{first}`; set `nvidiaControl: false` here"
+                    ),
+                ),
+                None => control = Some(&s.name),
+            }
+        }
+    }
+}
 
 /// A rule whose ports/protocol can never match any entry of the segment.
 fn never_matches(segment: &str, entries: &[&Own], rule: &AllowRule, diag: &mut Diag) {

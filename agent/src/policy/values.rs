@@ -82,6 +82,23 @@ pub(super) fn protected_path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
+/// A device node path (usually under /dev): absolute and normalised; `*`,
+/// `?` and `[...]` are allowed in the last component only (matched when the
+/// agent resolves nodes, so nodes that appear later are picked up). What
+/// is protected is the device number, wherever a node for it is made.
+pub(super) fn device_pattern(text: &str) -> Result<PathBuf, String> {
+    let path = protected_path(text)?;
+    let wild = |c: &str| c.contains(['*', '?', '[']);
+    let parts: Vec<&str> = text[1..].split('/').collect();
+    if parts[..parts.len() - 1].iter().any(|c| wild(c)) {
+        return Err(format!("`{text}`: wildcards are only supported in the last component"));
+    }
+    if let Some(last) = parts.last().filter(|c| wild(c)) {
+        globset::Glob::new(last).map_err(|e| format!("invalid pattern `{text}`: {}", e.kind()))?;
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +142,14 @@ mod tests {
         let long = format!("/{}", "x".repeat(MAX_PATH_BYTES));
         assert_eq!(protected_path(&long).unwrap_err(), "path is 4096 bytes long; at most 4095 are supported");
         assert!(protected_path(&long[..MAX_PATH_BYTES]).is_ok());
+    }
+
+    #[test]
+    fn device_patterns() {
+        assert_eq!(device_pattern("/dev/infiniband/uverbs*").unwrap(), PathBuf::from("/dev/infiniband/uverbs*"));
+        assert!(device_pattern("/dev/nvidia0").is_ok());
+        assert_eq!(device_pattern("dev/x").unwrap_err(), "`dev/x` must be an absolute path");
+        assert!(device_pattern("/dev/*/uverbs0").unwrap_err().contains("last component"));
+        assert!(device_pattern("/dev/[").unwrap_err().contains("invalid pattern"));
     }
 }

@@ -1,11 +1,15 @@
 //! Decodes kernel records. Input comes from the kernel, so it is still
 //! checked: wrong sizes and unknown kinds are rejected, never trusted.
-use warden_common::{CgroupEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, EVENT_FILE, EVENT_NET, FileEvent, NetEvent};
+use warden_common::{
+    CgroupEvent, DeviceEvent, EVENT_CGROUP_MKDIR, EVENT_CGROUP_RMDIR, EVENT_DEVICE, EVENT_FILE, EVENT_NET, FileEvent,
+    NetEvent,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Net(NetEvent),
     File(Box<FileEvent>),
+    Device(DeviceEvent),
     CgroupMkdir { cgroup_id: u64, hierarchy: u32, ktime_ns: u64, path: String },
     CgroupRmdir { cgroup_id: u64, hierarchy: u32, path: String },
 }
@@ -36,6 +40,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     match kind {
         EVENT_NET => read_exact::<NetEvent>(bytes, kind).map(Record::Net),
         EVENT_FILE => read_exact::<FileEvent>(bytes, kind).map(|e| Record::File(Box::new(e))),
+        EVENT_DEVICE => read_exact::<DeviceEvent>(bytes, kind).map(Record::Device),
         EVENT_CGROUP_MKDIR | EVENT_CGROUP_RMDIR => {
             let ev: CgroupEvent = read_exact(bytes, kind)?;
             let path = c_string(&ev.path);
@@ -73,6 +78,13 @@ mod tests {
     fn net_round_trip() {
         let ev = NetEvent { kind: EVENT_NET, dport: 443, workload_id: 7, cgroup_id: 99, ..Default::default() };
         assert_eq!(decode(&bytes_of(&ev)), Ok(Record::Net(ev)));
+    }
+
+    #[test]
+    fn device_round_trip() {
+        let ev = DeviceEvent { kind: EVENT_DEVICE, major: 195, minor: 3, access: 6, ..Default::default() };
+        assert_eq!(decode(&bytes_of(&ev)), Ok(Record::Device(ev)));
+        assert_eq!(decode(&bytes_of(&ev)[..63]), Err(DecodeError::Size { kind: EVENT_DEVICE, got: 63, want: 64 }));
     }
 
     #[test]

@@ -1,0 +1,20 @@
+//! Generates the gRPC code for `src/kube` (kubelet pod-resources v1 and CRI
+//! `runtime.v1`) from the vendored `proto/` files. `protox` compiles them in
+//! pure Rust, so no `protoc` binary is needed at build time.
+use std::path::Path;
+
+/// Protos under `proto/`, relative to it (their import names).
+const PROTOS: &[&str] = &["podresources/v1/api.proto", "cri/v1/api.proto"];
+
+/// Compiles the protos into `OUT_DIR` (`v1.rs`, `runtime.v1.rs`) with client
+/// and server code.
+pub fn build(manifest: &Path) -> Result<(), String> {
+    let root = manifest.join("proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let fds = protox::compile(PROTOS.iter().map(|p| root.join(p)), [&root]).map_err(|e| format!("protos: {e:?}"))?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .map_err(|e| format!("protos codegen: {e}"))
+}
