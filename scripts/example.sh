@@ -24,6 +24,10 @@ mountpoint -q "$files" || mount -t tmpfs -o size=16m warden-demo "$files"
 mkdir -p "$files/datasets/imagenet" "$files/models/llama"
 echo "pixels" > "$files/datasets/imagenet/batch-0001"
 echo "weights" > "$files/models/llama/shard-0001"
+# Two GPU device nodes (195:0, 195:1). Without a GPU no driver answers, so an
+# allowed open ends in "No such device or address" and a denied one in EPERM.
+mkdir -p "$files/dev"
+for i in 0 1; do [ -e "$files/dev/nvidia$i" ] || mknod -m 666 "$files/dev/nvidia$i" c 195 "$i"; done
 
 python3 - <<'PY' &
 # Demo listeners for the two local segments (object-store, tenant-b).
@@ -75,6 +79,9 @@ fprobe inference/server-1 "inference reads a dataset"     read  "$files/datasets
 fprobe training/job-1     "trainer writes a checkpoint"   write "$files/models/llama/shard-0001"
 fprobe inference/server-1 "inference reads model weights" read  "$files/models/llama/shard-0001"
 fprobe inference/server-1 "inference overwrites weights"  write "$files/models/llama/shard-0001"
+fprobe training/job-1     "trainer opens its GPU 0"       write "$files/dev/nvidia0"
+fprobe training/job-1     "trainer opens GPU 1"           write "$files/dev/nvidia1"
+fprobe inference/server-1 "inference opens GPU 0"         write "$files/dev/nvidia0"
 sleep 0.3
 echo >&2
 "$bin/warden" status --socket "$sock" >&2

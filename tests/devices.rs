@@ -302,3 +302,67 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// What a container runtime does (runc, crun): its own cgroup/dev program
+/// on the container's cgroup, attached with BPF_F_ALLOW_MULTI. This one
+/// allows everything except /dev/zero (char 1:5). Returns the program fd.
+fn attach_runtime_program(cgroup: &Path) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // struct bpf_insn: code, dst|src<<4, off, imm.
+    let insn = |code: u8, dst: u8, src: u8, off: i16, imm: i32| -> u64 {
+        (code as u64) | (((dst | (src << 4)) as u64) << 8) | (((off as u16) as u64) << 16) | ((imm as u32 as u64) << 32)
+    };
+    let prog: [u64; 7] = [
+        insn(0x61, 2, 1, 4, 0), // r2 = ctx->major
+        insn(0x61, 3, 1, 8, 0), // r3 = ctx->minor
+        insn(0xb7, 0, 0, 0, 1), // r0 = 1 (allow)
+        insn(0x55, 2, 0, 2, 1), // if r2 != 1 goto exit
+        insn(0x55, 3, 0, 1, 5), // if r3 != 5 goto exit
+        insn(0xb7, 0, 0, 0, 0), // r0 = 0 (deny /dev/zero)
+        insn(0x95, 0, 0, 0, 0), // exit
+    ];
+    let license = c"GPL";
+    // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, ...
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&15u32.to_ne_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
+    attr[4..8].copy_from_slice(&(prog.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: attr is a valid, zero-padded bpf_attr of the size passed.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, attr.as_ptr(), attr.len())
+    };
+    assert!(fd >= 0, "load runtime device program: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd we own.
+    let prog_fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    let cg = std::fs::File::open(cgroup).unwrap();
+    // BPF_PROG_ATTACH: target_fd, attach_bpf_fd, attach_type, attach_flags.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog_fd.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
+    attr[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::syscall(libc::SYS_bpf, 8 /* BPF_PROG_ATTACH */, attr.as_ptr(), attr.len())
+    };
+    assert_eq!(r, 0, "attach runtime device program: {}", std::io::Error::last_os_error());
+    prog_fd
+}
+
+/// warden's hook runs alongside the runtime's device program on the same
+/// container: each must allow, so neither can widen the other's rules.
+#[test]
+fn runtime_device_rules_still_apply() {
+    require_root();
+    let fs = DevFs::new("gpus-runtime");
+    let tree = TestTree::new("gpus-runtime");
+    let trainer = tree.mkdir("trainer/ctr");
+    let _agent = Agent::start(&tree, &policy(&fs, "enforce"));
+    let _prog = attach_runtime_program(&trainer);
+    let p = open(&trainer, "read", "/dev/zero");
+    assert!(p.eperm(), "the runtime's deny of /dev/zero must hold: {p:?}");
+    assert!(open(&trainer, "read", "/dev/null").ok(), "the runtime allows /dev/null and warden does not govern it");
+    assert!(open(&trainer, "write", &fs.s("nvidia0")).eperm(), "warden's deny of GPU 0 must hold");
+    assert!(open(&trainer, "write", &fs.s("nvidia1")).nodev(), "both allow GPU 1");
+}

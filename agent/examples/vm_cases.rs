@@ -15,6 +15,7 @@ use file_cases::*;
 const BIN: &str = "/usr/local/bin";
 const CG: &str = "/sys/fs/cgroup/warden-vm";
 const BASE: &str = "/tmp/warden-vm";
+const DEV: &str = "/tmp/warden-vm-dev";
 
 fn probe(bin: &str, cgroup: &Path, args: &[&str]) -> i32 {
     Command::new(format!("{BIN}/{bin}"))
@@ -71,6 +72,16 @@ fn main() {
         &format!("  - name: store\n    network:\n      - cidr: 127.0.0.1/32\n        ports: [{port}]\nworkloads:"),
     );
     yaml.push_str("  - workload: writer\n    segment: store\n");
+    // Devices too: two GPU nodes (no driver behind them: allowed opens get ENXIO).
+    std::fs::create_dir_all(DEV).unwrap();
+    for gpu in 0..2u32 {
+        let node = std::ffi::CString::new(format!("{DEV}/nvidia{gpu}")).unwrap();
+        // SAFETY: valid path; the VM runs this as root.
+        unsafe { libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(195, gpu)) };
+    }
+    yaml =
+        yaml.replace("workloads:", "  - name: gpus\n    devices: { gpus: [0, 1], nvidiaControl: false }\nworkloads:");
+    yaml.push_str("  - workload: writer\n    segment: gpus\n    gpus: [1]\n");
     std::fs::write("/tmp/policy.yaml", &yaml).unwrap();
 
     // Bench: this process becomes a reader; measure with no agent first.
@@ -201,6 +212,17 @@ fn main() {
     );
     if !(net_ok == 0 && net_no == 2) {
         failures.push(format!("network: allowed exit {net_ok}, denied exit {net_no}"));
+    }
+
+    // Device hook on this kernel: 4 = ENXIO (allowed, no driver), 2 = EPERM.
+    let dev = |who: &str, gpu: u32| {
+        probe("warden-fileprobe", &Path::new(CG).join(who), &["write", &format!("{DEV}/nvidia{gpu}")])
+    };
+    let got = [dev("writer/job", 1), dev("writer/job", 0), dev("other/job", 1)];
+    let ok = got == [4, 2, 2];
+    println!("{} devices: granted GPU / other GPU / other workload (exits {got:?})", if ok { "PASS" } else { "FAIL" });
+    if !ok {
+        failures.push(format!("devices: exits {got:?}, expected [4, 2, 2]"));
     }
 
     std::thread::sleep(Duration::from_millis(300));

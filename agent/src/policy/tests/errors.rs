@@ -45,7 +45,7 @@ fn unknown_keys_list_the_allowed_ones() {
         [
             "p.yaml:2:1: mod: unknown key `mod` (did you mean `mode`?); allowed keys: version, mode, defaultAction, agent, segments, workloads, allow",
             "p.yaml:7:9: segments[0].network[0].port: unknown key `port` (did you mean `ports`?); allowed keys: cidr, ports, protocol",
-            "p.yaml:8:5: segments[0].path: unknown key `path` (did you mean `paths`?); allowed keys: name, description, mode, network, paths",
+            "p.yaml:8:5: segments[0].path: unknown key `path` (did you mean `paths`?); allowed keys: name, description, mode, network, paths, devices",
         ]
     );
 }
@@ -84,7 +84,7 @@ fn missing_required_fields_point_at_the_parent_mapping() {
         [
             "p.yaml:1:1: version: missing required key `version`",
             "p.yaml:3:5: segments[0].name: missing required key `name`",
-            "p.yaml:3:5: segments[0].network: missing required key `network` (or `paths`, or both)",
+            "p.yaml:3:5: segments[0].network: missing required key `network` (or `paths`, or `devices`)",
             "p.yaml:6:9: segments[1].network[0].cidr: missing required key `cidr`",
             "p.yaml:8:5: workloads[0].selector: missing required key `selector`",
             "p.yaml:10:15: workloads[1].selector.cgroup: missing required key `cgroup`",

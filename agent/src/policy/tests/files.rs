@@ -170,7 +170,7 @@ fn access_without_paths_and_narrowing_without_network() {
     assert_eq!(
         errs(text),
         [
-            "p.yaml:12:13: allow[0].access: `access` only applies to segments with `paths`, and none of this rule's segments has any",
+            "p.yaml:12:13: allow[0].access: `access` only applies to segments with `paths` or `devices`, and none of this rule's segments has any",
             "p.yaml:16:12: allow[1].ports: `ports` only applies to segments with `network` entries, and none of this rule's segments has any",
             "p.yaml:17:15: allow[2].workload: unknown workload `v`; did you mean `w`?",
             "p.yaml:19:15: allow[2].protocol: `protocol` only applies to segments with `network` entries, and none of this rule's segments has any",

@@ -2,6 +2,7 @@
 use super::{Policy, load_str};
 
 mod compile;
+mod devices;
 mod errors;
 mod files;
 mod fuzz;
@@ -115,6 +116,63 @@ allow:
     segment: datasets
     access: read
     mode: audit
+"#;
+
+/// Device segments: GPUs 0-3 with the control nodes (2), GPUs 4-5 in audit (3),
+/// RDMA nodes only (4), a disk next to file paths (5); ids follow the file.
+pub(super) const DEVICES: &str = r#"version: 1
+mode: enforce
+agent:
+  devices:
+    procRoot: /host/proc
+    kubeletSocket: /run/kubelet/pod-resources.sock
+    criSocket: /run/containerd/containerd.sock
+    gpuResource: example.com/gpu
+    refreshMs: 2000
+segments:
+  - name: net
+    network: [{cidr: 10.0.0.0/8}]
+  - name: gpus-a
+    devices:
+      gpus: [0, 1, 2, 3]
+  - name: gpus-b
+    mode: audit
+    devices:
+      gpus: [4, 5]
+      nvidiaControl: false
+  - name: rdma
+    devices:
+      paths: ["/dev/infiniband/uverbs*", /dev/infiniband/rdma_cm]
+  - name: weights
+    paths: [/models]
+    devices:
+      paths: [/dev/nvme1n1]
+workloads:
+  - name: trainer
+    selector: {cgroup: "training/*"}
+  - name: inference
+    mode: audit
+    selector: {cgroup: "inference/*"}
+  - name: batch
+    selector: {cgroup: "batch/*"}
+allow:
+  - workload: trainer
+    segments: [gpus-a, rdma]
+    gpus: [1, 3, 5]
+  - workload: trainer
+    segment: gpus-b
+    access: read
+  - workload: inference
+    segment: gpus-a
+    gpus: assigned
+    access: read-write
+  - workload: batch
+    segments: [gpus-b, net]
+    ports: [443]
+    mode: enforce
+  - workload: batch
+    segment: weights
+    access: read
 "#;
 
 pub(super) fn ok(text: &str) -> Policy {

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::super::error::Diag;
 use super::super::yaml;
-use super::{EXAMPLE, FILES, MODES, NESTED, ok};
+use super::{DEVICES, EXAMPLE, FILES, MODES, NESTED, ok};
 
 const SCHEMA: &str = include_str!("../../../../config/policy.schema.json");
 
@@ -29,7 +29,12 @@ fn accepts_every_valid_policy() {
                  events: {jsonl: /var/log/w.jsonl, logUnprotected: true}\n  ringBufferBytes: 65536\n";
     let paths_only =
         "version: 1\nagent: {files: {backend: lsm}}\nsegments: [{name: s, paths: [/a, /a/b, \"/x y/.z\"]}]\n";
-    for text in [EXAMPLE, NESTED, MODES, FILES, minimal, lists, agent, paths_only] {
+    let devices_only = "version: 1\nagent: {devices: {}}\nsegments:\n  - {name: all, devices: {gpus: all}}\n  \
+                        - {name: ctl, devices: {nvidiaControl: false, paths: [/dev/kvm, \"/dev/sd?\", \"/dev/nvme[0-3]n1\"]}}\n\
+                        workloads: [{name: w, selector: {cgroup: w}}]\n\
+                        allow: [{workload: w, segments: [all, ctl], gpus: [0, 253], access: read-write, mode: audit}]\n";
+    let control_only = "version: 1\nsegments: [{name: c, devices: {nvidiaControl: true}}]\n";
+    for text in [EXAMPLE, NESTED, MODES, FILES, DEVICES, minimal, lists, agent, paths_only, devices_only, control_only] {
         ok(text); // the reader agrees
         let instance = json(text);
         let problems: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
@@ -68,6 +73,33 @@ fn rejects_invalid_policies() {
         "version: 1\nallow: [{workload: a}]\n",
         "version: 1\nallow: [{workload: a, segment: s, ports: [1, 2, 3, 4, 5]}]\n",
         "- version: 1\n",
+        // Device segments and GPU rules.
+        "version: 1\nsegments: [{name: s, devices: {}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {nvidiaControl: false}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: some}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [254]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [-1]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: []}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [1, 1]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [\"1\"]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [0], nvidiaControl: \"yes\"}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {gpus: [0], gpu: [1]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {paths: []}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {paths: [dev/x]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {paths: [\"/dev/*/x\"]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {paths: [/dev/]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: {paths: [/dev/../sda]}}]\n",
+        "version: 1\nsegments: [{name: s, devices: [gpus]}]\n",
+        "version: 1\nagent: {devices: {refreshMs: 50}}\n",
+        "version: 1\nagent: {devices: {refreshMs: 600001}}\n",
+        "version: 1\nagent: {devices: {procRoot: proc}}\n",
+        "version: 1\nagent: {devices: {criSocket: run/c.sock}}\n",
+        "version: 1\nagent: {devices: {gpuResource: \"\"}}\n",
+        "version: 1\nagent: {devices: {refresh: 1000}}\n",
+        "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: all}]\n",
+        "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: [254]}]\n",
+        "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: []}]\n",
+        "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, access: write}]\n",
     ];
     for text in invalid {
         assert!(!v.is_valid(&json(text)), "schema accepted:\n{text}");
