@@ -1,5 +1,5 @@
-//! Text the agent reads from the host: /proc/self/mountinfo and tracefs
-//! format files.
+//! Text the agent reads from the host: /proc/self/mountinfo, tracefs
+//! format files, /proc/devices and the NVIDIA driver's GPU information files.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -7,4 +7,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for field in ["root", "id", "path"] {
         let _ = warden::hooks::tracefs::field_offset(&text, field);
     }
+    let _ = warden::kube::nvidia::proc_devices_major(&text, "nvidia-uvm");
+    let _ = warden::kube::nvidia::parse_information(&text);
 });

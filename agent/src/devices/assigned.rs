@@ -85,10 +85,15 @@ fn gpu_index(id: &str, minors: &HashMap<String, u32>) -> Option<u16> {
     (minor < NVIDIA_MAX_GPUS).then_some(minor as u16)
 }
 
-/// The container id a cgroup's last path component names, if any.
+/// The container id named by a cgroup's path: its own last component, or
+/// the nearest ancestor's (cgroups a container makes below its own inherit
+/// its GPUs).
 pub fn container_id_of(rel: &str) -> Option<&str> {
-    let last = rel.rsplit('/').next()?;
-    let id = last.strip_suffix(".scope").map_or(last, |s| {
+    rel.rsplit('/').find_map(component_id)
+}
+
+fn component_id(c: &str) -> Option<&str> {
+    let id = c.strip_suffix(".scope").map_or(c, |s| {
         ["cri-containerd-", "crio-", "docker-", "cri-o-"].iter().find_map(|p| s.strip_prefix(p)).unwrap_or(s)
     });
     (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
@@ -118,6 +123,7 @@ mod tests {
             format!("kubepods/burstable/pod1/{id}"),
             format!("x/crio-{id}.scope"),
             format!("docker-{id}.scope"),
+            format!("kubepods/pod1/{id}/nested/child"),
         ] {
             assert_eq!(container_id_of(&name), Some(id), "{name}");
         }

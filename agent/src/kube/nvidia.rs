@@ -72,7 +72,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
 
 /// `(uuid, minor)` from an information file's `GPU UUID:` and
 /// `Device Minor:` lines (each `Key: \t value`), each required exactly once.
-fn parse_information(text: &str) -> Result<(String, u32), String> {
+pub fn parse_information(text: &str) -> Result<(String, u32), String> {
     let (mut uuid, mut minor) = (None, None);
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else { continue };

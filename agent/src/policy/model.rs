@@ -318,10 +318,12 @@ pub struct DevicePath {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
     pub gpus: Option<GpuSelection>,
+    /// `gpus` was written, even if its value was invalid (and reported).
+    pub gpus_given: bool,
     /// nvidiactl, nvidia-modeset, nvidia-uvm and nvidia-uvm-tools.
     pub nvidia_control: bool,
     pub paths: Vec<DevicePath>,
-    /// Position of the `devices` key.
+    /// Position of the `devices` value.
     pub origin: Origin,
 }
 

@@ -199,12 +199,13 @@ impl Reader<'_> {
     /// (default true when `gpus` is given), `paths: [device node paths]`.
     fn devices(&mut self, node: &Node, path: &str) -> Option<DeviceSpec> {
         let m = self.map(node, path, DEVICES_KEYS)?;
+        // Whether a key was written, valid or not: an invalid value is
+        // reported once, never again as "lists no devices" and the like.
+        let gpus_given = m.get("gpus").is_some();
         let gpus = m.get("gpus").and_then(|n| self.gpu_indices(n, &m.field("gpus"), "all"));
         let gpus = gpus.map(|g| g.map_or(GpuSelection::All, GpuSelection::Indices));
-        let nvidia_control = match m.get("nvidiaControl") {
-            Some(n) => self.boolean(n, &m.field("nvidiaControl")).unwrap_or(true),
-            None => gpus.is_some(),
-        };
+        let control = m.get("nvidiaControl").map(|n| self.boolean(n, &m.field("nvidiaControl")));
+        let nvidia_control = control.flatten().unwrap_or(gpus_given);
         let mut paths = Vec::new();
         if let Some(list) = m.get("paths") {
             let field = m.field("paths");
@@ -217,10 +218,11 @@ impl Reader<'_> {
                 }
             }
         }
-        if gpus.is_none() && !nvidia_control && paths.is_empty() && m.get("paths").is_none() {
+        let control_given = matches!(control, Some(Some(true)) | Some(None));
+        if !gpus_given && !control_given && m.get("paths").is_none() {
             self.err(node, path, "lists no devices: give `gpus`, `nvidiaControl: true` or `paths`");
         }
-        Some(DeviceSpec { gpus, nvidia_control, paths, origin: Origin::new(node.loc, path) })
+        Some(DeviceSpec { gpus, gpus_given, nvidia_control, paths, origin: Origin::new(node.loc, path) })
     }
 
     /// `keyword` (→ `Some(None)`) or a non-empty list of GPU indices 0..=253.
@@ -234,23 +236,25 @@ impl Reader<'_> {
         }
         let items = self.list(node, field)?;
         let mut out: Vec<u16> = Vec::new();
+        let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let f = format!("{field}[{i}]");
-            let Some(v) = self.integer(item, &f) else { continue };
+            let Some(v) = self.integer(item, &f) else {
+                ok = false;
+                continue;
+            };
             let max = warden_common::NVIDIA_MAX_GPUS as i64 - 1;
             if !(0..=max).contains(&v) {
                 self.err(item, &f, format!("GPU index {v} is out of range 0-{max}"));
+                ok = false;
             } else if out.contains(&(v as u16)) {
                 self.err(item, &f, format!("GPU {v} is listed twice"));
             } else {
                 out.push(v as u16);
             }
         }
-        if out.is_empty() {
-            self.err(node, field, "lists no GPU");
-            return None;
-        }
-        Some(Some(out))
+        // An empty list is reported by `list`; bad items each by themselves.
+        (ok && !out.is_empty()).then_some(Some(out))
     }
 
     fn segment(&mut self, node: &Node, path: &str) -> Option<Segment> {

@@ -254,7 +254,7 @@ fn rule_fits_segments(policy: &Policy, rule: &AllowRule, known: &[usize], all_kn
     let any_paths = known.iter().any(|&si| !policy.segments[si].paths.is_empty());
     let any_network = known.iter().any(|&si| !policy.segments[si].network.is_empty());
     let any_devices = known.iter().any(|&si| policy.segments[si].devices.is_some());
-    let any_gpus = known.iter().any(|&si| policy.segments[si].devices.as_ref().is_some_and(|d| d.gpus.is_some()));
+    let any_gpus = known.iter().any(|&si| policy.segments[si].devices.as_ref().is_some_and(|d| d.gpus_given));
     if rule.gpus.is_some() && !any_gpus && all_known {
         let reason = "`gpus` only applies to segments with `devices.gpus`, and none of this rule's segments has any";
         diag.at_origin(&rule.gpus_origin, reason);
@@ -284,19 +284,31 @@ const ACCESS_REQUIRED: &str = "`access` is required for segments with paths: rea
 
 /// A GPU index in two segments: which segment's rules apply would be ambiguous.
 fn gpus(policy: &Policy, diag: &mut Diag) {
+    // GPU → the first segment listing it; each later segment gets one error
+    // per earlier segment it clashes with.
     let mut owner: HashMap<u16, &str> = HashMap::new();
     for s in &policy.segments {
         let Some(d) = &s.devices else { continue };
+        let mut clashes: Vec<(&str, Vec<u16>)> = Vec::new();
         for gpu in d.gpus.as_ref().map(|g| g.indices()).unwrap_or_default() {
-            if let Some(first) = owner.insert(gpu, &s.name)
-                && first != s.name
-            {
-                diag.at_origin(
-                    &d.origin,
-                    format!("GPU {gpu} is already in segment `{first}`; a GPU belongs to one segment"),
-                );
-                break;
+            let first = *owner.entry(gpu).or_insert(&s.name);
+            if first == s.name {
+                continue;
             }
+            match clashes.iter_mut().find(|(name, _)| *name == first) {
+                Some((_, gpus)) => gpus.push(gpu),
+                None => clashes.push((first, vec![gpu])),
+            }
+        }
+        for (first, gpus) in clashes {
+            let shown: Vec<String> = gpus.iter().take(8).map(u16::to_string).collect();
+            let more = if gpus.len() > 8 { format!(" and {} more", gpus.len() - 8) } else { String::new() };
+            let (noun, verb) = if gpus.len() == 1 { ("GPU", "is") } else { ("GPUs", "are") };
+            let reason = format!(
+                "{noun} {}{more} {verb} already in segment `{first}`; a GPU belongs to one segment",
+                shown.join(", ")
+            );
+            diag.at_origin(&d.origin, reason);
         }
     }
     let mut control: Option<&str> = None;

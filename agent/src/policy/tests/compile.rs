@@ -61,13 +61,17 @@ fn ipv6_keys_and_inheritance() {
 #[test]
 fn ids_names_and_labels() {
     let c = ok(EXAMPLE).compile();
-    assert_eq!(c.segments, ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights"]);
+    assert_eq!(
+        c.segments,
+        ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights", "gpus"]
+    );
     assert_eq!(c.workloads, ["trainer", "inference"]);
     assert_eq!(c.segment_name(1), Some("object-store"));
     assert_eq!(c.segment_name(4), Some("metadata-api"));
     assert_eq!(c.segment_name(0), None);
     assert_eq!(c.segment_name(6), Some("model-weights"));
-    assert_eq!(c.segment_name(7), None);
+    assert_eq!(c.segment_name(7), Some("gpus"));
+    assert_eq!(c.segment_name(8), None);
     assert_eq!(c.workload_name(2), Some("inference"));
     assert_eq!(c.workload_name(0), None);
     assert_eq!(c.workload_name(3), None);
@@ -75,9 +79,19 @@ fn ids_names_and_labels() {
     assert_eq!(c.rule_label(2), Some("allow[1] inference->model-registry"));
     assert_eq!(c.rule_label(0), None);
     assert_eq!(c.rule_label(4), Some("allow[3] trainer->model-weights"));
-    assert_eq!(c.rules.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-    // Path-only segments get ids and infos like network ones.
-    assert_eq!(c.segment_info.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(c.rule_label(6), Some("allow[5] trainer->gpus"));
+    assert_eq!(c.rule_label(7), None);
+    assert_eq!(c.rules.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    // Path-only and device-only segments get ids and infos like network ones.
+    assert_eq!(c.segment_info.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(c.devices.iter().map(|d| d.segment_id).collect::<Vec<_>>(), [7]);
+    // The trainer's GPU rule: GPU 0 only, default access; inference has no device entry.
+    let dev: Vec<(u32, u16, u32, bool, bool)> = c
+        .device_allow
+        .iter()
+        .map(|(k, v)| (k.workload_id, k.segment_id, v.rule_id, v.gpus.contains(0), v.gpus.contains(1)))
+        .collect();
+    assert_eq!(dev, [(1, 7, 6, true, false)]);
     assert_eq!(c.segment_info[1].1.mode, MODE_AUDIT);
     assert_eq!(c.segment_info[0].1.mode, MODE_ENFORCE);
     assert_eq!(c.settings.default_action, DEFAULT_ALLOW);

@@ -260,9 +260,10 @@ fn a_gpu_in_two_segments() {
     assert_eq!(
         errs(text),
         [
-            // Reported at the `devices` mapping (its first key), once per segment.
+            // Reported at the `devices` mapping (its first key), once per clashing pair of segments.
             format!("p.yaml:8:7: segments[1].devices: GPU 1 is already in segment `a`; {tail}"),
-            format!("p.yaml:11:14: segments[2].devices: GPU 0 is already in segment `a`; {tail}"),
+            format!("p.yaml:11:14: segments[2].devices: GPUs 0, 1 are already in segment `a`; {tail}"),
+            format!("p.yaml:11:14: segments[2].devices: GPU 2 is already in segment `b`; {tail}"),
         ]
     );
     // Disjoint sets are fine; `all` in one segment leaves room for none elsewhere.
@@ -382,11 +383,9 @@ fn bad_gpu_values() {
     );
 }
 
-/// Documents reader bugs found while writing these tests: an invalid `gpus`
-/// value (or `nvidiaControl`) makes the reader report follow-on errors that
-/// only restate the first one. Un-ignore once `parse.rs`/`validate.rs` are fixed.
+/// An invalid `gpus` value (or `nvidiaControl`) is reported once, with no
+/// follow-on errors that only restate it.
 #[test]
-#[ignore = "reader bug: invalid `gpus`/`nvidiaControl` values cascade into extra errors"]
 fn invalid_gpu_values_do_not_cascade() {
     let seg = |devices: &str| format!("version: 1\nsegments:\n  - name: g\n    devices:\n{devices}");
     // parse.rs `devices()`: "lists no devices" is decided on the parsed `gpus`, not on the key.
@@ -411,10 +410,8 @@ fn invalid_gpu_values_do_not_cascade() {
     );
 }
 
-/// validate.rs `gpus()`: after a segment's first clash it stops recording that
-/// segment's GPUs and the owner is overwritten by the later segment.
+/// Every GPU clash is reported, each against the segment that listed the GPU first.
 #[test]
-#[ignore = "validator bug: a GPU clash hides later clashes and names the wrong first segment"]
 fn every_gpu_clash_names_the_first_segment() {
     let text = "version: 1\nsegments:\n  - {name: a, devices: {gpus: [0], nvidiaControl: false}}\n  - {name: b, devices: {gpus: [0, 1], nvidiaControl: false}}\n  - {name: c, devices: {gpus: [1], nvidiaControl: false}}\n  - {name: d, devices: {gpus: [0], nvidiaControl: false}}\n";
     let tail = "a GPU belongs to one segment";

@@ -1,6 +1,6 @@
 //! A cheap in-tree fuzz: mutated variants of the example must never panic.
 use super::super::{fuzz_parse, load_str};
-use super::{EXAMPLE, FILES, MODES, NESTED};
+use super::{DEVICES, EXAMPLE, FILES, MODES, NESTED};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -47,6 +47,8 @@ const TOKENS: &[&[u8]] = &[
     b"//",
     b"access: read-write\n",
     b"paths: [/x]\n",
+    b"gpus: [0, 253]\n",
+    b"devices: {gpus: all}\n",
 ];
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
@@ -81,7 +83,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_inputs_never_panic() {
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
-    let bases = [EXAMPLE.as_bytes(), NESTED.as_bytes(), MODES.as_bytes(), FILES.as_bytes()];
+    let bases = [EXAMPLE.as_bytes(), NESTED.as_bytes(), MODES.as_bytes(), FILES.as_bytes(), DEVICES.as_bytes()];
     let mut loaded = 0;
     for i in 0..600 {
         let input = mutate(&mut rng, bases[i % bases.len()]);
@@ -92,6 +94,7 @@ fn mutated_inputs_never_panic() {
             let c = p.compile();
             assert_eq!(c.segment_info.len(), p.segments.len());
             assert_eq!(c.files.len(), p.segments.iter().map(|s| s.paths.len()).sum::<usize>());
+            assert_eq!(c.devices.len(), p.segments.iter().filter(|s| s.devices.is_some()).count());
         }
     }
     // Some mutations (e.g. inside comments) must still load: the harness reaches compile().

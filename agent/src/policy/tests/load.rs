@@ -2,7 +2,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::super::{Access, DefaultAction, FileBackend, Mode, load_file};
+use super::super::{Access, DefaultAction, FileBackend, GpuSelection, Mode, RuleGpus, load_file};
 use super::{EXAMPLE, ok};
 
 #[test]
@@ -18,19 +18,28 @@ fn example_loads_with_its_settings() {
     assert!(!p.agent.events.log_unprotected);
     assert_eq!(p.agent.ring_buffer_bytes, 4 << 20);
     let names: Vec<&str> = p.segments.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights"]);
+    assert_eq!(
+        names,
+        ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights", "gpus"]
+    );
     let names: Vec<&str> = p.workloads.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["trainer", "inference"]);
     assert_eq!(p.workloads[0].cgroup, ["training/*"]);
-    assert_eq!(p.allow.len(), 5);
+    assert_eq!(p.allow.len(), 6);
     assert_eq!(p.agent.files.backend, FileBackend::Auto);
     let paths: Vec<Vec<&Path>> =
         p.segments.iter().map(|s| s.paths.iter().map(|e| e.path.as_path()).collect()).collect();
     assert!(paths[..4].iter().all(Vec::is_empty));
     assert_eq!(paths[4], [Path::new("/mnt/datasets"), Path::new("/tmp/warden-demo/datasets")]);
     assert_eq!(paths[5], [Path::new("/models"), Path::new("/tmp/warden-demo/models")]);
+    assert!(paths[6].is_empty());
+    // The GPU segment: every GPU plus the control nodes; the trainer gets GPU 0 with the default access.
+    let gpus = p.segments[6].devices.as_ref().expect("gpus has devices");
+    assert_eq!((gpus.gpus.as_ref(), gpus.nvidia_control), (Some(&GpuSelection::All), true));
+    assert!(p.segments[..6].iter().all(|s| s.devices.is_none()));
+    assert_eq!(p.allow[5].gpus, Some(RuleGpus::Listed(vec![0])));
     let access: Vec<Option<Access>> = p.allow.iter().map(|r| r.access).collect();
-    assert_eq!(access, [None, None, Some(Access::Read), Some(Access::ReadWrite), Some(Access::Read)]);
+    assert_eq!(access, [None, None, Some(Access::Read), Some(Access::ReadWrite), Some(Access::Read), None]);
     assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
 }
 

@@ -34,7 +34,8 @@ fn accepts_every_valid_policy() {
                         workloads: [{name: w, selector: {cgroup: w}}]\n\
                         allow: [{workload: w, segments: [all, ctl], gpus: [0, 253], access: read-write, mode: audit}]\n";
     let control_only = "version: 1\nsegments: [{name: c, devices: {nvidiaControl: true}}]\n";
-    for text in [EXAMPLE, NESTED, MODES, FILES, DEVICES, minimal, lists, agent, paths_only, devices_only, control_only] {
+    for text in [EXAMPLE, NESTED, MODES, FILES, DEVICES, minimal, lists, agent, paths_only, devices_only, control_only]
+    {
         ok(text); // the reader agrees
         let instance = json(text);
         let problems: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
