@@ -41,12 +41,12 @@ pub fn device(ctx: DeviceContext) -> i32 {
     let access = (access_type >> 16) as u8;
     let key = DeviceKey { kind: dev_type, _pad: [0; 3], major, minor };
     // SAFETY: values are written whole by the agent.
-    let Some(seg) = (unsafe { DEVICE_SEGMENTS.get(&key) }).copied() else { return 1 };
+    let Some(seg) = (unsafe { DEVICE_SEGMENTS.get(key) }).copied() else { return 1 };
     bump(&STATS, STAT_DECISIONS);
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: values are plain u32 written whole by the agent.
-    let workload = unsafe { CGROUP_WORKLOADS.get(&cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let workload = unsafe { CGROUP_WORKLOADS.get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
     let (verdict, rule) = decide(workload, cgroup_id, &seg, access);
     if workload <= MAX_WORKLOADS {
         bump(&DEVICE_COUNTERS, workload * VERDICT_SLOTS + verdict as u32);
@@ -61,11 +61,11 @@ fn decide(workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8
     if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: seg.segment_id, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { DEVICE_ALLOW.get(&key) } {
+        if let Some(a) = unsafe { DEVICE_ALLOW.get(key) } {
             let gpu_ok = seg.gpu == GPU_NONE
                 || if a.gpus_from == GPUS_ASSIGNED {
                     // SAFETY: as above.
-                    unsafe { DEVICE_ASSIGNED.get(&cgroup_id) }.is_some_and(|s| s.contains(seg.gpu))
+                    unsafe { DEVICE_ASSIGNED.get(cgroup_id) }.is_some_and(|s| s.contains(seg.gpu))
                 } else {
                     a.gpus.contains(seg.gpu)
                 };

@@ -87,16 +87,9 @@ fn gpu_index(id: &str, minors: &HashMap<String, u32>) -> Option<u16> {
 
 /// The container id named by a cgroup's path: its own last component, or
 /// the nearest ancestor's (cgroups a container makes below its own inherit
-/// its GPUs).
+/// its GPUs). Any layout, not only kubelet's: the scope name is what counts.
 pub fn container_id_of(rel: &str) -> Option<&str> {
-    rel.rsplit('/').find_map(component_id)
-}
-
-fn component_id(c: &str) -> Option<&str> {
-    let id = c.strip_suffix(".scope").map_or(c, |s| {
-        ["cri-containerd-", "crio-", "docker-", "cri-o-"].iter().find_map(|p| s.strip_prefix(p)).unwrap_or(s)
-    });
-    (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    rel.rsplit('/').find_map(|c| crate::identity::path::container_component(c).map(|(id, _)| id))
 }
 
 /// `DEVICE_ASSIGNED` entries: every tracked cgroup named for a container
