@@ -124,19 +124,8 @@ impl Hooks {
     /// multi-attach; the kernel rejects BPF_F_ALLOW_MULTI on links (EINVAL),
     /// so the mode must be `Single` (flags 0) there.
     pub fn attach_network(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
-        let cgroup = std::fs::File::open(cgroup_dir)
-            .map_err(|source| HookError::Cgroup { path: cgroup_dir.display().to_string(), source })?;
-        let target = cgroup_dir.display().to_string();
         for name in NET_PROGRAMS {
-            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
-            prog.load().map_err(|e| HookError::Verify { name, source: e })?;
-            prog.attach(cgroup.as_fd(), attach_mode()).map_err(|e| HookError::Attach {
-                name,
-                target: target.clone(),
-                source: e,
-            })?;
-            let id = prog.info().map(|i| i.id()).unwrap_or(0);
-            self.record(name, "cgroup_sock_addr", target.clone(), id);
+            self.attach_cgroup::<CgroupSockAddr>(name, "cgroup_sock_addr", cgroup_dir)?;
         }
         Ok(())
     }
@@ -144,19 +133,28 @@ impl Hooks {
     /// Device hook at `cgroup_dir`. Through a bpf_link it runs alongside the
     /// container runtime's own device programs (every program must allow).
     pub fn attach_devices(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
+        self.attach_cgroup::<CgroupDevice>("device", "cgroup_device", cgroup_dir)
+    }
+
+    fn attach_cgroup<P: CgroupProgram>(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        cgroup_dir: &Path,
+    ) -> Result<(), HookError>
+    where
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
         let cgroup = std::fs::File::open(cgroup_dir)
             .map_err(|source| HookError::Cgroup { path: cgroup_dir.display().to_string(), source })?;
         let target = cgroup_dir.display().to_string();
-        let name = "device";
-        let prog: &mut CgroupDevice = program(&mut self.ebpf, name)?;
-        prog.load().map_err(|e| HookError::Verify { name, source: e })?;
-        prog.attach(cgroup.as_fd(), attach_mode()).map_err(|e| HookError::Attach {
-            name,
-            target: target.clone(),
-            source: e,
+        let prog: &mut P = program(&mut self.ebpf, name)?;
+        prog.load_and_attach(cgroup.as_fd()).map_err(|e| match e {
+            (true, source) => HookError::Verify { name, source },
+            (false, source) => HookError::Attach { name, target: target.clone(), source },
         })?;
-        let id = prog.info().map(|i| i.id()).unwrap_or(0);
-        self.record(name, "cgroup_device", target, id);
+        let id = prog.id();
+        self.record(name, kind, target, id);
         Ok(())
     }
 
@@ -178,6 +176,35 @@ impl Hooks {
         self.attached.push(AttachedProgram { name, kind, attached_to, program_id });
     }
 }
+
+/// The cgroup program types warden attaches, behind one load-and-attach.
+trait CgroupProgram {
+    /// `Err((true, _))`: the load (verifier) failed; `(false, _)`: the attach.
+    fn load_and_attach(
+        &mut self,
+        cgroup: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), (bool, aya::programs::ProgramError)>;
+    fn id(&self) -> u32;
+}
+
+macro_rules! cgroup_program {
+    ($ty:ty) => {
+        impl CgroupProgram for $ty {
+            fn load_and_attach(
+                &mut self,
+                cgroup: std::os::fd::BorrowedFd<'_>,
+            ) -> Result<(), (bool, aya::programs::ProgramError)> {
+                self.load().map_err(|e| (true, e))?;
+                self.attach(cgroup, attach_mode()).map(|_| ()).map_err(|e| (false, e))
+            }
+            fn id(&self) -> u32 {
+                self.info().map(|i| i.id()).unwrap_or(0)
+            }
+        }
+    };
+}
+cgroup_program!(CgroupSockAddr);
+cgroup_program!(CgroupDevice);
 
 /// Links (>= 5.7) are multi-attach by nature; legacy attach needs the flag.
 fn attach_mode() -> CgroupAttachMode {

@@ -117,16 +117,12 @@ impl Policy {
             }
             allow.insert(key, value);
         }
-        // A workload-level mode must reach the kernel for pairs without a rule,
-        // which would otherwise fall back to the segment's mode.
-        for (wi, w) in self.workloads.iter().enumerate() {
-            let Some(mode) = w.mode else { continue };
-            for si in (0..self.segments.len()).filter(|&si| !self.segments[si].network.is_empty()) {
-                allow
-                    .entry(((wi + 1) as u32, (si + 1) as u16))
-                    .or_insert(AllowValue { deny_mode: mode.kernel(), ..Default::default() });
-            }
-        }
+        workload_mode_entries(
+            self,
+            &mut allow,
+            |s| !s.network.is_empty(),
+            |deny_mode| AllowValue { deny_mode, ..Default::default() },
+        );
         let allow = allow
             .into_iter()
             .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
@@ -193,6 +189,24 @@ impl CompiledPolicy {
     pub fn rule_label(&self, id: u32) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
         self.rules.get(i).map(|r| r.label.as_str())
+    }
+}
+
+/// Entries that only carry a workload's own `mode`, for (workload, segment)
+/// pairs of the given kind that no rule covers: without them the kernel
+/// would fall back to the segment's mode. `kind` says whether a segment has
+/// the entries this map is for.
+pub(super) fn workload_mode_entries<V>(
+    policy: &Policy,
+    map: &mut BTreeMap<(u32, u16), V>,
+    kind: impl Fn(&super::model::Segment) -> bool,
+    value: impl Fn(u8) -> V,
+) {
+    for (wi, w) in policy.workloads.iter().enumerate() {
+        let Some(mode) = w.mode else { continue };
+        for (si, _) in policy.segments.iter().enumerate().filter(|(_, s)| kind(s)) {
+            map.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert_with(|| value(mode.kernel()));
+        }
     }
 }
 

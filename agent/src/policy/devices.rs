@@ -64,15 +64,12 @@ pub(super) fn compile_devices(policy: &Policy) -> (Vec<DeviceSegmentSpec>, Vec<(
         // Validation rejects a second rule for a pair; the first one stands.
         allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(value);
     }
-    // A workload-level mode must reach the kernel for pairs without a rule.
-    for (wi, w) in policy.workloads.iter().enumerate() {
-        let Some(mode) = w.mode else { continue };
-        for si in (0..policy.segments.len()).filter(|&si| policy.segments[si].devices.is_some()) {
-            allow
-                .entry(((wi + 1) as u32, (si + 1) as u16))
-                .or_insert(DeviceAllowValue { deny_mode: mode.kernel(), ..Default::default() });
-        }
-    }
+    super::compile::workload_mode_entries(
+        policy,
+        &mut allow,
+        |s| s.devices.is_some(),
+        |deny_mode| DeviceAllowValue { deny_mode, ..Default::default() },
+    );
     let allow = allow
         .into_iter()
         .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
