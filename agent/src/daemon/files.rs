@@ -7,13 +7,16 @@ use std::sync::{
 
 use tokio::sync::mpsc;
 
-use super::state::Shared;
+use super::{state::Shared, writer_priority::WriterPriority};
 use crate::files::{Context, FileDecision, Identity, roots::Roots};
 
 /// File decisions queued for the sink.
 pub type FileEventTx = mpsc::Sender<FileDecision>;
 /// What `start` hands the daemon when a userspace backend needs an event task.
-pub type FileEvents = Option<(mpsc::Receiver<FileDecision>, &'static str)>;
+pub type FileEvents = Option<(mpsc::Receiver<FileDecision>, &'static str, Arc<WriterPriority>)>;
+
+/// Capacity of the queue from the decision thread to the event writer.
+const QUEUE: usize = 65536;
 
 pub struct FilesCtx {
     pub shared: Arc<Shared>,
@@ -21,6 +24,7 @@ pub struct FilesCtx {
     /// To mark filesystems of roots that appear later.
     pub fanotify: Mutex<Option<Arc<crate::files::fanotify::Fanotify>>>,
     pub tx: FileEventTx,
+    pub writer: Arc<WriterPriority>,
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -49,8 +53,12 @@ impl Context for FilesCtx {
     fn emit(&self, d: FileDecision) {
         self.shared.count_file(d.workload, d.verdict);
         // Enriched (tgid, comm, exe, cgroup) by the event task, off the decision path.
+        let urgent = d.verdict != warden_common::VERDICT_ALLOWED;
         if self.tx.try_send(d).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if urgent || self.tx.capacity() < QUEUE * 3 / 4 {
+            self.writer.boost();
         }
     }
 
@@ -104,11 +112,13 @@ pub fn start(
     if matches!(pref, FileBackend::Auto | FileBackend::Fanotify) {
         match crate::files::fanotify::Fanotify::new(&roots) {
             Ok(fan) => {
-                let (tx, rx) = mpsc::channel(65536);
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let writer = Arc::new(WriterPriority::default());
                 let ctx = Arc::new(FilesCtx {
                     shared: shared.clone(),
                     roots: Mutex::new(roots.clone()),
                     tx,
+                    writer: writer.clone(),
                     errors: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
                     fanotify: Mutex::new(None),
@@ -124,7 +134,7 @@ pub fn start(
                     not_enforced: FANOTIFY_BLIND.iter().map(|s| s.to_string()).collect(),
                 };
                 shared.set_file_backend(choice, roots, Some(ctx));
-                return Ok(Some((rx, "fanotify")));
+                return Ok(Some((rx, "fanotify", writer)));
             }
             Err(e) => reasons.push(format!("fanotify unavailable: {e}")),
         }

@@ -6,6 +6,7 @@ mod events;
 pub mod files;
 mod identity;
 mod state;
+mod writer_priority;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -128,8 +129,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(identity::run(cgroup_ring, shared.clone()));
     tasks.spawn(events::run(event_ring, shared.clone(), writer.clone()));
-    if let Some((rx, backend)) = file_events {
-        tasks.spawn(events::run_files(rx, shared.clone(), writer.clone(), backend));
+    if let Some((rx, backend, priority)) = file_events {
+        tasks.spawn(events::run_files(rx, shared.clone(), writer.clone(), backend, priority));
     }
     tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
     tasks.spawn(devices::assignment_loop(shared.clone()));

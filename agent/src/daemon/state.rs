@@ -63,6 +63,7 @@ pub struct Shared {
     decode_errors: AtomicU64,
     last_seq: AtomicU64,
     devices: Mutex<super::devices::DeviceState>,
+    policy_gen: AtomicU64,
     /// Notified on every new cgroup in the root (GPU assignment refresh).
     pub cgroup_created: Arc<tokio::sync::Notify>,
 }
@@ -95,6 +96,7 @@ impl Shared {
             decode_errors: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             devices: Mutex::new(Default::default()),
+            policy_gen: AtomicU64::new(1),
             cgroup_created: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -274,6 +276,19 @@ impl Shared {
         let mut g = self.lock();
         let g = &mut *g;
         f(&mut g.maps, &g.tracker)
+    }
+
+    /// What the fanotify event writer needs to name things, taken once
+    /// (and again when `policy_generation` changes) so it never waits on
+    /// the state lock per batch.
+    pub fn events_snapshot(&self) -> (u64, CompiledPolicy, crate::identity::cgroups::HierarchyPaths) {
+        let g = self.lock();
+        (self.policy_generation(), g.compiled.clone(), g.tracker.hierarchy_paths())
+    }
+
+    /// Bumped whenever the compiled policy is replaced.
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_gen.load(Ordering::Acquire)
     }
 
     pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, &CompiledPolicy) -> R) -> R {

@@ -31,7 +31,8 @@ pub struct Enricher {
     /// /proc reader for userspace-backend events (None if /proc is unusable).
     proc: Option<crate::files::procfs::Proc>,
     clock: time::WallClock,
-    seq: u64,
+    /// Shared by every enricher of the node: one sequence, gaps mean loss.
+    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Enricher {
@@ -42,12 +43,22 @@ impl Enricher {
             threads: Default::default(),
             proc: crate::files::procfs::Proc::open().ok(),
             clock: time::WallClock::new(),
-            seq: 0,
+            seq: Default::default(),
         }
     }
 
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.seq.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Another enricher (own caches, for another thread) numbering events in
+    /// the same sequence.
+    pub fn sibling(&self) -> Self {
+        Self { seq: self.seq.clone(), ..Self::new(self.node.clone()) }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     pub fn network(&mut self, ev: &NetEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
@@ -129,11 +140,11 @@ impl Enricher {
         cgroups: &CgroupTracker,
         policy: &CompiledPolicy,
     ) -> DecisionEvent {
-        self.seq += 1;
+        let seq = self.next_seq();
         let (workload, identity) = identity_of(w.workload_id, w.cgroup_id, cgroups, policy);
         DecisionEvent {
             time: self.clock.format(w.ktime_ns),
-            seq: self.seq,
+            seq,
             node: self.node.clone(),
             kind,
             workload,
@@ -192,14 +203,14 @@ impl Enricher {
         policy: &CompiledPolicy,
         backend: &'static str,
     ) -> DecisionEvent {
-        self.seq += 1;
+        let seq = self.next_seq();
         let (workload, identity) = match d.workload {
             Some(id) => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
             None => (UNMATCHED.to_string(), "unmatched"),
         };
         DecisionEvent {
             time: self.clock.format(crate::identity::delay::monotonic_ns()),
-            seq: self.seq,
+            seq,
             node: self.node.clone(),
             kind: "file",
             workload,

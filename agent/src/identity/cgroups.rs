@@ -27,6 +27,23 @@ pub struct CgroupTracker {
     cgroups: HashMap<u64, CgroupInfo>,
 }
 
+/// Maps hierarchy paths (as in /proc/<pid>/cgroup) to filesystem paths.
+#[derive(Clone, Debug)]
+pub struct HierarchyPaths {
+    mount_point: PathBuf,
+    mount_root: String,
+}
+
+impl HierarchyPaths {
+    pub fn abs(&self, path: &str) -> Option<PathBuf> {
+        let inside_mount = match self.mount_root.as_str() {
+            "/" => path,
+            r => path.strip_prefix(r)?,
+        };
+        Some(self.mount_point.join(inside_mount.trim_start_matches('/')))
+    }
+}
+
 /// The id the kernel uses for a cgroup2 directory: its inode number.
 pub fn cgroup_id(path: &Path) -> std::io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
@@ -92,11 +109,12 @@ impl CgroupTracker {
 
     /// Filesystem path of a hierarchy path (as shown in /proc/<pid>/cgroup).
     pub fn abs_of_hierarchy_path(&self, path: &str) -> Option<PathBuf> {
-        let inside_mount = match self.mount_root.as_str() {
-            "/" => path,
-            r => path.strip_prefix(r)?,
-        };
-        Some(self.mount_point.join(inside_mount.trim_start_matches('/')))
+        self.hierarchy_paths().abs(path)
+    }
+
+    /// The mount facts `abs_of_hierarchy_path` needs, for use without the tracker.
+    pub fn hierarchy_paths(&self) -> HierarchyPaths {
+        HierarchyPaths { mount_point: self.mount_point.clone(), mount_root: self.mount_root.clone() }
     }
 
     /// A hierarchy path (as in /proc/<pid>/cgroup or tracepoints) relative

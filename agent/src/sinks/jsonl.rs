@@ -40,6 +40,17 @@ impl JsonlSink {
         }
     }
 
+    /// Appends lines another thread serialized (see `encode`), in one piece.
+    pub fn write_encoded(&mut self, lines: &[u8], events: u64) {
+        match self.out.write_all(lines) {
+            Ok(()) => self.written += events,
+            Err(e) => {
+                self.errors += events;
+                tracing::warn!(error = %e, "writing events failed");
+            }
+        }
+    }
+
     /// Called once per ring-buffer batch so events reach readers promptly.
     pub fn flush(&mut self) {
         if let Err(e) = self.out.flush() {
@@ -47,4 +58,17 @@ impl JsonlSink {
             tracing::warn!(error = %e, "flushing events failed");
         }
     }
+}
+
+/// Serializes events as JSON lines into `buf`; returns how many it holds.
+/// Lets a thread do the expensive part without holding the shared sink.
+pub fn encode(events: &[DecisionEvent], buf: &mut Vec<u8>) -> u64 {
+    let mut n = 0;
+    for ev in events {
+        if serde_json::to_writer(&mut *buf, ev).is_ok() {
+            buf.push(b'\n');
+            n += 1;
+        }
+    }
+    n
 }

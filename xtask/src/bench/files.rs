@@ -33,6 +33,9 @@ pub struct Args {
     /// the opener's flags; `read-write` needs no flags.
     #[arg(long, default_value = "read")]
     access: String,
+    /// Where the agent writes its events (default: target/bench/files/events.jsonl).
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 fn mount_tmpfs(dir: &Path) -> anyhow::Result<()> {
@@ -198,7 +201,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 samples[1][i].extend(v);
             }
         }
-        let agent = Agent::start(&rel, &policy, Some(base.join("events.jsonl")))?;
+        let agent = Agent::start(&rel, &policy, Some(a.events.clone().unwrap_or_else(|| base.join("events.jsonl"))))?;
         for (i, (_, p)) in paths.iter().enumerate() {
             let v = measure(p, a.opens)?;
             paired[i].push(p99(&v) - floor[i]);
