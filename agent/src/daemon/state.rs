@@ -16,7 +16,7 @@ use crate::{
     files::{BackendChoice, Identity, roots::Roots},
     hooks::maps::VerdictCounts,
     hooks::{Hooks, maps::PolicyMaps},
-    identity::{CgroupInfo, CgroupTracker, delay::DelayStats},
+    identity::{CgroupTracker, delay::DelayStats},
     policy::{CompiledPolicy, Mode, Policy},
 };
 
@@ -138,7 +138,8 @@ impl Shared {
             // Left unidentified in the kernel: fail closed, but say so.
             tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
         }
-        g.tracker.insert(id, CgroupInfo { rel, workload });
+        let info = g.tracker.info(rel, workload);
+        g.tracker.insert(id, info);
         drop(g);
         self.cgroup_created.notify_one();
         true
@@ -163,7 +164,8 @@ impl Shared {
                 if let Err(e) = g.maps.set_cgroup(id, workload) {
                     tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
                 }
-                g.tracker.insert(id, CgroupInfo { rel, workload });
+                let info = g.tracker.info(rel, workload);
+                g.tracker.insert(id, info);
             }
         }
         let gone: Vec<u64> = g.tracker.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();

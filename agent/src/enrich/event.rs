@@ -22,6 +22,10 @@ pub struct DecisionEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,
     pub cgroup: Option<String>,
+    /// What the cgroup path says: pod_uid, qos, container_id, runtime,
+    /// slurm_job, slurm_step, slurm_uid, unit (each only when known).
+    #[serde(flatten)]
+    pub origin: crate::identity::path::PathIdentity,
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,

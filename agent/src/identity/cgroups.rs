@@ -16,6 +16,8 @@ pub struct CgroupInfo {
     /// Path relative to the agent's cgroup root; "" is the root itself.
     pub rel: String,
     pub workload: Option<u32>,
+    /// What the path says (pod, container, Slurm job, unit), parsed once.
+    pub origin: super::path::PathIdentity,
 }
 
 pub struct CgroupTracker {
@@ -75,6 +77,14 @@ impl CgroupTracker {
 
     pub fn root_abs(&self) -> &Path {
         &self.root_abs
+    }
+
+    /// A tracked cgroup's record; its origin is parsed from the whole
+    /// hierarchy path, so kubelet's layout is recognised whatever the root.
+    pub fn info(&self, rel: String, workload: Option<u32>) -> CgroupInfo {
+        let root = self.root_abs.strip_prefix(&self.mount_point).unwrap_or(Path::new(""));
+        let full = format!("{}/{}/{rel}", self.mount_root.trim_end_matches('/'), root.display());
+        CgroupInfo { origin: super::path::parse(&full), rel, workload }
     }
 
     /// Every cgroup under the root (root included) as (id, rel path).
