@@ -10,7 +10,7 @@ use warden_common::{
 
 use super::devices::{DeviceSegmentSpec, compile_devices};
 use super::files::{FileRoot, compile_files};
-use super::model::{FileBackend, Policy, windows};
+use super::model::{AllowRule, FileBackend, Policy, Segment, windows};
 use super::prefixes::{inherited, own_entries};
 use super::select::Selector;
 
@@ -94,39 +94,25 @@ impl Policy {
             })
             .collect();
 
-        let mut allow: BTreeMap<(u32, u16), AllowValue> = BTreeMap::new();
-        for (rule_id, rule, wi, si) in rule_pairs(self) {
-            if self.segments[si].network.is_empty() {
-                continue; // paths or devices only: see `file_allow`, `device_allow`
-            }
-            let key = ((wi + 1) as u32, (si + 1) as u16);
-            if allow.contains_key(&key) {
-                continue; // validation rejects a second rule for a pair
-            }
-            let mode = rule.mode.or(self.workloads[wi].mode).or(self.segments[si].mode).unwrap_or(global);
-            let mut value = AllowValue { deny_mode: mode.kernel(), deny_rule_id: rule_id, ..Default::default() };
-            for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
-                *slot = AllowPorts {
-                    rule_id,
-                    proto_mask: rule.protocol.mask(),
-                    port_lo: window.lo,
-                    port_hi: window.hi,
-                    ..Default::default()
-                };
-                value.count += 1;
-            }
-            allow.insert(key, value);
-        }
-        workload_mode_entries(
+        let allow = allow_table(
             self,
-            &mut allow,
             |s| !s.network.is_empty(),
+            |rule, rule_id, _, deny_mode| {
+                let mut value = AllowValue { deny_mode, deny_rule_id: rule_id, ..Default::default() };
+                for (slot, window) in value.ports.iter_mut().zip(windows(&rule.ports)) {
+                    *slot = AllowPorts {
+                        rule_id,
+                        proto_mask: rule.protocol.mask(),
+                        port_lo: window.lo,
+                        port_hi: window.hi,
+                        ..Default::default()
+                    };
+                    value.count += 1;
+                }
+                value
+            },
             |deny_mode| AllowValue { deny_mode, ..Default::default() },
         );
-        let allow = allow
-            .into_iter()
-            .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
-            .collect();
         let (files, file_allow) = compile_files(self);
         let (devices, device_allow) = compile_devices(self);
 
@@ -192,22 +178,35 @@ impl CompiledPolicy {
     }
 }
 
-/// Entries that only carry a workload's own `mode`, for (workload, segment)
-/// pairs of the given kind that no rule covers: without them the kernel
-/// would fall back to the segment's mode. `kind` says whether a segment has
-/// the entries this map is for.
-pub(super) fn workload_mode_entries<V>(
+/// One kernel allow table, sorted by (workload id, segment id): for each
+/// pair of a segment of this `kind` that a rule covers, `grant(rule, rule
+/// id, segment, deny mode)` from the first such rule (validation rejects a
+/// second); for the pairs no rule covers, an entry carrying only the
+/// workload's own `mode`, which would otherwise fall back to the segment's.
+/// The deny mode is the first set of: rule, workload, segment, global.
+pub(super) fn allow_table<V>(
     policy: &Policy,
-    map: &mut BTreeMap<(u32, u16), V>,
-    kind: impl Fn(&super::model::Segment) -> bool,
-    value: impl Fn(u8) -> V,
-) {
+    kind: impl Fn(&Segment) -> bool,
+    grant: impl Fn(&AllowRule, u32, &Segment, u8) -> V,
+    mode_only: impl Fn(u8) -> V,
+) -> Vec<(AllowKey, V)> {
+    let mut table: BTreeMap<(u32, u16), V> = BTreeMap::new();
+    for (rule_id, rule, wi, si) in rule_pairs(policy) {
+        let segment = &policy.segments[si];
+        let key = ((wi + 1) as u32, (si + 1) as u16);
+        if !kind(segment) || table.contains_key(&key) {
+            continue;
+        }
+        let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(policy.mode);
+        table.insert(key, grant(rule, rule_id, segment, mode.kernel()));
+    }
     for (wi, w) in policy.workloads.iter().enumerate() {
         let Some(mode) = w.mode else { continue };
         for (si, _) in policy.segments.iter().enumerate().filter(|(_, s)| kind(s)) {
-            map.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert_with(|| value(mode.kernel()));
+            table.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert_with(|| mode_only(mode.kernel()));
         }
     }
+    table.into_iter().map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v)).collect()
 }
 
 /// Every (rule id, rule, workload index, segment index) an allow rule covers,

@@ -6,7 +6,6 @@
 //! the segment is known, is [`CompiledPolicy::file_verdict`]: the fanotify
 //! backend calls it, the LSM program implements the same table over the
 //! `FILE_ALLOW` map and `SEGMENT_INFO`.
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use warden_common::{AllowKey, FileAllowValue, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
@@ -24,7 +23,6 @@ pub struct FileRoot {
 
 /// Roots in file order, and `FILE_ALLOW` entries sorted by (workload, segment).
 pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, FileAllowValue)>) {
-    let global = policy.mode;
     let roots = policy
         .segments
         .iter()
@@ -32,29 +30,18 @@ pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, F
         .flat_map(|(si, s)| s.paths.iter().map(move |p| FileRoot { segment_id: (si + 1) as u16, path: p.path.clone() }))
         .collect();
 
-    let mut allow: BTreeMap<(u32, u16), FileAllowValue> = BTreeMap::new();
-    for (rule_id, rule, wi, si) in super::compile::rule_pairs(policy) {
-        let segment = &policy.segments[si];
-        if segment.paths.is_empty() {
-            continue; // network only: see `allow`
-        }
-        let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(global);
-        // Validation requires `access` here; grant nothing should it be missing.
-        let access = rule.access.map_or(0, |a| a.bits());
-        let value = FileAllowValue { access, deny_mode: mode.kernel(), _pad: [0; 2], rule_id };
-        // Validation rejects a second rule for a pair; the first one stands.
-        allow.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert(value);
-    }
-    super::compile::workload_mode_entries(
+    let allow = super::compile::allow_table(
         policy,
-        &mut allow,
         |s| !s.paths.is_empty(),
+        // Validation requires `access` here; grant nothing should it be missing.
+        |rule, rule_id, _, deny_mode| FileAllowValue {
+            access: rule.access.map_or(0, |a| a.bits()),
+            deny_mode,
+            _pad: [0; 2],
+            rule_id,
+        },
         |deny_mode| FileAllowValue { deny_mode, ..Default::default() },
     );
-    let allow = allow
-        .into_iter()
-        .map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v))
-        .collect();
     (roots, allow)
 }
 
