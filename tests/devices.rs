@@ -187,6 +187,8 @@ fn gpus_by_index_control_nodes_and_paths() {
     let st = agent.status();
     let row = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "devices").unwrap().clone();
     assert_eq!(row["state"], "enforced", "{row}");
+    let net = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "network").unwrap().clone();
+    assert_eq!(net["state"], "not-configured", "a policy without network segments enforces none: {net}");
     assert!(st["programs"].as_array().unwrap().iter().any(|p| p["kind"] == "cgroup_device"), "{st}");
     // 5 nodes x 1 read by `other`, the denied mknod and the denied nvidia2 read.
     assert_eq!(workload(&st, "other")["device_denied"], 7, "{st}");

@@ -59,6 +59,20 @@ pub struct EnforcementStatus {
     pub missing: Vec<String>,
 }
 
+impl EnforcementStatus {
+    /// The row of a kind the policy does not use.
+    pub fn not_configured(kind: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            state: "not-configured".into(),
+            backend: "none".into(),
+            reason: String::new(),
+            not_enforced: vec![],
+            missing: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WorkloadStatus {
     pub name: String,

@@ -345,14 +345,10 @@ impl Shared {
         let mut workloads: Vec<_> = c.workloads.iter().enumerate().map(|(i, n)| row(n.clone(), i as u32 + 1)).collect();
         workloads.push(row("(unidentified)".into(), 0));
         drop(files);
-        let audit_segments = p.segments.iter().filter(|s| s.mode == Some(Mode::Audit)).count();
-        let net_state = match (p.mode, p.segments.is_empty()) {
-            (_, true) => "not-configured".to_string(),
-            (Mode::Audit, _) => "audit".to_string(),
-            (Mode::Enforce, _) if audit_segments > 0 => {
-                format!("enforced ({audit_segments} segment{} in audit)", if audit_segments == 1 { "" } else { "s" })
-            }
-            (Mode::Enforce, _) => "enforced".to_string(),
+        let network = EnforcementStatus {
+            state: kernel_state(p.mode, p.segments.iter().filter(|s| !s.network.is_empty())),
+            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in-kernel decision".into(),
+            ..EnforcementStatus::not_configured("network")
         };
         let d = g.delays.summary();
         // Read before the struct literal: guards in it would live to its end.
@@ -364,8 +360,8 @@ impl Shared {
                 ctx.map(|c| c.errors.load(Ordering::Relaxed)).unwrap_or(0),
             )
         };
-        let file_status = self.file_enforcement(p.mode, c.has_file_segments());
-        let (device_status, gpu_assignment) = self.device_enforcement(p.mode, c);
+        let file_status = self.file_enforcement(p.mode, c.has_file_segments(), p.segments.iter());
+        let (device_status, gpu_assignment) = self.device_enforcement(p, c);
         StatusReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -386,18 +382,7 @@ impl Shared {
             },
             cgroup_root: g.tracker.root_abs().display().to_string(),
             programs: g.programs.clone(),
-            enforcement: vec![
-                EnforcementStatus {
-                    kind: "network".into(),
-                    state: net_state,
-                    backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in-kernel decision".into(),
-                    reason: String::new(),
-                    not_enforced: vec![],
-                    missing: vec![],
-                },
-                file_status,
-                device_status,
-            ],
+            enforcement: vec![network, file_status, device_status],
             workloads,
             events: EventStatus {
                 kernel_emitted: g.maps.stat(STAT_EVENTS),
@@ -427,16 +412,14 @@ impl Shared {
 }
 
 impl Shared {
-    fn file_enforcement(&self, mode: Mode, configured: bool) -> EnforcementStatus {
+    fn file_enforcement<'p>(
+        &self,
+        mode: Mode,
+        configured: bool,
+        segments: impl Iterator<Item = &'p crate::policy::Segment>,
+    ) -> EnforcementStatus {
         let f = self.files();
-        let mut e = EnforcementStatus {
-            kind: "files".into(),
-            state: "not-configured".into(),
-            backend: "none".into(),
-            reason: String::new(),
-            not_enforced: vec![],
-            missing: vec![],
-        };
+        let mut e = EnforcementStatus::not_configured("files");
         if !configured {
             return e;
         }
@@ -445,9 +428,8 @@ impl Shared {
             e.reason = c.reason.clone();
             e.not_enforced = c.not_enforced.clone();
             e.state = match (mode, c.not_enforced.is_empty()) {
-                (Mode::Audit, _) => "audit".into(),
-                (Mode::Enforce, true) => "enforced".into(),
                 (Mode::Enforce, false) => "partial".into(),
+                _ => kernel_state(mode, segments.filter(|s| !s.paths.is_empty())),
             };
         }
         if let Some(r) = &f.roots {
@@ -459,27 +441,16 @@ impl Shared {
         }
         e
     }
-}
 
-impl Shared {
-    fn device_enforcement(&self, mode: Mode, c: &CompiledPolicy) -> (EnforcementStatus, Option<AssignmentReport>) {
+    fn device_enforcement(&self, p: &Policy, c: &CompiledPolicy) -> (EnforcementStatus, Option<AssignmentReport>) {
         let d = self.devices();
-        let mut e = EnforcementStatus {
-            kind: "devices".into(),
-            state: "not-configured".into(),
-            backend: "none".into(),
-            reason: String::new(),
-            not_enforced: vec![],
-            missing: d.table.missing.clone(),
-        };
+        let mut e =
+            EnforcementStatus { missing: d.table.missing.clone(), ..EnforcementStatus::not_configured("devices") };
         if !c.has_device_segments() {
             return (e, None);
         }
         e.backend = "cgroup/dev (in-kernel decision on open and mknod)".into();
-        e.state = match mode {
-            Mode::Audit => "audit".into(),
-            Mode::Enforce => "enforced".into(),
-        };
+        e.state = kernel_state(p.mode, p.segments.iter().filter(|s| s.devices.is_some()));
         if let Some(why) = &d.failure {
             e.state = "failed".into();
             e.reason = why.clone();
@@ -493,6 +464,23 @@ impl Shared {
             problems: a.problems.clone(),
         });
         (e, report)
+    }
+}
+
+/// State of one kind of segment: not configured, audit, or enforced (and how
+/// many of its segments are audited only).
+fn kernel_state<'p>(mode: Mode, segments: impl Iterator<Item = &'p crate::policy::Segment>) -> String {
+    let (mut n, mut audit) = (0, 0);
+    for s in segments {
+        n += 1;
+        audit += usize::from(s.mode == Some(Mode::Audit));
+    }
+    match (mode, n, audit) {
+        (_, 0, _) => "not-configured".into(),
+        (Mode::Audit, ..) => "audit".into(),
+        (Mode::Enforce, _, 0) => "enforced".into(),
+        (Mode::Enforce, n, a) if a == n => "audit".into(),
+        (Mode::Enforce, _, a) => format!("enforced ({a} segment{} in audit)", if a == 1 { "" } else { "s" }),
     }
 }
 
