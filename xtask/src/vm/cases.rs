@@ -24,6 +24,15 @@ impl Default for Args {
     }
 }
 
+/// The release binaries and the case runner, starting `command` at boot.
+fn payload(command: &str) -> Payload {
+    Payload::new(command)
+        .binary("warden")
+        .binary("warden-fileprobe")
+        .binary("warden-netprobe")
+        .file(host_binary("examples/vm_cases"), "/usr/local/bin/vm_cases")
+}
+
 /// `cargo xtask vm-bench`: open() latency on BPF-LSM in the guest, with vs.
 /// without the agent in the same boot (TCG: only the ratio is meaningful).
 pub fn vm_bench(a: Args) -> anyhow::Result<()> {
@@ -31,11 +40,7 @@ pub fn vm_bench(a: Args) -> anyhow::Result<()> {
     let series = if a.series.is_empty() { vec!["6.12".to_string()] } else { a.series };
     for s in &series {
         let k = kernel(s)?;
-        let payload = Payload::new("/usr/local/bin/vm_cases bench\n")
-            .binary("warden")
-            .binary("warden-fileprobe")
-            .binary("warden-netprobe")
-            .file(host_binary("examples/vm_cases"), "/usr/local/bin/vm_cases");
+        let payload = payload("/usr/local/bin/vm_cases bench\n");
         let out = run(&k, "bench", &payload, Duration::from_secs(a.timeout))?;
         for line in out.payload_output().lines().filter(|l| l.starts_with("BENCH")) {
             println!("{} {line}", k.label);
@@ -50,15 +55,10 @@ pub fn vm_bench(a: Args) -> anyhow::Result<()> {
 pub fn vm_test(a: Args) -> anyhow::Result<()> {
     util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
     let series = if a.series.is_empty() { vec!["6.1".to_string(), "6.12".to_string()] } else { a.series };
-    let runner = host_binary("examples/vm_cases");
     let mut failed = Vec::new();
     for s in &series {
         let k = kernel(s)?;
-        let payload = Payload::new("/usr/local/bin/vm_cases\n")
-            .binary("warden")
-            .binary("warden-fileprobe")
-            .binary("warden-netprobe")
-            .file(&runner, "/usr/local/bin/vm_cases");
+        let payload = payload("/usr/local/bin/vm_cases\n");
         let out = run(&k, "cases", &payload, Duration::from_secs(a.timeout))?;
         println!("--- {} ({:.1}s, rc {}):\n{}", k.label, out.elapsed.as_secs_f64(), out.rc, out.payload_output());
         if out.rc != 0 {
