@@ -56,20 +56,27 @@ fn resolve(shared: &Shared) -> DeviceTable {
 }
 
 /// Re-resolves nodes (a driver loaded, an RDMA device appeared) and writes
-/// any change.
-pub fn recheck_nodes(shared: &Shared) {
-    if !shared.with_compiled(|c| c.has_device_segments()) {
+/// any change. `full`: also when the table looks complete; otherwise only a
+/// table that can still change (something unresolved, or a wildcard pattern
+/// that a new node may match) is re-read.
+pub fn recheck_nodes(shared: &Shared, full: bool) {
+    let old = shared.device_table();
+    let (configured, wildcards) = shared.with_compiled(|c| {
+        let patterns = c.devices.iter().flat_map(|d| &d.spec.paths);
+        (c.has_device_segments(), patterns.into_iter().any(|p| p.pattern.to_string_lossy().contains(['*', '?', '['])))
+    });
+    if !configured || !(full || wildcards || !old.missing.is_empty()) {
         return;
     }
     let table = resolve(shared);
-    if table == *shared.devices().table {
+    if table == *old {
         return;
     }
     if let Err(e) = shared.with_maps(|maps, _| maps.set_device_nodes(&table.entries())) {
         tracing::error!(error = %e, "cannot write protected device nodes");
         return;
     }
-    for (_, (_, name)) in table.nodes.iter().filter(|(k, _)| !shared.devices().table.nodes.contains_key(k)) {
+    for (_, (_, name)) in table.nodes.iter().filter(|(k, _)| !old.nodes.contains_key(k)) {
         tracing::info!(device = %name, "device node now protected");
     }
     shared.devices().table = Arc::new(table);

@@ -45,9 +45,10 @@ pub async fn reconcile_loop(shared: Arc<Shared>, period: Duration) -> anyhow::Re
         tokio::time::sleep(tick).await;
         since_full += tick;
         super::files::recheck_missing_roots(&shared);
-        super::devices::recheck_nodes(&shared);
         let dropped = shared.stat(STAT_CGROUP_EVENTS_DROPPED);
-        if dropped != last_dropped || since_full >= period {
+        let full = dropped != last_dropped || since_full >= period;
+        super::devices::recheck_nodes(&shared, full);
+        if full {
             if dropped != last_dropped {
                 tracing::warn!(lost = dropped - last_dropped, "cgroup records lost in the kernel; rescanning");
             }

@@ -22,11 +22,12 @@ fn set_class(tid: i32, policy: libc::c_int) -> bool {
 impl WriterPriority {
     /// Called on the writer thread when it starts.
     pub fn register(&self) {
-        // SAFETY: gettid has no preconditions.
-        self.tid.store(unsafe { libc::gettid() }, Ordering::Release);
+        // Idle first, then published: a boost can never be undone by this.
         if !set_class(0, libc::SCHED_IDLE) {
             tracing::debug!("cannot move the file event writer to SCHED_IDLE");
         }
+        // SAFETY: gettid has no preconditions.
+        self.tid.store(unsafe { libc::gettid() }, Ordering::Release);
     }
 
     /// Called by the decision thread after queueing; cheap when already raised.
@@ -46,5 +47,47 @@ impl WriterPriority {
                 self.boost();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's scheduling class.
+    fn class_of(tid: i32) -> libc::c_int {
+        // SAFETY: plain syscall; 0 is the calling thread.
+        unsafe { libc::sched_getscheduler(tid) }
+    }
+
+    /// The real scheduler classes, read back from the kernel (raising from
+    /// SCHED_IDLE needs CAP_SYS_NICE: the tests run as root).
+    #[test]
+    fn idle_until_raised_and_back_when_drained() {
+        let p = std::sync::Arc::new(WriterPriority::default());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                p.register();
+                let idle = class_of(0);
+                ready_tx.send(()).unwrap();
+                rx.recv().unwrap(); // raised by the "decision thread" meanwhile
+                let raised = class_of(0);
+                p.settle(|| true); // more queued: stays raised
+                let still = class_of(0);
+                p.settle(|| false); // drained: idle again
+                (idle, raised, still, class_of(0))
+            })
+        };
+        ready_rx.recv().unwrap();
+        p.boost();
+        tx.send(()).unwrap();
+        let (idle, raised, still, after) = writer.join().unwrap();
+        assert_eq!(idle, libc::SCHED_IDLE);
+        assert_eq!(raised, libc::SCHED_OTHER);
+        assert_eq!(still, libc::SCHED_OTHER, "a backlog keeps it raised");
+        assert_eq!(after, libc::SCHED_IDLE);
     }
 }
