@@ -113,6 +113,9 @@ fn write_files(
             .drain(..)
             .map(|d| {
                 let mut p = enricher.file_proc(&d);
+                if let Some(c) = &p.cgroup {
+                    p.who = std::sync::Arc::new(shared.identity_of_path(c));
+                }
                 // Same form as network events: the cgroup's filesystem path.
                 p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| c.display().to_string());
                 enricher.file(&d, p, &policy, backend)

@@ -4,6 +4,7 @@
 pub mod devices;
 mod events;
 pub mod files;
+mod identify;
 mod identity;
 mod state;
 mod writer_priority;

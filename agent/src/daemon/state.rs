@@ -1,6 +1,6 @@
 //! State shared by the daemon's tasks and the control socket.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -29,16 +29,16 @@ pub struct Init {
     pub tracker: CgroupTracker,
 }
 
-struct Inner {
-    policy: Policy,
-    compiled: CompiledPolicy,
-    maps: PolicyMaps,
-    tracker: CgroupTracker,
-    delays: DelayStats,
-    programs: Vec<ProgramStatus>,
-    loaded_at: String,
+pub(super) struct Inner {
+    pub(super) policy: Policy,
+    pub(super) compiled: CompiledPolicy,
+    pub(super) maps: PolicyMaps,
+    pub(super) tracker: CgroupTracker,
+    pub(super) delays: DelayStats,
+    pub(super) programs: Vec<ProgramStatus>,
+    pub(super) loaded_at: String,
     /// cgroup hierarchy path → identity (cleared with the policy).
-    identity_cache: HashMap<String, Identity>,
+    pub(super) identity_cache: HashMap<String, Identity>,
 }
 
 /// File-segment enforcement state, for status.
@@ -57,6 +57,8 @@ pub struct Shared {
     config: PathBuf,
     started_at: String,
     inner: Mutex<Inner>,
+    /// Pod and job metadata; lock order: `inner` before `meta`.
+    pub(super) meta: std::sync::RwLock<crate::identity::meta::MetaStore>,
     written: AtomicU64,
     write_errors: AtomicU64,
     files: Mutex<FileState>,
@@ -90,6 +92,7 @@ impl Shared {
                 loaded_at: now,
                 identity_cache: HashMap::new(),
             }),
+            meta: Default::default(),
             written: AtomicU64::new(0),
             files: Mutex::new(FileState::default()),
             write_errors: AtomicU64::new(0),
@@ -101,7 +104,7 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock must not stop enforcement bookkeeping.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -125,72 +128,6 @@ impl Shared {
                 program_id: a.program_id,
             })
             .collect();
-    }
-
-    /// Identifies one new cgroup from its tracepoint path; returns whether it
-    /// was inside our root and is now tracked.
-    pub fn add_cgroup(&self, id: u64, tp_path: &str, truncated: bool) -> bool {
-        let mut g = self.lock();
-        let rel = if truncated { g.tracker.find_by_id(id) } else { g.tracker.resolve_tp_path(tp_path, id) };
-        let Some(rel) = rel else { return false };
-        let workload = g.compiled.workload_for(&rel);
-        if let Err(e) = g.maps.set_cgroup(id, workload) {
-            // Left unidentified in the kernel: fail closed, but say so.
-            tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
-        }
-        let info = g.tracker.info(rel, workload);
-        g.tracker.insert(id, info);
-        drop(g);
-        self.cgroup_created.notify_one();
-        true
-    }
-
-    pub fn remove_cgroup(&self, id: u64) {
-        let mut g = self.lock();
-        if g.tracker.remove(id).is_some() {
-            let _ = g.maps.set_cgroup(id, None);
-        }
-    }
-
-    /// Makes tracker and kernel map match the cgroup tree exactly.
-    pub fn reconcile_cgroups(&self) {
-        let mut g = self.lock();
-        let found = g.tracker.scan();
-        let present: HashSet<u64> = found.iter().map(|(id, _)| *id).collect();
-        for (id, rel) in found {
-            let workload = g.compiled.workload_for(&rel);
-            let known = g.tracker.get(id).map(|i| i.workload == workload && i.rel == rel).unwrap_or(false);
-            if !known {
-                if let Err(e) = g.maps.set_cgroup(id, workload) {
-                    tracing::error!(cgroup = %rel, error = %e, "cannot write cgroup identity");
-                }
-                let info = g.tracker.info(rel, workload);
-                g.tracker.insert(id, info);
-            }
-        }
-        let gone: Vec<u64> = g.tracker.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
-        for id in gone {
-            g.tracker.remove(id);
-            let _ = g.maps.set_cgroup(id, None);
-        }
-    }
-
-    /// Identity of a thread from its /proc cgroup path. Path → workload is
-    /// a pure function of the policy, so it is cached (bounded).
-    pub fn identify_cgroup_path(&self, hierarchy_path: &str) -> Identity {
-        let mut g = self.lock();
-        if let Some(id) = g.identity_cache.get(hierarchy_path) {
-            return *id;
-        }
-        let id = match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
-            Some(rel) => Identity::Governed(g.compiled.workload_for(&rel)),
-            None => Identity::Outside,
-        };
-        if g.identity_cache.len() >= 65536 {
-            g.identity_cache.clear();
-        }
-        g.identity_cache.insert(hierarchy_path.to_string(), id);
-        id
     }
 
     pub fn file_verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32) {

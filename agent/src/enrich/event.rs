@@ -22,10 +22,10 @@ pub struct DecisionEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,
     pub cgroup: Option<String>,
-    /// What the cgroup path says: pod_uid, qos, container_id, runtime,
-    /// slurm_job, slurm_step, slurm_uid, unit (each only when known).
+    /// Who: k8s.namespace.name, k8s.pod.name, k8s.pod.uid, container.id,
+    /// slurm.job.id, systemd.unit... (each only when known).
     #[serde(flatten)]
-    pub origin: crate::identity::path::PathIdentity,
+    pub who: std::sync::Arc<crate::identity::meta::WorkloadIdentity>,
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,

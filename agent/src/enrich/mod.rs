@@ -151,7 +151,7 @@ impl Enricher {
             identity,
             cgroup_id: Some(w.cgroup_id),
             cgroup: cgroups.abs_path(w.cgroup_id).map(|p| p.display().to_string()),
-            origin: cgroups.get(w.cgroup_id).map(|i| i.origin.clone()).unwrap_or_default(),
+            who: cgroups.get(w.cgroup_id).map(|i| i.who.clone()).unwrap_or_default(),
             pid: w.pid,
             tgid: w.tgid,
             comm: c_string(w.comm),
@@ -186,9 +186,9 @@ impl Enricher {
         let info = ProcInfo {
             tgid,
             comm: comm.map(|c| String::from_utf8_lossy(c).trim_end().to_string()).unwrap_or_default(),
-            origin: cgroup.as_deref().map(crate::identity::path::parse).unwrap_or_default(),
             cgroup,
             exe: self.exe.exe(tgid),
+            who: Default::default(),
         };
         if self.threads.len() >= 8192 {
             self.threads.clear();
@@ -218,7 +218,7 @@ impl Enricher {
             workload,
             identity,
             cgroup_id: None,
-            origin: p.origin,
+            who: p.who,
             cgroup: p.cgroup,
             pid: d.tid,
             tgid: p.tgid,
@@ -283,8 +283,9 @@ pub struct ProcInfo {
     pub comm: String,
     pub cgroup: Option<String>,
     pub exe: Option<String>,
-    /// What the cgroup path says (pod, container, Slurm job, unit).
-    pub origin: crate::identity::path::PathIdentity,
+    /// Who (pod, container, Slurm job, unit): set by the caller, which
+    /// holds the metadata.
+    pub who: std::sync::Arc<crate::identity::meta::WorkloadIdentity>,
 }
 
 /// Workload label and identity state of a kernel record.

@@ -18,6 +18,8 @@ pub struct CgroupInfo {
     pub workload: Option<u32>,
     /// What the path says (pod, container, Slurm job, unit), parsed once.
     pub origin: super::path::PathIdentity,
+    /// The path's identity plus metadata (pod name, labels...), for events.
+    pub who: std::sync::Arc<super::meta::WorkloadIdentity>,
 }
 
 pub struct CgroupTracker {
@@ -79,12 +81,17 @@ impl CgroupTracker {
         &self.root_abs
     }
 
-    /// A tracked cgroup's record; its origin is parsed from the whole
-    /// hierarchy path, so kubelet's layout is recognised whatever the root.
-    pub fn info(&self, rel: String, workload: Option<u32>) -> CgroupInfo {
+    /// What a cgroup's path says, parsed from the whole hierarchy path so
+    /// kubelet's layout is recognised whatever the root.
+    pub fn origin_of(&self, rel: &str) -> super::path::PathIdentity {
         let root = self.root_abs.strip_prefix(&self.mount_point).unwrap_or(Path::new(""));
         let full = format!("{}/{}/{rel}", self.mount_root.trim_end_matches('/'), root.display());
-        CgroupInfo { origin: super::path::parse(&full), rel, workload }
+        super::path::parse(&full)
+    }
+
+    /// Mutable access for re-identification after a metadata change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u64, &mut CgroupInfo)> {
+        self.cgroups.iter_mut()
     }
 
     /// Every cgroup under the root (root included) as (id, rel path).

@@ -5,29 +5,19 @@
 //! Paths are parsed component by component wherever the `kubepods` (or
 //! Slurm) subtree starts, so it works whatever `agent.cgroupRoot` is. A
 //! cgroup below a container's own cgroup inherits its identity.
-use serde::Serialize;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathIdentity {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     /// guaranteed | burstable | besteffort
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub qos: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     /// containerd | cri-o | docker (from the scope name; None with cgroupfs)
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub slurm_job: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub slurm_step: Option<String>,
     /// From Slurm's cgroup v1 layout (`uid_<n>`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub slurm_uid: Option<u32>,
     /// The deepest systemd unit (`*.service`, `*.scope`) that is not a container.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
 }
 

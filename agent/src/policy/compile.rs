@@ -12,7 +12,7 @@ use super::devices::{DeviceSegmentSpec, compile_devices};
 use super::files::{FileRoot, compile_files};
 use super::model::{AllowRule, FileBackend, Policy, Segment, windows};
 use super::prefixes::{inherited, own_entries};
-use super::select::Selector;
+use super::select::{Facts, Selector};
 
 /// Reported rule of a decision: `rules[id - 1]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,15 @@ pub struct CompiledPolicy {
 }
 
 impl Policy {
+    /// Every workload's selector in file order, ids from 1.
+    pub fn selector_specs(&self) -> impl Iterator<Item = super::select::SelectorSpec<'_>> {
+        self.workloads.iter().enumerate().map(|(i, w)| super::select::SelectorSpec {
+            id: (i + 1) as u32,
+            cgroup: &w.cgroup,
+            meta: &w.meta,
+        })
+    }
+
     pub fn compile(&self) -> CompiledPolicy {
         let global = self.mode;
         let settings = Settings {
@@ -116,10 +125,9 @@ impl Policy {
         let (files, file_allow) = compile_files(self);
         let (devices, device_allow) = compile_devices(self);
 
-        let selector =
-            Selector::build(self.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())))
-                // Validation built the same set; should it ever fail, nothing is identified (fail closed).
-                .unwrap_or_default();
+        let selector = Selector::build(self.selector_specs())
+            // Validation built the same set; should it ever fail, nothing is identified (fail closed).
+            .unwrap_or_default();
 
         CompiledPolicy {
             settings,
@@ -147,9 +155,15 @@ impl Policy {
 }
 
 impl CompiledPolicy {
-    /// Workload id for a cgroup path relative to `agent.cgroupRoot` (`""` = the root).
-    pub fn workload_for(&self, rel_path: &str) -> Option<u32> {
-        self.selector.workload_for(rel_path)
+    /// Workload id for a cgroup path relative to `agent.cgroupRoot` (`""` = the
+    /// root), given what is known about the cgroup's processes.
+    pub fn workload_for(&self, rel_path: &str, facts: &Facts) -> Option<u32> {
+        self.selector.workload_for(rel_path, facts)
+    }
+
+    /// Whether some workload selects on metadata (namespace, labels, Slurm...).
+    pub fn uses_metadata(&self) -> bool {
+        self.selector.uses_metadata()
     }
 
     pub fn workload_name(&self, id: u32) -> Option<&str> {

@@ -119,9 +119,11 @@ mod compile;
 mod devices;
 mod error;
 mod files;
+mod labels;
 mod model;
 mod names;
 mod parse;
+mod parse_selector;
 mod prefixes;
 mod reader;
 mod select;
@@ -136,12 +138,13 @@ pub use compile::{CompiledPolicy, RuleInfo};
 pub use devices::{DeviceSegmentSpec, device_access};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
 pub use files::FileRoot;
+pub use labels::{LabelOp, LabelRequirement, LabelSelector};
 pub use model::{
     Access, AgentConfig, AllowRule, DEFAULT_CRI_SOCKETS, DefaultAction, DevicePath, DeviceSpec, DevicesConfig,
-    EventsConfig, FileBackend, FilesConfig, GpuSelection, Mode, NameRef, NetworkEntry, PathEntry, Policy, PortRange,
-    Protocol, RuleGpus, Segment, Workload,
+    EventsConfig, FileBackend, FilesConfig, GpuSelection, MetaSelector, Mode, NameRef, NetworkEntry, PathEntry, Policy,
+    PortRange, Protocol, RuleGpus, Segment, Workload,
 };
-pub use select::Selector;
+pub use select::{Facts, Selector, SelectorSpec};
 
 use error::Diag;
 
@@ -203,8 +206,12 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
 pub fn fuzz_parse(bytes: &[u8]) {
     if let Ok(policy) = load_bytes(bytes, "fuzz") {
         let compiled = policy.compile();
+        let labels = [("app".to_string(), "x".to_string())].into_iter().collect();
+        let facts =
+            Facts { namespace: Some("ml"), pod_labels: Some(&labels), slurm_job: Some(7), ..Default::default() };
         for path in ["", "a", "training/job-1/ctr", "/x/y/"] {
-            let _ = compiled.workload_for(path);
+            let _ = compiled.workload_for(path, &Facts::default());
+            let _ = compiled.workload_for(path, &facts);
         }
         for segment in 0..=3 {
             for want in [warden_common::ACCESS_READ, warden_common::ACCESS_READ | warden_common::ACCESS_WRITE] {

@@ -356,7 +356,47 @@ pub struct Workload {
     pub mode: Option<Mode>,
     /// cgroup globs relative to `agent.cgroupRoot`, leading `/` stripped.
     pub cgroup: Vec<String>,
+    /// Identity criteria beyond the cgroup path; all given must hold.
+    pub meta: MetaSelector,
     pub origin: Origin,
+}
+
+/// Who a workload is in Kubernetes, Slurm or systemd terms. Each list is
+/// "any of" (strings are globs: `*` matches any run of characters); every
+/// non-empty criterion must hold. A criterion whose fact is not known (yet)
+/// does not hold: the cgroup stays unidentified (fail closed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaSelector {
+    pub namespace: Vec<String>,
+    pub pod_labels: Option<super::labels::LabelSelector>,
+    pub service_account: Vec<String>,
+    pub container: Vec<String>,
+    pub image: Vec<String>,
+    pub slurm_user: Vec<String>,
+    pub slurm_account: Vec<String>,
+    pub slurm_partition: Vec<String>,
+    pub slurm_job: Vec<u64>,
+    pub unit: Vec<String>,
+}
+
+impl MetaSelector {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether any criterion needs pod metadata from the API or the runtime.
+    pub fn needs_pod_metadata(&self) -> bool {
+        !(self.namespace.is_empty()
+            && self.pod_labels.is_none()
+            && self.service_account.is_empty()
+            && self.container.is_empty()
+            && self.image.is_empty())
+    }
+
+    /// Whether any criterion needs Slurm's job records.
+    pub fn needs_slurm_metadata(&self) -> bool {
+        !(self.slurm_user.is_empty() && self.slurm_account.is_empty() && self.slurm_partition.is_empty())
+    }
 }
 
 /// A name used by an allow rule, with where it was written.

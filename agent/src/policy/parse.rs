@@ -10,7 +10,6 @@ use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENTS, MAX_WORKLOADS};
 use super::error::{Diag, Loc, Origin};
 use super::model::*;
 use super::reader::{MapView, Reader, describe};
-use super::select;
 use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
 
@@ -23,7 +22,6 @@ const FILES_KEYS: &[&str] = &["backend"];
 const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths", "devices"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
-const SELECTOR_KEYS: &[&str] = &["cgroup"];
 const RULE_KEYS: &[&str] =
     &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "gpus", "mode"];
 
@@ -353,41 +351,10 @@ impl Reader<'_> {
         let name_node = self.required(&m, "name");
         let name = name_node.and_then(|n| self.name(n, &m.field("name")));
         let mode = self.opt_mode(&m, "mode");
-        let mut cgroup = Vec::new();
-        if let Some(sel) = self.required(&m, "selector")
-            && let Some(s) = self.map(sel, &m.field("selector"), SELECTOR_KEYS)
-            && let Some(globs) = self.required(&s, "cgroup")
-        {
-            cgroup = self.globs(globs, &s.field("cgroup"));
-        }
+        let selector = self.required(&m, "selector").and_then(|sel| self.selector(sel, &m.field("selector")));
+        let (cgroup, meta) = selector.unwrap_or_default();
         let origin = Origin::new(name_node?.loc, m.field("name"));
-        Some(Workload { name: name?, mode, cgroup, origin })
-    }
-
-    /// `cgroup:` is one glob or a non-empty list of them.
-    fn globs(&mut self, node: &Node, field: &str) -> Vec<String> {
-        let items: Vec<(&Node, String)> = match &node.value {
-            Value::Seq(_) => self
-                .list(node, field)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n, format!("{field}[{i}]")))
-                .collect(),
-            _ => vec![(node, field.to_string())],
-        };
-        let mut out = Vec::new();
-        for (n, f) in items {
-            let Some(s) = self.string(n, &f) else {
-                continue;
-            };
-            let pattern = select::normalise(&s);
-            match select::glob(pattern) {
-                Ok(_) => out.push(pattern.to_string()),
-                Err(e) => self.err(n, &f, format!("invalid glob `{s}`: {}", e.kind())),
-            }
-        }
-        out
+        Some(Workload { name: name?, mode, cgroup, meta, origin })
     }
 
     fn rule(&mut self, node: &Node, path: &str) -> Option<AllowRule> {

@@ -378,8 +378,7 @@ fn describe(proto: Protocol, windows: &[PortRange]) -> String {
 
 /// Builds the combined glob set once so a set too large to compile is an error here.
 fn selectors(policy: &Policy, diag: &mut Diag) {
-    let built =
-        Selector::build(policy.workloads.iter().enumerate().map(|(i, w)| ((i + 1) as u32, w.cgroup.as_slice())));
+    let built = Selector::build(policy.selector_specs());
     if let (Err(e), Some(first)) = (built, policy.workloads.first()) {
         diag.at_origin(&first.origin, format!("workload selectors cannot be compiled: {e}"));
     }

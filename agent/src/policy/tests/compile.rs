@@ -4,6 +4,7 @@ use warden_common::{
 };
 
 use super::{EXAMPLE, MODES, NESTED, ok};
+use crate::policy::Facts;
 
 fn entry(segment_id: u16, proto_mask: u8, port_lo: u16, port_hi: u16) -> SegmentEntry {
     SegmentEntry { segment_id, proto_mask, _pad: 0, port_lo, port_hi }
@@ -97,11 +98,11 @@ fn ids_names_and_labels() {
     assert_eq!(c.settings.default_action, DEFAULT_ALLOW);
     assert_eq!(c.settings.log_unprotected, 0);
     // The example's demo cgroups resolve as documented.
-    assert_eq!(c.workload_for("training/job-7"), Some(1));
-    assert_eq!(c.workload_for("training/job-7/worker-0"), Some(1));
-    assert_eq!(c.workload_for("inference/llm"), Some(2));
-    assert_eq!(c.workload_for(""), None);
-    assert_eq!(c.workload_for("other"), None);
+    assert_eq!(c.workload_for("training/job-7", &Facts::default()), Some(1));
+    assert_eq!(c.workload_for("training/job-7/worker-0", &Facts::default()), Some(1));
+    assert_eq!(c.workload_for("inference/llm", &Facts::default()), Some(2));
+    assert_eq!(c.workload_for("", &Facts::default()), None);
+    assert_eq!(c.workload_for("other", &Facts::default()), None);
 }
 
 fn allow_of(c: &super::super::CompiledPolicy, w: u32, s: u16) -> AllowValue {
@@ -197,15 +198,15 @@ workloads:
     selector: {cgroup: "*"}
 "#;
     let c = ok(text).compile();
-    assert_eq!(c.workload_for("training/special"), Some(1));
+    assert_eq!(c.workload_for("training/special", &Facts::default()), Some(1));
     // Matched at `training/special` by two workloads: the first one wins.
-    assert_eq!(c.workload_for("training/special/ctr"), Some(1));
-    assert_eq!(c.workload_for("training/other/ctr"), Some(2));
-    assert_eq!(c.workload_for("jobs/a/b/c"), Some(2));
-    assert_eq!(c.workload_for("training"), Some(3));
-    assert_eq!(c.workload_for("misc/deeper"), Some(3));
+    assert_eq!(c.workload_for("training/special/ctr", &Facts::default()), Some(1));
+    assert_eq!(c.workload_for("training/other/ctr", &Facts::default()), Some(2));
+    assert_eq!(c.workload_for("jobs/a/b/c", &Facts::default()), Some(2));
+    assert_eq!(c.workload_for("training", &Facts::default()), Some(3));
+    assert_eq!(c.workload_for("misc/deeper", &Facts::default()), Some(3));
     // globset's `*` also matches the empty path, i.e. the root itself.
-    assert_eq!(c.workload_for(""), Some(3));
+    assert_eq!(c.workload_for("", &Facts::default()), Some(3));
 }
 
 #[test]
@@ -213,7 +214,7 @@ fn catch_all_double_star_matches_at_the_deepest_level() {
     // `**` matches every path itself, so it wins before ancestors are tried.
     let text = "version: 1\nworkloads:\n  - {name: a, selector: {cgroup: \"training/*\"}}\n  - {name: all, selector: {cgroup: \"**\"}}\n";
     let c = ok(text).compile();
-    assert_eq!(c.workload_for("training/job"), Some(1));
-    assert_eq!(c.workload_for("training/job/ctr"), Some(2));
-    assert_eq!(c.workload_for(""), Some(2));
+    assert_eq!(c.workload_for("training/job", &Facts::default()), Some(1));
+    assert_eq!(c.workload_for("training/job/ctr", &Facts::default()), Some(2));
+    assert_eq!(c.workload_for("", &Facts::default()), Some(2));
 }

@@ -87,7 +87,7 @@ fn missing_required_fields_point_at_the_parent_mapping() {
             "p.yaml:3:5: segments[0].network: missing required key `network` (or `paths`, or `devices`)",
             "p.yaml:6:9: segments[1].network[0].cidr: missing required key `cidr`",
             "p.yaml:8:5: workloads[0].selector: missing required key `selector`",
-            "p.yaml:10:15: workloads[1].selector.cgroup: missing required key `cgroup`",
+            "p.yaml:10:15: workloads[1].selector: an empty selector matches nothing; give one of: cgroup, namespace, podLabels, serviceAccount, container, image, slurm, unit",
         ]
     );
 }

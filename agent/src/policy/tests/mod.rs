@@ -8,6 +8,7 @@ mod files;
 mod fuzz;
 mod load;
 mod schema;
+mod selectors;
 
 pub(super) const EXAMPLE: &str = include_str!("../../../../config/example.yaml");
 

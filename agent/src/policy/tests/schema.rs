@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::super::error::Diag;
 use super::super::yaml;
+use super::selectors::SELECTORS;
 use super::{DEVICES, EXAMPLE, FILES, MODES, NESTED, ok};
 
 const SCHEMA: &str = include_str!("../../../../config/policy.schema.json");
@@ -34,8 +35,20 @@ fn accepts_every_valid_policy() {
                         workloads: [{name: w, selector: {cgroup: w}}]\n\
                         allow: [{workload: w, segments: [all, ctl], gpus: [0, 253], access: read-write, mode: audit}]\n";
     let control_only = "version: 1\nsegments: [{name: c, devices: {nvidiaControl: true}}]\n";
-    for text in [EXAMPLE, NESTED, MODES, FILES, DEVICES, minimal, lists, agent, paths_only, devices_only, control_only]
-    {
+    for text in [
+        EXAMPLE,
+        NESTED,
+        MODES,
+        FILES,
+        DEVICES,
+        SELECTORS,
+        minimal,
+        lists,
+        agent,
+        paths_only,
+        devices_only,
+        control_only,
+    ] {
         ok(text); // the reader agrees
         let instance = json(text);
         let problems: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
@@ -70,6 +83,14 @@ fn rejects_invalid_policies() {
         "version: 1\nsegments: [{name: s, paths: [/a]}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: s, access: write}]\n",
         "version: 1\nworkloads: [{name: w, selector: {cgroup: []}}]\n",
         "version: 1\nworkloads: [{name: w}]\n",
+        // Identity selectors.
+        "version: 1\nworkloads: [{name: w, selector: {}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {namespace: []}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {podLabels: {matchExpressions: [{key: a, operator: In}]}}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {podLabels: {matchExpressions: [{key: a, operator: Exists, values: [b]}]}}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {podLabels: {matchLabels: {\"-a\": b}}}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {slurm: {job: 0}}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {slurm: {}}}]\n",
         "version: 1\nallow: [{workload: a, workloads: [b], segment: s}]\n",
         "version: 1\nallow: [{workload: a}]\n",
         "version: 1\nallow: [{workload: a, segment: s, ports: [1, 2, 3, 4, 5]}]\n",

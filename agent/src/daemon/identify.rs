@@ -1,0 +1,132 @@
+//! cgroup → workload: on creation, on a full rescan, and again whenever pod
+//! or job metadata changes (a label edit switches enforcement, no restart).
+use std::{collections::HashSet, sync::Arc};
+
+use super::state::{Inner, Shared};
+use crate::{
+    files::Identity,
+    identity::{
+        CgroupInfo,
+        meta::{Changed, MetaStore, WorkloadIdentity},
+    },
+};
+
+/// A cgroup's record under the current policy and metadata.
+fn classify(g: &Inner, meta: &MetaStore, rel: String) -> CgroupInfo {
+    let origin = g.tracker.origin_of(&rel);
+    let workload = g.compiled.workload_for(&rel, &meta.facts(&origin));
+    let who = Arc::new(meta.identity(&origin));
+    CgroupInfo { rel, workload, origin, who }
+}
+
+impl Shared {
+    fn meta(&self) -> std::sync::RwLockReadGuard<'_, MetaStore> {
+        self.meta.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Identifies one new cgroup from its tracepoint path; returns whether it
+    /// was inside our root and is now tracked.
+    pub fn add_cgroup(&self, id: u64, tp_path: &str, truncated: bool) -> bool {
+        let mut g = self.lock();
+        let rel = if truncated { g.tracker.find_by_id(id) } else { g.tracker.resolve_tp_path(tp_path, id) };
+        let Some(rel) = rel else { return false };
+        let info = classify(&g, &self.meta(), rel);
+        if let Err(e) = g.maps.set_cgroup(id, info.workload) {
+            // Left unidentified in the kernel: fail closed, but say so.
+            tracing::error!(cgroup = %info.rel, error = %e, "cannot write cgroup identity");
+        }
+        g.tracker.insert(id, info);
+        drop(g);
+        self.cgroup_created.notify_one();
+        true
+    }
+
+    pub fn remove_cgroup(&self, id: u64) {
+        let mut g = self.lock();
+        if g.tracker.remove(id).is_some() {
+            let _ = g.maps.set_cgroup(id, None);
+        }
+    }
+
+    /// Makes tracker and kernel map match the cgroup tree exactly.
+    pub fn reconcile_cgroups(&self) {
+        let mut g = self.lock();
+        let meta = self.meta();
+        let found = g.tracker.scan();
+        let present: HashSet<u64> = found.iter().map(|(id, _)| *id).collect();
+        for (id, rel) in found {
+            let info = classify(&g, &meta, rel);
+            if g.tracker.get(id) != Some(&info) {
+                if let Err(e) = g.maps.set_cgroup(id, info.workload) {
+                    tracing::error!(cgroup = %info.rel, error = %e, "cannot write cgroup identity");
+                }
+                g.tracker.insert(id, info);
+            }
+        }
+        let gone: Vec<u64> = g.tracker.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
+        for id in gone {
+            g.tracker.remove(id);
+            let _ = g.maps.set_cgroup(id, None);
+        }
+    }
+
+    /// Applies a metadata update, then re-identifies exactly the cgroups it
+    /// touches. Returns how many cgroups changed workload.
+    pub fn update_metadata(&self, f: impl FnOnce(&mut MetaStore) -> Changed) -> usize {
+        let changed = f(&mut self.meta.write().unwrap_or_else(|p| p.into_inner()));
+        if changed.is_empty() {
+            return 0;
+        }
+        let mut g = self.lock();
+        let g = &mut *g;
+        let meta = self.meta();
+        // Decisions cached per cgroup path may rest on the old metadata.
+        g.identity_cache.clear();
+        let mut switched = 0;
+        let touched: Vec<(u64, String)> =
+            g.tracker.iter().filter(|(_, i)| changed.touches(&i.origin)).map(|(id, i)| (*id, i.rel.clone())).collect();
+        for (id, rel) in touched {
+            let info = classify(g, &meta, rel);
+            if g.tracker.get(id).is_some_and(|old| old.workload != info.workload) {
+                switched += 1;
+                if let Err(e) = g.maps.set_cgroup(id, info.workload) {
+                    tracing::error!(cgroup = %info.rel, error = %e, "cannot write cgroup identity");
+                }
+            }
+            g.tracker.insert(id, info);
+        }
+        switched
+    }
+
+    /// Identity of a thread from its /proc cgroup path. Cached per path
+    /// (bounded); the cache is cleared with the policy or the metadata.
+    pub fn identify_cgroup_path(&self, hierarchy_path: &str) -> Identity {
+        let mut g = self.lock();
+        if let Some(id) = g.identity_cache.get(hierarchy_path) {
+            return *id;
+        }
+        let id = match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
+            Some(rel) => {
+                let origin = g.tracker.origin_of(&rel);
+                Identity::Governed(g.compiled.workload_for(&rel, &self.meta().facts(&origin)))
+            }
+            None => Identity::Outside,
+        };
+        if g.identity_cache.len() >= 65536 {
+            g.identity_cache.clear();
+        }
+        g.identity_cache.insert(hierarchy_path.to_string(), id);
+        id
+    }
+
+    /// What events say about the processes of a cgroup path (userspace backends).
+    pub fn identity_of_path(&self, hierarchy_path: &str) -> WorkloadIdentity {
+        self.meta().identity(&crate::identity::path::parse(hierarchy_path))
+    }
+
+    /// (pods, Slurm jobs) known from metadata sources.
+    pub fn metadata_counts(&self) -> (usize, usize) {
+        let m = self.meta();
+        (m.pod_count(), m.job_count())
+    }
+}
