@@ -55,17 +55,17 @@ fn events_carry_what_the_cgroup_path_says() {
     let of = |p: &Probe| events.iter().find(|e| e["tgid"] == p.pid).unwrap_or_else(|| panic!("{events:?}")).clone();
 
     let e = of(&a);
-    assert_eq!((str_of(&e, "pod_uid"), str_of(&e, "container_id")), (UID, CID), "{e}");
-    assert_eq!((str_of(&e, "qos"), str_of(&e, "runtime")), ("burstable", "containerd"), "{e}");
+    assert_eq!((str_of(&e, "k8s.pod.uid"), str_of(&e, "container.id")), (UID, CID), "{e}");
+    assert_eq!((str_of(&e, "k8s.pod.qos_class"), str_of(&e, "container.runtime")), ("burstable", "containerd"), "{e}");
     assert_eq!(str_of(&e, "workload"), "pods");
     let e = of(&b);
-    assert_eq!((str_of(&e, "pod_uid"), str_of(&e, "container_id")), (UID, CID), "{e}");
-    assert_eq!(str_of(&e, "qos"), "besteffort");
-    assert!(e.get("runtime").is_none(), "cgroupfs names no runtime: {e}");
+    assert_eq!((str_of(&e, "k8s.pod.uid"), str_of(&e, "container.id")), (UID, CID), "{e}");
+    assert_eq!(str_of(&e, "k8s.pod.qos_class"), "besteffort");
+    assert!(e.get("container.runtime").is_none(), "cgroupfs names no runtime: {e}");
     let e = of(&c);
-    assert_eq!((e["slurm_job"].as_u64(), str_of(&e, "slurm_step")), (Some(4242), "0"), "{e}");
+    assert_eq!((e["slurm.job.id"].as_u64(), str_of(&e, "slurm.step")), (Some(4242), "0"), "{e}");
     assert_eq!((str_of(&e, "workload"), str_of(&e, "verdict")), ("batch", "denied"));
     let e = of(&d);
-    assert_eq!(str_of(&e, "unit"), "nvidia-dcgm.service", "{e}");
-    assert!(e.get("pod_uid").is_none() && e.get("slurm_job").is_none(), "{e}");
+    assert_eq!(str_of(&e, "systemd.unit"), "nvidia-dcgm.service", "{e}");
+    assert!(e.get("k8s.pod.uid").is_none() && e.get("slurm.job.id").is_none(), "{e}");
 }

@@ -93,7 +93,13 @@ pub struct WorkloadStatus {
     pub device_denied: u64,
     #[serde(default)]
     pub device_audited: u64,
+    /// Who is in it: up to `MAX_MEMBERS` pods, Slurm jobs or units.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<crate::identity::meta::WorkloadIdentity>,
 }
+
+/// Members listed per workload in status (the counts cover all).
+pub const MAX_MEMBERS: usize = 16;
 
 /// kubelet GPU assignments in the kernel (`gpus: assigned`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,6 +145,64 @@ pub struct IdentityStatus {
     pub delay_p50_us: u64,
     pub delay_p99_us: u64,
     pub delay_max_us: u64,
+    /// Pod metadata from the Kubernetes API server.
+    #[serde(default)]
+    pub kubernetes: SourceStatus,
+    /// Job records from Slurm (`scontrol`).
+    #[serde(default)]
+    pub slurm: SourceStatus,
+}
+
+/// One metadata source: whether it is on, in sync, and its last failure.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// off | connecting | synced | retrying | failed (Kubernetes);
+    /// off | idle | ok | unavailable (Slurm).
+    pub state: String,
+    #[serde(default)]
+    pub endpoint: String,
+    /// Pods (or jobs) known.
+    pub objects: usize,
+    pub updates: u64,
+    pub relists: u64,
+    pub errors: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: Option<String>,
+}
+
+impl Default for SourceStatus {
+    fn default() -> Self {
+        Self {
+            state: "idle".into(),
+            endpoint: String::new(),
+            objects: 0,
+            updates: 0,
+            relists: 0,
+            errors: 0,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.state)?;
+        if !self.endpoint.is_empty() {
+            write!(f, " ({})", self.endpoint)?;
+        }
+        write!(
+            f,
+            ": {} known, {} updates, {} relists, {} errors",
+            self.objects, self.updates, self.relists, self.errors
+        )?;
+        if let Some(e) = &self.last_error {
+            write!(f, "; last error {}: {e}", self.last_error_at.as_deref().unwrap_or("?"))?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for StatusReport {
@@ -224,6 +288,12 @@ impl std::fmt::Display for StatusReport {
                 w.device_denied,
                 w.device_audited
             )?;
+            let shown: Vec<String> = w.members.iter().take(4).map(|m| m.label()).collect();
+            if !shown.is_empty() {
+                let more = w.members.len().saturating_sub(shown.len());
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                writeln!(f, "      {}{more}", shown.join(", "))?;
+            }
         }
         let e = &self.events;
         writeln!(f, "\nEVENTS")?;
@@ -244,10 +314,12 @@ impl std::fmt::Display for StatusReport {
             "  cgroups tracked {}, identified {}, kernel map entries {}",
             i.cgroups_tracked, i.cgroups_identified, i.map_entries
         )?;
-        write!(
+        writeln!(
             f,
             "  cgroup → identity delay: p50 {} µs, p99 {} µs, max {} µs over {} new cgroups",
             i.delay_p50_us, i.delay_p99_us, i.delay_max_us, i.delay_samples
-        )
+        )?;
+        writeln!(f, "  kubernetes: {}", i.kubernetes)?;
+        write!(f, "  slurm: {}", i.slurm)
     }
 }

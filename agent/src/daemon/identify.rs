@@ -124,6 +124,14 @@ impl Shared {
         self.meta().identity(&crate::identity::path::parse(hierarchy_path))
     }
 
+    pub fn has_job(&self, id: u64) -> bool {
+        self.meta().has_job(id)
+    }
+
+    pub fn known_jobs(&self) -> Vec<u64> {
+        self.meta().job_ids()
+    }
+
     /// (pods, Slurm jobs) known from metadata sources.
     pub fn metadata_counts(&self) -> (usize, usize) {
         let m = self.meta();

@@ -6,6 +6,7 @@ mod events;
 pub mod files;
 mod identify;
 mod identity;
+mod metadata;
 mod state;
 mod writer_priority;
 
@@ -74,6 +75,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         .or_else(|| policy.agent.node_name.clone())
         .or_else(|| std::env::var("NODE_NAME").ok())
         .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
+    let node_name = node.clone();
     let shared = Arc::new(Shared::new(state::Init {
         node: node.clone(),
         config: opts.config.clone(),
@@ -135,6 +137,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
     tasks.spawn(devices::assignment_loop(shared.clone()));
+    metadata::start_kubernetes(&shared, &node_name, &mut tasks);
+    tasks.spawn(metadata::slurm_loop(shared.clone()));
     let handler: Arc<dyn control::server::Handler> = shared.clone();
     tasks.spawn(async move {
         control::server::serve(listener, handler).await;

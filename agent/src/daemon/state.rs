@@ -12,7 +12,7 @@ use warden_common::{STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIO
 
 use crate::{
     control::{server::Handler, status::*},
-    enrich::time::rfc3339,
+    enrich::time::now_rfc3339,
     files::{BackendChoice, Identity, roots::Roots},
     hooks::maps::VerdictCounts,
     hooks::{Hooks, maps::PolicyMaps},
@@ -66,13 +66,9 @@ pub struct Shared {
     last_seq: AtomicU64,
     devices: Mutex<super::devices::DeviceState>,
     policy_gen: AtomicU64,
+    pub(super) sources: Mutex<super::metadata::SourcesState>,
     /// Notified on every new cgroup in the root (GPU assignment refresh).
     pub cgroup_created: Arc<tokio::sync::Notify>,
-}
-
-fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    rfc3339(d.as_nanos() as i128)
 }
 
 impl Shared {
@@ -100,6 +96,7 @@ impl Shared {
             last_seq: AtomicU64::new(0),
             devices: Mutex::new(Default::default()),
             policy_gen: AtomicU64::new(1),
+            sources: Default::default(),
             cgroup_created: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -198,6 +195,10 @@ impl Shared {
         self.lock().delays.record(us);
     }
 
+    pub fn with_policy<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
+        f(&self.lock().policy)
+    }
+
     pub fn with_compiled<R>(&self, f: impl FnOnce(&CompiledPolicy) -> R) -> R {
         f(&self.lock().compiled)
     }
@@ -256,6 +257,20 @@ impl Shared {
         let p = &g.policy;
         let c = &g.compiled;
         let by_workload = g.tracker.counts_by_workload();
+        // One member per pod (its container's identity preferred), job or unit.
+        let mut members: HashMap<u32, Vec<Arc<crate::identity::meta::WorkloadIdentity>>> = HashMap::new();
+        for info in g.tracker.iter().map(|(_, i)| i) {
+            let Some(key) = info.who.member_key() else { continue };
+            let list = members.entry(info.workload.unwrap_or(0)).or_default();
+            match list.iter().position(|m| m.member_key().as_ref() == Some(&key)) {
+                Some(i) if list[i].container_id.is_none() && info.who.container_id.is_some() => {
+                    list[i] = info.who.clone()
+                }
+                Some(_) => {}
+                None if list.len() < MAX_MEMBERS => list.push(info.who.clone()),
+                None => {}
+            }
+        }
         let files = self.files();
         let in_kernel = files.choice.as_ref().is_some_and(|c| c.backend == "lsm");
         // One row per workload id; id 0 gathers every unidentified cgroup.
@@ -277,6 +292,7 @@ impl Shared {
                 device_allowed: d.allowed,
                 device_denied: d.denied,
                 device_audited: d.audited,
+                members: members.get(&id).map(|m| m.iter().map(|w| (**w).clone()).collect()).unwrap_or_default(),
             }
         };
         let mut workloads: Vec<_> = c.workloads.iter().enumerate().map(|(i, n)| row(n.clone(), i as u32 + 1)).collect();
@@ -296,6 +312,10 @@ impl Shared {
                 ctx.map(|c| c.dropped.load(Ordering::Relaxed)).unwrap_or(0),
                 ctx.map(|c| c.errors.load(Ordering::Relaxed)).unwrap_or(0),
             )
+        };
+        let sources = {
+            let s = self.sources();
+            super::metadata::SourcesState { kubernetes: s.kubernetes.clone(), slurm: s.slurm.clone() }
         };
         let file_status = self.file_enforcement(p.mode, c.has_file_segments(), p.segments.iter());
         let (device_status, gpu_assignment) = self.device_enforcement(p, c);
@@ -342,6 +362,8 @@ impl Shared {
                 delay_p50_us: d.p50_us,
                 delay_p99_us: d.p99_us,
                 delay_max_us: d.max_us,
+                kubernetes: sources.kubernetes,
+                slurm: sources.slurm,
             },
             gpu_assignment,
         }

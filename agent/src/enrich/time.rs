@@ -28,6 +28,12 @@ impl WallClock {
 }
 
 /// Formats Unix-epoch nanoseconds as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+/// Wall-clock now, RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_nanos() as i128)
+}
+
 pub fn rfc3339(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;

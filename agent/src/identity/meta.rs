@@ -5,7 +5,7 @@
 //! re-identify.
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::path::PathIdentity;
 use crate::policy::Facts;
@@ -38,7 +38,8 @@ pub struct SlurmJob {
 
 /// Identity of a cgroup's processes as events and status show it: OpenTelemetry
 /// resource attribute names where they exist.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkloadIdentity {
     #[serde(rename = "k8s.namespace.name", skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -47,7 +48,7 @@ pub struct WorkloadIdentity {
     #[serde(rename = "k8s.pod.uid", skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     #[serde(rename = "k8s.pod.qos_class", skip_serializing_if = "Option::is_none")]
-    pub qos: Option<&'static str>,
+    pub qos: Option<String>,
     #[serde(rename = "k8s.serviceaccount.name", skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     #[serde(rename = "k8s.container.name", skip_serializing_if = "Option::is_none")]
@@ -55,7 +56,7 @@ pub struct WorkloadIdentity {
     #[serde(rename = "container.id", skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     #[serde(rename = "container.runtime", skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<&'static str>,
+    pub runtime: Option<String>,
     #[serde(rename = "container.image.name", skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(rename = "slurm.job.id", skip_serializing_if = "Option::is_none")]
@@ -96,6 +97,30 @@ impl Changed {
 pub struct MetaStore {
     pods: HashMap<String, Arc<PodMeta>>,
     jobs: HashMap<u64, Arc<SlurmJob>>,
+}
+
+impl WorkloadIdentity {
+    /// Whether the identity names nothing beyond the cgroup path.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Short human form: `ns/pod (container)`, `slurm job 7 (alice)`, a unit.
+    pub fn label(&self) -> String {
+        let opt = |o: &Option<String>| o.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+        match (&self.namespace, &self.pod_name, &self.pod_uid, self.slurm_job, &self.unit) {
+            (Some(ns), Some(pod), ..) => format!("{ns}/{pod}{}", opt(&self.container_name)),
+            (_, _, Some(uid), ..) => format!("pod {uid}"),
+            (_, _, _, Some(job), _) => format!("slurm job {job}{}", opt(&self.slurm_user)),
+            (.., Some(unit)) => unit.clone(),
+            _ => "?".into(),
+        }
+    }
+
+    /// The pod, job or unit this identity belongs to (one per member).
+    pub fn member_key(&self) -> Option<String> {
+        self.pod_uid.clone().or_else(|| self.slurm_job.map(|j| format!("slurm job {j}"))).or_else(|| self.unit.clone())
+    }
 }
 
 impl MetaStore {
@@ -152,6 +177,10 @@ impl MetaStore {
         self.jobs.remove(&id).is_some()
     }
 
+    pub fn job_ids(&self) -> Vec<u64> {
+        self.jobs.keys().copied().collect()
+    }
+
     pub fn has_job(&self, id: u64) -> bool {
         self.jobs.contains_key(&id)
     }
@@ -187,11 +216,11 @@ impl MetaStore {
             namespace: pod.map(|p| p.namespace.clone()),
             pod_name: pod.map(|p| p.name.clone()),
             pod_uid: o.pod_uid.clone(),
-            qos: o.qos,
+            qos: o.qos.map(str::to_string),
             service_account: pod.and_then(|p| p.service_account.clone()),
             container_name: container.map(|c| c.name.clone()),
             container_id: o.container_id.clone(),
-            runtime: o.runtime,
+            runtime: o.runtime.map(str::to_string),
             image: container.map(|c| c.image.clone()),
             slurm_job: o.slurm_job,
             slurm_step: o.slurm_step.clone(),

@@ -4,5 +4,6 @@ pub mod delay;
 pub mod meta;
 pub mod path;
 pub mod process;
+pub mod slurm;
 
 pub use cgroups::{CgroupInfo, CgroupTracker};

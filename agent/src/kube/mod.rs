@@ -4,10 +4,13 @@
 //! pod) and the NVIDIA driver's procfs (`nvidia`: GPU UUID → device minor).
 //! Both gRPC APIs are served on local unix sockets only; `fake` holds
 //! in-process servers implementing the same protos for tests.
+//! `pods` watches the API server for this node's pod metadata.
 pub mod cri;
 pub mod fake;
+pub mod fake_api;
 pub mod nvidia;
 pub mod podresources;
+pub mod pods;
 
 use std::{
     path::{Path, PathBuf},

@@ -140,9 +140,9 @@ pub use error::{Loc, Origin, PolicyError, PolicyErrors};
 pub use files::FileRoot;
 pub use labels::{LabelOp, LabelRequirement, LabelSelector};
 pub use model::{
-    Access, AgentConfig, AllowRule, DEFAULT_CRI_SOCKETS, DefaultAction, DevicePath, DeviceSpec, DevicesConfig,
-    EventsConfig, FileBackend, FilesConfig, GpuSelection, MetaSelector, Mode, NameRef, NetworkEntry, PathEntry, Policy,
-    PortRange, Protocol, RuleGpus, Segment, Workload,
+    Access, AgentConfig, AllowRule, ApiServer, DEFAULT_CRI_SOCKETS, DefaultAction, DevicePath, DeviceSpec,
+    DevicesConfig, EventsConfig, FileBackend, FilesConfig, GpuSelection, KubernetesConfig, MetaSelector, Mode, NameRef,
+    NetworkEntry, PathEntry, Policy, PortRange, Protocol, RuleGpus, Segment, SlurmConfig, Workload,
 };
 pub use select::{Facts, Selector, SelectorSpec};
 

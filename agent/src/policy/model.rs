@@ -253,6 +253,38 @@ pub struct AgentConfig {
     pub ring_buffer_bytes: u32,
     pub files: FilesConfig,
     pub devices: DevicesConfig,
+    pub kubernetes: KubernetesConfig,
+    pub slurm: SlurmConfig,
+}
+
+/// Where pod metadata (namespace, labels, service account...) comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ApiServer {
+    /// In-cluster (service account) when `KUBERNETES_SERVICE_HOST` is set, else off.
+    #[default]
+    Auto,
+    InCluster,
+    Off,
+    /// An explicit URL, e.g. `http://127.0.0.1:8001` behind `kubectl proxy`.
+    Url(String),
+}
+
+/// `agent.kubernetes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    pub api_server: ApiServer,
+    /// Bearer token for an explicit URL.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `agent.slurm`: job owner, account and partition from `scontrol`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SlurmConfig {
+    /// `scontrol` from PATH when a job cgroup appears and it is installed.
+    #[default]
+    Auto,
+    Off,
+    Scontrol(PathBuf),
 }
 
 impl Default for AgentConfig {
@@ -265,6 +297,8 @@ impl Default for AgentConfig {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             files: FilesConfig::default(),
             devices: DevicesConfig::default(),
+            kubernetes: KubernetesConfig::default(),
+            slurm: SlurmConfig::default(),
         }
     }
 }

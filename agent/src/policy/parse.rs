@@ -14,7 +14,10 @@ use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
-const AGENT_KEYS: &[&str] = &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices"];
+const AGENT_KEYS: &[&str] =
+    &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices", "kubernetes", "slurm"];
+const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
+const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
 const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
 const DEVICES_KEYS: &[&str] = &["gpus", "nvidiaControl", "paths"];
 const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
@@ -154,7 +157,58 @@ impl Reader<'_> {
         if let Some(n) = m.get("devices") {
             agent.devices = self.agent_devices(n);
         }
+        if let Some(n) = m.get("kubernetes") {
+            agent.kubernetes = self.agent_kubernetes(n);
+        }
+        if let Some(n) = m.get("slurm")
+            && let Some(s) = self.map(n, "agent.slurm", SLURM_AGENT_KEYS)
+            && let Some(n) = s.get("scontrol")
+            && let Some(v) = self.nonempty_string(n, &s.field("scontrol"))
+        {
+            agent.slurm = match v.as_str() {
+                "auto" => SlurmConfig::Auto,
+                "off" => SlurmConfig::Off,
+                p if Path::new(p).is_absolute() => SlurmConfig::Scontrol(PathBuf::from(p)),
+                _ => {
+                    self.err(n, &s.field("scontrol"), format!("`{v}`: expected auto, off or an absolute path"));
+                    SlurmConfig::Auto
+                }
+            };
+        }
         agent
+    }
+
+    fn agent_kubernetes(&mut self, node: &Node) -> KubernetesConfig {
+        let mut k = KubernetesConfig::default();
+        let Some(m) = self.map(node, "agent.kubernetes", KUBERNETES_KEYS) else { return k };
+        if let Some(n) = m.get("apiServer")
+            && let Some(v) = self.nonempty_string(n, &m.field("apiServer"))
+        {
+            k.api_server = match v.as_str() {
+                "auto" => ApiServer::Auto,
+                "in-cluster" => ApiServer::InCluster,
+                "off" => ApiServer::Off,
+                u if (u.starts_with("https://") || u.starts_with("http://"))
+                    && u.parse::<tonic::transport::Uri>().is_ok() =>
+                {
+                    ApiServer::Url(u.trim_end_matches('/').to_string())
+                }
+                _ => {
+                    let reason = format!("`{v}`: expected auto, in-cluster, off or an http(s):// URL");
+                    self.err(n, &m.field("apiServer"), reason);
+                    ApiServer::Auto
+                }
+            };
+        }
+        if let Some(n) = m.get("tokenFile")
+            && let Some(s) = self.nonempty_string(n, &m.field("tokenFile"))
+        {
+            if !Path::new(&s).is_absolute() {
+                self.err(n, &m.field("tokenFile"), format!("`{s}` must be an absolute path"));
+            }
+            k.token_file = Some(PathBuf::from(s));
+        }
+        k
     }
 
     fn agent_devices(&mut self, node: &Node) -> DevicesConfig {

@@ -27,7 +27,8 @@ fn accepts_every_valid_policy() {
     let minimal = "version: 1\n";
     let lists = "version: 1\nsegments: []\nworkloads:\nallow: []\n";
     let agent = "version: 1\nagent:\n  cgroupRoot: /\n  nodeName: n1\n  socket: /run/w.sock\n  \
-                 events: {jsonl: /var/log/w.jsonl, logUnprotected: true}\n  ringBufferBytes: 65536\n";
+                 events: {jsonl: /var/log/w.jsonl, logUnprotected: true}\n  ringBufferBytes: 65536\n  \
+                 kubernetes: {apiServer: \"http://127.0.0.1:8001\", tokenFile: /run/token}\n  slurm: {scontrol: /usr/bin/scontrol}\n";
     let paths_only =
         "version: 1\nagent: {files: {backend: lsm}}\nsegments: [{name: s, paths: [/a, /a/b, \"/x y/.z\"]}]\n";
     let devices_only = "version: 1\nagent: {devices: {}}\nsegments:\n  - {name: all, devices: {gpus: all}}\n  \
@@ -91,6 +92,8 @@ fn rejects_invalid_policies() {
         "version: 1\nworkloads: [{name: w, selector: {podLabels: {matchLabels: {\"-a\": b}}}}]\n",
         "version: 1\nworkloads: [{name: w, selector: {slurm: {job: 0}}}]\n",
         "version: 1\nworkloads: [{name: w, selector: {slurm: {}}}]\n",
+        "version: 1\nagent: {kubernetes: {apiServer: cluster}}\n",
+        "version: 1\nagent: {slurm: {scontrol: scontrol}}\n",
         "version: 1\nallow: [{workload: a, workloads: [b], segment: s}]\n",
         "version: 1\nallow: [{workload: a}]\n",
         "version: 1\nallow: [{workload: a, segment: s, ports: [1, 2, 3, 4, 5]}]\n",

@@ -1,0 +1,157 @@
+//! Identity from the Kubernetes API: pods selected by namespace, labels,
+//! service account, container and image, on kubelet-shaped cgroup trees with
+//! real processes and real hooks. The API server is
+//! `warden::kube::fake_api::FakeApiServer` serving the responses in
+//! tests/recordings/kubernetes (see the README there for how they were made).
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::*;
+use serde_json::Value;
+
+const REC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/recordings/kubernetes/");
+
+fn recording(name: &str) -> String {
+    std::fs::read_to_string(format!("{REC}{name}")).unwrap_or_else(|e| panic!("{REC}{name}: {e}"))
+}
+
+/// (pod name → (uid, bare container id)) from a recorded pod list.
+fn pods_of(list: &str) -> std::collections::HashMap<String, (String, String)> {
+    let v: Value = serde_json::from_str(list).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let cid = p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap();
+            let cid = cid.split_once("://").unwrap().1.to_string();
+            (str_of(&p["metadata"], "name").to_string(), (str_of(&p["metadata"], "uid").to_string(), cid))
+        })
+        .collect()
+}
+
+/// kubelet's systemd-driver layout for a burstable pod's container.
+fn container_cgroup(tree: &TestTree, uid: &str, cid: &str) -> std::path::PathBuf {
+    let u = uid.replace('-', "_");
+    tree.mkdir(&format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{cid}.scope"
+    ))
+}
+
+/// Polls `f` until it holds (10 s at most; the watcher backs off ≤ 1.6 s here).
+fn eventually(what: &str, agent: &Agent, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}; status:\n{}", agent.status()["identity"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pods_are_identified_from_the_api_and_follow_label_changes_and_resyncs() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let api = warden::kube::fake_api::FakeApiServer::new();
+    let server = rt.block_on(api.serve()).unwrap();
+    let initial = recording("list-initial.json");
+    let pods = pods_of(&initial);
+    let tree = TestTree::new("k8s-api");
+    let trainer = container_cgroup(&tree, &pods["trainer-0"].0, &pods["trainer-0"].1);
+    let web = container_cgroup(&tree, &pods["web-0"].0, &pods["web-0"].1);
+    let port = tcp_listener("127.0.0.2");
+    let yaml = format!(
+        r#"
+version: 1
+agent:
+  kubernetes:
+    apiServer: {url}
+segments:
+  - name: store
+    network:
+      - cidr: 127.0.0.2/32
+        ports: [{port}]
+workloads:
+  - name: trainer
+    selector:
+      namespace: ml-training
+      podLabels:
+        matchLabels: {{app: trainer}}
+        matchExpressions:
+          - {{key: tier, operator: In, values: [gpu]}}
+      serviceAccount: trainer
+      container: main
+      image: "nvcr.io/nvidia/pytorch:*"
+  - name: web
+    selector:
+      namespace: default
+allow:
+  - workload: trainer
+    segment: store
+"#,
+        url = server.url
+    );
+    let agent = Agent::start(&tree, &yaml);
+    let allowed = |cg: &std::path::Path| netprobe(cg, "tcp", "127.0.0.2", port).ok();
+
+    // The API does not answer yet: the pod's identity is unknown, so it
+    // stays unidentified and the protected segment is closed to it.
+    eventually("the failed list shows in status", &agent, || {
+        agent.status()["identity"]["kubernetes"]["errors"].as_u64() > Some(0)
+    });
+    let p = netprobe(&trainer, "tcp", "127.0.0.2", port);
+    assert!(p.eperm(), "no metadata yet: fail closed: {p:?}");
+    assert_eq!(agent.status()["identity"]["kubernetes"]["state"], "retrying");
+
+    api.queue_list(initial);
+    eventually("the trainer pod is identified", &agent, || allowed(&trainer));
+    let s = agent.status();
+    assert_eq!(s["identity"]["kubernetes"]["state"], "synced", "{s}");
+    assert_eq!(s["identity"]["kubernetes"]["objects"], 2, "{s}");
+    let row =
+        |s: &Value, name: &str| s["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone();
+    let members = row(&s, "trainer")["members"].clone();
+    assert_eq!(members[0]["k8s.pod.name"], "trainer-0", "{s}");
+    assert_eq!(members[0]["k8s.serviceaccount.name"], "trainer", "{s}");
+    // The pod's own cgroup and its container's: `namespace` holds for both.
+    assert_eq!(row(&s, "web")["cgroups"], 2, "web is identified as `web`: {s}");
+    assert_eq!(row(&s, "web")["members"][0]["k8s.container.name"], "nginx", "{s}");
+    let denied = netprobe(&web, "tcp", "127.0.0.2", port);
+    assert!(denied.eperm(), "web has no rule for the store: {denied:?}");
+
+    // Events name the pod as OpenTelemetry does.
+    let events = agent.wait_events(2, |e| e["segment"] == "store" && e["workload"] != "(unidentified)");
+    let ok = events.iter().find(|e| e["workload"] == "trainer").unwrap();
+    assert_eq!((str_of(ok, "k8s.namespace.name"), str_of(ok, "k8s.pod.name")), ("ml-training", "trainer-0"), "{ok}");
+    assert_eq!((str_of(ok, "k8s.container.name"), str_of(ok, "k8s.pod.uid")), ("main", pods["trainer-0"].0.as_str()));
+    assert_eq!(str_of(ok, "container.image.name"), "nvcr.io/nvidia/pytorch:24.05-py3");
+    assert_eq!(str_of(ok, "container.id"), pods["trainer-0"].1);
+    let no = events.iter().find(|e| e["workload"] == "web").unwrap();
+    assert_eq!((str_of(no, "k8s.pod.name"), str_of(no, "verdict")), ("web-0", "denied"), "{no}");
+    assert_eq!(str_of(no, "container.image.name"), "docker.io/library/nginx:1.27");
+
+    // A label change arrives on the watch: enforcement switches, no restart.
+    let mut frames = recording("watch-relabel.jsonl").lines().map(str::to_string).collect::<Vec<_>>().into_iter();
+    api.push_frame(frames.next().unwrap());
+    eventually("the relabelled pod loses the grant", &agent, || !allowed(&trainer));
+    api.push_frame(frames.next().unwrap());
+    eventually("the pod labelled back regains it", &agent, || allowed(&trainer));
+
+    // 410 Gone: the watcher relists; trainer-0 was deleted meanwhile.
+    api.queue_list(recording("list-after-expired.json"));
+    api.push_frame(recording("watch-expired.jsonl").trim());
+    eventually("the relist drops the deleted pod", &agent, || {
+        agent.status()["identity"]["kubernetes"]["relists"].as_u64() >= Some(2)
+    });
+    let p = netprobe(&trainer, "tcp", "127.0.0.2", port);
+    assert!(p.eperm(), "a pod the API no longer lists is unidentified again: {p:?}");
+    let s = agent.status();
+    assert_eq!(s["identity"]["kubernetes"]["objects"], 1, "{s}");
+    assert_eq!(row(&s, "web")["cgroups"], 2, "{s}");
+
+    // Only this node's pods were asked for, and watches resumed from the list.
+    let requests = api.requests();
+    assert!(requests.iter().all(|r| r.contains("fieldSelector=spec.nodeName%3Dtest-node")), "{requests:?}");
+    assert!(requests.iter().any(|r| r.contains("watch=true") && r.contains("resourceVersion=1000")), "{requests:?}");
+    assert!(requests.iter().any(|r| r.contains("watch=true") && r.contains("resourceVersion=2107")), "{requests:?}");
+}
