@@ -69,3 +69,82 @@ fn events_carry_what_the_cgroup_path_says() {
     assert_eq!(str_of(&e, "systemd.unit"), "nvidia-dcgm.service", "{e}");
     assert!(e.get("k8s.pod.uid").is_none() && e.get("slurm.job.id").is_none(), "{e}");
 }
+
+/// Anonymous resident memory of a process (its heap), in KiB. Mapped ring
+/// buffers count in VmRSS once touched but are fixed-size, not growth.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Waits until the agent tracks `tracked` cgroups and its kernel map holds
+/// `entries` identities; returns the status then.
+fn settle(agent: &Agent, tracked: u64, entries: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = agent.status();
+        let id = &s["identity"];
+        if id["cgroups_tracked"].as_u64() == Some(tracked) && id["map_entries"].as_u64() == Some(entries) {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "want {tracked} tracked, {entries} in the map: {id}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// 10,000 cgroups (5,000 pods with one container each, cgroupfs layout)
+/// created and deleted: the agent's tracker and kernel map return exactly
+/// to where they were, and its memory to near its baseline.
+#[test]
+fn a_churn_of_10000_cgroups_leaves_no_entries_behind() {
+    let tree = TestTree::new("churn");
+    tree.mkdir("kubepods/burstable");
+    let policy = "version: 1\nworkloads:\n  - name: ml\n    selector: {namespace: ml}\n  \
+                  - name: pods\n    selector: {cgroup: \"kubepods/burstable/*\"}\n";
+    let agent = Agent::start(&tree, policy);
+    let pods: Vec<(String, String)> = (0..5000)
+        .map(|i| {
+            let pod = format!("kubepods/burstable/pod6b1d3c1e-6a8e-4c63-9f0a-{i:012x}");
+            (pod.clone(), format!("{pod}/{CID}"))
+        })
+        .collect();
+    let create = |n: usize| pods[..n].iter().for_each(|(_, ctr)| drop(tree.mkdir(ctr)));
+    let delete = |n: usize| {
+        for (pod, ctr) in &pods[..n] {
+            std::fs::remove_dir(tree.abs.join(ctr)).unwrap();
+            std::fs::remove_dir(tree.abs.join(pod)).unwrap();
+        }
+    };
+    // Root, kubepods, burstable: tracked, none identified.
+    let base = settle(&agent, 3, 0);
+    // A first small churn brings allocator and maps to their steady state.
+    create(500);
+    settle(&agent, 3 + 1000, 1000);
+    delete(500);
+    settle(&agent, 3, 0);
+    let base_rss = rss_kib(agent.pid());
+
+    create(pods.len());
+    let full = settle(&agent, 3 + 10_000, 10_000);
+    assert_eq!(full["identity"]["cgroups_identified"], 10_000, "{}", full["identity"]);
+    let peak_rss = rss_kib(agent.pid());
+    delete(pods.len());
+    let after = settle(&agent, 3, 0);
+    let limit = base_rss + (peak_rss.saturating_sub(base_rss) / 4).max(2048);
+    // The agent compacts right after applying a batch of deletions.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut end_rss = rss_kib(agent.pid());
+    while end_rss > limit && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        end_rss = rss_kib(agent.pid());
+    }
+    assert_eq!(after["identity"]["cgroups_identified"], base["identity"]["cgroups_identified"]);
+    eprintln!("agent anonymous RSS: baseline {base_rss} KiB, with 10,000 cgroups {peak_rss} KiB, after {end_rss} KiB");
+    let grown = peak_rss.saturating_sub(base_rss);
+    assert!(grown > 0, "10,000 tracked cgroups must cost something: {base_rss} → {peak_rss} KiB");
+    assert!(
+        end_rss <= limit,
+        "memory did not return: baseline {base_rss} KiB, peak {peak_rss} KiB, after {end_rss} KiB"
+    );
+}

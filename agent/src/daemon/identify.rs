@@ -11,6 +11,15 @@ use crate::{
     },
 };
 
+/// Hands freed heap pages back to the kernel (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointers are involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A cgroup's record under the current policy and metadata.
 fn classify(g: &Inner, meta: &MetaStore, rel: String) -> CgroupInfo {
     let origin = g.tracker.origin_of(&rel);
@@ -45,6 +54,14 @@ impl Shared {
         let mut g = self.lock();
         if g.tracker.remove(id).is_some() {
             let _ = g.maps.set_cgroup(id, None);
+        }
+    }
+
+    /// After deletions: returns memory held for cgroups that are gone to the
+    /// system, so churn (pods come and go all day) does not ratchet it up.
+    pub fn compact(&self) {
+        if self.lock().tracker.shrink_if_sparse() {
+            trim_heap();
         }
     }
 

@@ -14,6 +14,7 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<
     // the tick is only a safety net.
     reader::drain(ring, Duration::from_millis(100), |batch, bad| {
         shared.note_decode_errors(bad);
+        let mut removed = false;
         for rec in batch.drain(..) {
             match rec {
                 Record::CgroupMkdir { cgroup_id, hierarchy, ktime_ns, path } if hierarchy == DEFAULT_HIERARCHY => {
@@ -26,9 +27,13 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<
                 }
                 Record::CgroupRmdir { cgroup_id, hierarchy, .. } if hierarchy == DEFAULT_HIERARCHY => {
                     shared.remove_cgroup(cgroup_id);
+                    removed = true;
                 }
                 _ => {}
             }
+        }
+        if removed {
+            shared.compact();
         }
     })
     .await?;
@@ -55,6 +60,7 @@ pub async fn reconcile_loop(shared: Arc<Shared>, period: Duration) -> anyhow::Re
             last_dropped = dropped;
             since_full = Duration::ZERO;
             shared.reconcile_cgroups();
+            shared.compact();
             super::devices::reapply_assignment(&shared);
         }
     }

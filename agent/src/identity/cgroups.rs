@@ -155,6 +155,17 @@ impl CgroupTracker {
         self.cgroups.insert(id, info);
     }
 
+    /// Gives back the table's memory once most of it is empty (after a burst
+    /// of deletions); returns whether it did.
+    pub fn shrink_if_sparse(&mut self) -> bool {
+        let cap = self.cgroups.capacity();
+        let sparse = cap > 1024 && self.cgroups.len() * 4 < cap;
+        if sparse {
+            self.cgroups.shrink_to_fit();
+        }
+        sparse
+    }
+
     pub fn remove(&mut self, id: u64) -> Option<CgroupInfo> {
         self.cgroups.remove(&id)
     }
