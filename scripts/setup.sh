@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing warden needs, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
-# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-smoke`), the
+# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-smoke`; Slurm and
+# munge for the Slurm metadata test), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
 # Each step runs only when its result is missing.
 set -euo pipefail
@@ -13,7 +14,9 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio)
+# slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for tests/slurm.rs.
+PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio
+  slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

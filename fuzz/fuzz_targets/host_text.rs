@@ -1,5 +1,6 @@
-//! Text the agent reads from the host: /proc/self/mountinfo, tracefs
-//! format files, /proc/devices and the NVIDIA driver's GPU information files.
+//! Text the agent reads from the host and its neighbours: /proc/self/mountinfo,
+//! tracefs format files, /proc/devices, the NVIDIA driver's GPU information
+//! files, cgroup paths, `scontrol` output and pod objects from the API server.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -9,4 +10,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     let _ = warden::kube::nvidia::proc_devices_major(&text, "nvidia-uvm");
     let _ = warden::kube::nvidia::parse_information(&text);
+    let _ = warden::identity::path::parse(&text);
+    warden::identity::slurm::fuzz(&text);
+    warden::kube::pods::fuzz(data);
 });

@@ -123,6 +123,11 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent and waits until its control socket answers.
     pub fn start(tree: &TestTree, yaml: &str) -> Self {
+        Self::start_with_env(tree, yaml, &[])
+    }
+
+    /// As `start`, with extra environment for the agent (e.g. `SLURM_CONF`).
+    pub fn start_with_env(tree: &TestTree, yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("agent");
         let config = dir.0.join("warden.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -140,6 +145,7 @@ impl Agent {
             .arg(&events)
             .args(["--node-name", "test-node"])
             .env("WARDEN_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

@@ -113,6 +113,7 @@ pub async fn slurm_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
                 pods: vec![],
                 jobs: gone.into_iter().filter(|j| m.remove_job(*j)).collect(),
             });
+            shared.sources().slurm.objects = shared.metadata_counts().1;
         }
         failed.retain(|j, at| jobs.contains(j) && at.elapsed() < retry_after);
         let wanted: Vec<u64> =

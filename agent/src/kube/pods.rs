@@ -128,6 +128,14 @@ pub async fn watch(config: Config, node: String, updates: tokio::sync::mpsc::Sen
     }
 }
 
+/// Fuzzing entry point: a pod object as the API server (or anyone able to
+/// answer on its address) might send it; never panics.
+pub fn fuzz(bytes: &[u8]) {
+    if let Ok(pod) = serde_json::from_slice::<Pod>(bytes) {
+        let _ = pod_meta(&pod);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,11 +35,13 @@
 //!   - name: datasets
 //!     paths: [/mnt/datasets, /data/imagenet]   # directory trees: absolute, normalised, not `/`
 //!
-//! workloads:                  # who is who, by cgroup path
+//! workloads:                  # who is who; every selector key given must match
 //!   - name: trainer           # same rules as segment names, unique
 //!     mode: audit             # optional
 //!     selector:
 //!       cgroup: ["training/*", "jobs/**"]   # one glob or a list, relative to agent.cgroupRoot
+//!       # also: namespace, podLabels {matchLabels, matchExpressions}, serviceAccount,
+//!       # container, image, slurm {user, account, partition, job}, unit (see README)
 //!
 //! allow:                      # everything not allowed into a segment is denied
 //!   - workload: trainer       # or `workloads: [a, b]`
