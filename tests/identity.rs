@@ -13,12 +13,7 @@ fn policy(port: u16) -> String {
     format!(
         r#"
 version: 1
-segments:
-  - name: store
-    network:
-      - cidr: 127.0.0.2/32
-        ports: [{port}]
-workloads:
+{segments}workloads:
   - name: pods
     selector:
       cgroup: ["kubepods.slice/**", "kubepods/**"]
@@ -28,7 +23,8 @@ workloads:
 allow:
   - workload: pods
     segment: store
-"#
+"#,
+        segments = store_segment(port)
     )
 }
 

@@ -5,8 +5,6 @@
 //! tests/recordings/kubernetes (see the README there for how they were made).
 mod harness;
 
-use std::time::{Duration, Instant};
-
 use harness::*;
 use serde_json::Value;
 
@@ -39,15 +37,6 @@ fn container_cgroup(tree: &TestTree, uid: &str, cid: &str) -> std::path::PathBuf
     ))
 }
 
-/// Polls `f` until it holds (10 s at most; the watcher backs off ≤ 1.6 s here).
-fn eventually(what: &str, agent: &Agent, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}; status:\n{}", agent.status()["identity"]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn pods_are_identified_from_the_api_and_follow_label_changes_and_resyncs() {
     require_root();
@@ -66,12 +55,7 @@ version: 1
 agent:
   kubernetes:
     apiServer: {url}
-segments:
-  - name: store
-    network:
-      - cidr: 127.0.0.2/32
-        ports: [{port}]
-workloads:
+{segments}workloads:
   - name: trainer
     selector:
       namespace: ml-training
@@ -89,14 +73,15 @@ allow:
   - workload: trainer
     segment: store
 "#,
-        url = server.url
+        url = server.url,
+        segments = store_segment(port)
     );
     let agent = Agent::start(&tree, &yaml);
     let allowed = |cg: &std::path::Path| netprobe(cg, "tcp", "127.0.0.2", port).ok();
 
     // The API does not answer yet: the pod's identity is unknown, so it
     // stays unidentified and the protected segment is closed to it.
-    eventually("the failed list shows in status", &agent, || {
+    agent.eventually("the failed list shows in status", || {
         agent.status()["identity"]["kubernetes"]["errors"].as_u64() > Some(0)
     });
     let p = netprobe(&trainer, "tcp", "127.0.0.2", port);
@@ -104,7 +89,7 @@ allow:
     assert_eq!(agent.status()["identity"]["kubernetes"]["state"], "retrying");
 
     api.queue_list(initial);
-    eventually("the trainer pod is identified", &agent, || allowed(&trainer));
+    agent.eventually("the trainer pod is identified", || allowed(&trainer));
     let s = agent.status();
     assert_eq!(s["identity"]["kubernetes"]["state"], "synced", "{s}");
     assert_eq!(s["identity"]["kubernetes"]["objects"], 2, "{s}");
@@ -133,14 +118,14 @@ allow:
     // A label change arrives on the watch: enforcement switches, no restart.
     let mut frames = recording("watch-relabel.jsonl").lines().map(str::to_string).collect::<Vec<_>>().into_iter();
     api.push_frame(frames.next().unwrap());
-    eventually("the relabelled pod loses the grant", &agent, || !allowed(&trainer));
+    agent.eventually("the relabelled pod loses the grant", || !allowed(&trainer));
     api.push_frame(frames.next().unwrap());
-    eventually("the pod labelled back regains it", &agent, || allowed(&trainer));
+    agent.eventually("the pod labelled back regains it", || allowed(&trainer));
 
     // 410 Gone: the watcher relists; trainer-0 was deleted meanwhile.
     api.queue_list(recording("list-after-expired.json"));
     api.push_frame(recording("watch-expired.jsonl").trim());
-    eventually("the relist drops the deleted pod", &agent, || {
+    agent.eventually("the relist drops the deleted pod", || {
         agent.status()["identity"]["kubernetes"]["relists"].as_u64() >= Some(2)
     });
     let p = netprobe(&trainer, "tcp", "127.0.0.2", port);

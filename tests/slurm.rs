@@ -125,19 +125,6 @@ fn job_cgroup(tree: &TestTree, job: u64) -> std::path::PathBuf {
     tree.mkdir(&format!("system.slice/slurmstepd.scope/job_{job}/step_batch/user/task_0"))
 }
 
-fn eventually(what: &str, agent: &Agent, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}: {}\n{}",
-            agent.status()["identity"],
-            agent.log().lines().filter(|l| !l.contains("DEBUG")).collect::<Vec<_>>().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn jobs_are_selected_by_account_partition_and_user_from_slurmctld() {
     require_root();
@@ -155,12 +142,7 @@ version: 1
 agent:
   slurm:
     scontrol: {scontrol}
-segments:
-  - name: store
-    network:
-      - cidr: 127.0.0.2/32
-        ports: [{port}]
-workloads:
+{segments}workloads:
   - name: research
     selector:
       slurm: {{account: "ml-*", partition: gpu, user: root}}
@@ -170,12 +152,13 @@ workloads:
 allow:
   - workload: research
     segment: store
-"#
+"#,
+        segments = store_segment(port)
     );
     let agent = Agent::start_with_env(&tree, &yaml, &[("SLURM_CONF", &cluster.conf)]);
     let allowed = |cg: &Path| netprobe(cg, "tcp", "127.0.0.2", port).ok();
     // Until scontrol has answered, a job is unidentified (fail closed).
-    eventually("both job records are in", &agent, || agent.status()["identity"]["slurm"]["objects"] == 2);
+    agent.eventually("both job records are in", || agent.status()["identity"]["slurm"]["objects"] == 2);
     assert!(allowed(&ml_cg), "the ml-research job is granted the store");
     let p = netprobe(&other_cg, "tcp", "127.0.0.2", port);
     assert!(p.eperm(), "a job under another account has no grant: {p:?}");
@@ -201,5 +184,5 @@ allow:
     for d in ["step_batch/user/task_0", "step_batch/user", "step_batch", ""] {
         std::fs::remove_dir(job_dir.join(d)).unwrap();
     }
-    eventually("the ended job's record is dropped", &agent, || agent.status()["identity"]["slurm"]["objects"] == 1);
+    agent.eventually("the ended job's record is dropped", || agent.status()["identity"]["slurm"]["objects"] == 1);
 }

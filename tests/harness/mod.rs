@@ -93,6 +93,11 @@ impl Drop for TestTree {
     }
 }
 
+/// The `segments:` block of most tests: one segment `store`, 127.0.0.2:`port`.
+pub fn store_segment(port: u16) -> String {
+    format!("segments:\n  - name: store\n    network:\n      - cidr: 127.0.0.2/32\n        ports: [{port}]\n")
+}
+
 /// A temp directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -200,6 +205,19 @@ impl Agent {
             }
             assert!(Instant::now() < deadline, "expected {n} events, got {found:?}\nall: {:?}", self.events());
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `f` until it holds (15 s at most); on timeout shows the
+    /// identity status and the agent's non-debug log.
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !f() {
+            if Instant::now() >= deadline {
+                let log: Vec<String> = self.log().lines().filter(|l| !l.contains("DEBUG")).map(String::from).collect();
+                panic!("timed out waiting until {what}: {}\n{}", self.status()["identity"], log.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
