@@ -168,6 +168,26 @@ mod tests {
         assert!(pod_meta(&Pod::default()).is_none());
     }
 
+    /// The shipped RBAC grants exactly what the watch uses: get, list and
+    /// watch on pods, bound to warden's ServiceAccount.
+    #[test]
+    fn shipped_rbac_is_least_privilege() {
+        let text = include_str!("../../../config/kubernetes/rbac.yaml");
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).unwrap();
+        let role = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRole")).expect("a ClusterRole");
+        let rules = role["rules"].as_vec().unwrap();
+        assert_eq!(rules.len(), 1);
+        let strs = |y: &yaml_rust2::Yaml| -> Vec<String> {
+            y.as_vec().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(strs(&rules[0]["apiGroups"]), [""]);
+        assert_eq!(strs(&rules[0]["resources"]), ["pods"]);
+        assert_eq!(strs(&rules[0]["verbs"]), ["get", "list", "watch"]);
+        let binding = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRoleBinding")).unwrap();
+        assert_eq!(binding["roleRef"]["name"].as_str(), Some("warden"));
+        assert_eq!(binding["subjects"][0]["kind"].as_str(), Some("ServiceAccount"));
+    }
+
     #[test]
     fn config_choices() {
         let off = KubernetesConfig { api_server: ApiServer::Off, token_file: None };
