@@ -187,9 +187,12 @@ impl Agent {
         self.try_status().unwrap_or_else(|| panic!("warden status failed; agent log:\n{}", self.log()))
     }
 
+    /// Every complete event line so far. A line still being written (no
+    /// newline yet) is left for the next read; any complete line must parse.
     pub fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.events)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
             .collect()
