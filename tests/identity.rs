@@ -114,6 +114,10 @@ fn a_churn_of_10000_cgroups_leaves_no_entries_behind() {
     };
     // Root, kubepods, burstable: tracked, none identified.
     let base = settle(&agent, 3, 0);
+    // `ml` needs pod metadata and no API is configured: status says so.
+    let k8s = &base["identity"]["kubernetes"];
+    assert_eq!(k8s["state"], "off", "{k8s}");
+    assert!(str_of(k8s, "last_error").contains("workloads ml select on pod metadata"), "{k8s}");
     // A first small churn brings allocator and maps to their steady state.
     create(500);
     settle(&agent, 3 + 1000, 1000);
@@ -127,7 +131,7 @@ fn a_churn_of_10000_cgroups_leaves_no_entries_behind() {
     let peak_rss = rss_kib(agent.pid());
     delete(pods.len());
     let after = settle(&agent, 3, 0);
-    let limit = base_rss + (peak_rss.saturating_sub(base_rss) / 4).max(2048);
+    let limit = base_rss + (peak_rss.saturating_sub(base_rss) / 8).max(1024);
     // The agent compacts right after applying a batch of deletions.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut end_rss = rss_kib(agent.pid());

@@ -88,6 +88,7 @@ fn write_files(
     // taken raised to the normal class, so this thread, preempted, never
     // keeps the kernel-event task waiting.
     let mut enricher = lock(writer).enricher.sibling();
+    let mut identities = super::identify::PathIdentities::default();
     let (mut generation, mut policy, paths) = shared.events_snapshot();
     let mut batch = Vec::with_capacity(256);
     let mut buf = Vec::with_capacity(256 * 1024);
@@ -114,7 +115,7 @@ fn write_files(
             .map(|d| {
                 let mut p = enricher.file_proc(&d);
                 if let Some(c) = &p.cgroup {
-                    p.who = std::sync::Arc::new(shared.identity_of_path(c));
+                    p.who = shared.identity_of_path(&mut identities, c);
                 }
                 // Same form as network events: the cgroup's filesystem path.
                 p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| c.display().to_string());

@@ -1,6 +1,9 @@
 //! cgroup → workload: on creation, on a full rescan, and again whenever pod
 //! or job metadata changes (a label edit switches enforcement, no restart).
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+};
 
 use super::state::{Inner, Shared};
 use crate::{
@@ -10,6 +13,19 @@ use crate::{
         meta::{Changed, MetaStore, WorkloadIdentity},
     },
 };
+
+/// Fixes glibc's mmap and trim thresholds at their defaults (128 KiB). Left
+/// dynamic, freeing one large table (10,000 cgroups' worth) raises them to
+/// megabytes, and later frees then stay resident at a thread arena's top,
+/// which `malloc_trim` never trims: churn would ratchet memory up.
+pub fn fix_heap_thresholds() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tunables.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+    }
+}
 
 /// Hands freed heap pages back to the kernel (glibc keeps them otherwise).
 fn trim_heap() {
@@ -26,6 +42,14 @@ fn classify(g: &Inner, meta: &MetaStore, rel: String) -> CgroupInfo {
     let workload = g.compiled.workload_for(&rel, &meta.facts(&origin));
     let who = Arc::new(meta.identity(&origin));
     CgroupInfo { rel, workload, origin, who }
+}
+
+/// A userspace event writer's identities by cgroup path, valid for one
+/// metadata generation (so a burst of opens parses each path once).
+#[derive(Default)]
+pub struct PathIdentities {
+    generation: u64,
+    by_path: HashMap<String, Arc<WorkloadIdentity>>,
 }
 
 impl Shared {
@@ -46,6 +70,7 @@ impl Shared {
         }
         g.tracker.insert(id, info);
         drop(g);
+        self.cgroups_gen.fetch_add(1, Ordering::AcqRel);
         self.cgroup_created.notify_one();
         true
     }
@@ -54,13 +79,14 @@ impl Shared {
         let mut g = self.lock();
         if g.tracker.remove(id).is_some() {
             let _ = g.maps.set_cgroup(id, None);
+            self.cgroups_gen.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     /// After deletions: returns memory held for cgroups that are gone to the
     /// system, so churn (pods come and go all day) does not ratchet it up.
     pub fn compact(&self) {
-        if self.lock().tracker.shrink_if_sparse() {
+        if self.lock().tracker.compaction_due() {
             trim_heap();
         }
     }
@@ -85,6 +111,8 @@ impl Shared {
             g.tracker.remove(id);
             let _ = g.maps.set_cgroup(id, None);
         }
+        // A rescan may have found or lost cgroups the records missed.
+        self.cgroups_gen.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Applies a metadata update, then re-identifies exactly the cgroups it
@@ -94,6 +122,8 @@ impl Shared {
         if changed.is_empty() {
             return 0;
         }
+        // After the write: a reader seeing the new generation sees the new data.
+        self.meta_gen.fetch_add(1, Ordering::AcqRel);
         let mut g = self.lock();
         let g = &mut *g;
         let meta = self.meta();
@@ -136,9 +166,20 @@ impl Shared {
         id
     }
 
-    /// What events say about the processes of a cgroup path (userspace backends).
-    pub fn identity_of_path(&self, hierarchy_path: &str) -> WorkloadIdentity {
-        self.meta().identity(&crate::identity::path::parse(hierarchy_path))
+    /// What events say about the processes of a cgroup path (userspace
+    /// backends), through the writer's own cache.
+    pub fn identity_of_path(&self, cache: &mut PathIdentities, hierarchy_path: &str) -> Arc<WorkloadIdentity> {
+        let generation = self.meta_gen.load(Ordering::Acquire);
+        if generation != cache.generation || cache.by_path.len() >= 8192 {
+            cache.by_path.clear();
+            cache.generation = generation;
+        }
+        if let Some(who) = cache.by_path.get(hierarchy_path) {
+            return who.clone();
+        }
+        let who = Arc::new(self.meta().identity(&crate::identity::path::parse(hierarchy_path)));
+        cache.by_path.insert(hierarchy_path.to_string(), who.clone());
+        who
     }
 
     pub fn has_job(&self, id: u64) -> bool {

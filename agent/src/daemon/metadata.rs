@@ -9,11 +9,11 @@ use crate::{
     enrich::time::now_rfc3339,
     identity::meta::Changed,
     kube::pods::{self, PodUpdate},
-    policy::SlurmConfig,
+    policy::{MetaSelector, SlurmConfig},
 };
 
 /// Both sources' status, for `warden status`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SourcesState {
     pub kubernetes: SourceStatus,
     pub slurm: SourceStatus,
@@ -25,7 +25,11 @@ pub fn start_kubernetes(shared: &Arc<Shared>, node: &str, tasks: &mut tokio::tas
     let config = match pods::client_config(&k) {
         Ok(Some(c)) => c,
         Ok(None) => {
-            shared.sources().kubernetes.state = "off".into();
+            // Not under the sources lock: `unserved` takes the state lock.
+            let why = unserved(shared, "pod metadata", "agent.kubernetes", |m| m.needs_pod_metadata());
+            let mut s = shared.sources();
+            s.kubernetes.state = "off".into();
+            s.kubernetes.last_error = why;
             return;
         }
         Err(e) => {
@@ -56,6 +60,20 @@ pub fn start_kubernetes(shared: &Arc<Shared>, node: &str, tasks: &mut tokio::tas
     });
 }
 
+/// With a source off, workloads that need it can never match: say so (in
+/// the log and in status) rather than leave them silently empty.
+fn unserved(shared: &Shared, what: &str, key: &str, needs: impl Fn(&MetaSelector) -> bool) -> Option<String> {
+    let names: Vec<String> =
+        shared.with_policy(|p| p.workloads.iter().filter(|w| needs(&w.meta)).map(|w| w.name.clone()).collect());
+    if names.is_empty() {
+        return None;
+    }
+    let why =
+        format!("workloads {} select on {what}, but {key} is off: they match nothing (fail closed)", names.join(", "));
+    tracing::warn!("{why}");
+    Some(why)
+}
+
 fn apply_pod_update(shared: &Shared, update: PodUpdate) {
     let switched = match update {
         PodUpdate::Error(e) => {
@@ -68,7 +86,10 @@ fn apply_pod_update(shared: &Shared, update: PodUpdate) {
             return;
         }
         PodUpdate::Relisted(list) => {
-            let n = shared.update_metadata(|m| Changed { pods: m.replace_pods(list), jobs: vec![] });
+            let n = shared.update_metadata(|m| Changed {
+                pods: m.replace_pods(list).into_iter().collect(),
+                ..Default::default()
+            });
             let mut s = shared.sources();
             s.kubernetes.state = "synced".into();
             s.kubernetes.relists += 1;
@@ -76,10 +97,12 @@ fn apply_pod_update(shared: &Shared, update: PodUpdate) {
         }
         PodUpdate::Applied(pod) => shared.update_metadata(|m| {
             let uid = pod.uid.clone();
-            Changed { pods: if m.upsert_pod(pod) { vec![uid] } else { vec![] }, jobs: vec![] }
+            Changed { pods: m.upsert_pod(pod).then_some(uid).into_iter().collect(), ..Default::default() }
         }),
-        PodUpdate::Deleted(uid) => shared
-            .update_metadata(|m| Changed { pods: if m.remove_pod(&uid) { vec![uid] } else { vec![] }, jobs: vec![] }),
+        PodUpdate::Deleted(uid) => shared.update_metadata(|m| Changed {
+            pods: m.remove_pod(&uid).then_some(uid).into_iter().collect(),
+            ..Default::default()
+        }),
     };
     let (pods, _) = shared.metadata_counts();
     let mut s = shared.sources();
@@ -95,7 +118,12 @@ fn apply_pod_update(shared: &Shared, update: PodUpdate) {
 pub async fn slurm_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
     let scontrol = match shared.with_policy(|p| p.agent.slurm.clone()) {
         SlurmConfig::Off => {
-            shared.sources().slurm.state = "off".into();
+            let why = unserved(&shared, "Slurm job records", "agent.slurm", |m| m.needs_slurm_metadata());
+            {
+                let mut s = shared.sources();
+                s.slurm.state = "off".into();
+                s.slurm.last_error = why;
+            }
             return std::future::pending().await;
         }
         SlurmConfig::Scontrol(p) => Some(p),
@@ -104,14 +132,21 @@ pub async fn slurm_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
     // A job whose lookup failed is retried after this long, not every tick.
     let retry_after = Duration::from_secs(10);
     let mut failed: std::collections::HashMap<u64, std::time::Instant> = Default::default();
+    let mut seen_generation = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Nothing to look up unless cgroups came or went, or a lookup awaits a retry.
+        let generation = shared.cgroups_generation();
+        if seen_generation == Some(generation) && failed.is_empty() {
+            continue;
+        }
+        seen_generation = Some(generation);
         let jobs = shared.slurm_jobs_present();
         let gone: Vec<u64> = shared.known_jobs().into_iter().filter(|j| !jobs.contains(j)).collect();
         if !gone.is_empty() {
             shared.update_metadata(|m| Changed {
-                pods: vec![],
                 jobs: gone.into_iter().filter(|j| m.remove_job(*j)).collect(),
+                ..Default::default()
             });
             shared.sources().slurm.objects = shared.metadata_counts().1;
         }
@@ -134,8 +169,8 @@ pub async fn slurm_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
             match result {
                 Ok(job) => {
                     shared.update_metadata(|m| Changed {
-                        pods: vec![],
-                        jobs: if m.upsert_job(job) { vec![id] } else { vec![] },
+                        jobs: m.upsert_job(job).then_some(id).into_iter().collect(),
+                        ..Default::default()
                     });
                     let mut s = shared.sources();
                     s.slurm.state = "ok".into();
@@ -158,6 +193,11 @@ pub async fn slurm_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
 impl Shared {
     pub fn sources(&self) -> std::sync::MutexGuard<'_, SourcesState> {
         self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes whenever the tracked cgroups do.
+    fn cgroups_generation(&self) -> u64 {
+        self.cgroups_gen.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Slurm job ids that tracked cgroups name.

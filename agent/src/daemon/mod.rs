@@ -37,6 +37,7 @@ pub struct AgentOptions {
 
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     system::require_root()?;
+    identify::fix_heap_thresholds();
     // Refuse bad policy before touching the kernel.
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
     let compiled = policy.compile();

@@ -59,6 +59,10 @@ pub struct Shared {
     inner: Mutex<Inner>,
     /// Pod and job metadata; lock order: `inner` before `meta`.
     pub(super) meta: std::sync::RwLock<crate::identity::meta::MetaStore>,
+    /// Bumped whenever a cgroup is tracked or forgotten.
+    pub(super) cgroups_gen: AtomicU64,
+    /// Bumped after every metadata change (invalidates per-path caches).
+    pub(super) meta_gen: AtomicU64,
     written: AtomicU64,
     write_errors: AtomicU64,
     files: Mutex<FileState>,
@@ -89,6 +93,8 @@ impl Shared {
                 identity_cache: HashMap::new(),
             }),
             meta: Default::default(),
+            meta_gen: AtomicU64::new(0),
+            cgroups_gen: AtomicU64::new(0),
             written: AtomicU64::new(0),
             files: Mutex::new(FileState::default()),
             write_errors: AtomicU64::new(0),
@@ -313,10 +319,7 @@ impl Shared {
                 ctx.map(|c| c.errors.load(Ordering::Relaxed)).unwrap_or(0),
             )
         };
-        let sources = {
-            let s = self.sources();
-            super::metadata::SourcesState { kubernetes: s.kubernetes.clone(), slurm: s.slurm.clone() }
-        };
+        let sources = self.sources().clone();
         let file_status = self.file_enforcement(p.mode, c.has_file_segments(), p.segments.iter());
         let (device_status, gpu_assignment) = self.device_enforcement(p, c);
         StatusReport {

@@ -29,6 +29,8 @@ pub struct CgroupTracker {
     mount_root: String,
     root_abs: PathBuf,
     cgroups: HashMap<u64, CgroupInfo>,
+    /// Entries removed since the last `compaction_due`.
+    removed_since_compaction: usize,
 }
 
 /// Maps hierarchy paths (as in /proc/<pid>/cgroup) to filesystem paths.
@@ -66,6 +68,7 @@ impl CgroupTracker {
             mount_root: mount.root.clone(),
             root_abs,
             cgroups: HashMap::new(),
+            removed_since_compaction: 0,
         })
     }
 
@@ -155,19 +158,27 @@ impl CgroupTracker {
         self.cgroups.insert(id, info);
     }
 
-    /// Gives back the table's memory once most of it is empty (after a burst
-    /// of deletions); returns whether it did.
-    pub fn shrink_if_sparse(&mut self) -> bool {
+    /// After deletions: shrinks the table once most of it is empty, and says
+    /// whether entries went since the last time (so freed heap is worth
+    /// handing back; callers run this once per batch of records, so the end
+    /// of a burst of deletions is always followed by one).
+    pub fn compaction_due(&mut self) -> bool {
         let cap = self.cgroups.capacity();
         let sparse = cap > 1024 && self.cgroups.len() * 4 < cap;
         if sparse {
             self.cgroups.shrink_to_fit();
         }
-        sparse
+        let due = sparse || self.removed_since_compaction > 0;
+        if due {
+            self.removed_since_compaction = 0;
+        }
+        due
     }
 
     pub fn remove(&mut self, id: u64) -> Option<CgroupInfo> {
-        self.cgroups.remove(&id)
+        let gone = self.cgroups.remove(&id);
+        self.removed_since_compaction += usize::from(gone.is_some());
+        gone
     }
 
     pub fn get(&self, id: u64) -> Option<&CgroupInfo> {

@@ -3,7 +3,10 @@
 //! what the path names (pod UID, container id, job id), so a cgroup's facts
 //! are one lookup away, and a metadata change tells exactly which cgroups to
 //! re-identify.
-use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +81,8 @@ pub struct WorkloadIdentity {
 /// What changed in a metadata update: the cgroups to re-identify.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changed {
-    pub pods: Vec<String>,
-    pub jobs: Vec<u64>,
+    pub pods: HashSet<String>,
+    pub jobs: HashSet<u64>,
 }
 
 impl Changed {
@@ -89,7 +92,8 @@ impl Changed {
 
     /// Whether a cgroup with this path identity is affected.
     pub fn touches(&self, o: &PathIdentity) -> bool {
-        o.pod_uid.as_ref().is_some_and(|u| self.pods.contains(u)) || o.slurm_job.is_some_and(|j| self.jobs.contains(&j))
+        o.pod_uid.as_ref().is_some_and(|u| self.pods.contains(u.as_str()))
+            || o.slurm_job.is_some_and(|j| self.jobs.contains(&j))
     }
 }
 
@@ -100,11 +104,6 @@ pub struct MetaStore {
 }
 
 impl WorkloadIdentity {
-    /// Whether the identity names nothing beyond the cgroup path.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
     /// Short human form: `ns/pod (container)`, `slurm job 7 (alice)`, a unit.
     pub fn label(&self) -> String {
         let opt = |o: &Option<String>| o.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
@@ -124,6 +123,7 @@ impl WorkloadIdentity {
 }
 
 impl MetaStore {
+    #[cfg(test)]
     pub fn pod(&self, uid: &str) -> Option<&PodMeta> {
         self.pods.get(uid).map(|p| &**p)
     }

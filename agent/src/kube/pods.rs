@@ -29,11 +29,11 @@ pub enum PodUpdate {
 /// Builds the client for `agent.kubernetes`; `Ok(None)`: disabled.
 pub fn client_config(k: &KubernetesConfig) -> Result<Option<Config>, String> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    match &k.api_server {
-        ApiServer::Off => Ok(None),
-        ApiServer::Auto if !in_cluster => Ok(None),
+    let mut config = match &k.api_server {
+        ApiServer::Off => return Ok(None),
+        ApiServer::Auto if !in_cluster => return Ok(None),
         ApiServer::Auto | ApiServer::InCluster => {
-            Config::incluster().map(Some).map_err(|e| format!("in-cluster Kubernetes config: {e}"))
+            Config::incluster().map_err(|e| format!("in-cluster Kubernetes config: {e}"))?
         }
         ApiServer::Url(url) => {
             let uri = url.parse().map_err(|e| format!("apiServer `{url}`: {e}"))?;
@@ -42,17 +42,13 @@ pub fn client_config(k: &KubernetesConfig) -> Result<Option<Config>, String> {
             // Watches are long-lived; a dead connection is noticed by the
             // server-side timeout (kube asks for 290 s) plus this margin.
             config.read_timeout = Some(Duration::from_secs(300));
-            Ok(Some(config))
+            config
         }
-    }
-    .map(|c| {
-        c.map(|mut c| {
-            // The client's own retry layer (15 tries of 503 over minutes) would
-            // hide an outage from status; the watcher's backoff retries instead.
-            c.default_retry = false;
-            c
-        })
-    })
+    };
+    // The client's own retry layer (15 tries of 503 over minutes) would hide
+    // an outage from status; the watcher's backoff retries instead.
+    config.default_retry = false;
+    Ok(Some(config))
 }
 
 /// A container id as the runtime reports it (`containerd://<id>`), bare.
@@ -193,6 +189,8 @@ mod tests {
         let off = KubernetesConfig { api_server: ApiServer::Off, token_file: None };
         assert!(client_config(&off).unwrap().is_none());
         let url = KubernetesConfig { api_server: ApiServer::Url("http://127.0.0.1:1".into()), token_file: None };
-        assert_eq!(client_config(&url).unwrap().unwrap().cluster_url.to_string(), "http://127.0.0.1:1/");
+        let c = client_config(&url).unwrap().unwrap();
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:1/");
+        assert!(!c.default_retry, "kube's retry layer would hide an outage from status");
     }
 }

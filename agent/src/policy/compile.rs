@@ -161,11 +161,6 @@ impl CompiledPolicy {
         self.selector.workload_for(rel_path, facts)
     }
 
-    /// Whether some workload selects on metadata (namespace, labels, Slurm...).
-    pub fn uses_metadata(&self) -> bool {
-        self.selector.uses_metadata()
-    }
-
     pub fn workload_name(&self, id: u32) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
         self.workloads.get(i).map(String::as_str)

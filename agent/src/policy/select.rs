@@ -162,11 +162,6 @@ impl Selector {
         Ok(out)
     }
 
-    /// Whether any workload looks beyond the cgroup path.
-    pub fn uses_metadata(&self) -> bool {
-        self.meta.iter().any(Option::is_some)
-    }
-
     fn meta_holds(&self, id: u32, facts: &Facts) -> bool {
         match self.meta.get((id as usize).wrapping_sub(1)) {
             Some(Some(m)) => m.holds(facts),

@@ -142,8 +142,6 @@ workloads:
     assert_eq!(c.workload_for("kubepods/pod1/ctr", &Facts::default()), Some(3));
     // At the cgroup's own level, file order decides.
     assert_eq!(c.workload_for("kubepods/pod1", &ml), Some(1));
-    assert!(c.uses_metadata());
-    assert!(!ok("version: 1\nworkloads:\n  - name: a\n    selector: {cgroup: x}\n").compile().uses_metadata());
 }
 
 #[test]
