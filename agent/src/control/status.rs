@@ -115,7 +115,7 @@ pub struct AssignmentReport {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventStatus {
     /// Records the kernel put in the ring buffer.
     pub kernel_emitted: u64,
@@ -134,6 +134,66 @@ pub struct EventStatus {
     /// File decisions that failed internally (answered deny).
     #[serde(default)]
     pub file_errors: u64,
+    /// Of `kernel_dropped`: denies and audits (the rest were allowed).
+    #[serde(default)]
+    pub kernel_dropped_denies: u64,
+    /// Allowed decisions the kernel did not queue because the ring was
+    /// over half full: that half is kept for denies.
+    #[serde(default)]
+    pub kernel_allowed_shed: u64,
+    /// `kernel_dropped` per CPU.
+    #[serde(default)]
+    pub kernel_dropped_per_cpu: Vec<u64>,
+    /// Allowed decisions folded into summary events.
+    #[serde(default)]
+    pub summarized: u64,
+    #[serde(default)]
+    pub summaries: u64,
+    /// In-band `loss` events emitted.
+    #[serde(default)]
+    pub loss_events: u64,
+    /// JSON lines sink: where, and rotations done (`written` and
+    /// `write_errors` above are its counts).
+    #[serde(default)]
+    pub jsonl: String,
+    #[serde(default)]
+    pub jsonl_rotations: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpStatus>,
+    #[serde(default)]
+    pub tail: TailStatus,
+}
+
+/// The OTLP/gRPC logs exporter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OtlpStatus {
+    pub endpoint: String,
+    /// connecting | connected | retrying
+    pub state: String,
+    /// Events waiting in the queue, and its capacity.
+    pub queued: u64,
+    pub queue_capacity: u64,
+    /// Log records the collector accepted.
+    pub exported: u64,
+    /// Queue overflow: allowed events and summaries dropped (oldest first).
+    pub dropped_allowed: u64,
+    /// Queue overflow with no allowed event left to drop: denies, audits
+    /// and loss reports dropped (oldest first).
+    pub dropped_denies: u64,
+    /// Export requests that failed (each is retried with backoff).
+    pub failed_exports: u64,
+    /// Records the collector refused in a partial success.
+    pub rejected: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `warden events --follow` subscribers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TailStatus {
+    pub subscribers: u64,
+    /// Events not delivered to a subscriber that read too slowly.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -356,6 +356,7 @@ impl Shared {
                 decisions: g.maps.stat(STAT_DECISIONS),
                 file_events_dropped,
                 file_errors,
+                ..Default::default()
             },
             identity: IdentityStatus {
                 cgroups_tracked: g.tracker.len(),

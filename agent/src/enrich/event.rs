@@ -12,6 +12,9 @@ pub struct Destination {
 pub struct DecisionEvent {
     /// RFC 3339, UTC, nanoseconds.
     pub time: String,
+    /// The same instant in Unix nanoseconds (OTLP's timeUnixNano).
+    #[serde(skip)]
+    pub time_unix_ns: u64,
     /// Per-node sequence number: gaps downstream mean loss.
     pub seq: u64,
     pub node: String,
@@ -68,4 +71,117 @@ pub struct DeviceTarget {
     pub minor: u32,
     /// Access asked for: `read`, `write`, `mknod`, comma-separated.
     pub access: String,
+}
+
+/// Allowed decisions folded into one record per (workload, segment, rule)
+/// and interval (`agent.events.allowed: summary`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SummaryEvent {
+    /// End of the window, RFC 3339.
+    pub time: String,
+    #[serde(skip)]
+    pub time_unix_ns: u64,
+    pub seq: u64,
+    pub node: String,
+    /// network | file | device
+    pub kind: &'static str,
+    /// Always `summary`: tells summaries from single decisions.
+    pub operation: &'static str,
+    pub workload: String,
+    pub identity: &'static str,
+    pub segment: Option<String>,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    /// Decisions in the window.
+    pub count: u64,
+    pub window_start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'static str>,
+}
+
+/// Records lost before they got a sequence number (the kernel's ring was
+/// full, or a userspace backend's queue): reported in-band so collectors
+/// see loss that `seq` gaps cannot show.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LossEvent {
+    pub time: String,
+    #[serde(skip)]
+    pub time_unix_ns: u64,
+    pub seq: u64,
+    pub node: String,
+    /// Always `loss`.
+    pub kind: &'static str,
+    /// kernel | pipeline
+    pub stage: &'static str,
+    /// Records lost since the previous loss event of this stage.
+    pub count: u64,
+    /// Of which denies or audits (kernel stage; 0 where unknown).
+    pub denied: u64,
+    pub reason: &'static str,
+}
+
+/// What travels from enrichment to the sinks.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Event {
+    Decision(DecisionEvent),
+    Summary(SummaryEvent),
+    Loss(LossEvent),
+}
+
+impl Event {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Event::Decision(e) => e.seq,
+            Event::Summary(e) => e.seq,
+            Event::Loss(e) => e.seq,
+        }
+    }
+
+    pub fn time_unix_ns(&self) -> u64 {
+        match self {
+            Event::Decision(e) => e.time_unix_ns,
+            Event::Summary(e) => e.time_unix_ns,
+            Event::Loss(e) => e.time_unix_ns,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Decision(e) => e.kind,
+            Event::Summary(e) => e.kind,
+            Event::Loss(e) => e.kind,
+        }
+    }
+
+    /// allowed | denied | audited; `loss` for loss reports.
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            Event::Decision(e) => e.verdict,
+            Event::Summary(e) => e.verdict,
+            Event::Loss(_) => "loss",
+        }
+    }
+
+    pub fn workload(&self) -> Option<&str> {
+        match self {
+            Event::Decision(e) => Some(&e.workload),
+            Event::Summary(e) => Some(&e.workload),
+            Event::Loss(_) => None,
+        }
+    }
+
+    pub fn segment(&self) -> Option<&str> {
+        match self {
+            Event::Decision(e) => e.segment.as_deref(),
+            Event::Summary(e) => e.segment.as_deref(),
+            Event::Loss(_) => None,
+        }
+    }
+
+    /// Kept under overload: everything but allowed decisions and summaries
+    /// (denies, audits, loss reports). See `sinks::queue`.
+    pub fn must_keep(&self) -> bool {
+        self.verdict() != "allowed"
+    }
 }

@@ -10,7 +10,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination, DeviceTarget, FileTarget};
+pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, SummaryEvent};
 
 use crate::{
     files::FileDecision,
@@ -144,6 +144,7 @@ impl Enricher {
         let (workload, identity) = identity_of(w.workload_id, w.cgroup_id, cgroups, policy);
         DecisionEvent {
             time: self.clock.format(w.ktime_ns),
+            time_unix_ns: self.clock.unix_ns(w.ktime_ns),
             seq,
             node: self.node.clone(),
             kind,
@@ -210,8 +211,10 @@ impl Enricher {
             Some(id) => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
             None => (UNMATCHED.to_string(), "unmatched"),
         };
+        let now = crate::identity::delay::monotonic_ns();
         DecisionEvent {
-            time: self.clock.format(crate::identity::delay::monotonic_ns()),
+            time: self.clock.format(now),
+            time_unix_ns: self.clock.unix_ns(now),
             seq,
             node: self.node.clone(),
             kind: "file",

@@ -23,7 +23,12 @@ impl WallClock {
     }
 
     pub fn format(&self, ktime_ns: u64) -> String {
-        rfc3339(ktime_ns as i128 + self.offset_ns)
+        rfc3339(self.unix_ns(ktime_ns) as i128)
+    }
+
+    /// A CLOCK_MONOTONIC time as Unix-epoch nanoseconds.
+    pub fn unix_ns(&self, ktime_ns: u64) -> u64 {
+        (ktime_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
     }
 }
 

@@ -18,8 +18,20 @@
 //!   socket: /run/warden/warden.sock   # control socket, absolute path
 //!   nodeName: gpu-node-1      # default: the hostname
 //!   events:
-//!     jsonl: "-"              # "-" = stdout (default), or a file path
+//!     jsonl: "-"              # "-" = stdout (default), off, or a file path
+//!     rotate: {maxBytes: 104857600, keep: 5}   # file rotation (default 100 MiB, 5 kept)
 //!     logUnprotected: false   # also log allowed flows to non-segment destinations
+//!     allowed: summary        # summary (default): counts per workload/segment/rule and interval | each
+//!     summaryIntervalMs: 10000
+//!     otlp:                   # optional OpenTelemetry collector (OTLP/gRPC logs)
+//!       endpoint: http://127.0.0.1:4317   # https:// for TLS (caFile, certFile + keyFile optional)
+//!       headers: {authorization: "Bearer ..."}
+//!       resource: {k8s.cluster.name: gpu-a}
+//!       batchSize: 512        # records per export
+//!       queueSize: 65536      # events held while the collector is down; oldest allowed dropped first
+//!       timeoutMs: 10000
+//!   metrics:
+//!     address: 127.0.0.1:9464 # Prometheus /metrics, /healthz, /readyz; `off` disables
 //!   ringBufferBytes: 4194304  # power of two, 64 KiB .. 1 GiB (default 4 MiB)
 //!   files:
 //!     backend: auto           # auto | lsm | fanotify (default auto: the strongest that works on the node)
@@ -120,11 +132,13 @@ use sha2::{Digest, Sha256};
 mod compile;
 mod devices;
 mod error;
+mod events;
 mod files;
 mod labels;
 mod model;
 mod names;
 mod parse;
+mod parse_events;
 mod parse_selector;
 mod prefixes;
 mod reader;
@@ -139,6 +153,7 @@ mod tests;
 pub use compile::{CompiledPolicy, RuleInfo};
 pub use devices::{DeviceSegmentSpec, device_access};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
+pub use events::{AllowedEvents, DEFAULT_METRICS_ADDRESS, MetricsConfig, OtlpConfig, Rotate};
 pub use files::FileRoot;
 pub use labels::{LabelOp, LabelRequirement, LabelSelector};
 pub use model::{

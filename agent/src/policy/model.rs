@@ -140,18 +140,7 @@ pub fn windows(ports: &[PortRange]) -> Vec<PortRange> {
     if ports.is_empty() { vec![PortRange::ALL] } else { ports.to_vec() }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventsConfig {
-    /// `-` for stdout, else a file path.
-    pub jsonl: String,
-    pub log_unprotected: bool,
-}
-
-impl Default for EventsConfig {
-    fn default() -> Self {
-        Self { jsonl: "-".into(), log_unprotected: false }
-    }
-}
+pub use super::events::{EventsConfig, MetricsConfig};
 
 /// Which kernel mechanism enforces file segments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -255,6 +244,7 @@ pub struct AgentConfig {
     pub devices: DevicesConfig,
     pub kubernetes: KubernetesConfig,
     pub slurm: SlurmConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// Where pod metadata (namespace, labels, service account...) comes from.
@@ -299,6 +289,7 @@ impl Default for AgentConfig {
             devices: DevicesConfig::default(),
             kubernetes: KubernetesConfig::default(),
             slurm: SlurmConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -15,12 +15,11 @@ use super::yaml::{Node, Value};
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
 const AGENT_KEYS: &[&str] =
-    &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices", "kubernetes", "slurm"];
+    &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices", "kubernetes", "slurm", "metrics"];
 const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
 const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
 const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
 const DEVICES_KEYS: &[&str] = &["gpus", "nvidiaControl", "paths"];
-const EVENTS_KEYS: &[&str] = &["jsonl", "logUnprotected"];
 const FILES_KEYS: &[&str] = &["backend"];
 const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths", "devices"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
@@ -121,17 +120,11 @@ impl Reader<'_> {
         if let Some(n) = m.get("nodeName") {
             agent.node_name = self.nonempty_string(n, &m.field("nodeName"));
         }
-        if let Some(n) = m.get("events")
-            && let Some(e) = self.map(n, "agent.events", EVENTS_KEYS)
-        {
-            if let Some(n) = e.get("jsonl")
-                && let Some(s) = self.nonempty_string(n, &e.field("jsonl"))
-            {
-                agent.events.jsonl = s;
-            }
-            if let Some(n) = e.get("logUnprotected") {
-                agent.events.log_unprotected = self.boolean(n, &e.field("logUnprotected")).unwrap_or_default();
-            }
+        if let Some(n) = m.get("events") {
+            agent.events = self.agent_events(n);
+        }
+        if let Some(n) = m.get("metrics") {
+            agent.metrics = self.agent_metrics(n);
         }
         if let Some(n) = m.get("ringBufferBytes") {
             let field = m.field("ringBufferBytes");

@@ -1,0 +1,154 @@
+//! Reading `agent.events` and `agent.metrics`.
+use std::path::{Path, PathBuf};
+
+use super::events::{AllowedEvents, EventsConfig, MetricsConfig, OtlpConfig};
+use super::reader::Reader;
+use super::yaml::{Node, Value};
+
+const EVENTS_KEYS: &[&str] = &["jsonl", "rotate", "logUnprotected", "allowed", "summaryIntervalMs", "otlp"];
+const ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];
+const OTLP_KEYS: &[&str] =
+    &["endpoint", "caFile", "certFile", "keyFile", "headers", "resource", "batchSize", "queueSize", "timeoutMs"];
+const METRICS_KEYS: &[&str] = &["address"];
+
+impl Reader<'_> {
+    pub(super) fn agent_events(&mut self, node: &Node) -> EventsConfig {
+        let mut ev = EventsConfig::default();
+        let Some(e) = self.map(node, "agent.events", EVENTS_KEYS) else { return ev };
+        if let Some(n) = e.get("jsonl")
+            && let Some(s) = self.nonempty_string(n, &e.field("jsonl"))
+        {
+            if s != "-" && s != "off" && !Path::new(&s).is_absolute() {
+                self.err(n, &e.field("jsonl"), format!("`{s}`: expected \"-\" (stdout), off or an absolute path"));
+            }
+            ev.jsonl = s;
+        }
+        if let Some(n) = e.get("rotate")
+            && let Some(r) = self.map(n, "agent.events.rotate", ROTATE_KEYS)
+        {
+            if let Some(v) = self.bounded(&r.get("maxBytes"), &r.field("maxBytes"), 4096, 1 << 40) {
+                ev.rotate.max_bytes = v;
+            }
+            if let Some(v) = self.bounded(&r.get("keep"), &r.field("keep"), 1, 1000) {
+                ev.rotate.keep = v as u32;
+            }
+        }
+        if let Some(n) = e.get("logUnprotected") {
+            ev.log_unprotected = self.boolean(n, &e.field("logUnprotected")).unwrap_or_default();
+        }
+        if let Some(n) = e.get("allowed") {
+            let options = [("summary", AllowedEvents::Summary), ("each", AllowedEvents::Each)];
+            ev.allowed = self.keyword(n, &e.field("allowed"), &options).unwrap_or_default();
+        }
+        let field = e.field("summaryIntervalMs");
+        if let Some(v) = self.bounded(&e.get("summaryIntervalMs"), &field, 100, 3_600_000) {
+            ev.summary_interval_ms = v;
+        }
+        if let Some(n) = e.get("otlp") {
+            ev.otlp = self.otlp(n);
+        }
+        ev
+    }
+
+    fn otlp(&mut self, node: &Node) -> Option<OtlpConfig> {
+        let m = self.map(node, "agent.events.otlp", OTLP_KEYS)?;
+        let mut o = OtlpConfig::default();
+        let endpoint = self.required(&m, "endpoint")?;
+        let field = m.field("endpoint");
+        let url = self.nonempty_string(endpoint, &field)?;
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.parse::<tonic::transport::Uri>().is_err() {
+            self.err(endpoint, &field, format!("`{url}`: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)"));
+        }
+        o.endpoint = url;
+        let tls = o.endpoint.starts_with("https://");
+        for (key, slot) in [("caFile", &mut o.ca_file), ("certFile", &mut o.cert_file), ("keyFile", &mut o.key_file)] {
+            let Some(n) = m.get(key) else { continue };
+            let Some(s) = self.nonempty_string(n, &m.field(key)) else { continue };
+            if !Path::new(&s).is_absolute() {
+                self.err(n, &m.field(key), format!("`{s}` must be an absolute path"));
+            } else if !tls {
+                self.err(n, &m.field(key), "TLS files need an https:// endpoint");
+            }
+            *slot = Some(PathBuf::from(s));
+        }
+        if o.cert_file.is_some() != o.key_file.is_some() {
+            self.err(node, &m.field("certFile"), "certFile and keyFile go together (mutual TLS)");
+        }
+        o.headers = self.string_map(m.get("headers"), &m.field("headers"), true);
+        o.resource = self.string_map(m.get("resource"), &m.field("resource"), false);
+        if let Some(v) = self.bounded(&m.get("batchSize"), &m.field("batchSize"), 1, 10_000) {
+            o.batch_size = v as usize;
+        }
+        if let Some(v) = self.bounded(&m.get("queueSize"), &m.field("queueSize"), 1, 10_000_000) {
+            o.queue_size = v as usize;
+        }
+        if let Some(v) = self.bounded(&m.get("timeoutMs"), &m.field("timeoutMs"), 100, 600_000) {
+            o.timeout_ms = v;
+        }
+        if o.batch_size > o.queue_size {
+            self.err(node, &m.field("batchSize"), format!("{} is larger than queueSize {}", o.batch_size, o.queue_size));
+        }
+        Some(o)
+    }
+
+    pub(super) fn agent_metrics(&mut self, node: &Node) -> MetricsConfig {
+        let mut c = MetricsConfig::default();
+        let Some(m) = self.map(node, "agent.metrics", METRICS_KEYS) else { return c };
+        if let Some(n) = m.get("address")
+            && let Some(s) = self.nonempty_string(n, &m.field("address"))
+        {
+            c.address = match s.as_str() {
+                "off" => None,
+                a => match a.parse() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.err(n, &m.field("address"), format!("`{a}`: expected IP:port (e.g. 127.0.0.1:9464) or off"));
+                        c.address
+                    }
+                },
+            };
+        }
+        c
+    }
+
+    /// An optional integer in `lo..=hi`.
+    fn bounded(&mut self, node: &Option<&Node>, field: &str, lo: i64, hi: i64) -> Option<u64> {
+        let n = (*node)?;
+        let v = self.integer(n, field)?;
+        if !(lo..=hi).contains(&v) {
+            self.err(n, field, format!("{v} is out of range ({lo}..={hi})"));
+            return None;
+        }
+        Some(v as u64)
+    }
+
+    /// A mapping of string keys to string values (gRPC headers are
+    /// lower-case ASCII tokens; values printable ASCII).
+    fn string_map(&mut self, node: Option<&Node>, field: &str, header: bool) -> Vec<(String, String)> {
+        let Some(node) = node else { return Vec::new() };
+        let Value::Map(pairs) = &node.value else {
+            self.expected(node, field, "a mapping");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in pairs {
+            let Some(key) = self.nonempty_string(k, field) else { continue };
+            let vf = format!("{field}.{key}");
+            let Some(value) = self.string(v, &vf) else { continue };
+            if header {
+                let key_ok = key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+                if !key_ok || key.starts_with("grpc-") {
+                    self.err(k, &vf, "header names are lower-case letters, digits, `-`, `_`, `.` (not grpc-*)");
+                    continue;
+                }
+                if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    self.err(v, &vf, "header values must be printable ASCII");
+                    continue;
+                }
+            }
+            out.push((key, value));
+        }
+        out
+    }
+}
