@@ -95,6 +95,7 @@ version: 1
 mode: {mode}
 agent:
   devices: {{ procRoot: {proc} }}
+  events: {{ allowed: each }}
 segments:
   - name: gpus
     devices:

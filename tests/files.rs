@@ -244,7 +244,15 @@ fn a_root_that_appears_later_is_protected_without_restart() {
 /// events is still logged promptly, and none of the backlog is lost.
 #[test]
 fn denies_are_logged_while_every_cpu_is_busy() {
-    let (tree, fs, agent) = setup("fbusy", "enforce");
+    let tree = TestTree::new("fbusy");
+    for w in [Who::Reader, Who::Other] {
+        tree.mkdir(cgroup_of(w));
+    }
+    let fs = TestFs::new("fbusy");
+    // Every allowed open as its own event: the backlog this test needs.
+    let yaml = policy(fs.base().to_str().unwrap(), "enforce")
+        .replace("version: 1\n", "version: 1\nagent:\n  events:\n    allowed: each\n");
+    let agent = Agent::start(&tree, &yaml);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let spinners: Vec<_> = (0..cpus * 2)

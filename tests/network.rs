@@ -12,6 +12,8 @@ fn policy(mode: &str, port: u16) -> String {
         r#"
 version: 1
 mode: {mode}
+agent:
+  events: {{ allowed: each }}
 segments:
   - name: store
     network:

@@ -40,6 +40,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Events(args) => {
+            warden::cli::events::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy(PolicyCommand::Check { files }) => {
             let mut ok = true;
             for f in files {

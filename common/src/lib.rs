@@ -58,6 +58,11 @@ pub const STAT_EVENTS_DROPPED: u32 = 1;
 pub const STAT_CGROUP_EVENTS: u32 = 2;
 pub const STAT_CGROUP_EVENTS_DROPPED: u32 = 3;
 pub const STAT_DECISIONS: u32 = 4;
+/// Of `STAT_EVENTS_DROPPED`: denies and audits.
+pub const STAT_DENIES_DROPPED: u32 = 5;
+/// Allowed decisions not queued: the ring was over half full, and that
+/// half is kept for denies.
+pub const STAT_ALLOWED_SHED: u32 = 6;
 pub const STAT_SLOTS: u32 = 8;
 
 /// Global settings written by the agent into the `SETTINGS` array (index 0).

@@ -15,7 +15,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-use crate::maps::{CGROUP_WORKLOADS, EVENTS, SEGMENT_INFO, STATS, bump, deny_or_audit, submit_flags};
+use crate::maps::{CGROUP_WORKLOADS, SEGMENT_INFO, STATS, bump, deny_or_audit, reserve_decision, submit_flags};
 
 /// Protected device nodes → their segment (and GPU index).
 #[map]
@@ -81,10 +81,7 @@ fn decide(workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8
 
 #[inline(always)]
 fn emit(key: &DeviceKey, seg: &DeviceSegment, access: u8, verdict: u8, workload: u32, rule: u32, cgroup_id: u64) {
-    let Some(mut entry) = EVENTS.reserve::<DeviceEvent>(0) else {
-        bump(&STATS, STAT_EVENTS_DROPPED);
-        return;
-    };
+    let Some(mut entry) = reserve_decision::<DeviceEvent>(verdict) else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
     entry.write(DeviceEvent {
         kind: EVENT_DEVICE,

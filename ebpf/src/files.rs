@@ -20,7 +20,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-use crate::maps::{CGROUP_WORKLOADS, EVENTS, SEGMENT_INFO, STATS, bump, deny_or_audit, submit_flags};
+use crate::maps::{CGROUP_WORKLOADS, SEGMENT_INFO, STATS, bump, deny_or_audit, reserve_decision, submit_flags};
 
 const EPERM: i32 = 1;
 const FMODE_WRITE: u32 = 0x2;
@@ -197,10 +197,7 @@ struct Who {
 
 #[inline(always)]
 fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
-    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
-        bump(&STATS, STAT_EVENTS_DROPPED);
-        return;
-    };
+    let Some(mut entry) = reserve_decision::<FileEvent>(v) else { return };
     let ev = entry.as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: ev points at a reserved record of the right size.

@@ -2,10 +2,11 @@
 //! (`agent/src/hooks/maps.rs`), sizes can be overridden by the loader.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use warden_common::{
-    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, STAT_ALLOWED_SHED, STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED,
+    STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
 };
 
 /// cgroup id → workload id. Absent means unidentified (fail closed).
@@ -59,6 +60,29 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
 #[inline(always)]
 pub fn deny_or_audit(mode: u8) -> u8 {
     if mode == warden_common::MODE_AUDIT { warden_common::VERDICT_AUDITED } else { warden_common::VERDICT_DENIED }
+}
+
+/// Reserves a decision record in `EVENTS`. Allowed decisions may use only
+/// the first half of the ring: under an allowed-flow flood the rest stays
+/// free for denies, so a deny is never lost to allowed traffic (the
+/// agent's own queues apply the same rule: oldest allowed dropped first).
+#[inline(always)]
+pub fn reserve_decision<T>(verdict: u8) -> Option<RingBufEntry<T>> {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE};
+    if verdict == warden_common::VERDICT_ALLOWED
+        && EVENTS.query(BPF_RB_AVAIL_DATA as u64) * 2 >= EVENTS.query(BPF_RB_RING_SIZE as u64)
+    {
+        bump(&STATS, STAT_ALLOWED_SHED);
+        return None;
+    }
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        bump(&STATS, STAT_EVENTS_DROPPED);
+        if verdict != warden_common::VERDICT_ALLOWED {
+            bump(&STATS, STAT_DENIES_DROPPED);
+        }
+    }
+    entry
 }
 
 /// Ring-buffer submit flags for a decision record. Waking the consumer on

@@ -14,7 +14,7 @@ use warden_common::{
 
 use crate::maps::{
     ALLOW, CGROUP_WORKLOADS, COUNTERS, EVENTS, SEGMENT_INFO, SEGMENTS_V4, SEGMENTS_V6, SETTINGS, STATS, bump,
-    deny_or_audit, submit_flags,
+    deny_or_audit, reserve_decision, submit_flags,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -192,10 +192,7 @@ fn segment_verdict(workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u3
 
 #[inline(always)]
 fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, rule: u32) {
-    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
-        bump(&STATS, STAT_EVENTS_DROPPED);
-        return;
-    };
+    let Some(mut entry) = reserve_decision::<NetEvent>(verdict) else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
     let ev = NetEvent {
         kind: EVENT_NET,

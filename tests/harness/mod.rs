@@ -149,6 +149,8 @@ impl Agent {
             .arg("--events")
             .arg(&events)
             .args(["--node-name", "test-node"])
+            // Tests run in parallel: never the fixed default port.
+            .args(["--metrics-address", "127.0.0.1:0"])
             .env("WARDEN_LOG", "debug")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

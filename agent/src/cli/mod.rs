@@ -1,4 +1,6 @@
-//! Command line: `warden agent | status | policy check`.
+//! Command line: `warden agent | status | events | policy check`.
+pub mod events;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ pub enum Command {
         #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Recent and live decision events from the daemon (like `tail [-f]`).
+    Events(events::EventsArgs),
     /// Policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -47,6 +51,10 @@ pub struct AgentArgs {
     /// Node name in events (overrides agent.nodeName; default: $NODE_NAME, then hostname).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Prometheus endpoint, IP:port or `off` (overrides agent.metrics.address;
+    /// port 0 picks a free one, shown in `warden status`).
+    #[arg(long)]
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +74,7 @@ impl From<AgentArgs> for daemon::AgentOptions {
             socket: a.socket,
             events: a.events,
             node_name: a.node_name,
+            metrics_address: a.metrics_address,
         }
     }
 }

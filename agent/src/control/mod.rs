@@ -1,5 +1,6 @@
 //! Control socket: the CLI talks to the daemon over a root-only Unix socket
-//! with one JSON request line and one JSON response line.
+//! with one JSON request line and one JSON response line (for `events`,
+//! followed by event lines).
 pub mod client;
 pub mod server;
 pub mod status;
@@ -14,6 +15,18 @@ pub const MAX_REQUEST: usize = 4096;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
+    /// Recent events, then (with `follow`) every new one: after the
+    /// response line the daemon writes one JSON line per event, and
+    /// `{"notice":"dropped","count":N}` when this reader fell behind.
+    Events {
+        #[serde(default)]
+        filter: crate::sinks::tail::Filter,
+        /// Recent events to send first (at most `tail::HISTORY`).
+        #[serde(default)]
+        tail: usize,
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -3,18 +3,24 @@
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
 };
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
 };
 
 use super::{MAX_REQUEST, Request, Response, status::StatusReport};
+use crate::{
+    enrich::Event,
+    sinks::tail::{Filter, HISTORY, Subscription},
+};
 
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> StatusReport;
+    /// Recent matching events and, with `follow`, a live subscription.
+    fn events(&self, filter: Filter, tail: usize, follow: bool) -> (Vec<Arc<Event>>, Option<Subscription>);
 }
 
 /// Binds the socket, replacing a stale one but never a live daemon's.
@@ -53,20 +59,52 @@ pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
 async fn handle(stream: UnixStream, handler: Arc<dyn Handler>) -> std::io::Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST as u64);
+    let mut stream_events = None;
     let reply = if uid != 0 {
         error(format!("permission denied: uid {uid} is not root"))
     } else {
         let mut line = String::new();
-        let mut reader = BufReader::new(read).take(MAX_REQUEST as u64);
         reader.read_line(&mut line).await?;
         match serde_json::from_str::<Request>(line.trim_end()) {
             Ok(Request::Status) => Response { ok: true, error: None, status: Some(handler.status()) },
+            Ok(Request::Events { filter, tail, follow }) => {
+                stream_events = Some(handler.events(filter, tail.min(HISTORY), follow));
+                Response { ok: true, error: None, status: None }
+            }
             Err(e) => error(format!("bad request: {e}")),
         }
     };
-    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    write_line(&mut write, &reply).await?;
+    let Some((past, sub)) = stream_events else { return Ok(()) };
+    for ev in past {
+        write_line(&mut write, &*ev).await?;
+    }
+    let Some(mut sub) = sub else { return Ok(()) };
+    let mut reported = 0;
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            ev = sub.events.recv() => {
+                let Some(ev) = ev else { return Ok(()) };
+                let lost = sub.dropped.load(Ordering::Relaxed);
+                if lost > reported {
+                    let notice = serde_json::json!({"notice": "dropped", "count": lost - reported});
+                    write_line(&mut write, &notice).await?;
+                    reported = lost;
+                }
+                write_line(&mut write, &*ev).await?;
+            }
+            // The client hung up (EOF) or wrote more: stop following.
+            _ = reader.get_mut().read(&mut probe) => return Ok(()),
+        }
+    }
+}
+
+async fn write_line<T: serde::Serialize + ?Sized>(w: &mut OwnedWriteHalf, v: &T) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(v).map_err(std::io::Error::other)?;
     out.push(b'\n');
-    write.write_all(&out).await
+    w.write_all(&out).await
 }
 
 fn error(msg: String) -> Response {

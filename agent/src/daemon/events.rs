@@ -1,52 +1,126 @@
 //! Event tasks: kernel decision records and file-backend decisions →
-//! enrichment → sinks. Both share one writer so `seq` is one per node.
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+//! enrichment (allowed decisions folded into summaries) → sinks. Both
+//! number events from one sequence, so `seq` is one per node.
+use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::sync::mpsc;
+use warden_common::{STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED, VERDICT_ALLOWED};
 
 use super::state::Shared;
-use crate::{enrich::Enricher, ringbuf::decode::Record, ringbuf::reader, sinks::JsonlSink};
+use crate::{
+    enrich::{
+        Enricher, Event, LossEvent,
+        summary::{Key, Summarizer},
+    },
+    files::FileDecision,
+    identity::delay::monotonic_ns,
+    ringbuf::{decode::Record, reader},
+    sinks::{Fanout, jsonl},
+};
 
-pub struct Writer {
-    pub enricher: Enricher,
-    pub sink: JsonlSink,
+/// What both event tasks share.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub fanout: Arc<Fanout>,
+    /// Summary window for allowed decisions; None: one event each.
+    pub summary_ms: Option<u64>,
 }
 
-pub type SharedWriter = Arc<Mutex<Writer>>;
+impl Pipeline {
+    fn summarizer(&self) -> Option<Summarizer> {
+        self.summary_ms.map(Summarizer::new)
+    }
 
-fn lock(w: &SharedWriter) -> std::sync::MutexGuard<'_, Writer> {
-    w.lock().unwrap_or_else(|p| p.into_inner())
+    /// Serializes, then delivers, and records progress in status.
+    fn deliver(&self, events: Vec<Event>, buf: &mut Vec<u8>) {
+        if events.is_empty() {
+            return;
+        }
+        buf.clear();
+        let n = if self.fanout.has_jsonl() { jsonl::encode(&events, buf) } else { 0 };
+        self.fanout.deliver(events, buf, n);
+    }
 }
 
-pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>, writer: SharedWriter) -> anyhow::Result<()> {
+fn summary_key(rec: &Record) -> Option<Key> {
+    let (kind, verdict, workload, segment, rule) = match rec {
+        Record::Net(e) => ("network", e.verdict, e.workload_id, e.segment_id, e.rule_id),
+        Record::File(e) => ("file", e.verdict, e.workload_id, e.segment_id, e.rule_id),
+        Record::Device(e) => ("device", e.verdict, e.workload_id, e.segment_id, e.rule_id),
+        _ => return None,
+    };
+    (verdict == VERDICT_ALLOWED).then_some(Key { kind, workload, segment, rule, backend: None })
+}
+
+/// Turns growth of the kernel's drop counters into in-band `loss` events,
+/// checked at most once a second.
+struct KernelLoss {
+    dropped: u64,
+    denies: u64,
+    checked_ns: u64,
+}
+
+impl KernelLoss {
+    fn new(shared: &Shared) -> Self {
+        Self { dropped: shared.stat(STAT_EVENTS_DROPPED), denies: shared.stat(STAT_DENIES_DROPPED), checked_ns: 0 }
+    }
+
+    fn check(&mut self, shared: &Shared, enricher: &mut Enricher) -> Option<LossEvent> {
+        let now = monotonic_ns();
+        if now.saturating_sub(self.checked_ns) < 1_000_000_000 {
+            return None;
+        }
+        self.checked_ns = now;
+        let (dropped, denies) = (shared.stat(STAT_EVENTS_DROPPED), shared.stat(STAT_DENIES_DROPPED));
+        let count = dropped.saturating_sub(self.dropped);
+        let denied = denies.saturating_sub(self.denies);
+        (self.dropped, self.denies) = (dropped, denies);
+        (count > 0).then(|| enricher.loss("kernel", count, denied, "ring buffer full"))
+    }
+}
+
+pub async fn run(
+    ring: RingBuf<MapData>,
+    shared: Arc<Shared>,
+    pipeline: Pipeline,
+    mut enricher: Enricher,
+) -> anyhow::Result<()> {
+    let mut summaries = pipeline.summarizer();
+    let mut loss = KernelLoss::new(&shared);
+    let mut buf = Vec::with_capacity(256 * 1024);
     reader::drain(ring, Duration::from_millis(10), |batch, bad| {
         shared.note_decode_errors(bad);
-        let mut w = lock(&writer);
-        let w = &mut *w;
-        // Enrich under the identity lock, taken per record so identity
-        // updates, status and fanotify decisions never wait for a whole
-        // batch; write outside it, so a slow sink holds up nothing.
+        shared.heartbeat();
         let devices = shared.device_table();
-        let events: Vec<_> = batch
-            .iter()
-            .filter_map(|rec| {
-                shared.with_identity(|tracker, policy| match rec {
-                    Record::Net(ev) => Some(w.enricher.network(ev, tracker, policy)),
-                    Record::File(ev) => Some(w.enricher.kernel_file(ev, tracker, policy)),
-                    Record::Device(ev) => Some(w.enricher.device(ev, &devices, tracker, policy)),
-                    _ => None,
-                })
-            })
-            .collect();
-        for ev in &events {
-            w.sink.write(ev);
+        let mut events = Vec::with_capacity(batch.len());
+        for rec in batch.iter() {
+            if let Some(s) = summaries.as_mut()
+                && let Some(key) = summary_key(rec)
+            {
+                s.add(key);
+                continue;
+            }
+            // Enrich under the identity lock, taken per record so identity
+            // updates, status and fanotify decisions never wait for a
+            // whole batch; write outside it.
+            let ev = shared.with_identity(|tracker, policy| match rec {
+                Record::Net(ev) => Some(enricher.network(ev, tracker, policy)),
+                Record::File(ev) => Some(enricher.kernel_file(ev, tracker, policy)),
+                Record::Device(ev) => Some(enricher.device(ev, &devices, tracker, policy)),
+                _ => None,
+            });
+            events.extend(ev.map(Event::Decision));
         }
-        w.sink.flush();
-        shared.note_sink(w.sink.written, w.sink.errors, w.enricher.seq());
+        if let Some(s) = summaries.as_mut()
+            && s.due()
+        {
+            let out = shared.with_identity(|_, policy| s.flush(&mut enricher, policy));
+            events.extend(out.into_iter().map(Event::Summary));
+            pipeline.fanout.counters.note_summaries(s);
+        }
+        events.extend(loss.check(&shared, &mut enricher).map(Event::Loss));
+        pipeline.deliver(events, &mut buf);
     })
     .await?;
     Ok(())
@@ -56,18 +130,19 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>, writer: SharedWrit
 /// its own, idle-priority unless denies or a backlog are queued (see
 /// `writer_priority`): on a busy node the opener and the decision thread run
 /// first. The bounded channel keeps memory flat if this thread lags;
-/// overflow is counted as dropped.
+/// overflow is counted as dropped and reported as a `loss` event.
 pub async fn run_files(
-    rx: mpsc::Receiver<crate::files::FileDecision>,
+    rx: mpsc::Receiver<FileDecision>,
     shared: Arc<Shared>,
-    writer: SharedWriter,
+    pipeline: Pipeline,
+    enricher: Enricher,
     backend: &'static str,
     priority: Arc<super::writer_priority::WriterPriority>,
 ) -> anyhow::Result<()> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("warden-file-events".into()).spawn(move || {
         priority.register();
-        write_files(rx, &shared, &writer, backend, &priority);
+        write_files(rx, &shared, &pipeline, enricher, backend, &priority);
         let _ = done_tx.send(());
     })?;
     // Resolves when the thread ends (channel closed) or panics (sender dropped).
@@ -76,20 +151,22 @@ pub async fn run_files(
 }
 
 fn write_files(
-    mut rx: mpsc::Receiver<crate::files::FileDecision>,
+    mut rx: mpsc::Receiver<FileDecision>,
     shared: &Shared,
-    writer: &SharedWriter,
+    pipeline: &Pipeline,
+    mut enricher: Enricher,
     backend: &'static str,
     priority: &super::writer_priority::WriterPriority,
 ) {
     // Own caches, one shared event sequence, and a snapshot of the policy's
     // names: the /proc reads, enrichment and serialization run at idle
-    // priority with no lock held. The one lock left, the shared sink's, is
-    // taken raised to the normal class, so this thread, preempted, never
-    // keeps the kernel-event task waiting.
-    let mut enricher = lock(writer).enricher.sibling();
+    // priority with no lock held. The sinks' locks are taken raised to the
+    // normal class, so this thread, preempted, never keeps the kernel-event
+    // task waiting.
     let mut identities = super::identify::PathIdentities::default();
     let (mut generation, mut policy, paths) = shared.events_snapshot();
+    let mut summaries = pipeline.summarizer();
+    let mut lost = shared.file_events_dropped();
     let mut batch = Vec::with_capacity(256);
     let mut buf = Vec::with_capacity(256 * 1024);
     loop {
@@ -103,34 +180,45 @@ fn write_files(
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        if batch.is_empty() {
-            continue;
-        }
         if shared.policy_generation() != generation {
             priority.boost();
             (generation, policy, _) = shared.events_snapshot();
         }
-        let events: Vec<_> = batch
-            .drain(..)
-            .map(|d| {
-                let mut p = enricher.file_proc(&d);
-                if let Some(c) = &p.cgroup {
-                    p.who = shared.identity_of_path(&mut identities, c);
-                }
-                // Same form as network events: the cgroup's filesystem path.
-                p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| c.display().to_string());
-                enricher.file(&d, p, &policy, backend)
-            })
-            .collect();
-        buf.clear();
-        let n = crate::sinks::jsonl::encode(&events, &mut buf);
-        priority.boost();
-        {
-            let mut w = lock(writer);
-            w.sink.write_encoded(&buf, n);
-            w.sink.flush();
-            shared.note_sink(w.sink.written, w.sink.errors, enricher.seq());
+        let mut events = Vec::with_capacity(batch.len());
+        for d in batch.drain(..) {
+            if let Some(s) = summaries.as_mut()
+                && d.verdict == VERDICT_ALLOWED
+            {
+                let workload = d.workload.unwrap_or(warden_common::WORKLOAD_UNIDENTIFIED);
+                s.add(Key { kind: "file", workload, segment: d.segment, rule: d.rule, backend: Some(backend) });
+                continue;
+            }
+            let mut p = enricher.file_proc(&d);
+            if let Some(c) = &p.cgroup {
+                p.who = shared.identity_of_path(&mut identities, c);
+            }
+            // Same form as network events: the cgroup's filesystem path.
+            p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| c.display().to_string());
+            events.push(Event::Decision(enricher.file(&d, p, &policy, backend)));
         }
+        if let Some(s) = summaries.as_mut()
+            && s.due()
+        {
+            events.extend(s.flush(&mut enricher, &policy).into_iter().map(Event::Summary));
+            pipeline.fanout.counters.note_summaries(s);
+        }
+        let now_lost = shared.file_events_dropped();
+        if now_lost > lost {
+            events.push(Event::Loss(enricher.loss("pipeline", now_lost - lost, 0, "file decision queue full")));
+            lost = now_lost;
+        }
+        if events.is_empty() {
+            continue;
+        }
+        buf.clear();
+        let n = if pipeline.fanout.has_jsonl() { jsonl::encode(&events, &mut buf) } else { 0 };
+        priority.boost();
+        pipeline.fanout.deliver(events, &buf, n);
         priority.settle(|| !rx.is_empty());
     }
 }

@@ -14,6 +14,9 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<
     // the tick is only a safety net.
     reader::drain(ring, Duration::from_millis(100), |batch, bad| {
         shared.note_decode_errors(bad);
+        if batch.is_empty() {
+            return;
+        }
         let mut removed = false;
         for rec in batch.drain(..) {
             match rec {

@@ -20,7 +20,7 @@ use crate::{
     hooks::Hooks,
     identity::CgroupTracker,
     policy,
-    sinks::JsonlSink,
+    sinks::{Fanout, JsonlSink},
     system::{self, kernel, mountinfo, mounts},
 };
 pub use state::Shared;
@@ -33,6 +33,7 @@ pub struct AgentOptions {
     pub socket: Option<PathBuf>,
     pub events: Option<String>,
     pub node_name: Option<String>,
+    pub metrics_address: Option<String>,
 }
 
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
@@ -90,9 +91,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let root_abs = shared.cgroup_root_abs();
     hooks.attach_network(&root_abs)?;
 
-    let events_target = opts.events.clone().unwrap_or_else(|| shared.events_target());
-    let sink = JsonlSink::open(&events_target).with_context(|| format!("opening event sink {events_target}"))?;
-    let writer = Arc::new(std::sync::Mutex::new(events::Writer { enricher: Enricher::new(node), sink }));
+    let (pipeline, enricher) = start_sinks(&shared, &opts, node)?;
+    let events_target = pipeline.fanout.jsonl_target.clone();
     let file_events = if compiled_has_files {
         let (roots, backend) = shared.with_compiled(|c| (c.files.clone(), c.file_backend));
         let try_lsm = || -> Result<crate::files::BackendChoice, String> {
@@ -132,10 +132,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(identity::run(cgroup_ring, shared.clone()));
-    tasks.spawn(events::run(event_ring, shared.clone(), writer.clone()));
     if let Some((rx, backend, priority)) = file_events {
-        tasks.spawn(events::run_files(rx, shared.clone(), writer.clone(), backend, priority));
+        let e = enricher.sibling();
+        tasks.spawn(events::run_files(rx, shared.clone(), pipeline.clone(), e, backend, priority));
     }
+    tasks.spawn(events::run(event_ring, shared.clone(), pipeline, enricher));
     tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
     tasks.spawn(devices::assignment_loop(shared.clone()));
     metadata::start_kubernetes(&shared, &node_name, &mut tasks);
@@ -146,6 +147,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         Ok(())
     });
 
+    shared.set_ready();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, detaching"),
@@ -157,4 +159,20 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     drop(hooks);
     Ok(())
+}
+
+/// Opens the JSON lines sink (the `--events` flag overrides the policy)
+/// and the exporters; returns the pipeline and the kernel task's enricher.
+fn start_sinks(shared: &Arc<Shared>, opts: &AgentOptions, node: String) -> anyhow::Result<(events::Pipeline, Enricher)> {
+    let cfg = shared.events_config();
+    let target = opts.events.clone().unwrap_or_else(|| cfg.jsonl.clone());
+    let jsonl = match target.as_str() {
+        "off" => None,
+        t => Some(JsonlSink::open(t, cfg.rotate).with_context(|| format!("opening event sink {t}"))?),
+    };
+    let enricher = Enricher::new(node);
+    let fanout = Arc::new(Fanout::new(jsonl, target, Vec::new()));
+    shared.set_pipeline(state::PipelineHandle { fanout: fanout.clone(), seq: enricher.seq_handle(), otlp: None });
+    let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
+    Ok((events::Pipeline { fanout, summary_ms }, enricher))
 }

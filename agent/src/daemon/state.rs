@@ -8,7 +8,10 @@ use std::{
     },
 };
 
-use warden_common::{STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_EVENTS, STAT_EVENTS_DROPPED};
+use warden_common::{
+    STAT_ALLOWED_SHED, STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_DENIES_DROPPED, STAT_EVENTS,
+    STAT_EVENTS_DROPPED,
+};
 
 use crate::{
     control::{server::Handler, status::*},
@@ -52,6 +55,36 @@ pub struct FileState {
     pub ctx: Option<Arc<crate::daemon::files::FilesCtx>>,
 }
 
+/// The sinks, seen from status and the control socket.
+pub struct PipelineHandle {
+    pub fanout: Arc<crate::sinks::Fanout>,
+    /// The node's event sequence (last number given).
+    pub seq: Arc<AtomicU64>,
+    pub otlp: Option<Arc<dyn Fn() -> OtlpStatus + Send + Sync>>,
+}
+
+impl PipelineHandle {
+    /// The sink part of the event counters.
+    fn status(&self) -> EventStatus {
+        let f = &self.fanout;
+        let (written, write_errors, jsonl_rotations) = f.jsonl_counts();
+        let (subscribers, dropped) = f.tail.stats();
+        EventStatus {
+            written,
+            write_errors,
+            last_seq: self.seq.load(Ordering::Relaxed),
+            summarized: f.counters.summarized.load(Ordering::Relaxed),
+            summaries: f.counters.summaries.load(Ordering::Relaxed),
+            loss_events: f.counters.loss_events.load(Ordering::Relaxed),
+            jsonl: f.jsonl_target.clone(),
+            jsonl_rotations,
+            otlp: self.otlp.as_ref().map(|s| s()),
+            tail: TailStatus { subscribers, dropped },
+            ..Default::default()
+        }
+    }
+}
+
 pub struct Shared {
     node: String,
     config: PathBuf,
@@ -63,11 +96,14 @@ pub struct Shared {
     pub(super) cgroups_gen: AtomicU64,
     /// Bumped after every metadata change (invalidates per-path caches).
     pub(super) meta_gen: AtomicU64,
-    written: AtomicU64,
-    write_errors: AtomicU64,
     files: Mutex<FileState>,
     decode_errors: AtomicU64,
-    last_seq: AtomicU64,
+    /// The sinks and the OTLP exporter, once started.
+    pipeline: std::sync::OnceLock<PipelineHandle>,
+    /// CLOCK_MONOTONIC ns of the kernel-event task's last pass (liveness).
+    heartbeat_ns: AtomicU64,
+    /// Set once every hook is attached and cgroups are identified.
+    ready: std::sync::atomic::AtomicBool,
     devices: Mutex<super::devices::DeviceState>,
     policy_gen: AtomicU64,
     pub(super) sources: Mutex<super::metadata::SourcesState>,
@@ -95,11 +131,11 @@ impl Shared {
             meta: Default::default(),
             meta_gen: AtomicU64::new(0),
             cgroups_gen: AtomicU64::new(0),
-            written: AtomicU64::new(0),
             files: Mutex::new(FileState::default()),
-            write_errors: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
-            last_seq: AtomicU64::new(0),
+            pipeline: Default::default(),
+            heartbeat_ns: AtomicU64::new(crate::identity::delay::monotonic_ns()),
+            ready: Default::default(),
             devices: Mutex::new(Default::default()),
             policy_gen: AtomicU64::new(1),
             sources: Default::default(),
@@ -116,8 +152,8 @@ impl Shared {
         self.lock().tracker.root_abs().to_path_buf()
     }
 
-    pub fn events_target(&self) -> String {
-        self.lock().policy.agent.events.jsonl.clone()
+    pub fn events_config(&self) -> crate::policy::EventsConfig {
+        self.lock().policy.agent.events.clone()
     }
 
     pub fn set_programs(&self, hooks: &Hooks) {
@@ -252,10 +288,37 @@ impl Shared {
         }
     }
 
-    pub fn note_sink(&self, written: u64, errors: u64, seq: u64) {
-        self.written.store(written, Ordering::Relaxed);
-        self.write_errors.store(errors, Ordering::Relaxed);
-        self.last_seq.store(seq, Ordering::Relaxed);
+    pub fn set_pipeline(&self, p: PipelineHandle) {
+        let _ = self.pipeline.set(p);
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeat_ns.store(crate::identity::delay::monotonic_ns(), Ordering::Relaxed);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Liveness: the kernel-event task drains every 10 ms, so a pass
+    /// older than a few seconds means the pipeline is stuck.
+    pub fn live(&self) -> Result<(), String> {
+        let age_ms = crate::identity::delay::monotonic_ns().saturating_sub(self.heartbeat_ns.load(Ordering::Relaxed))
+            / 1_000_000;
+        if age_ms > 5_000 { Err(format!("event pipeline stalled: last pass {age_ms} ms ago")) } else { Ok(()) }
+    }
+
+    /// Readiness: enforcing (hooks attached, cgroups identified) and live.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err("starting: hooks not attached yet".into());
+        }
+        self.live()
+    }
+
+    /// Decisions the file backend could not queue for its event writer.
+    pub fn file_events_dropped(&self) -> u64 {
+        self.files().ctx.as_ref().map(|c| c.dropped.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     fn build_status(&self) -> StatusReport {
@@ -347,16 +410,16 @@ impl Shared {
             events: EventStatus {
                 kernel_emitted: g.maps.stat(STAT_EVENTS),
                 kernel_dropped: g.maps.stat(STAT_EVENTS_DROPPED),
-                written: self.written.load(Ordering::Relaxed),
-                write_errors: self.write_errors.load(Ordering::Relaxed),
+                kernel_dropped_denies: g.maps.stat(STAT_DENIES_DROPPED),
+                kernel_allowed_shed: g.maps.stat(STAT_ALLOWED_SHED),
+                kernel_dropped_per_cpu: g.maps.stat_per_cpu(STAT_EVENTS_DROPPED),
                 decode_errors: self.decode_errors.load(Ordering::Relaxed),
-                last_seq: self.last_seq.load(Ordering::Relaxed),
                 cgroup_events: g.maps.stat(STAT_CGROUP_EVENTS),
                 cgroup_events_dropped: g.maps.stat(STAT_CGROUP_EVENTS_DROPPED),
                 decisions: g.maps.stat(STAT_DECISIONS),
                 file_events_dropped,
                 file_errors,
-                ..Default::default()
+                ..self.pipeline.get().map(PipelineHandle::status).unwrap_or_default()
             },
             identity: IdentityStatus {
                 cgroups_tracked: g.tracker.len(),
@@ -450,5 +513,17 @@ fn kernel_state<'p>(mode: Mode, segments: impl Iterator<Item = &'p crate::policy
 impl Handler for Shared {
     fn status(&self) -> StatusReport {
         self.build_status()
+    }
+
+    fn events(
+        &self,
+        filter: crate::sinks::tail::Filter,
+        tail: usize,
+        follow: bool,
+    ) -> (Vec<Arc<crate::enrich::Event>>, Option<crate::sinks::tail::Subscription>) {
+        match self.pipeline.get() {
+            Some(p) => p.fanout.tail.subscribe(filter, tail, follow),
+            None => (Vec::new(), None),
+        }
     }
 }

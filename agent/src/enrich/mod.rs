@@ -1,6 +1,7 @@
 //! Identity enrichment: kernel record + cgroup identity + process details
 //! → a `DecisionEvent` ready for the sinks.
 pub mod event;
+pub mod summary;
 pub mod time;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -25,12 +26,12 @@ pub const UNMATCHED: &str = "(unmatched)";
 pub const UNRESOLVED: &str = "(unresolved)";
 
 pub struct Enricher {
-    node: String,
+    pub(crate) node: String,
     exe: ExeCache,
     threads: std::collections::HashMap<u32, (ProcInfo, std::time::Instant)>,
     /// /proc reader for userspace-backend events (None if /proc is unusable).
     proc: Option<crate::files::procfs::Proc>,
-    clock: time::WallClock,
+    pub(crate) clock: time::WallClock,
     /// Shared by every enricher of the node: one sequence, gaps mean loss.
     seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -47,8 +48,9 @@ impl Enricher {
         }
     }
 
-    pub fn seq(&self) -> u64 {
-        self.seq.load(std::sync::atomic::Ordering::Relaxed)
+    /// The node's sequence, shared with `sibling`s (last number given).
+    pub fn seq_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.seq.clone()
     }
 
     /// Another enricher (own caches, for another thread) numbering events in
@@ -57,7 +59,7 @@ impl Enricher {
         Self { seq: self.seq.clone(), ..Self::new(self.node.clone()) }
     }
 
-    fn next_seq(&mut self) -> u64 {
+    pub fn next_seq(&mut self) -> u64 {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 

@@ -151,6 +151,14 @@ impl PolicyMaps {
         sum_counts(&self.counters, workload_id)
     }
 
+    /// One `STAT_*` slot per CPU.
+    pub fn stat_per_cpu(&self, index: u32) -> Vec<u64> {
+        if index >= STAT_SLOTS {
+            return Vec::new();
+        }
+        self.stats.get(&index, 0).map(|v| v.iter().copied().collect()).unwrap_or_default()
+    }
+
     /// Sums one `STAT_*` slot over all CPUs.
     pub fn stat(&self, index: u32) -> u64 {
         if index >= STAT_SLOTS {

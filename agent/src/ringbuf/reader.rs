@@ -8,7 +8,8 @@ use tokio::io::unix::AsyncFd;
 use super::decode::{Record, decode};
 
 /// Runs forever, calling `on_batch` with each batch of decoded records
-/// (batches let sinks flush once per wake-up instead of per record).
+/// (batches let sinks flush once per wake-up instead of per record), and
+/// with an empty batch on a tick with nothing new.
 ///
 /// The kernel wakes us only once a batch is queued (see `EVENTS_WAKEUP_BYTES`
 /// in ebpf/src/net.rs), so we also drain every `tick`: that bounds latency.
@@ -48,9 +49,8 @@ where
                 }
             }
         }
-        if !batch.is_empty() || bad > 0 {
-            on_batch(&mut batch, bad);
-            batch.clear();
-        }
+        // Also on an empty tick: consumers flush timed work (summaries).
+        on_batch(&mut batch, bad);
+        batch.clear();
     }
 }
