@@ -14,6 +14,7 @@ pub mod identity;
 pub mod kube;
 pub mod policy;
 pub mod probe;
+pub mod probe_flood;
 pub mod ringbuf;
 pub mod sinks;
 pub mod system;

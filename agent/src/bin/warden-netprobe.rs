@@ -2,6 +2,7 @@
 //! see what a workload in that cgroup experiences (and for the tests).
 //!
 //! `warden-netprobe [--cgroup DIR] [--linger-ms N] tcp|udp-connect|udp-sendto ADDR PORT`
+//! `warden-netprobe [--cgroup DIR] flood|flood-udp ADDR PORT SECONDS RATE` (JSON counts; RATE 0 = unlimited)
 //! Exit codes: 0 success, 2 EPERM/EACCES (denied by a hook), 3 any other error.
 use std::{
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
@@ -10,6 +11,14 @@ use std::{
 
 fn main() {
     let (args, linger) = warden::probe::setup(std::env::args().skip(1).collect());
+    if let Some(udp) = args.first().and_then(|m| (m == "flood" || m == "flood-udp").then_some(m == "flood-udp")) {
+        let [_, addr, port, secs, rate] = <[String; 5]>::try_from(args).expect("usage: flood ADDR PORT SECONDS RATE");
+        let dest = SocketAddr::new(addr.parse().expect("address"), port.parse().expect("port"));
+        let (secs, rate) = (secs.parse().expect("seconds"), rate.parse().expect("rate"));
+        let counts = warden::probe_flood::flood(dest, secs, rate, udp);
+        println!("{}", serde_json::to_string(&counts.expect("socket")).unwrap());
+        return;
+    }
     let [mode, addr, port] = <[String; 3]>::try_from(args).expect("usage: MODE ADDR PORT");
     let ip: IpAddr = addr.parse().expect("address");
     let dest = SocketAddr::new(ip, port.parse().expect("port"));

@@ -68,7 +68,14 @@ pub fn human(e: &Value) -> String {
     let mut line = format!("{} #{} {:<7} {:<7} {}", s("time"), e["seq"], s("verdict"), s("kind"), s("workload"));
     if s("kind") == "loss" {
         let reason = s("reason");
-        return format!("{} #{} LOSS {}: {} records ({} denies): {reason}", s("time"), e["seq"], s("stage"), e["count"], e["denied"]);
+        return format!(
+            "{} #{} LOSS {}: {} records ({} denies): {reason}",
+            s("time"),
+            e["seq"],
+            s("stage"),
+            e["count"],
+            e["denied"]
+        );
     }
     let what = if s("operation") == "summary" {
         format!("{}× since {}", e["count"], s("window_start"))
@@ -111,10 +118,16 @@ mod tests {
         let deny = serde_json::json!({"time": "T", "seq": 7, "verdict": "denied", "kind": "network", "workload": "trainer",
             "operation": "connect", "protocol": "tcp", "destination": {"address": "::1", "port": 443},
             "segment": "s3", "rule": null, "tgid": 42, "comm": "curl", "k8s.namespace.name": "ml", "k8s.pod.name": "p0"});
-        assert_eq!(human(&deny), "T #7 denied  network trainer connect tcp [::1]:443 segment=s3 pod=ml/p0 pid=42 comm=curl");
+        assert_eq!(
+            human(&deny),
+            "T #7 denied  network trainer connect tcp [::1]:443 segment=s3 pod=ml/p0 pid=42 comm=curl"
+        );
         let sum = serde_json::json!({"time": "T", "seq": 8, "verdict": "allowed", "kind": "file", "workload": "reader",
             "operation": "summary", "count": 3000, "window_start": "S", "segment": "data", "rule": "allow[0] reader->data"});
-        assert_eq!(human(&sum), "T #8 allowed file    reader 3000× since S segment=data rule=\"allow[0] reader->data\"");
+        assert_eq!(
+            human(&sum),
+            "T #8 allowed file    reader 3000× since S segment=data rule=\"allow[0] reader->data\""
+        );
         let loss = serde_json::json!({"time": "T", "seq": 9, "kind": "loss", "stage": "kernel", "count": 5, "denied": 2, "reason": "ring buffer full"});
         assert_eq!(human(&loss), "T #9 LOSS kernel: 5 records (2 denies): ring buffer full");
     }

@@ -163,7 +163,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
 /// Opens the JSON lines sink (the `--events` flag overrides the policy)
 /// and the exporters; returns the pipeline and the kernel task's enricher.
-fn start_sinks(shared: &Arc<Shared>, opts: &AgentOptions, node: String) -> anyhow::Result<(events::Pipeline, Enricher)> {
+fn start_sinks(
+    shared: &Arc<Shared>,
+    opts: &AgentOptions,
+    node: String,
+) -> anyhow::Result<(events::Pipeline, Enricher)> {
     let cfg = shared.events_config();
     let target = opts.events.clone().unwrap_or_else(|| cfg.jsonl.clone());
     let jsonl = match target.as_str() {

@@ -123,6 +123,9 @@ pub struct LossEvent {
 /// What travels from enrichment to the sinks.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
+// Decisions are nearly all events: boxing them would cost an allocation
+// each, and every event is moved into an `Arc` once anyway.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     Decision(DecisionEvent),
     Summary(SummaryEvent),

@@ -14,8 +14,18 @@ use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
-const AGENT_KEYS: &[&str] =
-    &["cgroupRoot", "socket", "nodeName", "events", "ringBufferBytes", "files", "devices", "kubernetes", "slurm", "metrics"];
+const AGENT_KEYS: &[&str] = &[
+    "cgroupRoot",
+    "socket",
+    "nodeName",
+    "events",
+    "ringBufferBytes",
+    "files",
+    "devices",
+    "kubernetes",
+    "slurm",
+    "metrics",
+];
 const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
 const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
 const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];

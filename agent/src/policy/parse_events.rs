@@ -58,7 +58,11 @@ impl Reader<'_> {
         let url = self.nonempty_string(endpoint, &field)?;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !scheme_ok || url.parse::<tonic::transport::Uri>().is_err() {
-            self.err(endpoint, &field, format!("`{url}`: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)"));
+            self.err(
+                endpoint,
+                &field,
+                format!("`{url}`: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)"),
+            );
         }
         o.endpoint = url;
         let tls = o.endpoint.starts_with("https://");
@@ -87,7 +91,11 @@ impl Reader<'_> {
             o.timeout_ms = v;
         }
         if o.batch_size > o.queue_size {
-            self.err(node, &m.field("batchSize"), format!("{} is larger than queueSize {}", o.batch_size, o.queue_size));
+            self.err(
+                node,
+                &m.field("batchSize"),
+                format!("{} is larger than queueSize {}", o.batch_size, o.queue_size),
+            );
         }
         Some(o)
     }
@@ -103,7 +111,11 @@ impl Reader<'_> {
                 a => match a.parse() {
                     Ok(addr) => Some(addr),
                     Err(_) => {
-                        self.err(n, &m.field("address"), format!("`{a}`: expected IP:port (e.g. 127.0.0.1:9464) or off"));
+                        self.err(
+                            n,
+                            &m.field("address"),
+                            format!("`{a}`: expected IP:port (e.g. 127.0.0.1:9464) or off"),
+                        );
                         c.address
                     }
                 },

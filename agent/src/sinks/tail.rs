@@ -122,7 +122,8 @@ impl TailHub {
     /// a subscription to every later one (no gap between the two).
     pub fn subscribe(&self, filter: Filter, tail: usize, follow: bool) -> (Vec<Arc<Event>>, Option<Subscription>) {
         let mut g = self.lock();
-        let mut past: Vec<Arc<Event>> = g.history.iter().rev().filter(|e| filter.matches(e)).take(tail).cloned().collect();
+        let mut past: Vec<Arc<Event>> =
+            g.history.iter().rev().filter(|e| filter.matches(e)).take(tail).cloned().collect();
         past.reverse();
         let sub = follow.then(|| {
             let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
