@@ -77,7 +77,9 @@ impl Reader<'_> {
             *slot = Some(PathBuf::from(s));
         }
         if o.cert_file.is_some() != o.key_file.is_some() {
-            self.err(node, &m.field("certFile"), "certFile and keyFile go together (mutual TLS)");
+            let key = if o.cert_file.is_some() { "certFile" } else { "keyFile" };
+            let at = m.get(key).unwrap_or(node);
+            self.err(at, &m.field(key), "certFile and keyFile go together (mutual TLS)");
         }
         o.headers = self.string_map(m.get("headers"), &m.field("headers"), true);
         o.resource = self.string_map(m.get("resource"), &m.field("resource"), false);

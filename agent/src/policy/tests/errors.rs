@@ -344,3 +344,18 @@ fn error_flood_is_capped() {
     );
     assert_eq!(e[1000], "p.yaml: document: 5 more errors not shown");
 }
+
+#[test]
+fn events_and_metrics_errors_name_the_field() {
+    let text = "version: 1\nagent:\n  events:\n    otlp:\n      endpoint: collector:4317\n      certFile: /c.pem\n      headers: {X-Bad: v}\n  metrics:\n    address: localhost\n";
+    assert_eq!(
+        errs(text),
+        [
+            "p.yaml:5:17: agent.events.otlp.endpoint: `collector:4317`: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)",
+            "p.yaml:6:17: agent.events.otlp.certFile: TLS files need an https:// endpoint",
+            "p.yaml:6:17: agent.events.otlp.certFile: certFile and keyFile go together (mutual TLS)",
+            "p.yaml:7:17: agent.events.otlp.headers.X-Bad: header names are lower-case letters, digits, `-`, `_`, `.` (not grpc-*)",
+            "p.yaml:9:14: agent.metrics.address: `localhost`: expected IP:port (e.g. 127.0.0.1:9464) or off",
+        ]
+    );
+}

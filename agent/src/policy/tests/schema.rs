@@ -36,6 +36,13 @@ fn accepts_every_valid_policy() {
                         workloads: [{name: w, selector: {cgroup: w}}]\n\
                         allow: [{workload: w, segments: [all, ctl], gpus: [0, 253], access: read-write, mode: audit}]\n";
     let control_only = "version: 1\nsegments: [{name: c, devices: {nvidiaControl: true}}]\n";
+    let streaming = "version: 1\nagent:\n  metrics: {address: \"[::1]:9100\"}\n  events:\n    jsonl: off\n    \
+                     rotate: {maxBytes: 4096, keep: 1}\n    allowed: each\n    summaryIntervalMs: 100\n    otlp:\n      \
+                     endpoint: https://otel.example:4317\n      caFile: /etc/ca.pem\n      certFile: /etc/c.pem\n      \
+                     keyFile: /etc/k.pem\n      headers: {authorization: \"Bearer x\", x-tenant: gpu}\n      \
+                     resource: {k8s.cluster.name: a}\n      batchSize: 1\n      queueSize: 1\n      timeoutMs: 100\n";
+    let metrics_off =
+        "version: 1\nagent: {metrics: {address: \"off\"}, events: {otlp: {endpoint: \"http://127.0.0.1:4317\"}}}\n";
     for text in [
         EXAMPLE,
         NESTED,
@@ -49,6 +56,8 @@ fn accepts_every_valid_policy() {
         paths_only,
         devices_only,
         control_only,
+        streaming,
+        metrics_off,
     ] {
         ok(text); // the reader agrees
         let instance = json(text);
@@ -121,6 +130,20 @@ fn rejects_invalid_policies() {
         "version: 1\nagent: {devices: {criSocket: run/c.sock}}\n",
         "version: 1\nagent: {devices: {gpuResource: \"\"}}\n",
         "version: 1\nagent: {devices: {refresh: 1000}}\n",
+        // Events and metrics.
+        "version: 1\nagent: {events: {jsonl: events.jsonl}}\n",
+        "version: 1\nagent: {events: {allowed: some}}\n",
+        "version: 1\nagent: {events: {summaryIntervalMs: 10}}\n",
+        "version: 1\nagent: {events: {rotate: {maxBytes: 100}}}\n",
+        "version: 1\nagent: {events: {rotate: {keep: 0}}}\n",
+        "version: 1\nagent: {events: {otlp: {}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"127.0.0.1:4317\"}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", headers: {Authorization: x}}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", batchSize: 0}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", caFile: ca.pem}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", port: 1}}}\n",
+        "version: 1\nagent: {metrics: {address: 9464}}\n",
+        "version: 1\nagent: {metrics: {listen: \"127.0.0.1:1\"}}\n",
         "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: all}]\n",
         "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: [254]}]\n",
         "version: 1\nsegments: [{name: g, devices: {gpus: all}}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g, gpus: []}]\n",
