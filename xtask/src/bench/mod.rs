@@ -2,6 +2,7 @@
 //! run, because these machines are shared and noisy.
 mod agent;
 pub mod client;
+mod events;
 mod files;
 mod identity;
 mod net;
@@ -18,6 +19,8 @@ pub enum Bench {
     Identity(identity::Args),
     /// open() latency with the fanotify backend vs. none and a minimal listener.
     Files(files::Args),
+    /// Events/s from the kernel to the JSON lines sink (and OTLP) with zero loss.
+    Events(events::Args),
 }
 
 pub fn run(b: Bench) -> anyhow::Result<()> {
@@ -25,5 +28,6 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
         Bench::Net(a) => net::run(a),
         Bench::Identity(a) => identity::run(a),
         Bench::Files(a) => files::run(a),
+        Bench::Events(a) => events::run(a),
     }
 }
