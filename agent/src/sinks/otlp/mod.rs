@@ -151,6 +151,12 @@ impl OtlpSink {
     }
 }
 
+impl super::Forward for OtlpSink {
+    fn push(&self, events: &[Arc<Event>]) {
+        OtlpSink::push(self, events);
+    }
+}
+
 impl Drop for OtlpSink {
     /// The exporter lives as long as the sink; events still queued are lost
     /// (call `flush` first to deliver them).
