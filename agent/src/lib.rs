@@ -3,6 +3,11 @@
 //! (`hooks`) → ring buffer (`ringbuf`) → identity enrichment (`identity`,
 //! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `daemon`
 //! (wiring), `system` (host checks) and `cli`.
+// Lets unit tests include shared test helpers that name the crate, like
+// the integration tests do (`tests/harness/rotel.rs`).
+#[cfg(test)]
+extern crate self as warden;
+
 pub mod cli;
 pub mod control;
 pub mod daemon;

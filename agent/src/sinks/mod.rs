@@ -2,6 +2,8 @@
 //! lines file, the exporters' queues and the live tail.
 pub mod fanout;
 pub mod jsonl;
+pub mod otlp;
+pub mod queue;
 pub mod tail;
 
 pub use fanout::{Fanout, Forward};

@@ -1,0 +1,131 @@
+//! The gRPC channel to the collector: plaintext for `http://`, rustls for
+//! `https://` (a CA file or the webpki roots; optional client certificate).
+//! Connects lazily, so a collector that is down at start-up only delays
+//! delivery.
+use std::{path::Path, time::Duration};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tonic::{
+    metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+
+use super::OtlpError;
+use crate::policy::OtlpConfig;
+
+/// Reads a PEM file and checks it holds at least one certificate.
+fn certificates(path: &Path) -> Result<Vec<u8>, OtlpError> {
+    let pem = std::fs::read(path).map_err(|e| OtlpError::File { path: path.into(), error: e.to_string() })?;
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| OtlpError::File { path: path.into(), error: format!("bad PEM certificate: {e}") })?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(OtlpError::File { path: path.into(), error: "no PEM certificate in it".into() });
+    }
+    Ok(pem)
+}
+
+fn private_key(path: &Path) -> Result<Vec<u8>, OtlpError> {
+    let pem = std::fs::read(path).map_err(|e| OtlpError::File { path: path.into(), error: e.to_string() })?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| OtlpError::File { path: path.into(), error: format!("no PEM private key: {e}") })?;
+    Ok(pem)
+}
+
+fn tls(cfg: &OtlpConfig) -> Result<ClientTlsConfig, OtlpError> {
+    let mut tls = ClientTlsConfig::new();
+    tls = match &cfg.ca_file {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(certificates(ca)?)),
+        None => tls.with_webpki_roots(),
+    };
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => Ok(tls.identity(Identity::from_pem(certificates(cert)?, private_key(key)?))),
+        (None, None) => Ok(tls),
+        _ => Err(OtlpError::Config("certFile and keyFile go together (mutual TLS)".into())),
+    }
+}
+
+/// A channel that connects on first use (and reconnects after failures).
+pub fn lazy(cfg: &OtlpConfig) -> Result<Channel, OtlpError> {
+    let https = cfg.endpoint.starts_with("https://");
+    if !https && !cfg.endpoint.starts_with("http://") {
+        return Err(OtlpError::Config(format!("endpoint `{}`: expected http:// or https://", cfg.endpoint)));
+    }
+    let has_tls_files = cfg.ca_file.is_some() || cfg.cert_file.is_some() || cfg.key_file.is_some();
+    if !https && has_tls_files {
+        return Err(OtlpError::Config("TLS files need an https:// endpoint".into()));
+    }
+    let timeout = Duration::from_millis(cfg.timeout_ms.max(1));
+    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+        .map_err(|e| OtlpError::Config(format!("endpoint `{}`: {e}", cfg.endpoint)))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        // Notices a dead collector on an idle connection.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if https {
+        endpoint = endpoint.tls_config(tls(cfg)?).map_err(|e| OtlpError::Config(format!("TLS: {e}")))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// The configured headers as gRPC metadata (ASCII values only).
+pub fn metadata(headers: &[(String, String)]) -> Result<MetadataMap, OtlpError> {
+    let mut map = MetadataMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        let key: AsciiMetadataKey =
+            k.to_ascii_lowercase().parse().map_err(|_| OtlpError::Config(format!("header `{k}`: not a valid name")))?;
+        let value: AsciiMetadataValue =
+            v.parse().map_err(|_| OtlpError::Config(format!("header `{k}`: value is not printable ASCII")))?;
+        map.append(key, value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(endpoint: &str) -> OtlpConfig {
+        OtlpConfig { endpoint: endpoint.into(), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn plaintext_and_webpki_channels_build_without_a_collector() {
+        lazy(&cfg("http://127.0.0.1:1")).expect("http");
+        lazy(&cfg("https://collector.example:4317")).expect("https with webpki roots");
+    }
+
+    #[tokio::test]
+    async fn bad_tls_files_are_refused_at_start() {
+        let dir = std::env::temp_dir().join(format!("warden-otlp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let missing = dir.join("missing.pem");
+
+        let with_ca = |p: &Path| OtlpConfig { ca_file: Some(p.into()), ..cfg("https://c:4317") };
+        let err = lazy(&with_ca(&junk)).unwrap_err().to_string();
+        assert!(err.contains("junk.pem") && err.contains("no PEM certificate"), "{err}");
+        let err = lazy(&with_ca(&missing)).unwrap_err().to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+        let err = lazy(&OtlpConfig { ca_file: Some(junk.clone()), ..cfg("http://c:4317") }).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
+        let half = OtlpConfig { cert_file: Some(junk.clone()), ..cfg("https://c:4317") };
+        assert!(lazy(&half).unwrap_err().to_string().contains("go together"));
+        assert!(lazy(&cfg("grpc://c:4317")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn headers_become_metadata() {
+        let m = metadata(&[("Authorization".into(), "Bearer x".into()), ("x-tenant".into(), "a".into())]).unwrap();
+        assert_eq!(m.get("authorization").unwrap(), "Bearer x");
+        assert_eq!(m.get("x-tenant").unwrap(), "a");
+        assert!(metadata(&[("bad key".into(), "v".into())]).is_err());
+        assert!(metadata(&[("k".into(), "line\nbreak".into())]).is_err());
+    }
+}

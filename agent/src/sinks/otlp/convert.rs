@@ -1,0 +1,448 @@
+//! `Event` → OTLP `LogRecord`. Attribute names follow OpenTelemetry semantic
+//! conventions where one exists (process.*, network.*, server.*, file.path,
+//! k8s.*, container.*), else live under `warden.*`. Written field by field
+//! (no serde detour): this runs for every event, at up to ~100k/s.
+use std::sync::Arc;
+
+use super::proto::{
+    collector::ExportLogsServiceRequest,
+    common::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
+    resource::Resource,
+};
+use crate::{
+    enrich::{DecisionEvent, Event, LossEvent, SummaryEvent},
+    identity::meta::WorkloadIdentity,
+};
+
+/// Instrumentation scope of every record.
+pub const SCOPE: &str = "warden";
+
+/// Attributes under construction; empty strings are left out.
+struct Attrs(Vec<KeyValue>);
+
+impl Attrs {
+    fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    fn put(&mut self, key: &str, value: Value) {
+        self.0.push(KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }) });
+    }
+
+    fn str(&mut self, key: &str, v: &str) {
+        if !v.is_empty() {
+            self.put(key, Value::StringValue(v.to_owned()));
+        }
+    }
+
+    fn opt(&mut self, key: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.str(key, v);
+        }
+    }
+
+    fn int(&mut self, key: &str, v: i64) {
+        self.put(key, Value::IntValue(v));
+    }
+
+    /// u64 counters and ids as OTLP's int64 (saturating: no wrap to negative).
+    fn uint(&mut self, key: &str, v: u64) {
+        self.int(key, i64::try_from(v).unwrap_or(i64::MAX));
+    }
+
+    /// Every known field of the workload identity, under its OTel name (the
+    /// serde names of `WorkloadIdentity`).
+    fn who(&mut self, w: &WorkloadIdentity) {
+        self.opt("k8s.namespace.name", w.namespace.as_deref());
+        self.opt("k8s.pod.name", w.pod_name.as_deref());
+        self.opt("k8s.pod.uid", w.pod_uid.as_deref());
+        self.opt("k8s.pod.qos_class", w.qos.as_deref());
+        self.opt("k8s.serviceaccount.name", w.service_account.as_deref());
+        self.opt("k8s.container.name", w.container_name.as_deref());
+        self.opt("container.id", w.container_id.as_deref());
+        self.opt("container.runtime", w.runtime.as_deref());
+        self.opt("container.image.name", w.image.as_deref());
+        if let Some(j) = w.slurm_job {
+            self.uint("slurm.job.id", j);
+        }
+        self.opt("slurm.step", w.slurm_step.as_deref());
+        if let Some(u) = w.slurm_uid {
+            self.int("slurm.uid", u.into());
+        }
+        self.opt("slurm.user", w.slurm_user.as_deref());
+        self.opt("slurm.account", w.slurm_account.as_deref());
+        self.opt("slurm.partition", w.slurm_partition.as_deref());
+        self.opt("systemd.unit", w.unit.as_deref());
+    }
+}
+
+fn severity(verdict: &str) -> (SeverityNumber, &'static str) {
+    match verdict {
+        "denied" | "audited" => (SeverityNumber::Warn, "WARN"),
+        "loss" => (SeverityNumber::Error, "ERROR"),
+        _ => (SeverityNumber::Info, "INFO"),
+    }
+}
+
+fn segment_note(segment: Option<&str>) -> String {
+    match segment {
+        Some(s) => format!("(segment {s})"),
+        None => "(no segment)".into(),
+    }
+}
+
+/// `denied connect tcp 10.0.0.1:443 by trainer (segment object-store)`.
+fn decision_body(e: &DecisionEvent) -> String {
+    let target = if let Some(d) = &e.destination {
+        let proto = e.protocol.unwrap_or("ip");
+        if d.address.contains(':') {
+            format!("{proto} [{}]:{}", d.address, d.port)
+        } else {
+            format!("{proto} {}:{}", d.address, d.port)
+        }
+    } else if let Some(f) = &e.file {
+        format!("{} ({})", f.path, f.access)
+    } else if let Some(d) = &e.device {
+        format!("{} ({})", d.path, d.access)
+    } else {
+        e.kind.to_owned()
+    };
+    format!("{} {} {target} by {} {}", e.verdict, e.operation, e.workload, segment_note(e.segment.as_deref()))
+}
+
+fn decision_attrs(e: &DecisionEvent, a: &mut Attrs) {
+    a.str("warden.verdict", e.verdict);
+    a.str("warden.operation", e.operation);
+    a.str("warden.workload", &e.workload);
+    a.str("warden.identity", e.identity);
+    a.opt("warden.segment", e.segment.as_deref());
+    a.opt("warden.rule", e.rule.as_deref());
+    a.opt("warden.backend", e.backend);
+    a.opt("warden.cgroup", e.cgroup.as_deref());
+    if let Some(id) = e.cgroup_id {
+        a.uint("warden.cgroup.id", id);
+    }
+    a.int("process.pid", e.tgid.into());
+    a.int("thread.id", e.pid.into());
+    a.str("process.executable.name", &e.comm);
+    a.opt("process.executable.path", e.exe.as_deref());
+    a.opt("network.transport", e.protocol);
+    if let Some(d) = &e.destination {
+        a.str("network.type", if d.address.contains(':') { "ipv6" } else { "ipv4" });
+        a.str("network.peer.address", &d.address);
+        a.int("network.peer.port", d.port.into());
+        // The workload is the client: the destination is the server side.
+        a.str("server.address", &d.address);
+        a.int("server.port", d.port.into());
+    }
+    if let Some(f) = &e.file {
+        a.str("file.path", &f.path);
+        a.str("warden.file.access", f.access);
+    }
+    if let Some(d) = &e.device {
+        a.str("warden.device.path", &d.path);
+        a.str("warden.device.type", d.kind);
+        a.int("warden.device.major", d.major.into());
+        a.int("warden.device.minor", d.minor.into());
+        a.str("warden.device.access", &d.access);
+    }
+    a.who(&e.who);
+}
+
+fn summary_body(e: &SummaryEvent) -> String {
+    format!("{} {} {} decisions by {} {}", e.count, e.verdict, e.kind, e.workload, segment_note(e.segment.as_deref()))
+}
+
+fn summary_attrs(e: &SummaryEvent, a: &mut Attrs) {
+    a.str("warden.verdict", e.verdict);
+    a.str("warden.operation", e.operation);
+    a.str("warden.workload", &e.workload);
+    a.str("warden.identity", e.identity);
+    a.opt("warden.segment", e.segment.as_deref());
+    a.opt("warden.rule", e.rule.as_deref());
+    a.opt("warden.backend", e.backend);
+    a.uint("warden.count", e.count);
+    a.str("warden.window_start", &e.window_start);
+}
+
+fn loss_body(e: &LossEvent) -> String {
+    format!("lost {} events at the {} stage ({} denies or audits): {}", e.count, e.stage, e.denied, e.reason)
+}
+
+fn loss_attrs(e: &LossEvent, a: &mut Attrs) {
+    a.str("warden.stage", e.stage);
+    a.uint("warden.count", e.count);
+    a.uint("warden.denied", e.denied);
+    a.str("warden.reason", e.reason);
+}
+
+/// One log record; `observed_ns` is when the exporter took the event.
+pub fn log_record(ev: &Event, observed_ns: u64) -> LogRecord {
+    let mut a = Attrs::with_capacity(32);
+    a.str("warden.kind", ev.kind());
+    a.uint("warden.seq", ev.seq());
+    let (body, event_name) = match ev {
+        Event::Decision(e) => {
+            decision_attrs(e, &mut a);
+            (decision_body(e), "warden.decision")
+        }
+        Event::Summary(e) => {
+            summary_attrs(e, &mut a);
+            (summary_body(e), "warden.summary")
+        }
+        Event::Loss(e) => {
+            loss_attrs(e, &mut a);
+            (loss_body(e), "warden.loss")
+        }
+    };
+    let (number, text) = severity(ev.verdict());
+    LogRecord {
+        time_unix_nano: ev.time_unix_ns(),
+        observed_time_unix_nano: observed_ns,
+        severity_number: number as i32,
+        severity_text: text.to_owned(),
+        body: Some(AnyValue { value: Some(Value::StringValue(body)) }),
+        attributes: a.0,
+        event_name: event_name.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The agent as an OTLP resource: `service.*`, `host.name`, `k8s.node.name`,
+/// then the configured pairs (which replace a default of the same name).
+pub fn resource(node: &str, host: &str, extra: &[(String, String)]) -> Resource {
+    let mut a = Attrs::with_capacity(4 + extra.len());
+    a.str("service.name", "warden");
+    a.str("service.version", env!("CARGO_PKG_VERSION"));
+    a.str("host.name", host);
+    a.str("k8s.node.name", node);
+    for (k, v) in extra {
+        a.0.retain(|kv| kv.key != *k);
+        a.str(k, v);
+    }
+    Resource { attributes: a.0, dropped_attributes_count: 0 }
+}
+
+/// One export request: one resource, one scope, the events in order.
+pub fn request(resource: &Resource, events: &[Arc<Event>], observed_ns: u64) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                log_records: events.iter().map(|e| log_record(e, observed_ns)).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::enrich::{Destination, DeviceTarget, FileTarget};
+
+    /// A network deny with a full Kubernetes identity.
+    pub(crate) fn deny(seq: u64, address: &str) -> DecisionEvent {
+        DecisionEvent {
+            time: "2026-11-22T06:00:00.000000001Z".into(),
+            time_unix_ns: 1_795_327_200_000_000_001,
+            seq,
+            node: "gpu-1".into(),
+            kind: "network",
+            workload: "trainer".into(),
+            identity: "matched",
+            cgroup_id: Some(4242),
+            cgroup: Some("/kubepods/pod-u1/abc".into()),
+            who: Arc::new(WorkloadIdentity {
+                namespace: Some("ml".into()),
+                pod_name: Some("trainer-0".into()),
+                pod_uid: Some("u1".into()),
+                container_id: Some("abc".into()),
+                slurm_job: Some(7),
+                ..Default::default()
+            }),
+            pid: 101,
+            tgid: 100,
+            comm: "python3".into(),
+            exe: Some("/usr/bin/python3".into()),
+            operation: "connect",
+            protocol: Some("tcp"),
+            destination: Some(Destination { address: address.into(), port: 443 }),
+            file: None,
+            device: None,
+            segment: Some("object-store".into()),
+            verdict: "denied",
+            rule: Some("trainer→object-store".into()),
+            backend: None,
+        }
+    }
+
+    fn attrs(r: &LogRecord) -> HashMap<&str, &Value> {
+        r.attributes.iter().map(|kv| (kv.key.as_str(), kv.value.as_ref().unwrap().value.as_ref().unwrap())).collect()
+    }
+
+    fn s(v: &str) -> Value {
+        Value::StringValue(v.into())
+    }
+
+    fn body(r: &LogRecord) -> &str {
+        match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(Value::StringValue(s)) => s,
+            other => panic!("body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn network_deny_uses_semantic_convention_names() {
+        let r = log_record(&Event::Decision(deny(9, "10.0.0.1")), 5);
+        assert_eq!(body(&r), "denied connect tcp 10.0.0.1:443 by trainer (segment object-store)");
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARN"));
+        assert_eq!((r.time_unix_nano, r.observed_time_unix_nano), (1_795_327_200_000_000_001, 5));
+        let a = attrs(&r);
+        for (k, v) in [
+            ("warden.verdict", s("denied")),
+            ("warden.kind", s("network")),
+            ("warden.operation", s("connect")),
+            ("warden.segment", s("object-store")),
+            ("warden.rule", s("trainer→object-store")),
+            ("warden.workload", s("trainer")),
+            ("warden.identity", s("matched")),
+            ("warden.seq", Value::IntValue(9)),
+            ("warden.cgroup", s("/kubepods/pod-u1/abc")),
+            ("warden.cgroup.id", Value::IntValue(4242)),
+            ("process.pid", Value::IntValue(100)),
+            ("thread.id", Value::IntValue(101)),
+            ("process.executable.name", s("python3")),
+            ("process.executable.path", s("/usr/bin/python3")),
+            ("network.transport", s("tcp")),
+            ("network.type", s("ipv4")),
+            ("network.peer.address", s("10.0.0.1")),
+            ("network.peer.port", Value::IntValue(443)),
+            ("server.address", s("10.0.0.1")),
+            ("server.port", Value::IntValue(443)),
+            ("k8s.namespace.name", s("ml")),
+            ("k8s.pod.name", s("trainer-0")),
+            ("k8s.pod.uid", s("u1")),
+            ("container.id", s("abc")),
+            ("slurm.job.id", Value::IntValue(7)),
+        ] {
+            assert_eq!(a.get(k), Some(&&v), "{k}");
+        }
+        assert!(!a.contains_key("k8s.container.name"), "unknown identity fields are left out");
+        assert!(!a.contains_key("file.path") && !a.contains_key("warden.backend"));
+        assert_eq!(a.len(), r.attributes.len(), "no duplicate keys");
+    }
+
+    #[test]
+    fn ipv6_file_and_device_decisions() {
+        let r = log_record(&Event::Decision(deny(1, "2001:db8::1")), 0);
+        assert!(body(&r).contains("tcp [2001:db8::1]:443"), "{}", body(&r));
+        assert_eq!(attrs(&r)["network.type"], &s("ipv6"));
+
+        let mut f = deny(2, "x");
+        (f.kind, f.operation, f.destination, f.protocol, f.verdict, f.segment) =
+            ("file", "open", None, None, "audited", None);
+        f.file = Some(FileTarget { path: "/data/train.bin".into(), access: "write" });
+        f.backend = Some("fanotify");
+        let r = log_record(&Event::Decision(f), 0);
+        assert_eq!(body(&r), "audited open /data/train.bin (write) by trainer (no segment)");
+        assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
+        let a = attrs(&r);
+        assert_eq!((a["file.path"], a["warden.file.access"]), (&s("/data/train.bin"), &s("write")));
+        assert_eq!(a["warden.backend"], &s("fanotify"));
+        assert!(!a.contains_key("network.peer.address") && !a.contains_key("warden.segment"));
+
+        let mut d = deny(3, "x");
+        (d.kind, d.operation, d.destination, d.protocol, d.verdict) = ("device", "open", None, None, "allowed");
+        d.device = Some(DeviceTarget {
+            path: "/dev/nvidia0".into(),
+            kind: "char",
+            major: 195,
+            minor: 0,
+            access: "read".into(),
+        });
+        let r = log_record(&Event::Decision(d), 0);
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (9, "INFO"));
+        let a = attrs(&r);
+        assert_eq!(a["warden.device.path"], &s("/dev/nvidia0"));
+        assert_eq!(a["warden.device.type"], &s("char"));
+        assert_eq!((a["warden.device.major"], a["warden.device.minor"]), (&Value::IntValue(195), &Value::IntValue(0)));
+        assert_eq!(a["warden.device.access"], &s("read"));
+    }
+
+    #[test]
+    fn summary_and_loss_records() {
+        let sum = Event::Summary(SummaryEvent {
+            time: String::new(),
+            time_unix_ns: 10,
+            seq: 4,
+            node: "n".into(),
+            kind: "network",
+            operation: "summary",
+            workload: "trainer".into(),
+            identity: "matched",
+            segment: Some("object-store".into()),
+            verdict: "allowed",
+            rule: Some("r".into()),
+            count: 42,
+            window_start: "2026-11-22T06:00:00Z".into(),
+            backend: None,
+        });
+        let r = log_record(&sum, 0);
+        assert_eq!(body(&r), "42 allowed network decisions by trainer (segment object-store)");
+        assert_eq!((r.severity_number, r.event_name.as_str()), (9, "warden.summary"));
+        let a = attrs(&r);
+        assert_eq!((a["warden.count"], a["warden.window_start"]), (&Value::IntValue(42), &s("2026-11-22T06:00:00Z")));
+        assert_eq!(a["warden.operation"], &s("summary"));
+
+        let loss = Event::Loss(LossEvent {
+            time: String::new(),
+            time_unix_ns: 11,
+            seq: 5,
+            node: "n".into(),
+            kind: "loss",
+            stage: "kernel",
+            count: 17,
+            denied: 3,
+            reason: "ring buffer full",
+        });
+        let r = log_record(&loss, 0);
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (17, "ERROR"));
+        assert_eq!(body(&r), "lost 17 events at the kernel stage (3 denies or audits): ring buffer full");
+        let a = attrs(&r);
+        assert_eq!((a["warden.stage"], a["warden.reason"]), (&s("kernel"), &s("ring buffer full")));
+        assert_eq!((a["warden.count"], a["warden.denied"]), (&Value::IntValue(17), &Value::IntValue(3)));
+        assert_eq!(a["warden.kind"], &s("loss"));
+    }
+
+    #[test]
+    fn resource_defaults_and_overrides() {
+        let extra = [("k8s.cluster.name".to_string(), "gpu-a".to_string()), ("host.name".into(), "override".into())];
+        let r = resource("node-1", "host-1", &extra);
+        let a: HashMap<_, _> = r
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_ref().unwrap().value.as_ref().unwrap()))
+            .collect();
+        assert_eq!(a["service.name"], &s("warden"));
+        assert_eq!(a["service.version"], &s(env!("CARGO_PKG_VERSION")));
+        assert_eq!(a["k8s.node.name"], &s("node-1"));
+        assert_eq!(a["host.name"], &s("override"));
+        assert_eq!(a["k8s.cluster.name"], &s("gpu-a"));
+        assert_eq!(a.len(), r.attributes.len());
+
+        let req = request(&r, &[Arc::new(Event::Decision(deny(1, "10.0.0.1")))], 0);
+        let scope = &req.resource_logs[0].scope_logs[0];
+        assert_eq!(scope.scope.as_ref().unwrap().name, SCOPE);
+        assert_eq!(scope.log_records.len(), 1);
+    }
+}
