@@ -2,7 +2,7 @@
 # Installs what building and testing warden needs, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
 # busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-smoke`; Slurm and
-# munge for the Slurm metadata test), the
+# munge for the Slurm metadata test), rotel (an OTLP collector, from PyPI), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
 # Each step runs only when its result is missing.
 set -euo pipefail
@@ -62,5 +62,20 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   log "installing cargo-fuzz (coverage-guided fuzzing of the parsers)"
   root="$(cd "$(dirname "$0")/.." && pwd)"
   CARGO_TARGET_DIR="$root/target/tools" cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+# rotel: a real OpenTelemetry collector (PyPI) for the OTLP tests and `cargo xtask bench events --otlp`.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+rotel="$root/target/tools/rotel"
+if [ ! -x "$rotel/bin/rotel-agent" ]; then
+  log "installing rotel (OTLP collector, PyPI) into target/tools/rotel"
+  dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  }
+  python3 -m venv "$rotel"
+  "$rotel/bin/pip" install -q rotel
+  # The wheel ships the binary inside the package.
+  ln -sf "$("$rotel/bin/python" -c 'import os, rotel; print(os.path.dirname(rotel.__file__))')/rotel-agent" \
+    "$rotel/bin/rotel-agent"
 fi
 log "ready"

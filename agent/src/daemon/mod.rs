@@ -174,9 +174,25 @@ fn start_sinks(
         "off" => None,
         t => Some(JsonlSink::open(t, cfg.rotate).with_context(|| format!("opening event sink {t}"))?),
     };
+    let mut forwards: Vec<Arc<dyn crate::sinks::Forward>> = Vec::new();
+    let mut otlp_status: Option<Arc<dyn Fn() -> crate::control::status::OtlpStatus + Send + Sync>> = None;
+    if let Some(o) = &cfg.otlp {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        // Starts even with the collector down: it connects lazily and retries.
+        let sink = Arc::new(
+            crate::sinks::otlp::OtlpSink::start(o, &node, &host)
+                .with_context(|| format!("starting the OTLP exporter to {}", o.endpoint))?,
+        );
+        forwards.push(sink.clone());
+        otlp_status = Some(Arc::new(move || sink.status()));
+    }
     let enricher = Enricher::new(node);
-    let fanout = Arc::new(Fanout::new(jsonl, target, Vec::new()));
-    shared.set_pipeline(state::PipelineHandle { fanout: fanout.clone(), seq: enricher.seq_handle(), otlp: None });
+    let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
+    shared.set_pipeline(state::PipelineHandle {
+        fanout: fanout.clone(),
+        seq: enricher.seq_handle(),
+        otlp: otlp_status,
+    });
     let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher))
 }
