@@ -1,8 +1,9 @@
 //! warden agent library. Modules follow the pipeline:
 //! policy → compiled maps (`policy::compile`, `hooks::maps`) → kernel hooks
 //! (`hooks`) → ring buffer (`ringbuf`) → identity enrichment (`identity`,
-//! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `daemon`
-//! (wiring), `system` (host checks) and `cli`.
+//! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `metrics`
+//! (Prometheus endpoint and probes), `daemon` (wiring), `system` (host
+//! checks) and `cli`.
 // Lets unit tests include shared test helpers that name the crate, like
 // the integration tests do (`tests/harness/rotel.rs`).
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub mod files;
 pub mod hooks;
 pub mod identity;
 pub mod kube;
+pub mod metrics;
 pub mod policy;
 pub mod probe;
 pub mod probe_flood;
