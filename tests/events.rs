@@ -248,3 +248,43 @@ fn an_allowed_flood_never_costs_a_deny() {
     assert!(shed > 0, "the allowed flood ({sent} datagrams) overran the ring: {e}");
     eprintln!("{sent} allowed datagrams, {shed} allowed records shed, {denied} denies all written");
 }
+
+/// `GET path` over plain HTTP/1.1: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn prometheus_metrics_and_probes_on_a_running_agent() {
+    let tree = TestTree::new("metrics");
+    let other = tree.mkdir("other");
+    let port = tcp_listener("127.0.0.2");
+    let agent = Agent::start(&tree, &policy(port, "allowed: each"));
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
+    agent.wait_events(1, |e| e["verdict"] == "denied");
+    let st = agent.status();
+    let addr = st["metrics"].as_str().expect("status names the metrics address").to_string();
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
+
+    let (code, body) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    let line = |prefix: &str| body.lines().find(|l| l.starts_with(prefix)).map(str::to_string);
+    assert_eq!(
+        line("warden_decisions_total{workload=\"other\",kind=\"network\",verdict=\"denied\"}").as_deref(),
+        Some("warden_decisions_total{workload=\"other\",kind=\"network\",verdict=\"denied\"} 1"),
+        "{body}"
+    );
+    let written = st["events"]["written"].as_u64().unwrap();
+    assert!(line("warden_events_written_total").is_some_and(|l| l.ends_with(&format!(" {written}"))), "{body}");
+    assert!(line("warden_events_kernel_dropped_total").is_some(), "{body}");
+    assert!(line("process_resident_memory_bytes").is_some(), "{body}");
+    assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(&addr, "/readyz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+}

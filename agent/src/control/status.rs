@@ -19,6 +19,9 @@ pub struct StatusReport {
     pub identity: IdentityStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_assignment: Option<AssignmentReport>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -364,9 +367,42 @@ impl std::fmt::Display for StatusReport {
         )?;
         writeln!(
             f,
+            "  kernel dropped: {} denies, {} per CPU; allowed shed to keep room for denies {}",
+            e.kernel_dropped_denies,
+            e.kernel_dropped_per_cpu.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
+            e.kernel_allowed_shed
+        )?;
+        writeln!(
+            f,
             "  cgroup events {}, cgroup events dropped {}, decisions {}",
             e.cgroup_events, e.cgroup_events_dropped, e.decisions
         )?;
+        writeln!(
+            f,
+            "  allowed decisions summarized {} into {} summaries; loss reports {}; file queue dropped {}",
+            e.summarized, e.summaries, e.loss_events, e.file_events_dropped
+        )?;
+        writeln!(f, "  jsonl {} (rotations {})", e.jsonl, e.jsonl_rotations)?;
+        if let Some(o) = &e.otlp {
+            writeln!(
+                f,
+                "  otlp {} {}: exported {}, queued {}/{}, dropped {} allowed + {} denies, failed exports {}, rejected {}{}",
+                o.endpoint,
+                o.state,
+                o.exported,
+                o.queued,
+                o.queue_capacity,
+                o.dropped_allowed,
+                o.dropped_denies,
+                o.failed_exports,
+                o.rejected,
+                o.last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+            )?;
+        }
+        writeln!(f, "  tail subscribers {}, dropped {}", e.tail.subscribers, e.tail.dropped)?;
+        if let Some(m) = &self.metrics {
+            writeln!(f, "  metrics http://{m}/metrics (/healthz, /readyz)")?;
+        }
         let i = &self.identity;
         writeln!(f, "\nIDENTITY")?;
         writeln!(

@@ -92,6 +92,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     hooks.attach_network(&root_abs)?;
 
     let (pipeline, enricher) = start_sinks(&shared, &opts, node)?;
+    let metrics_listener = bind_metrics(&shared, &opts).await?;
     let events_target = pipeline.fanout.jsonl_target.clone();
     let file_events = if compiled_has_files {
         let (roots, backend) = shared.with_compiled(|c| (c.files.clone(), c.file_backend));
@@ -141,6 +142,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     tasks.spawn(devices::assignment_loop(shared.clone()));
     metadata::start_kubernetes(&shared, &node_name, &mut tasks);
     tasks.spawn(metadata::slurm_loop(shared.clone()));
+    if let Some(listener) = metrics_listener {
+        let source: Arc<dyn crate::metrics::Source> = shared.clone();
+        tasks.spawn(async move {
+            crate::metrics::serve(listener, source).await;
+            Ok(())
+        });
+    }
     let handler: Arc<dyn control::server::Handler> = shared.clone();
     tasks.spawn(async move {
         control::server::serve(listener, handler).await;
@@ -195,4 +203,23 @@ fn start_sinks(
     });
     let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher))
+}
+
+/// Binds the Prometheus endpoint (`--metrics-address` overrides the
+/// policy). A configured address that cannot be bound stops the start:
+/// the probes of a DaemonSet depend on it.
+async fn bind_metrics(shared: &Shared, opts: &AgentOptions) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let addr = match opts.metrics_address.as_deref() {
+        Some("off") => None,
+        Some(a) => Some(
+            a.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("--metrics-address {a}: expected IP:port or off"))?,
+        ),
+        None => shared.metrics_config().address,
+    };
+    let Some(addr) = addr else { return Ok(None) };
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    shared.set_metrics_address(listener.local_addr()?.to_string());
+    Ok(Some(listener))
 }

@@ -102,6 +102,8 @@ pub struct Shared {
     pipeline: std::sync::OnceLock<PipelineHandle>,
     /// CLOCK_MONOTONIC ns of the kernel-event task's last pass (liveness).
     heartbeat_ns: AtomicU64,
+    /// Where /metrics is served (the bound address, port 0 resolved).
+    metrics_address: std::sync::OnceLock<String>,
     /// Set once every hook is attached and cgroups are identified.
     ready: std::sync::atomic::AtomicBool,
     devices: Mutex<super::devices::DeviceState>,
@@ -135,6 +137,7 @@ impl Shared {
             decode_errors: AtomicU64::new(0),
             pipeline: Default::default(),
             heartbeat_ns: AtomicU64::new(crate::identity::delay::monotonic_ns()),
+            metrics_address: Default::default(),
             ready: Default::default(),
             devices: Mutex::new(Default::default()),
             policy_gen: AtomicU64::new(1),
@@ -150,6 +153,14 @@ impl Shared {
 
     pub fn cgroup_root_abs(&self) -> PathBuf {
         self.lock().tracker.root_abs().to_path_buf()
+    }
+
+    pub fn metrics_config(&self) -> crate::policy::MetricsConfig {
+        self.lock().policy.agent.metrics.clone()
+    }
+
+    pub fn set_metrics_address(&self, addr: String) {
+        let _ = self.metrics_address.set(addr);
     }
 
     pub fn events_config(&self) -> crate::policy::EventsConfig {
@@ -433,6 +444,7 @@ impl Shared {
                 slurm: sources.slurm,
             },
             gpu_assignment,
+            metrics: self.metrics_address.get().cloned(),
         }
     }
 }
@@ -507,6 +519,20 @@ fn kernel_state<'p>(mode: Mode, segments: impl Iterator<Item = &'p crate::policy
         (Mode::Enforce, _, 0) => "enforced".into(),
         (Mode::Enforce, n, a) if a == n => "audit".into(),
         (Mode::Enforce, _, a) => format!("enforced ({a} segment{} in audit)", if a == 1 { "" } else { "s" }),
+    }
+}
+
+impl crate::metrics::Source for Shared {
+    fn status(&self) -> StatusReport {
+        self.build_status()
+    }
+
+    fn live(&self) -> Result<(), String> {
+        Shared::live(self)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Shared::ready(self)
     }
 }
 

@@ -123,6 +123,7 @@ fn report() -> StatusReport {
             slurm: SourceStatus { state: "off".into(), ..Default::default() },
         },
         gpu_assignment: Some(AssignmentReport { containers: 2, cgroups: 2, refreshes: 9, ..Default::default() }),
+        metrics: Some("127.0.0.1:9464".into()),
     }
 }
 

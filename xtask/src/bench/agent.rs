@@ -45,6 +45,7 @@ impl Agent {
             .arg(&socket)
             .arg("--events")
             .arg(&events)
+            .args(["--metrics-address", "off"])
             .stderr(std::fs::File::create(dir.join("agent.log"))?)
             .spawn()?;
         let agent = Self { child, warden, socket, dir };

@@ -47,7 +47,7 @@ impl Drop for Tree {
 
 fn policy(port: u16, sink: &str) -> String {
     format!(
-        "version: 1\nagent:\n  metrics: {{ address: \"off\" }}\n  ringBufferBytes: 16777216\n  events:\n{sink}\
+        "version: 1\nagent:\n  ringBufferBytes: 16777216\n  events:\n{sink}\
          segments:\n  - name: store\n    network:\n      - cidr: 127.0.0.2/32\n        ports: [{port}]\n\
          workloads:\n  - name: flood\n    selector: {{ cgroup: flood }}\n"
     )
@@ -225,17 +225,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     if a.otlp {
         let rotel = rotel_binary()?;
-        let grpc = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let free = || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+        let (grpc, http) = (free()?, free()?);
+        let dir = workspace().join("target/bench");
         let mut collector = Command::new(&rotel)
-            .args([
-                "start",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-                "--otlp-http-endpoint",
-                "127.0.0.1:0",
-                "--exporter",
-                "blackhole",
-            ])
+            .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}"), "--exporter", "blackhole"])
+            .arg("--pid-file")
+            .arg(dir.join("rotel.pid"))
+            .arg("--log-file")
+            .arg(dir.join("rotel.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
