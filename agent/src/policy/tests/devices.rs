@@ -486,7 +486,7 @@ fn unknown_keys_in_devices() {
     assert_eq!(
         errs("version: 1\nagent:\n  device: {}\n"),
         [
-            "p.yaml:3:3: agent.device: unknown key `device` (did you mean `devices`?); allowed keys: cgroupRoot, socket, nodeName, events, ringBufferBytes, files, devices, kubernetes, slurm"
+            "p.yaml:3:3: agent.device: unknown key `device` (did you mean `devices`?); allowed keys: cgroupRoot, socket, nodeName, events, ringBufferBytes, files, devices, kubernetes, slurm, metrics"
         ]
     );
 }

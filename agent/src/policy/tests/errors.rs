@@ -168,7 +168,7 @@ fn agent_settings() {
             "p.yaml:5:13: agent.nodeName: must be a non-empty string without NUL characters",
             "p.yaml:7:12: agent.events.jsonl: expected a string, found an integer (quote it to use it as a string)",
             "p.yaml:8:21: agent.events.logUnprotected: expected true or false, found a string",
-            "p.yaml:9:5: agent.events.extra: unknown key `extra`; allowed keys: jsonl, logUnprotected",
+            "p.yaml:9:5: agent.events.extra: unknown key `extra`; allowed keys: jsonl, rotate, logUnprotected, allowed, summaryIntervalMs, otlp",
             "p.yaml:10:20: agent.ringBufferBytes: 100000 must be a power of two between 65536 (64 KiB) and 1073741824 (1 GiB)",
         ]
     );
