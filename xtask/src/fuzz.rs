@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::util::{run, workspace};
 
-pub const TARGETS: [&str; 4] = ["policy", "ringbuf_record", "host_text", "kernel_data"];
+pub const TARGETS: [&str; 5] = ["policy", "ringbuf_record", "host_text", "kernel_data", "metrics_http"];
 
 #[derive(clap::Args)]
 pub struct Args {

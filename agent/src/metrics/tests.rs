@@ -386,6 +386,9 @@ fn serves_metrics_and_probes() {
     assert_eq!(post.status, 405);
     assert_eq!(header(&post.head, "allow").as_deref(), Some("GET, HEAD"));
     assert_eq!(exchange(addr, b"garbage\r\n\r\n").status, 400);
+    // Pipelined garbage after a good head: the first is answered, the rest drained.
+    let piped = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n\0\xffjunk\r\n\r\nPOST / HTTP/1.1\r\n\r\n");
+    assert_eq!((piped.status, piped.body.as_str()), (200, "ok\n"));
     assert_eq!(exchange(addr, b"GET / HTTP/1.1").status, 400); // closed mid-head
     let big = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20 * 1024));
     assert_eq!(exchange(addr, big.as_bytes()).status, 431);
