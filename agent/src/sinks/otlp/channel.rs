@@ -93,6 +93,52 @@ mod tests {
         OtlpConfig { endpoint: endpoint.into(), ..Default::default() }
     }
 
+    /// Self-signed P-256 certificate for `collector.test` and its key: test
+    /// fixtures only (`openssl req -x509 -newkey ec ...`).
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBpTCCAUqgAwIBAgIUJFmUXzuE+8ELIDNwb7iXFqzpxkYwCgYIKoZIzj0EAwIw\n\
+GTEXMBUGA1UEAwwOY29sbGVjdG9yLnRlc3QwIBcNMjYxMTIyMDY1NjI0WhgPMjEy\n\
+NjEwMjkwNjU2MjRaMBkxFzAVBgNVBAMMDmNvbGxlY3Rvci50ZXN0MFkwEwYHKoZI\n\
+zj0CAQYIKoZIzj0DAQcDQgAESij01Q2ay1yQx0NTyRbcjMIvyIx1yjHnylKqeXbM\n\
+dP8UEJoLStLJ/beN54Dx6s3MDiW8YST+LINLWtD/2+152aNuMGwwHQYDVR0OBBYE\n\
+FAI1OCx0hqtSKu9kHRSLV3GVDtwRMB8GA1UdIwQYMBaAFAI1OCx0hqtSKu9kHRSL\n\
+V3GVDtwRMA8GA1UdEwEB/wQFMAMBAf8wGQYDVR0RBBIwEIIOY29sbGVjdG9yLnRl\n\
+c3QwCgYIKoZIzj0EAwIDSQAwRgIhALupkyRTapnufRprWnsUm8U1+UucIHC/ZLSs\n\
+c4c41NGAAiEArdSUCNXHAMNWnIrRm2K9IaNUmlbHAsgqGneXdsTxOjw=\n\
+-----END CERTIFICATE-----\n\
+";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNtAIaVqCq4In1WnP\n\
+VVCF2DUWVj2nX+pAJ8BnJD3+62ChRANCAARKKPTVDZrLXJDHQ1PJFtyMwi/IjHXK\n\
+MefKUqp5dsx0/xQQmgtK0sn9t43ngPHqzcwOJbxhJP4sg0ta0P/b7XnZ\n\
+-----END PRIVATE KEY-----\n\
+";
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("warden-otlp-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn ca_and_client_certificate_build_a_tls_channel() {
+        let dir = temp_dir("mtls");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, CERT).unwrap();
+        std::fs::write(&key, KEY).unwrap();
+        let mtls = OtlpConfig {
+            ca_file: Some(cert.clone()),
+            cert_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+            ..cfg("https://collector.test:4317")
+        };
+        lazy(&mtls).expect("CA + client certificate");
+        let swapped = OtlpConfig { cert_file: Some(key.clone()), key_file: Some(cert.clone()), ..mtls };
+        let err = lazy(&swapped).unwrap_err().to_string();
+        assert!(err.contains("key.pem") && err.contains("no PEM certificate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test]
     async fn plaintext_and_webpki_channels_build_without_a_collector() {
         lazy(&cfg("http://127.0.0.1:1")).expect("http");
@@ -101,8 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_tls_files_are_refused_at_start() {
-        let dir = std::env::temp_dir().join(format!("warden-otlp-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("tls");
         let junk = dir.join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").unwrap();
         let missing = dir.join("missing.pem");

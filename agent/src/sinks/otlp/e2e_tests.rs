@@ -144,6 +144,27 @@ async fn delivery_resumes_when_the_collector_comes_up() {
     assert_eq!(recs.last().and_then(|r| r.int("warden.seq")), Some(6));
 }
 
+/// A collector that accepts connections but never answers: each export
+/// ends at the deadline and is retried; the sink keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_collector_costs_a_timeout_per_attempt() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let cfg = OtlpConfig { timeout_ms: 300, ..config(format!("http://127.0.0.1:{port}")) };
+    let sink = OtlpSink::start(&cfg, "gpu-node-1", "host-1").expect("start");
+    sink.push(&[decision(1, "denied")]);
+    let s = until(&sink, "two timed-out exports", |s| s.failed_exports >= 2).await;
+    assert_eq!((s.state.as_str(), s.queued, s.exported), ("retrying", 1, 0), "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("timed out") || e.contains("Cancelled")), "{s:?}");
+    held.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_while_down_stays_bounded_and_keeps_every_deny() {
     let port = rotel::free_port();
