@@ -11,7 +11,6 @@ use std::{
 };
 
 use harness::*;
-use serde_json::Value;
 
 /// NVIDIA nodes (195:minor) and two more, on a tmpfs that allows device nodes.
 struct DevFs {
@@ -78,10 +77,6 @@ impl Drop for DevFs {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.dir.0, nix::mount::MntFlags::MNT_DETACH);
     }
-}
-
-fn workload<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()
 }
 
 fn open(cgroup: &Path, mode: &str, node: &str) -> Probe {

@@ -21,22 +21,6 @@ fn policy(port: u16, events: &str) -> String {
     )
 }
 
-/// `warden-netprobe flood` in `cgroup`: its JSON counts.
-fn flood(cgroup: &std::path::Path, mode: &str, port: u16, secs: f64, rate: u64) -> Value {
-    let out = Command::new(NETPROBE)
-        .arg("--cgroup")
-        .arg(cgroup)
-        .args([mode, "127.0.0.2", &port.to_string(), &secs.to_string(), &rate.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "flood failed: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn workload<'a>(st: &'a Value, name: &str) -> &'a Value {
-    st["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()
-}
-
 fn events_cli(agent: &Agent, args: &[&str]) -> Command {
     let mut c = Command::new(WARDEN);
     c.arg("events").arg("--socket").arg(&agent.socket).args(args);
@@ -136,16 +120,6 @@ fn jsonl_rotation_keeps_every_event_in_order() {
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "no event lost or reordered across files");
 }
 
-/// Anonymous RSS of a process, in bytes.
-fn rss_anon(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok());
-    kb.unwrap_or(0) * 1024
-}
-
 #[test]
 fn a_deny_flood_is_accounted_for_and_memory_stays_bounded() {
     let tree = TestTree::new("flood");
@@ -161,7 +135,7 @@ fn a_deny_flood_is_accounted_for_and_memory_stays_bounded() {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_anon(pid));
+                peak = peak.max(memory(pid, "VmRSS"));
                 std::thread::sleep(Duration::from_millis(100));
             }
             peak

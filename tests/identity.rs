@@ -66,14 +66,6 @@ fn events_carry_what_the_cgroup_path_says() {
     assert!(e.get("k8s.pod.uid").is_none() && e.get("slurm.job.id").is_none(), "{e}");
 }
 
-/// Anonymous resident memory of a process (its heap), in KiB. Mapped ring
-/// buffers count in VmRSS once touched but are fixed-size, not growth.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Waits until the agent tracks `tracked` cgroups and its kernel map holds
 /// `entries` identities; returns the status then.
 fn settle(agent: &Agent, tracked: u64, entries: u64) -> serde_json::Value {
@@ -123,6 +115,9 @@ fn a_churn_of_10000_cgroups_leaves_no_entries_behind() {
     settle(&agent, 3 + 1000, 1000);
     delete(500);
     settle(&agent, 3, 0);
+    // Anonymous resident memory (the heap), in KiB: mapped ring buffers
+    // count in VmRSS once touched but are fixed-size, not growth.
+    let rss_kib = |pid| memory(pid, "RssAnon") / 1024;
     let base_rss = rss_kib(agent.pid());
 
     create(pods.len());

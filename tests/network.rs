@@ -4,7 +4,6 @@
 mod harness;
 
 use harness::*;
-use serde_json::Value;
 
 /// Policy with one protected TCP segment (127.0.0.2:port) and two workloads.
 fn policy(mode: &str, port: u16) -> String {
@@ -32,15 +31,6 @@ allow:
     segments: [store]
 "#
     )
-}
-
-fn workload<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == name)
-        .unwrap_or_else(|| panic!("no workload {name} in {status}"))
 }
 
 #[test]

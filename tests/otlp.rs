@@ -5,10 +5,7 @@ mod harness;
 #[path = "harness/rotel.rs"]
 mod rotel;
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use harness::*;
 use rotel::{Rotel, free_port};
@@ -25,17 +22,6 @@ fn policy(port: u16, otlp_port: u16, extra: &str) -> String {
 
 fn otlp(agent: &Agent) -> Value {
     agent.status()["events"]["otlp"].clone()
-}
-
-fn flood(cgroup: &std::path::Path, port: u16, secs: f64, rate: u64) -> u64 {
-    let out = Command::new(NETPROBE)
-        .arg("--cgroup")
-        .arg(cgroup)
-        .args(["flood", "127.0.0.2", &port.to_string(), &secs.to_string(), &rate.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["denied"].as_u64().unwrap()
 }
 
 #[test]
@@ -93,14 +79,14 @@ fn collector_down_killed_and_restarted_loses_nothing_it_does_not_count() {
     // Killed mid-stream: paced denies keep coming, enforcement goes on, the
     // queue fills to its bound and then drops (counted).
     collector.stop();
-    let base_rss = rss(agent.pid());
-    let n = flood(&other, port, 3.0, 2000);
+    let base_rss = memory(agent.pid(), "VmRSS");
+    let n = flood(&other, "flood", port, 3.0, 2000)["denied"].as_u64().unwrap();
     assert!(n > 2000, "{n} denies");
     agent.eventually("the outage is seen", || otlp(&agent)["state"] == "retrying");
     let st = otlp(&agent);
     assert_eq!(st["queued"].as_u64(), Some(2000), "the queue holds its bound: {st}");
     assert!(st["dropped_denies"].as_u64() > Some(0), "{st}");
-    assert!(rss(agent.pid()) < base_rss + (32 << 20), "memory stays bounded while the collector is down");
+    assert!(memory(agent.pid(), "VmRSS") < base_rss + (32 << 20), "memory stays bounded while the collector is down");
 
     // Restarted: the queue drains, and every event is exported or counted.
     collector = Rotel::start_on(otlp_port);
@@ -120,13 +106,4 @@ fn collector_down_killed_and_restarted_loses_nothing_it_does_not_count() {
     // The denies kept are the newest ones (oldest dropped first).
     let last = collector.records().iter().filter_map(|r| r.int("warden.seq")).max();
     assert_eq!(last, Some(total as i64));
-}
-
-fn rss(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
 }

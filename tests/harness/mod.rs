@@ -321,3 +321,38 @@ pub fn tcp_listener(addr: &str) -> u16 {
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
 }
+
+/// The `workloads` row named `name` of a status report.
+pub fn workload<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("no workload {name} in {status}"))
+}
+
+/// `warden-netprobe flood|flood-udp` to 127.0.0.2:`port` from `cgroup`
+/// for `secs` at `rate` per second (0: as fast as it can): its counts
+/// (`attempts`, `denied`, `ok`, `other`).
+pub fn flood(cgroup: &Path, mode: &str, port: u16, secs: f64, rate: u64) -> Value {
+    let out = Command::new(NETPROBE)
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args([mode, "127.0.0.2", &port.to_string(), &secs.to_string(), &rate.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "flood failed: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `RssAnon`...) in bytes;
+/// 0 once the process is gone.
+pub fn memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}

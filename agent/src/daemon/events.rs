@@ -32,13 +32,14 @@ impl Pipeline {
         self.summary_ms.map(Summarizer::new)
     }
 
-    /// Serializes, then delivers, and records progress in status.
-    fn deliver(&self, events: Vec<Event>, buf: &mut Vec<u8>) {
+    /// Serializes (no lock held), calls `before_sinks`, then delivers.
+    fn deliver(&self, events: Vec<Event>, buf: &mut Vec<u8>, before_sinks: impl FnOnce()) {
         if events.is_empty() {
             return;
         }
         buf.clear();
         let n = if self.fanout.has_jsonl() { jsonl::encode(&events, buf) } else { 0 };
+        before_sinks();
         self.fanout.deliver(events, buf, n);
     }
 }
@@ -120,7 +121,7 @@ pub async fn run(
             pipeline.fanout.counters.note_summaries(s);
         }
         events.extend(loss.check(&shared, &mut enricher).map(Event::Loss));
-        pipeline.deliver(events, &mut buf);
+        pipeline.deliver(events, &mut buf, || {});
     })
     .await?;
     Ok(())
@@ -215,10 +216,7 @@ fn write_files(
         if events.is_empty() {
             continue;
         }
-        buf.clear();
-        let n = if pipeline.fanout.has_jsonl() { jsonl::encode(&events, &mut buf) } else { 0 };
-        priority.boost();
-        pipeline.fanout.deliver(events, &buf, n);
+        pipeline.deliver(events, &mut buf, || priority.boost());
         priority.settle(|| !rx.is_empty());
     }
 }

@@ -132,54 +132,75 @@ pub enum Event {
     Loss(LossEvent),
 }
 
+/// Who was judged and how: the fields decisions and summaries share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome<'a> {
+    pub verdict: &'static str,
+    pub operation: &'static str,
+    pub workload: &'a str,
+    pub identity: &'static str,
+    pub segment: Option<&'a str>,
+    pub rule: Option<&'a str>,
+    pub backend: Option<&'static str>,
+}
+
+/// The same field of every variant.
+macro_rules! each {
+    ($ev:expr, $e:ident => $field:expr) => {
+        match $ev {
+            Event::Decision($e) => $field,
+            Event::Summary($e) => $field,
+            Event::Loss($e) => $field,
+        }
+    };
+}
+
 impl Event {
     pub fn seq(&self) -> u64 {
-        match self {
-            Event::Decision(e) => e.seq,
-            Event::Summary(e) => e.seq,
-            Event::Loss(e) => e.seq,
-        }
+        each!(self, e => e.seq)
     }
 
     pub fn time_unix_ns(&self) -> u64 {
-        match self {
-            Event::Decision(e) => e.time_unix_ns,
-            Event::Summary(e) => e.time_unix_ns,
-            Event::Loss(e) => e.time_unix_ns,
-        }
+        each!(self, e => e.time_unix_ns)
     }
 
     pub fn kind(&self) -> &'static str {
+        each!(self, e => e.kind)
+    }
+
+    /// None for loss reports.
+    pub fn outcome(&self) -> Option<Outcome<'_>> {
+        macro_rules! outcome {
+            ($e:expr) => {
+                Outcome {
+                    verdict: $e.verdict,
+                    operation: $e.operation,
+                    workload: &$e.workload,
+                    identity: $e.identity,
+                    segment: $e.segment.as_deref(),
+                    rule: $e.rule.as_deref(),
+                    backend: $e.backend,
+                }
+            };
+        }
         match self {
-            Event::Decision(e) => e.kind,
-            Event::Summary(e) => e.kind,
-            Event::Loss(e) => e.kind,
+            Event::Decision(e) => Some(outcome!(e)),
+            Event::Summary(e) => Some(outcome!(e)),
+            Event::Loss(_) => None,
         }
     }
 
     /// allowed | denied | audited; `loss` for loss reports.
     pub fn verdict(&self) -> &'static str {
-        match self {
-            Event::Decision(e) => e.verdict,
-            Event::Summary(e) => e.verdict,
-            Event::Loss(_) => "loss",
-        }
+        self.outcome().map_or("loss", |o| o.verdict)
     }
 
     pub fn workload(&self) -> Option<&str> {
-        match self {
-            Event::Decision(e) => Some(&e.workload),
-            Event::Summary(e) => Some(&e.workload),
-            Event::Loss(_) => None,
-        }
+        self.outcome().map(|o| o.workload)
     }
 
     pub fn segment(&self) -> Option<&str> {
-        match self {
-            Event::Decision(e) => e.segment.as_deref(),
-            Event::Summary(e) => e.segment.as_deref(),
-            Event::Loss(_) => None,
-        }
+        self.outcome().and_then(|o| o.segment)
     }
 
     /// Kept under overload: everything but allowed decisions and summaries

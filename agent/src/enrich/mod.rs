@@ -11,7 +11,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, SummaryEvent};
+pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Outcome, SummaryEvent};
 
 use crate::{
     files::FileDecision,

@@ -33,6 +33,7 @@ impl Counters {
 
 pub struct Fanout {
     jsonl: Mutex<Option<JsonlSink>>,
+    has_jsonl: bool,
     pub jsonl_target: String,
     forwards: Vec<Arc<dyn Forward>>,
     pub tail: TailHub,
@@ -45,6 +46,7 @@ pub type JsonlCounts = (u64, u64, u64);
 impl Fanout {
     pub fn new(jsonl: Option<JsonlSink>, jsonl_target: String, forwards: Vec<Arc<dyn Forward>>) -> Self {
         Self {
+            has_jsonl: jsonl.is_some(),
             jsonl: Mutex::new(jsonl),
             jsonl_target,
             forwards,
@@ -53,8 +55,9 @@ impl Fanout {
         }
     }
 
+    /// Whether events need serializing (set once: the sink never changes).
     pub fn has_jsonl(&self) -> bool {
-        self.jsonl.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.has_jsonl
     }
 
     /// Delivers events whose JSON lines (`n` of them) are already in

@@ -196,7 +196,8 @@ pub(crate) mod tests {
         }))
     }
 
-    fn loss(seq: u64) -> Arc<Event> {
+    /// A kernel loss report (kept under overload).
+    pub(crate) fn loss(seq: u64) -> Arc<Event> {
         Arc::new(Event::Loss(LossEvent {
             time: String::new(),
             time_unix_ns: seq,

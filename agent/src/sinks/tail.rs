@@ -145,21 +145,7 @@ impl TailHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::LossEvent;
-
-    fn loss(seq: u64) -> Arc<Event> {
-        Arc::new(Event::Loss(LossEvent {
-            time: String::new(),
-            time_unix_ns: 0,
-            seq,
-            node: "n".into(),
-            kind: "loss",
-            stage: "kernel",
-            count: 1,
-            denied: 0,
-            reason: "test",
-        }))
-    }
+    use crate::sinks::queue::tests::loss;
 
     #[test]
     fn wildcards() {

@@ -18,6 +18,15 @@ pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
         .context("no cgroup2 mount")
 }
 
+/// A line of `/proc/<pid>/status` after `key` (e.g. `VmRSS:` → `5120 kB`).
+pub fn status_field(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
 pub struct Agent {
     child: Child,
     pub warden: PathBuf,

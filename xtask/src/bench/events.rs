@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::agent::{Agent, cgroup2_mount};
+use super::agent::{Agent, cgroup2_mount, status_field};
 use crate::util::{self, cargo, workspace};
 
 #[derive(clap::Args)]
@@ -63,13 +63,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    status_field(pid, "VmRSS:").trim_end_matches(" kB").parse::<u64>().unwrap_or(0) * 1024
 }
 
 fn flood(netprobe: &Path, cg: &Path, port: u16, secs: f64, rate: u64) -> anyhow::Result<Vec<Child>> {

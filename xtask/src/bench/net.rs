@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::agent::{Agent, cgroup2_mount};
+use super::agent::{Agent, cgroup2_mount, status_field};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -65,14 +65,6 @@ fn prog_stats(pid: u32, prog_id: u64) -> Option<(u64, u64)> {
         }
     }
     None
-}
-
-fn status_field(pid: u32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
 }
 
 /// Runs the bench client for one case; returns its result object.

@@ -11,7 +11,7 @@ use super::proto::{
     resource::Resource,
 };
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, SummaryEvent},
+    enrich::{DecisionEvent, Event, LossEvent, Outcome, SummaryEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -111,14 +111,18 @@ fn decision_body(e: &DecisionEvent) -> String {
     format!("{} {} {target} by {} {}", e.verdict, e.operation, e.workload, segment_note(e.segment.as_deref()))
 }
 
+/// The attributes decisions and summaries share.
+fn outcome_attrs(o: &Outcome, a: &mut Attrs) {
+    a.str("warden.verdict", o.verdict);
+    a.str("warden.operation", o.operation);
+    a.str("warden.workload", o.workload);
+    a.str("warden.identity", o.identity);
+    a.opt("warden.segment", o.segment);
+    a.opt("warden.rule", o.rule);
+    a.opt("warden.backend", o.backend);
+}
+
 fn decision_attrs(e: &DecisionEvent, a: &mut Attrs) {
-    a.str("warden.verdict", e.verdict);
-    a.str("warden.operation", e.operation);
-    a.str("warden.workload", &e.workload);
-    a.str("warden.identity", e.identity);
-    a.opt("warden.segment", e.segment.as_deref());
-    a.opt("warden.rule", e.rule.as_deref());
-    a.opt("warden.backend", e.backend);
     a.opt("warden.cgroup", e.cgroup.as_deref());
     if let Some(id) = e.cgroup_id {
         a.uint("warden.cgroup.id", id);
@@ -155,13 +159,6 @@ fn summary_body(e: &SummaryEvent) -> String {
 }
 
 fn summary_attrs(e: &SummaryEvent, a: &mut Attrs) {
-    a.str("warden.verdict", e.verdict);
-    a.str("warden.operation", e.operation);
-    a.str("warden.workload", &e.workload);
-    a.str("warden.identity", e.identity);
-    a.opt("warden.segment", e.segment.as_deref());
-    a.opt("warden.rule", e.rule.as_deref());
-    a.opt("warden.backend", e.backend);
     a.uint("warden.count", e.count);
     a.str("warden.window_start", &e.window_start);
 }
@@ -182,6 +179,9 @@ pub fn log_record(ev: &Event, observed_ns: u64) -> LogRecord {
     let mut a = Attrs::with_capacity(32);
     a.str("warden.kind", ev.kind());
     a.uint("warden.seq", ev.seq());
+    if let Some(o) = ev.outcome() {
+        outcome_attrs(&o, &mut a);
+    }
     let (body, event_name) = match ev {
         Event::Decision(e) => {
             decision_attrs(e, &mut a);
