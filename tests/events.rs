@@ -126,7 +126,9 @@ fn a_deny_flood_is_accounted_for_and_memory_stays_bounded() {
     let other = tree.mkdir("other");
     let port = tcp_listener("127.0.0.2");
     // A small ring so the flood overruns it: drops must happen and be counted.
-    let yaml = policy(port, "allowed: each").replace("agent:\n", "agent:\n  ringBufferBytes: 262144\n");
+    // Rotation at 8 MiB, every file kept: the count spans rotated files.
+    let yaml = policy(port, "allowed: each, rotate: { maxBytes: 8388608, keep: 1000 }")
+        .replace("agent:\n", "agent:\n  ringBufferBytes: 262144\n");
     let agent = Agent::start(&tree, &yaml);
     let pid = agent.pid();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -173,6 +175,7 @@ fn a_deny_flood_is_accounted_for_and_memory_stays_bounded() {
     assert_eq!(decisions, attempts, "the kernel counted every attempt");
     let dropped = e["kernel_dropped"].as_u64().unwrap();
     assert!(dropped > 0, "the flood overran a 256 KiB ring: {e}");
+    assert!(e["jsonl_rotations"].as_u64() > Some(0), "the events span rotated files: {e}");
     assert_eq!(e["kernel_dropped_denies"].as_u64(), Some(dropped), "all of them denies");
     assert_eq!(
         e["kernel_dropped_per_cpu"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>(),

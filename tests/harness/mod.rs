@@ -189,10 +189,15 @@ impl Agent {
         self.try_status().unwrap_or_else(|| panic!("warden status failed; agent log:\n{}", self.log()))
     }
 
-    /// Every complete event line so far. A line still being written (no
-    /// newline yet) is left for the next read; any complete line must parse.
+    /// Every complete event line so far, rotated files (`events.jsonl.N`,
+    /// oldest first) included. A line still being written (no newline yet)
+    /// is left for the next read; any complete line must parse.
     pub fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        let rotated = |n: u32| PathBuf::from(format!("{}.{n}", self.events.display()));
+        let oldest = (1..).take_while(|&n| rotated(n).exists()).last().unwrap_or(0);
+        let mut text: String =
+            (1..=oldest).rev().map(|n| std::fs::read_to_string(rotated(n)).unwrap_or_default()).collect();
+        text.push_str(&std::fs::read_to_string(&self.events).unwrap_or_default());
         let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
         complete
             .lines()
