@@ -13,6 +13,8 @@ fn policy(port: u16) -> String {
     format!(
         r#"
 version: 1
+agent:
+  events: {{ allowed: each }}
 {segments}workloads:
   - name: pods
     selector:

@@ -53,6 +53,7 @@ fn pods_are_identified_from_the_api_and_follow_label_changes_and_resyncs() {
         r#"
 version: 1
 agent:
+  events: {{ allowed: each }}
   kubernetes:
     apiServer: {url}
 {segments}workloads:

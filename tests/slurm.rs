@@ -140,6 +140,7 @@ fn jobs_are_selected_by_account_partition_and_user_from_slurmctld() {
         r#"
 version: 1
 agent:
+  events: {{ allowed: each }}
   slurm:
     scontrol: {scontrol}
 {segments}workloads:
