@@ -10,7 +10,7 @@ use warden_common::{STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED, VERDICT_ALLOWED};
 use super::state::Shared;
 use crate::{
     enrich::{
-        Enricher, Event, LossEvent,
+        Enricher, Event, LossEvent, Name,
         summary::{Key, Summarizer},
     },
     files::FileDecision,
@@ -32,15 +32,17 @@ impl Pipeline {
         self.summary_ms.map(Summarizer::new)
     }
 
-    /// Serializes (no lock held), calls `before_sinks`, then delivers.
-    fn deliver(&self, events: Vec<Event>, buf: &mut Vec<u8>, before_sinks: impl FnOnce()) {
+    /// Serializes (no lock held), calls `before_sinks`, then delivers and
+    /// empties `events` (the caller reuses its allocation).
+    fn deliver(&self, events: &mut Vec<Arc<Event>>, buf: &mut Vec<u8>, before_sinks: impl FnOnce()) {
         if events.is_empty() {
             return;
         }
         buf.clear();
-        let n = if self.fanout.has_jsonl() { jsonl::encode(&events, buf) } else { 0 };
+        let n = if self.fanout.has_jsonl() { jsonl::encode(events.iter().map(|e| &**e), buf) } else { 0 };
         before_sinks();
         self.fanout.deliver(events, buf, n);
+        events.clear();
     }
 }
 
@@ -90,11 +92,11 @@ pub async fn run(
     let mut summaries = pipeline.summarizer();
     let mut loss = KernelLoss::new(&shared);
     let mut buf = Vec::with_capacity(256 * 1024);
+    let mut events = Vec::new();
     reader::drain(ring, Duration::from_millis(10), |batch, bad| {
         shared.note_decode_errors(bad);
         shared.heartbeat();
         let devices = shared.device_table();
-        let mut events = Vec::with_capacity(batch.len());
         for rec in batch.iter() {
             if let Some(s) = summaries.as_mut()
                 && let Some(key) = summary_key(rec)
@@ -111,17 +113,17 @@ pub async fn run(
                 Record::Device(ev) => Some(enricher.device(ev, &devices, tracker, policy)),
                 _ => None,
             });
-            events.extend(ev.map(Event::Decision));
+            events.extend(ev.map(|e| Arc::new(Event::Decision(e))));
         }
         if let Some(s) = summaries.as_mut()
             && s.due()
         {
             let out = shared.with_identity(|_, policy| s.flush(&mut enricher, policy));
-            events.extend(out.into_iter().map(Event::Summary));
+            events.extend(out.into_iter().map(|e| Arc::new(Event::Summary(e))));
             pipeline.fanout.counters.note_summaries(s);
         }
-        events.extend(loss.check(&shared, &mut enricher).map(Event::Loss));
-        pipeline.deliver(events, &mut buf, || {});
+        events.extend(loss.check(&shared, &mut enricher).map(|e| Arc::new(Event::Loss(e))));
+        pipeline.deliver(&mut events, &mut buf, || {});
     })
     .await?;
     Ok(())
@@ -199,24 +201,25 @@ fn write_files(
                 p.who = shared.identity_of_path(&mut identities, c);
             }
             // Same form as network events: the cgroup's filesystem path.
-            p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| c.display().to_string());
-            events.push(Event::Decision(enricher.file(&d, p, &policy, backend)));
+            p.cgroup = p.cgroup.and_then(|c| paths.abs(&c)).map(|c| Name::from(c.to_string_lossy()));
+            events.push(Arc::new(Event::Decision(enricher.file(&d, p, &policy, backend))));
         }
         if let Some(s) = summaries.as_mut()
             && s.due()
         {
-            events.extend(s.flush(&mut enricher, &policy).into_iter().map(Event::Summary));
+            events.extend(s.flush(&mut enricher, &policy).into_iter().map(|e| Arc::new(Event::Summary(e))));
             pipeline.fanout.counters.note_summaries(s);
         }
         let now_lost = shared.file_events_dropped();
         if now_lost > lost {
-            events.push(Event::Loss(enricher.loss("pipeline", now_lost - lost, 0, "file decision queue full")));
+            let loss = enricher.loss("pipeline", now_lost - lost, 0, "file decision queue full");
+            events.push(Arc::new(Event::Loss(loss)));
             lost = now_lost;
         }
         if events.is_empty() {
             continue;
         }
-        pipeline.deliver(events, &mut buf, || priority.boost());
+        pipeline.deliver(&mut events, &mut buf, || priority.boost());
         priority.settle(|| !rx.is_empty());
     }
 }

@@ -194,7 +194,7 @@ fn start_sinks(
         forwards.push(sink.clone());
         otlp_status = Some(Arc::new(move || sink.status()));
     }
-    let enricher = Enricher::new(node);
+    let enricher = Enricher::new(node.into());
     let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
     shared.set_pipeline(state::PipelineHandle {
         fanout: fanout.clone(),

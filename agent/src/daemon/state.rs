@@ -375,7 +375,8 @@ impl Shared {
                 members: members.get(&id).map(|m| m.iter().map(|w| (**w).clone()).collect()).unwrap_or_default(),
             }
         };
-        let mut workloads: Vec<_> = c.workloads.iter().enumerate().map(|(i, n)| row(n.clone(), i as u32 + 1)).collect();
+        let mut workloads: Vec<_> =
+            c.workloads.iter().enumerate().map(|(i, n)| row(n.to_string(), i as u32 + 1)).collect();
         workloads.push(row("(unidentified)".into(), 0));
         drop(files);
         let network = EnforcementStatus {

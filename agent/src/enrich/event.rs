@@ -1,5 +1,11 @@
 //! The event every sink receives.
+use std::sync::Arc;
+
 use serde::Serialize;
+
+/// A name shared by many events (node, workload, segment, rule, cgroup,
+/// executable): cloning it is a reference count, not an allocation.
+pub type Name = Arc<str>;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Destination {
@@ -17,14 +23,14 @@ pub struct DecisionEvent {
     pub time_unix_ns: u64,
     /// Per-node sequence number: gaps downstream mean loss.
     pub seq: u64,
-    pub node: String,
+    pub node: Name,
     pub kind: &'static str,
-    pub workload: String,
+    pub workload: Name,
     /// matched | unmatched | unresolved.
     pub identity: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Name>,
     /// Who: k8s.namespace.name, k8s.pod.name, k8s.pod.uid, container.id,
     /// slurm.job.id, systemd.unit... (each only when known).
     #[serde(flatten)]
@@ -32,7 +38,7 @@ pub struct DecisionEvent {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
-    pub exe: Option<String>,
+    pub exe: Option<Name>,
     /// connect | sendmsg (network); open, create, … (file); open | mknod (device).
     pub operation: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,10 +49,10 @@ pub struct DecisionEvent {
     pub file: Option<FileTarget>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceTarget>,
-    pub segment: Option<String>,
+    pub segment: Option<Name>,
     /// allowed | denied | audited.
     pub verdict: &'static str,
-    pub rule: Option<String>,
+    pub rule: Option<Name>,
     /// Enforcement backend for file decisions (lsm | fanotify).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<&'static str>,
@@ -82,16 +88,16 @@ pub struct SummaryEvent {
     #[serde(skip)]
     pub time_unix_ns: u64,
     pub seq: u64,
-    pub node: String,
+    pub node: Name,
     /// network | file | device
     pub kind: &'static str,
     /// Always `summary`: tells summaries from single decisions.
     pub operation: &'static str,
-    pub workload: String,
+    pub workload: Name,
     pub identity: &'static str,
-    pub segment: Option<String>,
+    pub segment: Option<Name>,
     pub verdict: &'static str,
-    pub rule: Option<String>,
+    pub rule: Option<Name>,
     /// Decisions in the window.
     pub count: u64,
     pub window_start: String,
@@ -108,7 +114,7 @@ pub struct LossEvent {
     #[serde(skip)]
     pub time_unix_ns: u64,
     pub seq: u64,
-    pub node: String,
+    pub node: Name,
     /// Always `loss`.
     pub kind: &'static str,
     /// kernel | pipeline

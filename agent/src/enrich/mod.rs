@@ -11,7 +11,7 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Outcome, SummaryEvent};
+pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Outcome, SummaryEvent};
 
 use crate::{
     files::FileDecision,
@@ -26,8 +26,10 @@ pub const UNMATCHED: &str = "(unmatched)";
 pub const UNRESOLVED: &str = "(unresolved)";
 
 pub struct Enricher {
-    pub(crate) node: String,
+    pub(crate) node: Name,
     exe: ExeCache,
+    /// Cgroup id → (relative path it was built from, absolute path).
+    cgroup_paths: std::collections::HashMap<u64, (String, Name)>,
     threads: std::collections::HashMap<u32, (ProcInfo, std::time::Instant)>,
     /// /proc reader for userspace-backend events (None if /proc is unusable).
     proc: Option<crate::files::procfs::Proc>,
@@ -37,10 +39,11 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    pub fn new(node: String) -> Self {
+    pub fn new(node: Name) -> Self {
         Self {
             node,
             exe: ExeCache::default(),
+            cgroup_paths: Default::default(),
             threads: Default::default(),
             proc: crate::files::procfs::Proc::open().ok(),
             clock: time::WallClock::new(),
@@ -153,7 +156,7 @@ impl Enricher {
             workload,
             identity,
             cgroup_id: Some(w.cgroup_id),
-            cgroup: cgroups.abs_path(w.cgroup_id).map(|p| p.display().to_string()),
+            cgroup: self.cgroup_path(w.cgroup_id, cgroups),
             who: cgroups.get(w.cgroup_id).map(|i| i.who.clone()).unwrap_or_default(),
             pid: w.pid,
             tgid: w.tgid,
@@ -164,11 +167,28 @@ impl Enricher {
             destination: None,
             file: None,
             device: None,
-            segment: policy.segment_name(w.segment_id).map(str::to_string),
+            segment: policy.segment(w.segment_id),
             verdict: verdict_name(w.verdict),
-            rule: policy.rule_label(w.rule_id).map(str::to_string),
+            rule: policy.rule(w.rule_id),
             backend: None,
         }
+    }
+
+    /// A tracked cgroup's absolute path, built once per cgroup (and again
+    /// if it is renamed).
+    fn cgroup_path(&mut self, id: u64, cgroups: &CgroupTracker) -> Option<Name> {
+        let rel = cgroups.rel(id)?;
+        if let Some((built_from, path)) = self.cgroup_paths.get(&id)
+            && built_from == rel
+        {
+            return Some(path.clone());
+        }
+        let path = Name::from(cgroups.abs_path(id)?.to_string_lossy());
+        if self.cgroup_paths.len() >= 8192 {
+            self.cgroup_paths.clear();
+        }
+        self.cgroup_paths.insert(id, (rel.to_string(), path.clone()));
+        Some(path)
     }
 
     /// Process details of a userspace backend's decision, read from /proc
@@ -183,7 +203,7 @@ impl Enricher {
         let tid = d.tid as i32;
         let tgid = self.proc.as_ref().and_then(|p| p.tgid(tid)).unwrap_or(0);
         let mut buf = [0u8; 4096];
-        let cgroup = self.proc.as_ref().and_then(|p| p.cgroup(tid, &mut buf)).map(str::to_string);
+        let cgroup = self.proc.as_ref().and_then(|p| p.cgroup(tid, &mut buf)).map(Name::from);
         let mut buf = [0u8; 64];
         let comm = self.proc.as_ref().and_then(|p| p.read(tid, "comm", &mut buf));
         let info = ProcInfo {
@@ -210,8 +230,8 @@ impl Enricher {
     ) -> DecisionEvent {
         let seq = self.next_seq();
         let (workload, identity) = match d.workload {
-            Some(id) => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
-            None => (UNMATCHED.to_string(), "unmatched"),
+            Some(id) => (policy.workload(id), "matched"),
+            None => (UNMATCHED.into(), "unmatched"),
         };
         let now = crate::identity::delay::monotonic_ns();
         DecisionEvent {
@@ -241,9 +261,9 @@ impl Enricher {
                 },
             }),
             device: None,
-            segment: policy.segment_name(d.segment).map(str::to_string),
+            segment: policy.segment(d.segment),
             verdict: verdict_name(d.verdict),
-            rule: policy.rule_label(d.rule).map(str::to_string),
+            rule: policy.rule(d.rule),
             backend: Some(backend),
         }
     }
@@ -286,8 +306,8 @@ struct KernelWho<'a> {
 pub struct ProcInfo {
     pub tgid: u32,
     pub comm: String,
-    pub cgroup: Option<String>,
-    pub exe: Option<String>,
+    pub cgroup: Option<Name>,
+    pub exe: Option<Name>,
     /// Who (pod, container, Slurm job, unit): set by the caller, which
     /// holds the metadata.
     pub who: std::sync::Arc<crate::identity::meta::WorkloadIdentity>,
@@ -299,13 +319,13 @@ fn identity_of(
     cgroup_id: u64,
     cgroups: &CgroupTracker,
     policy: &CompiledPolicy,
-) -> (String, &'static str) {
+) -> (Name, &'static str) {
     if workload_id != WORKLOAD_UNIDENTIFIED {
-        (policy.workload_name(workload_id).unwrap_or("(stale)").to_string(), "matched")
+        (policy.workload(workload_id), "matched")
     } else if cgroups.get(cgroup_id).is_some() {
-        (UNMATCHED.to_string(), "unmatched")
+        (UNMATCHED.into(), "unmatched")
     } else {
-        (UNRESOLVED.to_string(), "unresolved")
+        (UNRESOLVED.into(), "unresolved")
     }
 }
 

@@ -86,8 +86,8 @@ impl Enricher {
 
     fn summary(&mut self, k: &Key, count: u64, start: u64, end: u64, policy: &CompiledPolicy) -> SummaryEvent {
         let (workload, identity) = match k.workload {
-            WORKLOAD_UNIDENTIFIED => (UNMATCHED.to_string(), "unmatched"),
-            id => (policy.workload_name(id).unwrap_or("(stale)").to_string(), "matched"),
+            WORKLOAD_UNIDENTIFIED => (UNMATCHED.into(), "unmatched"),
+            id => (policy.workload(id), "matched"),
         };
         SummaryEvent {
             time: self.clock.format(end),
@@ -98,9 +98,9 @@ impl Enricher {
             operation: "summary",
             workload,
             identity,
-            segment: policy.segment_name(k.segment).map(str::to_string),
+            segment: policy.segment(k.segment),
             verdict: "allowed",
-            rule: policy.rule_label(k.rule).map(str::to_string),
+            rule: policy.rule(k.rule),
             count,
             window_start: self.clock.format(start),
             backend: k.backend,
@@ -130,7 +130,7 @@ mod tests {
         assert!(!s.due());
         let out = s.flush(&mut en, &policy);
         assert_eq!(out.len(), 2);
-        let rows: Vec<_> = out.iter().map(|e| (e.workload.as_str(), e.count, e.segment.as_deref(), e.seq)).collect();
+        let rows: Vec<_> = out.iter().map(|e| (&*e.workload, e.count, e.segment.as_deref(), e.seq)).collect();
         assert!(rows.contains(&("trainer", 1000, Some("s3"), 2)), "{rows:?}");
         assert!(rows.contains(&(UNMATCHED, 1, Some("s3"), 1)), "{rows:?}");
         assert_eq!(s.take_counts(), (1001, 2));

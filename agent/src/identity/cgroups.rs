@@ -197,6 +197,11 @@ impl CgroupTracker {
         self.cgroups.is_empty()
     }
 
+    /// Path of a tracked cgroup relative to the agent's root.
+    pub fn rel(&self, id: u64) -> Option<&str> {
+        self.cgroups.get(&id).map(|i| i.rel.as_str())
+    }
+
     /// Absolute filesystem path of a tracked cgroup.
     pub fn abs_path(&self, id: u64) -> Option<PathBuf> {
         let info = self.cgroups.get(&id)?;

@@ -8,16 +8,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::enrich::Name;
+
 const TTL: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: usize = 8192;
 
 #[derive(Default)]
 pub struct ExeCache {
-    entries: HashMap<u32, (Option<String>, Instant)>,
+    entries: HashMap<u32, (Option<Name>, Instant)>,
 }
 
 impl ExeCache {
-    pub fn exe(&mut self, tgid: u32) -> Option<String> {
+    pub fn exe(&mut self, tgid: u32) -> Option<Name> {
         let now = Instant::now();
         if let Some((exe, at)) = self.entries.get(&tgid)
             && now.duration_since(*at) < TTL
@@ -30,7 +32,7 @@ impl ExeCache {
                 self.entries.clear();
             }
         }
-        let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
+        let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| Name::from(p.to_string_lossy()));
         self.entries.insert(tgid, (exe.clone(), now));
         exe
     }
@@ -45,7 +47,7 @@ mod tests {
         let mut c = ExeCache::default();
         let me = std::process::id();
         let exe = c.exe(me).expect("own exe");
-        assert_eq!(exe, std::env::current_exe().unwrap().to_string_lossy());
+        assert_eq!(*exe, *std::env::current_exe().unwrap().to_string_lossy());
         assert_eq!(c.exe(me), Some(exe), "cached");
         assert_eq!(c.exe(u32::MAX - 1), None);
     }

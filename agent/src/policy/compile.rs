@@ -13,13 +13,14 @@ use super::files::{FileRoot, compile_files};
 use super::model::{AllowRule, FileBackend, Policy, Segment, windows};
 use super::prefixes::{inherited, own_entries};
 use super::select::{Facts, Selector};
+use crate::enrich::event::Name;
 
 /// Reported rule of a decision: `rules[id - 1]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleInfo {
     pub id: u32,
     /// E.g. `allow[0] trainer->object-store`.
-    pub label: String,
+    pub label: Name,
 }
 
 /// Everything the agent writes into the kernel maps for one policy.
@@ -42,10 +43,11 @@ pub struct CompiledPolicy {
     /// Pairs with device segments, sorted by (workload id, segment id).
     pub device_allow: Vec<(AllowKey, DeviceAllowValue)>,
     pub devices_config: super::model::DevicesConfig,
-    /// `workloads[id - 1]` is the name of workload `id`.
-    pub workloads: Vec<String>,
+    /// `workloads[id - 1]` is the name of workload `id`. Names are shared
+    /// with every event that carries them.
+    pub workloads: Vec<Name>,
     /// `segments[id - 1]` is the name of segment `id`.
-    pub segments: Vec<String>,
+    pub segments: Vec<Name>,
     pub rules: Vec<RuleInfo>,
     selector: Selector,
 }
@@ -141,13 +143,13 @@ impl Policy {
             devices,
             device_allow,
             devices_config: self.agent.devices.clone(),
-            workloads: self.workloads.iter().map(|w| w.name.clone()).collect(),
-            segments: self.segments.iter().map(|s| s.name.clone()).collect(),
+            workloads: self.workloads.iter().map(|w| Name::from(w.name.as_str())).collect(),
+            segments: self.segments.iter().map(|s| Name::from(s.name.as_str())).collect(),
             rules: self
                 .allow
                 .iter()
                 .enumerate()
-                .map(|(i, r)| RuleInfo { id: (i + 1) as u32, label: r.label() })
+                .map(|(i, r)| RuleInfo { id: (i + 1) as u32, label: r.label().into() })
                 .collect(),
             selector,
         }
@@ -163,12 +165,27 @@ impl CompiledPolicy {
 
     pub fn workload_name(&self, id: u32) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
-        self.workloads.get(i).map(String::as_str)
+        self.workloads.get(i).map(|n| &**n)
+    }
+
+    /// Workload `id`'s name for an event; `(stale)` for an id this policy
+    /// does not have (a record from before a reload).
+    pub fn workload(&self, id: u32) -> Name {
+        let i = (id as usize).wrapping_sub(1);
+        self.workloads.get(i).cloned().unwrap_or_else(|| "(stale)".into())
+    }
+
+    pub fn segment(&self, id: u16) -> Option<Name> {
+        self.segments.get((id as usize).checked_sub(1)?).cloned()
+    }
+
+    pub fn rule(&self, id: u32) -> Option<Name> {
+        self.rules.get((id as usize).checked_sub(1)?).map(|r| r.label.clone())
     }
 
     pub fn segment_name(&self, id: u16) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
-        self.segments.get(i).map(String::as_str)
+        self.segments.get(i).map(|n| &**n)
     }
 
     /// Whether the policy protects any device node (the cgroup/dev hook is needed).
@@ -183,7 +200,7 @@ impl CompiledPolicy {
 
     pub fn rule_label(&self, id: u32) -> Option<&str> {
         let i = (id as usize).checked_sub(1)?;
-        self.rules.get(i).map(|r| r.label.as_str())
+        self.rules.get(i).map(|r| &*r.label)
     }
 }
 

@@ -43,6 +43,9 @@ pub struct OtlpConfig {
     pub resource: Vec<(String, String)>,
     /// Log records per export request.
     pub batch_size: usize,
+    /// Export requests in flight at once (over one HTTP/2 connection): hides
+    /// the collector's round trip, which otherwise caps the event rate.
+    pub concurrency: usize,
     /// Events held while the collector is slow or down; beyond it the
     /// oldest allowed events go first, then the oldest denies.
     pub queue_size: usize,
@@ -60,6 +63,7 @@ impl Default for OtlpConfig {
             headers: Vec::new(),
             resource: Vec::new(),
             batch_size: 512,
+            concurrency: 4,
             queue_size: 65_536,
             timeout_ms: 10_000,
         }

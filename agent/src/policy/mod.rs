@@ -28,6 +28,7 @@
 //!       headers: {authorization: "Bearer ..."}
 //!       resource: {k8s.cluster.name: gpu-a}
 //!       batchSize: 512        # records per export
+//!       concurrency: 4        # export requests in flight at once
 //!       queueSize: 65536      # events held while the collector is down; oldest allowed dropped first
 //!       timeoutMs: 10000
 //!   metrics:

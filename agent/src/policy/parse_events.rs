@@ -7,8 +7,18 @@ use super::yaml::{Node, Value};
 
 const EVENTS_KEYS: &[&str] = &["jsonl", "rotate", "logUnprotected", "allowed", "summaryIntervalMs", "otlp"];
 const ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];
-const OTLP_KEYS: &[&str] =
-    &["endpoint", "caFile", "certFile", "keyFile", "headers", "resource", "batchSize", "queueSize", "timeoutMs"];
+const OTLP_KEYS: &[&str] = &[
+    "endpoint",
+    "caFile",
+    "certFile",
+    "keyFile",
+    "headers",
+    "resource",
+    "batchSize",
+    "concurrency",
+    "queueSize",
+    "timeoutMs",
+];
 const METRICS_KEYS: &[&str] = &["address"];
 
 impl Reader<'_> {
@@ -85,6 +95,9 @@ impl Reader<'_> {
         o.resource = self.string_map(m.get("resource"), &m.field("resource"), false);
         if let Some(v) = self.bounded(&m.get("batchSize"), &m.field("batchSize"), 1, 10_000) {
             o.batch_size = v as usize;
+        }
+        if let Some(v) = self.bounded(&m.get("concurrency"), &m.field("concurrency"), 1, 64) {
+            o.concurrency = v as usize;
         }
         if let Some(v) = self.bounded(&m.get("queueSize"), &m.field("queueSize"), 1, 10_000_000) {
             o.queue_size = v as usize;

@@ -62,15 +62,14 @@ impl Fanout {
 
     /// Delivers events whose JSON lines (`n` of them) are already in
     /// `lines` (see `jsonl::encode`, run without any lock held).
-    pub fn deliver(&self, events: Vec<Event>, lines: &[u8], n: u64) {
+    pub fn deliver(&self, events: &[Arc<Event>], lines: &[u8], n: u64) {
         if let Some(sink) = self.jsonl.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             sink.write_encoded(lines, n);
         }
-        let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
         for f in &self.forwards {
-            f.push(&events);
+            f.push(events);
         }
-        self.tail.publish(&events);
+        self.tail.publish(events);
         let loss = events.iter().filter(|e| matches!(***e, Event::Loss(_))).count() as u64;
         if loss > 0 {
             self.counters.loss_events.fetch_add(loss, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! A release `warden agent` started for a benchmark, stopped on drop.
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command},
     time::{Duration, Instant},
 };
@@ -36,7 +36,8 @@ pub struct Agent {
 
 impl Agent {
     /// Builds the release binary and starts it at `cgroup_root` (relative to
-    /// the cgroup2 mount); events go to `events` or target/bench/events.jsonl.
+    /// the cgroup2 mount); events go to `events` (`off`: none) or
+    /// target/bench/events.jsonl.
     pub fn start(cgroup_root: &str, policy: &str, events: Option<PathBuf>) -> anyhow::Result<Self> {
         util::run(cargo().args(["build", "--release", "-p", "warden", "--bin", "warden"]))?;
         let warden = workspace().join("target/release/warden");
@@ -46,7 +47,9 @@ impl Agent {
         std::fs::write(&config, policy)?;
         let socket = dir.join("warden.sock");
         let events = events.unwrap_or_else(|| dir.join("events.jsonl"));
-        let _ = std::fs::remove_file(&events);
+        if events != Path::new("off") {
+            let _ = std::fs::remove_file(&events);
+        }
         let child = Command::new(&warden)
             .args(["agent", "--config"])
             .arg(&config)

@@ -31,6 +31,12 @@ pub struct Args {
     /// target/tools/rotel; scripts/setup.sh installs it).
     #[arg(long)]
     otlp: bool,
+    /// First step of the OTLP ladder, events/s.
+    #[arg(long, default_value_t = 50_000)]
+    otlp_start: u64,
+    /// Skip the JSON lines ladder (with `--otlp`).
+    #[arg(long)]
+    otlp_only: bool,
 }
 
 /// Producer processes: the pace is split between them.
@@ -141,11 +147,11 @@ fn ladder(
     netprobe: &Path,
     cg: &Path,
     port: u16,
-    a: &Args,
+    (start, a): (u64, &Args),
     delivered: &dyn Fn(&Value) -> u64,
 ) -> anyhow::Result<Option<Step>> {
     let mut best = None;
-    let mut rate = a.start;
+    let mut rate = start;
     loop {
         let s = step(agent, netprobe, cg, port, a.seconds, rate, delivered)?;
         println!(
@@ -212,10 +218,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let n = attempts(flood(&netprobe, &cg, port, a.seconds, 0)?)?;
     let baseline = n as f64 / t0.elapsed().as_secs_f64();
     println!("baseline: {PRODUCERS} producers make {baseline:.0} denied connects/s with the agent attached");
-    let jsonl = |st: &Value| st["events"]["written"].as_u64().unwrap_or(0);
-    let best = ladder("jsonl", &agent, &netprobe, &cg, port, &a, &jsonl)?;
+    if !(a.otlp && a.otlp_only) {
+        let jsonl = |st: &Value| st["events"]["written"].as_u64().unwrap_or(0);
+        let best = ladder("jsonl", &agent, &netprobe, &cg, port, (a.start, &a), &jsonl)?;
+        summary("JSON lines", best, baseline, 500_000.0);
+    }
     drop(agent);
-    summary("JSON lines", best, baseline, 500_000.0);
 
     if a.otlp {
         let rotel = rotel_binary()?;
@@ -234,12 +242,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .spawn()
             .context("starting rotel")?;
         std::thread::sleep(Duration::from_secs(1));
-        let sink = format!(
-            "    jsonl: \"off\"\n    otlp: {{ endpoint: \"http://127.0.0.1:{grpc}\", queueSize: 1000000, batchSize: 4096 }}\n"
-        );
-        let agent = Agent::start(&rel, &policy(port, &sink), None)?;
+        let sink = format!("    jsonl: \"off\"\n    otlp: {{ endpoint: \"http://127.0.0.1:{grpc}\" }}\n");
+        // JSON lines off: only the exporter's cost is measured.
+        let agent = Agent::start(&rel, &policy(port, &sink), Some(PathBuf::from("off")))?;
         let otlp = |st: &Value| st["events"]["otlp"]["exported"].as_u64().unwrap_or(0);
-        let best = ladder("otlp", &agent, &netprobe, &cg, port, &a, &otlp);
+        let best = ladder("otlp", &agent, &netprobe, &cg, port, (a.otlp_start, &a), &otlp);
         drop(agent);
         let _ = collector.kill();
         let _ = collector.wait();

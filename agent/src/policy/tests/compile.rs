@@ -3,7 +3,7 @@ use warden_common::{
     PROTO_ANY, PROTO_TCP, PROTO_UDP, SegmentEntries, SegmentEntry,
 };
 
-use super::{EXAMPLE, MODES, NESTED, ok};
+use super::{EXAMPLE, MODES, NESTED, names, ok};
 use crate::policy::Facts;
 
 fn entry(segment_id: u16, proto_mask: u8, port_lo: u16, port_hi: u16) -> SegmentEntry {
@@ -63,10 +63,10 @@ fn ipv6_keys_and_inheritance() {
 fn ids_names_and_labels() {
     let c = ok(EXAMPLE).compile();
     assert_eq!(
-        c.segments,
+        names(&c.segments),
         ["object-store", "model-registry", "tenant-b", "metadata-api", "datasets", "model-weights", "gpus"]
     );
-    assert_eq!(c.workloads, ["trainer", "inference"]);
+    assert_eq!(names(&c.workloads), ["trainer", "inference"]);
     assert_eq!(c.segment_name(1), Some("object-store"));
     assert_eq!(c.segment_name(4), Some("metadata-api"));
     assert_eq!(c.segment_name(0), None);

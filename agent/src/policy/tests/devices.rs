@@ -8,7 +8,7 @@ use warden_common::{
 };
 
 use super::super::{Access, DEFAULT_CRI_SOCKETS, DevicesConfig, GpuSelection, RuleGpus, device_access};
-use super::{DEVICES, FILES, errs, ok};
+use super::{DEVICES, FILES, errs, names, ok};
 
 const R: u8 = DEV_ACC_READ;
 const RWM: u8 = DEV_ACC_READ | DEV_ACC_WRITE | DEV_ACC_MKNOD;
@@ -131,7 +131,7 @@ fn compiled_device_segments() {
     for d in &c.devices {
         assert_eq!(Some(&d.spec), p.segments[d.segment_id as usize - 1].devices.as_ref());
     }
-    assert_eq!(c.segments, ["net", "gpus-a", "gpus-b", "rdma", "weights"]);
+    assert_eq!(names(&c.segments), ["net", "gpus-a", "gpus-b", "rdma", "weights"]);
     // Device-only segments have infos (for unidentified processes) like any other.
     let infos: Vec<(u32, u8)> = c.segment_info.iter().map(|(id, i)| (*id, i.mode)).collect();
     assert_eq!(infos, [(1, MODE_ENFORCE), (2, MODE_ENFORCE), (3, MODE_AUDIT), (4, MODE_ENFORCE), (5, MODE_ENFORCE)]);

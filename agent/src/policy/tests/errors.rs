@@ -347,7 +347,7 @@ fn error_flood_is_capped() {
 
 #[test]
 fn events_and_metrics_errors_name_the_field() {
-    let text = "version: 1\nagent:\n  events:\n    otlp:\n      endpoint: collector:4317\n      certFile: /c.pem\n      headers: {X-Bad: v}\n  metrics:\n    address: localhost\n";
+    let text = "version: 1\nagent:\n  events:\n    otlp:\n      endpoint: collector:4317\n      certFile: /c.pem\n      headers: {X-Bad: v}\n      concurrency: 0\n  metrics:\n    address: localhost\n";
     assert_eq!(
         errs(text),
         [
@@ -355,7 +355,8 @@ fn events_and_metrics_errors_name_the_field() {
             "p.yaml:6:17: agent.events.otlp.certFile: TLS files need an https:// endpoint",
             "p.yaml:6:17: agent.events.otlp.certFile: certFile and keyFile go together (mutual TLS)",
             "p.yaml:7:17: agent.events.otlp.headers.X-Bad: header names are lower-case letters, digits, `-`, `_`, `.` (not grpc-*)",
-            "p.yaml:9:14: agent.metrics.address: `localhost`: expected IP:port (e.g. 127.0.0.1:9464) or off",
+            "p.yaml:8:20: agent.events.otlp.concurrency: 0 is out of range (1..=64)",
+            "p.yaml:10:14: agent.metrics.address: `localhost`: expected IP:port (e.g. 127.0.0.1:9464) or off",
         ]
     );
 }

@@ -8,7 +8,7 @@ use warden_common::{
 };
 
 use super::super::{Access, FileBackend, FileRoot};
-use super::{FILES, NESTED, errs, ok};
+use super::{FILES, NESTED, errs, names, ok};
 
 const R: u8 = ACCESS_READ;
 const RW: u8 = ACCESS_READ | ACCESS_WRITE;
@@ -59,7 +59,7 @@ fn compiled_roots_ids_and_backend() {
     assert!(c.has_file_segments());
     assert!(!ok(NESTED).compile().has_file_segments());
     // One id per segment, shared by network and paths; path-only segments have infos too.
-    assert_eq!(c.segments, ["net", "datasets", "weights", "scratch"]);
+    assert_eq!(names(&c.segments), ["net", "datasets", "weights", "scratch"]);
     let infos: Vec<(u32, u8)> = c.segment_info.iter().map(|(id, i)| (*id, i.mode)).collect();
     assert_eq!(infos, [(1, MODE_ENFORCE), (2, MODE_ENFORCE), (3, MODE_ENFORCE), (4, MODE_AUDIT)]);
     // Only `weights` (3) has network entries besides `net` (1).

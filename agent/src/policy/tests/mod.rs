@@ -176,6 +176,11 @@ allow:
     access: read
 "#;
 
+/// Compiled names as plain strings, to compare with literals.
+pub(super) fn names(v: &[crate::enrich::Name]) -> Vec<&str> {
+    v.iter().map(|n| &**n).collect()
+}
+
 pub(super) fn ok(text: &str) -> Policy {
     match load_str(text, "p.yaml") {
         Ok(p) => p,

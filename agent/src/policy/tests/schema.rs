@@ -40,7 +40,8 @@ fn accepts_every_valid_policy() {
                      rotate: {maxBytes: 4096, keep: 1}\n    allowed: each\n    summaryIntervalMs: 100\n    otlp:\n      \
                      endpoint: https://otel.example:4317\n      caFile: /etc/ca.pem\n      certFile: /etc/c.pem\n      \
                      keyFile: /etc/k.pem\n      headers: {authorization: \"Bearer x\", x-tenant: gpu}\n      \
-                     resource: {k8s.cluster.name: a}\n      batchSize: 1\n      queueSize: 1\n      timeoutMs: 100\n";
+                     resource: {k8s.cluster.name: a}\n      batchSize: 1\n      concurrency: 2\n      queueSize: 1\n      \
+                     timeoutMs: 100\n";
     let metrics_off =
         "version: 1\nagent: {metrics: {address: \"off\"}, events: {otlp: {endpoint: \"http://127.0.0.1:4317\"}}}\n";
     for text in [
@@ -140,6 +141,7 @@ fn rejects_invalid_policies() {
         "version: 1\nagent: {events: {otlp: {endpoint: \"127.0.0.1:4317\"}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", headers: {Authorization: x}}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", batchSize: 0}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", concurrency: 65}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", caFile: ca.pem}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", port: 1}}}\n",
         "version: 1\nagent: {metrics: {address: 9464}}\n",

@@ -1,30 +1,33 @@
 //! The export loop: take a batch, send it, retry the same batch with
-//! backoff until the collector takes it. One request at a time keeps order
-//! and bounds memory (the batch being retried keeps its room in the queue);
-//! new events meanwhile wait in the queue under its overflow policy.
+//! backoff until the collector takes it. `concurrency` such loops share the
+//! queue, so that many requests are in flight (the collector's round trip,
+//! not the agent, would otherwise set the rate); batches may arrive out of
+//! order, and `warden.seq` restores it. Memory stays bounded: a batch in
+//! flight or being retried keeps its room in the queue, and new events
+//! meanwhile wait under the queue's overflow policy.
 use std::{
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use tonic::{Code, metadata::MetadataMap, transport::Channel};
+use tonic::{Code, client::Grpc, metadata::MetadataMap, transport::Channel};
 
-use super::{
-    Shared, State, convert,
-    proto::{collector::logs_service_client::LogsServiceClient, resource::Resource},
-};
+use super::{Shared, State, convert, wire::RawCodec};
 use crate::enrich::Event;
+
+const EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// Wake-up when no push came: picks up anything a missed notify left.
 const FLUSH_TICK: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+#[derive(Clone)]
 pub(super) struct Exporter {
     pub shared: Arc<Shared>,
-    pub client: LogsServiceClient<Channel>,
+    pub grpc: Grpc<Channel>,
     pub headers: MetadataMap,
-    pub resource: Resource,
+    pub prelude: convert::Prelude,
     pub batch_size: usize,
     pub timeout: Duration,
 }
@@ -126,11 +129,16 @@ impl Exporter {
     }
 
     async fn export(&mut self, batch: &[Arc<Event>], observed: u64) -> Outcome {
-        let mut req = tonic::Request::new(convert::request(&self.resource, batch, observed));
+        let mut req = tonic::Request::new(convert::request(&self.prelude, batch, observed));
         *req.metadata_mut() = self.headers.clone();
         req.set_timeout(self.timeout);
+        let grpc = &mut self.grpc;
+        let call = async move {
+            grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
+            grpc.unary(req, tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT), RawCodec).await
+        };
         // The channel has the same deadline; this one also covers connecting.
-        let reply = match tokio::time::timeout(self.timeout, self.client.export(req)).await {
+        let reply = match tokio::time::timeout(self.timeout, call).await {
             Ok(reply) => reply,
             Err(_) => return Outcome::Retry(format!("timed out after {} ms", self.timeout.as_millis())),
         };

@@ -25,6 +25,7 @@ pub mod convert;
 pub mod debug_log;
 mod exporter;
 pub mod proto;
+mod wire;
 
 #[cfg(test)]
 mod e2e_tests;
@@ -80,7 +81,7 @@ impl Shared {
 
 pub struct OtlpSink {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl OtlpSink {
@@ -102,14 +103,14 @@ impl OtlpSink {
         });
         let exporter = exporter::Exporter {
             shared: shared.clone(),
-            client: proto::collector::logs_service_client::LogsServiceClient::new(channel),
+            grpc: tonic::client::Grpc::new(channel),
             headers,
-            resource: convert::resource(node, host, &cfg.resource),
+            prelude: convert::Prelude::new(&convert::resource(node, host, &cfg.resource)),
             batch_size: cfg.batch_size.clamp(1, cfg.queue_size.max(1)),
             timeout: Duration::from_millis(cfg.timeout_ms.max(1)),
         };
-        let task = runtime.spawn(exporter.run());
-        Ok(OtlpSink { shared, task })
+        let tasks = (0..cfg.concurrency.max(1)).map(|_| runtime.spawn(exporter.clone().run())).collect();
+        Ok(OtlpSink { shared, tasks })
     }
 
     /// Queues events for export; never blocks (overflow drops, see
@@ -161,6 +162,8 @@ impl Drop for OtlpSink {
     /// The exporter lives as long as the sink; events still queued are lost
     /// (call `flush` first to deliver them).
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
