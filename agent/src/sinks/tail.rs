@@ -98,7 +98,8 @@ impl TailHub {
     pub fn publish(&self, events: &[Arc<Event>]) {
         let mut g = self.lock();
         let g = &mut *g;
-        for ev in events {
+        // Only the last HISTORY events of a big batch can stay.
+        for ev in &events[events.len().saturating_sub(HISTORY)..] {
             if g.history.len() == HISTORY {
                 g.history.pop_front();
             }
