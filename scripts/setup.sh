@@ -2,7 +2,8 @@
 # Installs what building and testing warden needs, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
 # busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-smoke`; Slurm and
-# munge for the Slurm metadata test), rotel (an OTLP collector, from PyPI), the
+# munge for the Slurm metadata test), rotel (an OTLP collector, from PyPI), Helm's
+# SDK and the Kubernetes schemas (PyPI, for the manifest test), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
 # Each step runs only when its result is missing.
 set -euo pipefail
@@ -77,5 +78,15 @@ if [ ! -x "$rotel/bin/rotel-agent" ]; then
   # The wheel ships the binary inside the package.
   ln -sf "$("$rotel/bin/python" -c 'import os, rotel; print(os.path.dirname(rotel.__file__))')/rotel-agent" \
     "$rotel/bin/rotel-agent"
+fi
+# Helm's own Go SDK (helm-python-sdk bundles libhelm_c: no helm binary can be
+# downloaded here) and the Kubernetes OpenAPI schemas (kubernetes-validate), for
+# tests/manifests.rs: the chart is rendered and linted by Helm and every object is
+# validated against the Kubernetes 1.33 schema.
+k8s="$root/target/tools/k8s"
+if [ ! -x "$k8s/bin/python" ] || ! "$k8s/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
+  log "installing helm-python-sdk and kubernetes-validate (PyPI) into target/tools/k8s"
+  python3 -m venv "$k8s"
+  "$k8s/bin/pip" install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML
 fi
 log "ready"

@@ -32,6 +32,9 @@ enum Cmd {
     VmTest(vm::cases::Args),
     /// open() latency on BPF-LSM in QEMU, with vs. without the agent (ratio).
     VmBench(vm::cases::Args),
+    /// Render the Helm chart into config/kubernetes/warden.yaml (Helm's SDK,
+    /// from target/tools/k8s: scripts/setup.sh installs it).
+    Manifests,
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -45,6 +48,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Test => test::all(),
+        Cmd::Manifests => util::run(
+            std::process::Command::new(util::workspace().join("target/tools/k8s/bin/python"))
+                .arg(util::workspace().join("scripts/manifests.py"))
+                .arg("render"),
+        ),
         Cmd::Bench(b) => bench::run(b),
         Cmd::BenchClient(a) => bench::client::run(a),
         Cmd::Fuzz(a) => fuzz::fuzz(a),

@@ -168,7 +168,7 @@ mod tests {
     /// watch on pods, bound to warden's ServiceAccount.
     #[test]
     fn shipped_rbac_is_least_privilege() {
-        let text = include_str!("../../../config/kubernetes/rbac.yaml");
+        let text = include_str!("../../../config/kubernetes/warden.yaml");
         let docs = yaml_rust2::YamlLoader::load_from_str(text).unwrap();
         let role = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRole")).expect("a ClusterRole");
         let rules = role["rules"].as_vec().unwrap();
