@@ -40,6 +40,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reload { json, socket } => {
+            let resp = control::client::request(&socket, &Request::Reload)?;
+            let o = resp.reload.ok_or_else(|| anyhow::anyhow!("daemon sent no reload outcome"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&o)?);
+            } else if let Some(e) = &o.error {
+                eprintln!("reload refused; policy generation {} stays in force:\n{e}", o.generation);
+            } else {
+                println!(
+                    "policy reloaded: generation {} (sha256 {}…) in {} µs",
+                    o.generation,
+                    &o.sha256[..o.sha256.len().min(12)],
+                    o.duration_us
+                );
+            }
+            for p in &o.pending_restart {
+                eprintln!("note: {p} changed; it takes effect when the agent restarts");
+            }
+            Ok(if o.applied { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Events(args) => {
             warden::cli::events::run(args)?;
             Ok(ExitCode::SUCCESS)

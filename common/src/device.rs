@@ -92,7 +92,9 @@ pub struct DeviceEvent {
     /// `DEV_TYPE_*`.
     pub dev_type: u8,
     pub segment_id: u16,
-    pub _pad: u16,
+    /// Policy set (0 or 1) the decision read: names its ids.
+    pub policy_set: u8,
+    pub _pad: u8,
     pub workload_id: u32,
     pub rule_id: u32,
     pub pid: u32,

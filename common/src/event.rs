@@ -26,7 +26,8 @@ pub struct NetEvent {
     /// `AF_INET` or `AF_INET6` (IPv4-mapped IPv6 is reported as `AF_INET`).
     pub family: u8,
     pub verdict: u8,
-    pub _pad: u8,
+    /// Policy set (0 or 1) the decision read: names its ids.
+    pub policy_set: u8,
     /// Destination port, host order.
     pub dport: u16,
     pub segment_id: u16,

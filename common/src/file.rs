@@ -77,7 +77,9 @@ pub struct FileEvent {
     /// `truncated` is set.
     pub components: u8,
     pub truncated: u8,
-    pub _pad: [u8; 4],
+    /// Policy set (0 or 1) the decision read: names its ids.
+    pub policy_set: u8,
+    pub _pad: [u8; 3],
     pub workload_id: u32,
     pub rule_id: u32,
     pub pid: u32,

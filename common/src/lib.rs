@@ -23,6 +23,15 @@ pub const WORKLOAD_UNIDENTIFIED: u32 = 0;
 /// Most workloads a policy may define (ids 1..=MAX_WORKLOADS).
 pub const MAX_WORKLOADS: u32 = 4096;
 
+/// The policy maps exist twice: hooks read set `POLICY_SET[0] & 1`, the
+/// agent fills the other one and then flips that word, so a reload switches
+/// the whole policy in one store (no instant with half of each).
+pub const POLICY_SETS: u32 = 2;
+
+/// Counter slots of one policy set: `workload_id * VERDICT_SLOTS + verdict`,
+/// offset by `set * COUNTER_SLOTS` in the counter arrays.
+pub const COUNTER_SLOTS: u32 = (MAX_WORKLOADS + 1) * VERDICT_SLOTS;
+
 /// Segment id meaning "destination is in no protected segment".
 pub const SEGMENT_NONE: u16 = 0;
 

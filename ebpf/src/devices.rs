@@ -4,33 +4,38 @@
 //! and, for GPUs, the GPU index. Attached with a bpf_link, so the container
 //! runtime's own device programs keep running: all of them must allow.
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{cgroup_device, map},
     maps::{HashMap, PerCpuArray},
     programs::DeviceContext,
 };
 use warden_common::{
-    AllowKey, DeviceAllowValue, DeviceEvent, DeviceKey, DeviceSegment, EVENT_DEVICE, GPU_NONE, GPUS_ASSIGNED, GpuSet,
-    MAX_WORKLOADS, STAT_DECISIONS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
+    AllowKey, COUNTER_SLOTS, DeviceAllowValue, DeviceEvent, DeviceKey, DeviceSegment, EVENT_DEVICE, GPU_NONE,
+    GPUS_ASSIGNED, GpuSet, MAX_WORKLOADS, POLICY_SETS, STAT_DECISIONS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED,
+    WORKLOAD_UNIDENTIFIED,
 };
 
-use crate::maps::{CGROUP_WORKLOADS, SEGMENT_INFO, STATS, bump, deny_or_audit, reserve_decision, submit_flags};
+use crate::maps::{STATS, Set, bump, cgroups, deny_or_audit, per_set, reserve_decision, segment_info, submit_flags};
 
-/// Protected device nodes → their segment (and GPU index).
-#[map]
-static DEVICE_SEGMENTS: HashMap<DeviceKey, DeviceSegment> = HashMap::with_max_entries(4096, 0);
+per_set! {
+    /// Protected device nodes → their segment (and GPU index).
+    fn device_segments -> HashMap<DeviceKey, DeviceSegment>: DEV_SEGS_0, DEV_SEGS_1 = HashMap::with_max_entries(4096, 0)
+}
+per_set! {
+    /// (workload, segment) → granted access and GPUs.
+    fn device_allow -> HashMap<AllowKey, DeviceAllowValue>: DEV_ALLOW_0, DEV_ALLOW_1 =
+        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+}
 
-/// (workload, segment) → granted access and GPUs.
-#[map]
-static DEVICE_ALLOW: HashMap<AllowKey, DeviceAllowValue> = HashMap::with_max_entries(65536, 0);
-
-/// cgroup id of a container → the GPUs kubelet assigned to it.
+/// cgroup id of a container → the GPUs kubelet assigned to it (not policy:
+/// one map for both sets).
 #[map]
 static DEVICE_ASSIGNED: HashMap<u64, GpuSet> = HashMap::with_max_entries(65536, 0);
 
-/// Device decision counters: `workload_id * VERDICT_SLOTS + verdict`.
+/// Device decision counters, `Set::counter` slots of both sets.
 #[map]
-static DEVICE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+static DEVICE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
 
 #[cgroup_device]
 pub fn device(ctx: DeviceContext) -> i32 {
@@ -40,27 +45,29 @@ pub fn device(ctx: DeviceContext) -> i32 {
     let access = (access_type >> 16) as u8;
     let key = DeviceKey { kind: dev_type, _pad: [0; 3], major, minor };
     // SAFETY: values are written whole by the agent.
-    let Some(seg) = (unsafe { DEVICE_SEGMENTS.get(key) }).copied() else { return 1 };
+    let set = Set::active();
+    let Some(seg) = (unsafe { device_segments(set).get(key) }).copied() else { return 1 };
     bump(&STATS, STAT_DECISIONS);
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: values are plain u32 written whole by the agent.
-    let workload = unsafe { CGROUP_WORKLOADS.get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
-    let (verdict, rule) = decide(workload, cgroup_id, &seg, access);
+    let workload = unsafe { cgroups(set).get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let (verdict, rule) = decide(set, workload, cgroup_id, &seg, access);
     if workload <= MAX_WORKLOADS {
-        bump(&DEVICE_COUNTERS, workload * VERDICT_SLOTS + verdict as u32);
+        bump(&DEVICE_COUNTERS, set.counter(workload, verdict));
     }
-    emit(&key, &seg, access, verdict, workload, rule, cgroup_id);
+    let who = Who { set, workload, rule, cgroup_id };
+    emit(&key, &seg, access, verdict, &who);
     if verdict == VERDICT_DENIED { 0 } else { 1 }
 }
 
 /// Same table as `CompiledPolicy::device_verdict` in the agent.
 #[inline(always)]
-fn decide(workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8, u32) {
+fn decide(set: Set, workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8, u32) {
     if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: seg.segment_id, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { DEVICE_ALLOW.get(key) } {
+        if let Some(a) = unsafe { device_allow(set).get(key) } {
             let gpu_ok = seg.gpu == GPU_NONE
                 || if a.gpus_from == GPUS_ASSIGNED {
                     // SAFETY: as above.
@@ -74,12 +81,19 @@ fn decide(workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8
             return (deny_or_audit(a.deny_mode), a.rule_id);
         }
     }
-    let mode = SEGMENT_INFO.get(seg.segment_id as u32).map(|i| i.mode).unwrap_or(0);
+    let mode = segment_info(set).get(seg.segment_id as u32).map(|i| i.mode).unwrap_or(0);
     (deny_or_audit(mode), 0)
 }
 
+struct Who {
+    set: Set,
+    workload: u32,
+    rule: u32,
+    cgroup_id: u64,
+}
+
 #[inline(always)]
-fn emit(key: &DeviceKey, seg: &DeviceSegment, access: u8, verdict: u8, workload: u32, rule: u32, cgroup_id: u64) {
+fn emit(key: &DeviceKey, seg: &DeviceSegment, access: u8, verdict: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<DeviceEvent>(verdict) else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
     entry.write(DeviceEvent {
@@ -88,16 +102,17 @@ fn emit(key: &DeviceKey, seg: &DeviceSegment, access: u8, verdict: u8, workload:
         access,
         dev_type: key.kind,
         segment_id: seg.segment_id,
+        policy_set: who.set.0,
         _pad: 0,
-        workload_id: workload,
-        rule_id: rule,
+        workload_id: who.workload,
+        rule_id: who.rule,
         pid: pid_tgid as u32,
         tgid: (pid_tgid >> 32) as u32,
         major: key.major,
         minor: key.minor,
         // SAFETY: helper without preconditions.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id,
+        cgroup_id: who.cgroup_id,
         comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
     });
     entry.submit(submit_flags(verdict));

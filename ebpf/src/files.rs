@@ -5,6 +5,7 @@
 //! Struct offsets (`file.f_path`, `dentry.d_parent`, …) come from the
 //! running kernel's BTF, read by the agent and set as globals at load time.
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
@@ -14,33 +15,36 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use warden_common::{
-    ACCESS_READ, ACCESS_WRITE, AllowKey, EVENT_FILE, FILE_EVENT_COMPONENTS, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
-    FOP_RENAME, FOP_RMDIR, FOP_TRUNCATE, FOP_UNLINK, FileAllowValue, FileEvent, InodeKey, MAX_FILE_DEPTH,
-    MAX_WORKLOADS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
+    ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FILE_EVENT_COMPONENTS, FOP_CREATE, FOP_LINK,
+    FOP_MKDIR, FOP_OPEN, FOP_RENAME, FOP_RMDIR, FOP_TRUNCATE, FOP_UNLINK, FileAllowValue, FileEvent, InodeKey,
+    MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
 };
 
-use crate::maps::{CGROUP_WORKLOADS, SEGMENT_INFO, STATS, bump, deny_or_audit, reserve_decision, submit_flags};
+use crate::maps::{STATS, bump};
+use crate::maps::{Set, cgroups, deny_or_audit, per_set, reserve_decision, segment_info, submit_flags};
 
 const EPERM: i32 = 1;
 const FMODE_WRITE: u32 = 0x2;
 const O_TRUNC: u32 = 0o1000;
 
-/// (device, inode) of each segment root → segment id.
-#[map]
-static FILE_ROOTS: HashMap<InodeKey, u32> = HashMap::with_max_entries(4096, 0);
+per_set! {
+    /// (device, inode) of each segment root → segment id.
+    fn roots -> HashMap<InodeKey, u32>: FILE_ROOTS_0, FILE_ROOTS_1 = HashMap::with_max_entries(4096, 0)
+}
+per_set! {
+    /// Filesystems (kernel dev_t) holding at least one root: opens elsewhere
+    /// skip the ancestry walk entirely.
+    fn devs -> HashMap<u64, u8>: FILE_DEVS_0, FILE_DEVS_1 = HashMap::with_max_entries(256, 0)
+}
+per_set! {
+    /// (workload, segment) → granted access.
+    fn file_allow -> HashMap<AllowKey, FileAllowValue>: FILE_ALLOW_0, FILE_ALLOW_1 =
+        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+}
 
-/// Filesystems (kernel dev_t) holding at least one root: opens elsewhere
-/// skip the ancestry walk entirely.
+/// File decision counters, `Set::counter` slots of both sets.
 #[map]
-static FILE_DEVS: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
-
-/// (workload, segment) → granted access.
-#[map]
-static FILE_ALLOW: HashMap<AllowKey, FileAllowValue> = HashMap::with_max_entries(65536, 0);
-
-/// File decision counters: `workload_id * VERDICT_SLOTS + verdict`.
-#[map]
-static FILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+static FILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
 
 macro_rules! global {
     ($name:ident, $ty:ty) => {
@@ -121,13 +125,13 @@ fn identity(d: *const u8) -> (u64, u64) {
 /// the root's map value and dentry, never its depth, so every exit leaves
 /// the verifier an equivalent state and the code after it is checked once.
 #[inline(always)]
-fn segment_of(dentry: *const u8) -> Place {
+fn segment_of(set: Set, dentry: *const u8) -> Place {
     let (dev, ino) = identity(dentry);
     let none = Place { segment: 0, root: 0, dev, ino, root_dentry: core::ptr::null() };
     // A negative dentry (creation) has no inode yet: its parent is checked
     // by the caller. Otherwise the walk only runs on marked filesystems.
     // SAFETY: values are written whole by the agent.
-    if dev != 0 && unsafe { FILE_DEVS.get(dev) }.is_none() {
+    if dev != 0 && unsafe { devs(set).get(dev) }.is_none() {
         return none;
     }
     let mut d = dentry;
@@ -136,7 +140,7 @@ fn segment_of(dentry: *const u8) -> Place {
     for _ in 0..MAX_FILE_DEPTH {
         let (kdev, kino) = identity(d);
         // SAFETY: values are written whole by the agent.
-        if let Some(v) = unsafe { FILE_ROOTS.get(InodeKey { dev: kdev, ino: kino }) } {
+        if let Some(v) = unsafe { roots(set).get(InodeKey { dev: kdev, ino: kino }) } {
             found = *v;
             root_dentry = d;
             break;
@@ -152,25 +156,26 @@ fn segment_of(dentry: *const u8) -> Place {
 
 /// Same table as `CompiledPolicy::file_verdict` in the agent.
 #[inline(always)]
-fn verdict(workload: u32, segment: u16, want: u8) -> (u8, u32) {
+fn verdict(set: Set, workload: u32, segment: u16, want: u8) -> (u8, u32) {
     if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { FILE_ALLOW.get(key) } {
+        if let Some(a) = unsafe { file_allow(set).get(key) } {
             if a.access & want == want {
                 return (VERDICT_ALLOWED, a.rule_id);
             }
             return (deny_or_audit(a.deny_mode), a.rule_id);
         }
     }
-    let mode = SEGMENT_INFO.get(segment as u32).map(|i| i.mode).unwrap_or(0);
+    let mode = segment_info(set).get(segment as u32).map(|i| i.mode).unwrap_or(0);
     (deny_or_audit(mode), 0)
 }
 
 /// Decides an operation on `dentry` needing `want`; returns 0 or -EPERM.
 #[inline(always)]
 fn check(dentry: *const u8, want: u8, op: u8) -> i32 {
-    let place = segment_of(dentry);
+    let set = Set::active();
+    let place = segment_of(set, dentry);
     let segment = place.segment;
     if segment == 0 || !governed() {
         return 0;
@@ -178,17 +183,18 @@ fn check(dentry: *const u8, want: u8, op: u8) -> i32 {
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: values are written whole by the agent.
-    let workload = unsafe { CGROUP_WORKLOADS.get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
-    let (v, rule) = verdict(workload, segment, want);
+    let workload = unsafe { cgroups(set).get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let (v, rule) = verdict(set, workload, segment, want);
     if workload <= MAX_WORKLOADS {
-        bump(&FILE_COUNTERS, workload * VERDICT_SLOTS + v as u32);
+        bump(&FILE_COUNTERS, set.counter(workload, v));
     }
-    let who = Who { workload, rule, cgroup_id };
+    let who = Who { set, workload, rule, cgroup_id };
     emit(dentry, &place, op, v, want, &who);
     if v == VERDICT_DENIED { -EPERM } else { 0 }
 }
 
 struct Who {
+    set: Set,
     workload: u32,
     rule: u32,
     cgroup_id: u64,
@@ -207,7 +213,8 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
         (*ev).write = (want & ACCESS_WRITE != 0) as u8;
         (*ev).segment_id = place.segment;
         (*ev).root_index = place.root;
-        (*ev)._pad = [0; 4];
+        (*ev).policy_set = who.set.0;
+        (*ev)._pad = [0; 3];
         (*ev).workload_id = who.workload;
         (*ev).rule_id = who.rule;
         (*ev).pid = pid_tgid as u32;

@@ -1,39 +1,87 @@
 //! Maps shared between the hooks. Names are the contract with the agent
 //! (`agent/src/hooks/maps.rs`), sizes can be overridden by the loader.
+//!
+//! Policy maps exist twice, `NAME_0` and `NAME_1` (see `POLICY_SETS`): a
+//! hook reads `POLICY_SET` once and takes every map from that set, so one
+//! decision never mixes two policies and a reload is one flip of that word.
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use warden_common::{
-    AllowKey, AllowValue, MAX_SEGMENTS, MAX_WORKLOADS, STAT_ALLOWED_SHED, STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED,
-    STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, POLICY_SETS, STAT_ALLOWED_SHED, STAT_DENIES_DROPPED,
+    STAT_EVENTS_DROPPED, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
 };
 
-/// cgroup id → workload id. Absent means unidentified (fail closed).
+/// Which policy set the hooks read (index 0; 0 or 1).
 #[map]
-pub static CGROUP_WORKLOADS: HashMap<u64, u32> = HashMap::with_max_entries(65536, 0);
+pub static POLICY_SET: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Destination prefix → segments covering it (most specific first).
-#[map]
-pub static SEGMENTS_V4: LpmTrie<[u8; 4], SegmentEntries> = LpmTrie::with_max_entries(65536, 0);
-#[map]
-pub static SEGMENTS_V6: LpmTrie<[u8; 16], SegmentEntries> = LpmTrie::with_max_entries(65536, 0);
+/// A policy set, read once per hook call.
+#[derive(Clone, Copy)]
+pub struct Set(pub u8);
 
-/// Per-segment settings, indexed by segment id.
-#[map]
-pub static SEGMENT_INFO: Array<SegmentInfo> = Array::with_max_entries(MAX_SEGMENTS + 1, 0);
+impl Set {
+    #[inline(always)]
+    pub fn active() -> Set {
+        Set((POLICY_SET.get(0).copied().unwrap_or(0) & 1) as u8)
+    }
 
-/// (workload, segment) → allowed port windows.
-#[map]
-pub static ALLOW: HashMap<AllowKey, AllowValue> = HashMap::with_max_entries(65536, 0);
+    /// A counter slot of this set's workload ids.
+    #[inline(always)]
+    pub fn counter(self, workload: u32, verdict: u8) -> u32 {
+        self.0 as u32 * COUNTER_SLOTS + workload * VERDICT_SLOTS + verdict as u32
+    }
+}
 
-/// Global settings at index 0.
-#[map]
-pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+/// Declares a policy map twice (`NAME_0`, `NAME_1`) and an accessor taking
+/// the set. Hash maps are not preallocated: two sets of 65,536 entries
+/// would pin memory no policy uses.
+macro_rules! per_set {
+    ($(#[$doc:meta])* $vis:vis fn $get:ident -> $ty:ty: $a:ident, $b:ident = $init:expr) => {
+        $(#[$doc])*
+        #[map]
+        $vis static $a: $ty = $init;
+        #[map]
+        $vis static $b: $ty = $init;
 
-/// Decision counters: `workload_id * VERDICT_SLOTS + verdict`.
+        #[inline(always)]
+        $vis fn $get(set: crate::maps::Set) -> &'static $ty {
+            if set.0 == 0 { &$a } else { &$b }
+        }
+    };
+}
+pub(crate) use per_set;
+
+per_set! {
+    /// cgroup id → workload id. Absent means unidentified (fail closed).
+    pub fn cgroups -> HashMap<u64, u32>: CGROUP_WL_0, CGROUP_WL_1 = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+}
+per_set! {
+    /// Destination prefix → segments covering it (most specific first).
+    pub fn segments_v4 -> LpmTrie<[u8; 4], SegmentEntries>: SEG_V4_0, SEG_V4_1 = LpmTrie::with_max_entries(65536, 0)
+}
+per_set! {
+    pub fn segments_v6 -> LpmTrie<[u8; 16], SegmentEntries>: SEG_V6_0, SEG_V6_1 = LpmTrie::with_max_entries(65536, 0)
+}
+per_set! {
+    /// Per-segment settings, indexed by segment id.
+    pub fn segment_info -> Array<SegmentInfo>: SEG_INFO_0, SEG_INFO_1 = Array::with_max_entries(MAX_SEGMENTS + 1, 0)
+}
+per_set! {
+    /// (workload, segment) → allowed port windows.
+    pub fn allow -> HashMap<AllowKey, AllowValue>: ALLOW_0, ALLOW_1 =
+        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+}
+per_set! {
+    /// Global settings at index 0.
+    pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::with_max_entries(1, 0)
+}
+
+/// Network decision counters, `Set::counter` slots of both sets.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries((MAX_WORKLOADS + 1) * VERDICT_SLOTS, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
 
 /// Pipeline statistics (`STAT_*` indices), notably ring-buffer drops.
 #[map]

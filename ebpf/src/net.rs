@@ -9,12 +9,12 @@ use aya_ebpf::{
 use warden_common::{
     AF_INET, AF_INET6, AllowKey, DEFAULT_DENY, EVENT_NET, MAX_ALLOW_PORTS, MAX_SEGMENT_ENTRIES, MAX_WORKLOADS,
     NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP, RULE_DEFAULT, SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS,
-    SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, WORKLOAD_UNIDENTIFIED,
+    SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
 };
 
 use crate::maps::{
-    ALLOW, CGROUP_WORKLOADS, COUNTERS, SEGMENT_INFO, SEGMENTS_V4, SEGMENTS_V6, SETTINGS, STATS, bump, deny_or_audit,
-    reserve_decision, submit_flags,
+    COUNTERS, STATS, Set, allow, bump, cgroups, deny_or_audit, reserve_decision, segment_info, segments_v4,
+    segments_v6, settings, submit_flags,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -51,8 +51,10 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     on_v6(&ctx, OP_SENDMSG)
 }
 
-/// Destination of one flow, addresses in network order.
+/// Destination of one flow, addresses in network order, and the policy
+/// set that decides it.
 struct Flow {
+    set: Set,
     op: u8,
     proto: u8,
     family: u8,
@@ -83,8 +85,9 @@ fn on_v4(ctx: &SockAddrContext, op: u8) -> i32 {
     let ip = unsafe { (*ctx.sock_addr).user_ip4 };
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&ip.to_ne_bytes());
-    let flow = Flow { op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
-    decide(&flow, lookup_v4(&ip.to_ne_bytes()))
+    let set = Set::active();
+    let flow = Flow { set, op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
+    decide(&flow, lookup_v4(set, &ip.to_ne_bytes()))
 }
 
 #[inline(always)]
@@ -103,23 +106,23 @@ fn on_v6(ctx: &SockAddrContext, op: u8) -> i32 {
     addr[4..8].copy_from_slice(&words[1].to_ne_bytes());
     addr[8..12].copy_from_slice(&words[2].to_ne_bytes());
     addr[12..16].copy_from_slice(&words[3].to_ne_bytes());
-    let (proto, port) = (proto_bit(ctx), dport(ctx));
+    let (proto, port, set) = (proto_bit(ctx), dport(ctx), Set::active());
     // IPv4-mapped (::ffff:a.b.c.d): match against the IPv4 segments.
     let mapped = words[0] == 0 && words[1] == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
     if mapped {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&addr[12..16]);
-        let flow = Flow { op, proto, family: AF_INET, port, addr: v4 };
+        let flow = Flow { set, op, proto, family: AF_INET, port, addr: v4 };
         let key4 = [addr[12], addr[13], addr[14], addr[15]];
-        return decide(&flow, lookup_v4(&key4));
+        return decide(&flow, lookup_v4(set, &key4));
     }
-    let flow = Flow { op, proto, family: AF_INET6, port, addr };
-    decide(&flow, SEGMENTS_V6.get(Key::new(128, addr)))
+    let flow = Flow { set, op, proto, family: AF_INET6, port, addr };
+    decide(&flow, segments_v6(set).get(Key::new(128, addr)))
 }
 
 #[inline(always)]
-fn lookup_v4(addr: &[u8; 4]) -> Option<&'static SegmentEntries> {
-    SEGMENTS_V4.get(Key::new(32, *addr))
+fn lookup_v4(set: Set, addr: &[u8; 4]) -> Option<&'static SegmentEntries> {
+    segments_v4(set).get(Key::new(32, *addr))
 }
 
 /// First segment entry matching protocol and port, most specific first.
@@ -143,12 +146,12 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: values are plain u32 written whole by the agent.
-    let workload = unsafe { CGROUP_WORKLOADS.get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let workload = unsafe { cgroups(flow.set).get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
     let segment = match_segment(entries, flow.proto, flow.port);
     bump(&STATS, STAT_DECISIONS);
 
     let (verdict, rule) = if segment == SEGMENT_NONE {
-        let Some(s) = SETTINGS.get(0) else { return 1 };
+        let Some(s) = settings(flow.set).get(0) else { return 1 };
         if s.default_action != DEFAULT_DENY {
             if s.log_unprotected != 0 {
                 emit(flow, cgroup_id, workload, segment, VERDICT_ALLOWED, RULE_DEFAULT);
@@ -157,11 +160,11 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
         }
         (deny_or_audit(s.default_mode), RULE_DEFAULT)
     } else {
-        segment_verdict(workload, segment, flow.proto, flow.port)
+        segment_verdict(flow.set, workload, segment, flow.proto, flow.port)
     };
 
     if workload <= MAX_WORKLOADS {
-        bump(&COUNTERS, workload * VERDICT_SLOTS + verdict as u32);
+        bump(&COUNTERS, flow.set.counter(workload, verdict));
     }
     emit(flow, cgroup_id, workload, segment, verdict, rule);
     if verdict == VERDICT_DENIED { 0 } else { 1 }
@@ -169,11 +172,11 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
 
 /// Verdict and rule for a flow to a protected segment.
 #[inline(always)]
-fn segment_verdict(workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u32) {
+fn segment_verdict(set: Set, workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u32) {
     if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { ALLOW.get(key) } {
+        if let Some(a) = unsafe { allow(set).get(key) } {
             let n = a.count as usize;
             for i in 0..MAX_ALLOW_PORTS {
                 if i >= n {
@@ -186,7 +189,7 @@ fn segment_verdict(workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u3
             return (deny_or_audit(a.deny_mode), a.deny_rule_id);
         }
     }
-    let mode = SEGMENT_INFO.get(segment as u32).map(|i| i.mode).unwrap_or(0);
+    let mode = segment_info(set).get(segment as u32).map(|i| i.mode).unwrap_or(0);
     (deny_or_audit(mode), RULE_DEFAULT)
 }
 
@@ -200,7 +203,7 @@ fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, r
         proto: flow.proto,
         family: flow.family,
         verdict,
-        _pad: 0,
+        policy_set: flow.set.0,
         dport: flow.port,
         segment_id: segment,
         _pad2: 0,

@@ -1,4 +1,4 @@
-//! Command line: `warden agent | status | events | policy check`.
+//! Command line: `warden agent | status | reload | events | policy check`.
 pub mod events;
 
 use std::path::PathBuf;
@@ -21,6 +21,16 @@ pub enum Command {
     /// Show what the running daemon loaded, enforces and counted.
     Status {
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the daemon.
+        #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Re-read the daemon's config file and apply it atomically; an invalid
+    /// file is refused (exit 1) and the last good policy stays in force.
+    Reload {
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
         /// Control socket of the daemon.

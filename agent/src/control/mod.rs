@@ -15,6 +15,8 @@ pub const MAX_REQUEST: usize = 4096;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
+    /// Re-read the config file and apply it (or keep the last good policy).
+    Reload,
     /// Recent events, then (with `follow`) every new one: after the
     /// response line the daemon writes one JSON line per event, and
     /// `{"notice":"dropped","count":N}` when this reader fell behind.
@@ -36,4 +38,6 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<status::StatusReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<status::ReloadOutcome>,
 }

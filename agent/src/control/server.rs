@@ -19,6 +19,8 @@ use crate::{
 
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> StatusReport;
+    /// Re-reads and applies the config file (`warden reload`).
+    fn reload(&self) -> super::status::ReloadOutcome;
     /// Recent matching events and, with `follow`, a live subscription.
     fn events(&self, filter: Filter, tail: usize, follow: bool) -> (Vec<Arc<Event>>, Option<Subscription>);
 }
@@ -67,10 +69,18 @@ async fn handle(stream: UnixStream, handler: Arc<dyn Handler>) -> std::io::Resul
         let mut line = String::new();
         reader.read_line(&mut line).await?;
         match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(Request::Status) => Response { ok: true, error: None, status: Some(handler.status()) },
+            Ok(Request::Status) => Response { ok: true, error: None, status: Some(handler.status()), reload: None },
             Ok(Request::Events { filter, tail, follow }) => {
                 stream_events = Some(handler.events(filter, tail.min(HISTORY), follow));
-                Response { ok: true, error: None, status: None }
+                Response { ok: true, error: None, status: None, reload: None }
+            }
+            Ok(Request::Reload) => {
+                // Reads and stats files, writes maps: off the async workers.
+                let h = handler.clone();
+                match tokio::task::spawn_blocking(move || h.reload()).await {
+                    Ok(o) => Response { ok: true, error: None, status: None, reload: Some(o) },
+                    Err(e) => error(format!("reload failed: {e}")),
+                }
             }
             Err(e) => error(format!("bad request: {e}")),
         }
@@ -108,7 +118,7 @@ async fn write_line<T: serde::Serialize + ?Sized>(w: &mut OwnedWriteHalf, v: &T)
 }
 
 fn error(msg: String) -> Response {
-    Response { ok: false, error: Some(msg), status: None }
+    Response { ok: false, error: Some(msg), status: None, reload: None }
 }
 
 /// Removes the socket file on drop (clean shutdown).

@@ -29,11 +29,52 @@ pub struct PolicyStatus {
     pub file: String,
     pub sha256: String,
     pub loaded_at: String,
+    /// 1 at start, +1 per applied reload.
+    #[serde(default)]
+    pub generation: u64,
+    /// Which kernel policy set the hooks read (0 or 1).
+    #[serde(default)]
+    pub kernel_set: u8,
+    #[serde(default)]
+    pub reload: ReloadStatus,
     pub segments: usize,
     pub workloads: usize,
     pub rules: usize,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+}
+
+/// What one reload attempt did (the reply to `warden reload`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    pub applied: bool,
+    /// The policy generation in force after the attempt.
+    pub generation: u64,
+    pub sha256: String,
+    /// Why it was refused (the last good policy stays in force).
+    pub error: Option<String>,
+    /// `agent:` settings changed in the file that apply at the next restart.
+    pub pending_restart: Vec<String>,
+    pub duration_us: u64,
+}
+
+/// Reloads of the config file (SIGHUP, `warden reload`, file changes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStatus {
+    pub attempts: u64,
+    pub failures: u64,
+    pub last_at: Option<String>,
+    /// signal | command | file
+    pub last_trigger: Option<String>,
+    /// applied | refused
+    pub last_result: Option<String>,
+    /// Why the last attempt was refused (the last good policy stayed).
+    pub last_error: Option<String>,
+    /// SHA-256 of the file the last attempt read.
+    pub last_sha256: Option<String>,
+    pub last_duration_us: u64,
+    /// `agent:` settings changed in the file that apply at the next restart.
+    pub pending_restart: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -289,6 +330,27 @@ impl std::fmt::Display for StatusReport {
             p.prefixes_v4,
             p.prefixes_v6
         )?;
+        let r = &p.reload;
+        write!(
+            f,
+            "policy generation {} (kernel set {}); reloads: {} ({} refused)",
+            p.generation, p.kernel_set, r.attempts, r.failures
+        )?;
+        match (&r.last_result, &r.last_at) {
+            (Some(res), Some(at)) => {
+                writeln!(f, ", last {res} at {at} by {}", r.last_trigger.as_deref().unwrap_or("?"))?
+            }
+            _ => writeln!(f)?,
+        }
+        if let Some(e) = &r.last_error {
+            writeln!(f, "  LAST RELOAD REFUSED (the last good policy is in force):")?;
+            for line in e.lines() {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        if !r.pending_restart.is_empty() {
+            writeln!(f, "  restart to apply: {}", r.pending_restart.join(", "))?;
+        }
         writeln!(f, "cgroup root: {}", self.cgroup_root)?;
         writeln!(f, "\nENFORCEMENT")?;
         for e in &self.enforcement {

@@ -50,13 +50,13 @@ impl Pipeline {
 }
 
 fn summary_key(rec: &Record) -> Option<Key> {
-    let (kind, verdict, workload, segment, rule) = match rec {
-        Record::Net(e) => ("network", e.verdict, e.workload_id, e.segment_id, e.rule_id),
-        Record::File(e) => ("file", e.verdict, e.workload_id, e.segment_id, e.rule_id),
-        Record::Device(e) => ("device", e.verdict, e.workload_id, e.segment_id, e.rule_id),
+    let (kind, verdict, set, workload, segment, rule) = match rec {
+        Record::Net(e) => ("network", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
+        Record::File(e) => ("file", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
+        Record::Device(e) => ("device", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
         _ => return None,
     };
-    (verdict == VERDICT_ALLOWED).then_some(Key { kind, workload, segment, rule, backend: None })
+    (verdict == VERDICT_ALLOWED).then_some(Key { kind, set, workload, segment, rule, backend: None })
 }
 
 /// Turns growth of the kernel's drop counters into in-band `loss` events,
@@ -104,7 +104,7 @@ pub async fn run(
         // updates, status and fanotify decisions never wait for a whole
         // batch (a lock per record cost 5% at 500k events/s); write outside it.
         for chunk in batch.chunks(ENRICH_CHUNK) {
-            shared.with_identity(|tracker, policy| {
+            shared.with_identity(|tracker, policies| {
                 for rec in chunk {
                     if let Some(s) = summaries.as_mut()
                         && let Some(key) = summary_key(rec)
@@ -113,9 +113,9 @@ pub async fn run(
                         continue;
                     }
                     let ev = match rec {
-                        Record::Net(ev) => enricher.network(ev, tracker, policy),
-                        Record::File(ev) => enricher.kernel_file(ev, tracker, policy),
-                        Record::Device(ev) => enricher.device(ev, &devices, tracker, policy),
+                        Record::Net(ev) => enricher.network(ev, tracker, policies.of(ev.policy_set)),
+                        Record::File(ev) => enricher.kernel_file(ev, tracker, policies.of(ev.policy_set)),
+                        Record::Device(ev) => enricher.device(ev, &devices, tracker, policies.of(ev.policy_set)),
                         _ => continue,
                     };
                     events.push(Arc::new(Event::Decision(ev)));
@@ -125,7 +125,7 @@ pub async fn run(
         if let Some(s) = summaries.as_mut()
             && s.due()
         {
-            let out = shared.with_identity(|_, policy| s.flush(&mut enricher, policy));
+            let out = shared.with_identity(|_, policies| s.flush(&mut enricher, &|set| policies.of(set)));
             events.extend(out.into_iter().map(|e| Arc::new(Event::Summary(e))));
             pipeline.fanout.counters.note_summaries(s);
         }
@@ -200,7 +200,9 @@ fn write_files(
                 && d.verdict == VERDICT_ALLOWED
             {
                 let workload = d.workload.unwrap_or(warden_common::WORKLOAD_UNIDENTIFIED);
-                s.add(Key { kind: "file", workload, segment: d.segment, rule: d.rule, backend: Some(backend) });
+                let key =
+                    Key { kind: "file", set: 0, workload, segment: d.segment, rule: d.rule, backend: Some(backend) };
+                s.add(key);
                 continue;
             }
             let mut p = enricher.file_proc(&d);
@@ -214,7 +216,7 @@ fn write_files(
         if let Some(s) = summaries.as_mut()
             && s.due()
         {
-            events.extend(s.flush(&mut enricher, &policy).into_iter().map(|e| Arc::new(Event::Summary(e))));
+            events.extend(s.flush(&mut enricher, &|_| &policy).into_iter().map(|e| Arc::new(Event::Summary(e))));
             pipeline.fanout.counters.note_summaries(s);
         }
         let now_lost = shared.file_events_dropped();

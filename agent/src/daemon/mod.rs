@@ -7,6 +7,7 @@ pub mod files;
 mod identify;
 mod identity;
 mod metadata;
+mod reload;
 mod state;
 mod writer_priority;
 
@@ -41,7 +42,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     identify::fix_heap_thresholds();
     // Refuse bad policy before touching the kernel.
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
-    let compiled = policy.compile();
+    let compiled = Arc::new(policy.compile());
     let compiled_has_files = compiled.has_file_segments();
     // Refuse to start without a backend unless the whole policy is audit.
     let file_enforce = policy.mode == policy::Mode::Enforce;
@@ -64,7 +65,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
     let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id)?;
     let mut maps = hooks.take_maps()?;
-    maps.apply(&compiled)?;
+    // The policy first, no cgroup identified yet (fail closed); the scan
+    // below and the backends add what they resolve.
+    let no_cgroups =
+        crate::hooks::maps::SetContents { policy: &compiled, cgroups: &[], file_roots: &[], device_nodes: &[] };
+    maps.install(&no_cgroups)?;
     let event_ring = hooks.take_ring("EVENTS")?;
     let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
 
@@ -154,6 +159,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         control::server::serve(listener, handler).await;
         Ok(())
     });
+
+    tasks.spawn(reload::on_sighup(shared.clone()));
+    tasks.spawn(reload::watch(shared.clone()));
 
     shared.set_ready();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -27,14 +27,21 @@ pub struct Init {
     pub node: String,
     pub config: PathBuf,
     pub policy: Policy,
-    pub compiled: CompiledPolicy,
+    pub compiled: Arc<CompiledPolicy>,
     pub maps: PolicyMaps,
     pub tracker: CgroupTracker,
 }
 
 pub(super) struct Inner {
     pub(super) policy: Policy,
-    pub(super) compiled: CompiledPolicy,
+    /// The policy the hooks read now (that of set `maps.active_set()`).
+    pub(super) compiled: Arc<CompiledPolicy>,
+    /// The policy each kernel policy set holds: records name their ids
+    /// with the set they were decided by.
+    pub(super) set_policies: [Option<Arc<CompiledPolicy>>; 2],
+    /// Kernel counters of sets refilled by reloads, by workload name
+    /// (network, file, device).
+    pub(super) harvested: HashMap<String, [VerdictCounts; 3]>,
     pub(super) maps: PolicyMaps,
     pub(super) tracker: CgroupTracker,
     pub(super) delays: DelayStats,
@@ -108,6 +115,9 @@ pub struct Shared {
     ready: std::sync::atomic::AtomicBool,
     devices: Mutex<super::devices::DeviceState>,
     policy_gen: AtomicU64,
+    /// Serializes reloads (signal, command and file watch may race).
+    pub(super) reload_lock: Mutex<()>,
+    reload: Mutex<ReloadStatus>,
     pub(super) sources: Mutex<super::metadata::SourcesState>,
     /// Notified on every new cgroup in the root (GPU assignment refresh).
     pub cgroup_created: Arc<tokio::sync::Notify>,
@@ -122,7 +132,13 @@ impl Shared {
             started_at: now.clone(),
             inner: Mutex::new(Inner {
                 policy: i.policy,
+                set_policies: {
+                    let mut s = [None, None];
+                    s[i.maps.active_set() as usize] = Some(i.compiled.clone());
+                    s
+                },
                 compiled: i.compiled,
+                harvested: HashMap::new(),
                 maps: i.maps,
                 tracker: i.tracker,
                 delays: DelayStats::default(),
@@ -141,6 +157,8 @@ impl Shared {
             ready: Default::default(),
             devices: Mutex::new(Default::default()),
             policy_gen: AtomicU64::new(1),
+            reload_lock: Mutex::new(()),
+            reload: Default::default(),
             sources: Default::default(),
             cgroup_created: Arc::new(tokio::sync::Notify::new()),
         }
@@ -274,7 +292,7 @@ impl Shared {
     /// What the fanotify event writer needs to name things, taken once
     /// (and again when `policy_generation` changes) so it never waits on
     /// the state lock per batch.
-    pub fn events_snapshot(&self) -> (u64, CompiledPolicy, crate::identity::cgroups::HierarchyPaths) {
+    pub fn events_snapshot(&self) -> (u64, Arc<CompiledPolicy>, crate::identity::cgroups::HierarchyPaths) {
         let g = self.lock();
         (self.policy_generation(), g.compiled.clone(), g.tracker.hierarchy_paths())
     }
@@ -284,9 +302,45 @@ impl Shared {
         self.policy_gen.load(Ordering::Acquire)
     }
 
-    pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, &CompiledPolicy) -> R) -> R {
+    pub(super) fn bump_policy_generation(&self) {
+        self.policy_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    pub(super) fn reload_status(&self) -> std::sync::MutexGuard<'_, ReloadStatus> {
+        self.reload.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a switch: the file backend and device state follow the new
+    /// policy (the kernel set already holds its roots and nodes).
+    pub(super) fn after_switch(&self, roots: Arc<Roots>, table: crate::devices::DeviceTable) {
+        if let Some(ctx) = self.file_ctx() {
+            *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
+        }
+        self.update_file_roots(roots);
+        self.devices().table = Arc::new(table);
+    }
+
+    /// A `policy` event: every sink learns that the rules changed (or that a
+    /// change was refused).
+    pub(super) fn emit_policy_event(&self, o: &super::reload::Outcome) {
+        let Some(p) = self.pipeline.get() else { return };
+        let ev =
+            crate::enrich::PolicyEvent::new(&p.seq, &self.node, o.applied, o.generation, &o.sha256, o.error.clone());
+        let ev = Arc::new(crate::enrich::Event::Policy(ev));
+        let mut buf = Vec::new();
+        let n = crate::sinks::jsonl::encode([&*ev], &mut buf);
+        p.fanout.deliver(&[ev], &buf, n);
+    }
+
+    /// The cgroup tracker and the policies of both kernel sets, to name
+    /// kernel records.
+    pub fn with_identity<R>(&self, f: impl FnOnce(&CgroupTracker, Policies<'_>) -> R) -> R {
         let g = self.lock();
-        f(&g.tracker, &g.compiled)
+        f(&g.tracker, Policies { active: &g.compiled, sets: &g.set_policies })
     }
 
     pub fn stat(&self, index: u32) -> u64 {
@@ -355,10 +409,9 @@ impl Shared {
         let in_kernel = files.choice.as_ref().is_some_and(|c| c.backend == "lsm");
         // One row per workload id; id 0 gathers every unidentified cgroup.
         let row = |name: String, id: u32| {
-            let n = g.maps.counts(id);
-            let f = if in_kernel { Some(g.maps.file_counts(id)) } else { files.counts.get(&id).copied() };
+            let [n, kf, d] = kernel_counts(&g, &name, id);
+            let f = if in_kernel { Some(kf) } else { files.counts.get(&id).copied() };
             let f = f.unwrap_or_default();
-            let d = g.maps.device_counts(id);
             WorkloadStatus {
                 name,
                 id,
@@ -377,7 +430,7 @@ impl Shared {
         };
         let mut workloads: Vec<_> =
             c.workloads.iter().enumerate().map(|(i, n)| row(n.to_string(), i as u32 + 1)).collect();
-        workloads.push(row("(unidentified)".into(), 0));
+        workloads.push(row(UNIDENTIFIED.into(), 0));
         drop(files);
         let network = EnforcementStatus {
             state: kernel_state(p.mode, p.segments.iter().filter(|s| !s.network.is_empty())),
@@ -409,6 +462,9 @@ impl Shared {
                 file: self.config.display().to_string(),
                 sha256: p.source_sha256.clone(),
                 loaded_at: g.loaded_at.clone(),
+                generation: self.policy_generation(),
+                kernel_set: g.maps.active_set(),
+                reload: self.reload_status().clone(),
                 segments: c.segments.len(),
                 workloads: c.workloads.len(),
                 rules: c.rules.len(),
@@ -448,6 +504,49 @@ impl Shared {
             metrics: self.metrics_address.get().cloned(),
         }
     }
+}
+
+/// The policies kernel records may have been decided by.
+#[derive(Clone, Copy)]
+pub struct Policies<'a> {
+    pub active: &'a CompiledPolicy,
+    sets: &'a [Option<Arc<CompiledPolicy>>; 2],
+}
+
+impl<'a> Policies<'a> {
+    /// The policy of kernel set `set` (the active one if unknown).
+    pub fn of(&self, set: u8) -> &'a CompiledPolicy {
+        self.sets.get(set as usize).and_then(|p| p.as_deref()).unwrap_or(self.active)
+    }
+}
+
+/// Name of workload `id` in `policy` (id 0: unidentified).
+pub(super) fn workload_name(policy: &CompiledPolicy, id: u32) -> Option<&str> {
+    if id == 0 { Some(UNIDENTIFIED) } else { policy.workload_name(id) }
+}
+
+const UNIDENTIFIED: &str = "(unidentified)";
+
+/// Kernel decisions (network, file, device) of workload `name` (id `id` in
+/// the active policy): the active set's counters, the other set's under
+/// that policy's id for the same name, and what reloads harvested.
+fn kernel_counts(g: &Inner, name: &str, id: u32) -> [VerdictCounts; 3] {
+    let active = g.maps.active_set();
+    let mut total = g.maps.counts(active, id);
+    let other = 1 - active;
+    if let Some(p) = &g.set_policies[other as usize]
+        && let Some(other_id) = g.maps.workload_ids(other).find(|i| workload_name(p, *i) == Some(name))
+    {
+        for (t, c) in total.iter_mut().zip(g.maps.counts(other, other_id)) {
+            *t += c;
+        }
+    }
+    if let Some(h) = g.harvested.get(name) {
+        for (t, c) in total.iter_mut().zip(h) {
+            *t += *c;
+        }
+    }
+    total
 }
 
 impl Shared {
@@ -540,6 +639,10 @@ impl crate::metrics::Source for Shared {
 impl Handler for Shared {
     fn status(&self) -> StatusReport {
         self.build_status()
+    }
+
+    fn reload(&self) -> ReloadOutcome {
+        Shared::reload(self, "command")
     }
 
     fn events(

@@ -126,6 +126,55 @@ pub struct LossEvent {
     pub reason: &'static str,
 }
 
+/// The policy changed (a reload was applied) or a change was refused: the
+/// rules every later decision follows are part of the audit trail.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyEvent {
+    pub time: String,
+    #[serde(skip)]
+    pub time_unix_ns: u64,
+    pub seq: u64,
+    pub node: Name,
+    /// Always `policy`.
+    pub kind: &'static str,
+    /// Always `reload`.
+    pub operation: &'static str,
+    /// applied | refused
+    pub result: &'static str,
+    /// The policy generation in force after this event.
+    pub generation: u64,
+    /// SHA-256 of the file read.
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PolicyEvent {
+    /// Numbered from the node's event sequence `seq`.
+    pub fn new(
+        seq: &std::sync::atomic::AtomicU64,
+        node: &str,
+        applied: bool,
+        generation: u64,
+        sha256: &str,
+        error: Option<String>,
+    ) -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        PolicyEvent {
+            time: super::time::rfc3339(now.as_nanos() as i128),
+            time_unix_ns: now.as_nanos() as u64,
+            seq: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            node: node.into(),
+            kind: "policy",
+            operation: "reload",
+            result: if applied { "applied" } else { "refused" },
+            generation,
+            sha256: sha256.into(),
+            error,
+        }
+    }
+}
+
 /// What travels from enrichment to the sinks.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -136,6 +185,7 @@ pub enum Event {
     Decision(DecisionEvent),
     Summary(SummaryEvent),
     Loss(LossEvent),
+    Policy(PolicyEvent),
 }
 
 /// Who was judged and how: the fields decisions and summaries share.
@@ -157,6 +207,7 @@ macro_rules! each {
             Event::Decision($e) => $field,
             Event::Summary($e) => $field,
             Event::Loss($e) => $field,
+            Event::Policy($e) => $field,
         }
     };
 }
@@ -192,13 +243,13 @@ impl Event {
         match self {
             Event::Decision(e) => Some(outcome!(e)),
             Event::Summary(e) => Some(outcome!(e)),
-            Event::Loss(_) => None,
+            Event::Loss(_) | Event::Policy(_) => None,
         }
     }
 
-    /// allowed | denied | audited; `loss` for loss reports.
+    /// allowed | denied | audited; the kind (`loss`, `policy`) for reports.
     pub fn verdict(&self) -> &'static str {
-        self.outcome().map_or("loss", |o| o.verdict)
+        self.outcome().map_or(self.kind(), |o| o.verdict)
     }
 
     pub fn workload(&self) -> Option<&str> {

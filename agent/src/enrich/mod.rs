@@ -11,7 +11,9 @@ use warden_common::{
     WORKLOAD_UNIDENTIFIED,
 };
 
-pub use event::{DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Outcome, SummaryEvent};
+pub use event::{
+    DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Outcome, PolicyEvent, SummaryEvent,
+};
 
 use crate::{
     files::FileDecision,

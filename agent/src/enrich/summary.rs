@@ -11,6 +11,8 @@ use crate::{identity::delay::monotonic_ns, policy::CompiledPolicy};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub kind: &'static str,
+    /// Kernel policy set the ids belong to (0 for userspace backends).
+    pub set: u8,
     pub workload: u32,
     pub segment: u16,
     pub rule: u32,
@@ -57,13 +59,19 @@ impl Summarizer {
     }
 
     /// Closes the window: one summary per key, in a stable order.
-    pub fn flush(&mut self, enricher: &mut Enricher, policy: &CompiledPolicy) -> Vec<SummaryEvent> {
+    /// Closes the window: one summary per key, named by the policy of the
+    /// key's set (`policy_of`).
+    pub fn flush<'p>(
+        &mut self,
+        enricher: &mut Enricher,
+        policy_of: &dyn Fn(u8) -> &'p CompiledPolicy,
+    ) -> Vec<SummaryEvent> {
         let now = monotonic_ns();
         let start = std::mem::replace(&mut self.window_start, now);
         let mut rows: Vec<(Key, u64)> = self.counts.drain().collect();
-        rows.sort_by_key(|(k, _)| (k.kind, k.workload, k.segment, k.rule));
+        rows.sort_by_key(|(k, _)| (k.kind, k.set, k.workload, k.segment, k.rule));
         self.emitted += rows.len() as u64;
-        rows.into_iter().map(|(k, count)| enricher.summary(&k, count, start, now, policy)).collect()
+        rows.into_iter().map(|(k, count)| enricher.summary(&k, count, start, now, policy_of(k.set))).collect()
     }
 }
 
@@ -122,18 +130,18 @@ mod tests {
         .compile();
         let mut en = Enricher::new("n1".into());
         let mut s = Summarizer::new(10_000);
-        let k = Key { kind: "network", workload: 1, segment: 1, rule: 1, backend: None };
+        let k = Key { kind: "network", set: 0, workload: 1, segment: 1, rule: 1, backend: None };
         for _ in 0..1000 {
             s.add(k);
         }
         s.add(Key { workload: WORKLOAD_UNIDENTIFIED, rule: 0, ..k });
         assert!(!s.due());
-        let out = s.flush(&mut en, &policy);
+        let out = s.flush(&mut en, &|_| &policy);
         assert_eq!(out.len(), 2);
         let rows: Vec<_> = out.iter().map(|e| (&*e.workload, e.count, e.segment.as_deref(), e.seq)).collect();
         assert!(rows.contains(&("trainer", 1000, Some("s3"), 2)), "{rows:?}");
         assert!(rows.contains(&(UNMATCHED, 1, Some("s3"), 1)), "{rows:?}");
         assert_eq!(s.take_counts(), (1001, 2));
-        assert!(s.flush(&mut en, &policy).is_empty(), "a window with nothing folded emits nothing");
+        assert!(s.flush(&mut en, &|_| &policy).is_empty(), "a window with nothing folded emits nothing");
     }
 }

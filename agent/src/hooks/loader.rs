@@ -41,7 +41,7 @@ pub enum HookError {
     #[error("cannot open cgroup {path}: {source}")]
     Cgroup { path: String, source: std::io::Error },
     #[error("map {0}: {1}")]
-    Map(&'static str, String),
+    Map(String, String),
 }
 
 /// What is attached where, for `warden status`.
@@ -99,8 +99,8 @@ impl Hooks {
     }
 
     pub fn take_ring(&mut self, name: &'static str) -> Result<aya::maps::RingBuf<aya::maps::MapData>, HookError> {
-        let map = self.ebpf.take_map(name).ok_or(HookError::Map(name, "missing".into()))?;
-        aya::maps::RingBuf::try_from(map).map_err(|e| HookError::Map(name, e.to_string()))
+        let map = self.ebpf.take_map(name).ok_or_else(|| HookError::Map(name.into(), "missing".into()))?;
+        aya::maps::RingBuf::try_from(map).map_err(|e| HookError::Map(name.into(), e.to_string()))
     }
 
     /// cgroup lifecycle tracepoints: attached before the cgroup scan so no

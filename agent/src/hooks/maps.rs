@@ -1,4 +1,6 @@
 //! Typed handles on the kernel maps: compiled policy in, counters out.
+//! Policy maps come in two sets (see `POLICY_SETS`): `install` fills the
+//! one the hooks do not read, then flips them over in one write.
 use std::collections::HashSet;
 
 use aya::{
@@ -6,28 +8,48 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
 use warden_common::{
-    AllowKey, AllowValue, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey, MAX_WORKLOADS,
-    STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, COUNTER_SLOTS, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey,
+    MAX_WORKLOADS, POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
 };
 
 use super::HookError;
 use crate::policy::CompiledPolicy;
 
-pub struct PolicyMaps {
+/// The maps of one policy set (`NAME_0` or `NAME_1` in the object).
+struct PolicySet {
     cgroups: HashMap<MapData, u64, u32>,
     v4: LpmTrie<MapData, [u8; 4], SegmentEntries>,
     v6: LpmTrie<MapData, [u8; 16], SegmentEntries>,
     segment_info: Array<MapData, SegmentInfo>,
     allow: HashMap<MapData, AllowKey, AllowValue>,
     settings: Array<MapData, Settings>,
-    counters: PerCpuArray<MapData, u64>,
-    stats: PerCpuArray<MapData, u64>,
     file_roots: HashMap<MapData, InodeKey, u32>,
     file_devs: HashMap<MapData, u64, u8>,
     file_allow: HashMap<MapData, AllowKey, FileAllowValue>,
-    file_counters: PerCpuArray<MapData, u64>,
     device_segments: HashMap<MapData, DeviceKey, DeviceSegment>,
     device_allow: HashMap<MapData, AllowKey, DeviceAllowValue>,
+}
+
+/// Everything a policy set holds: the compiled policy plus what the agent
+/// resolved on this node for it (cgroup identities, file roots, device
+/// nodes).
+pub struct SetContents<'a> {
+    pub policy: &'a CompiledPolicy,
+    pub cgroups: &'a [(u64, u32)],
+    pub file_roots: &'a [(InodeKey, u32)],
+    pub device_nodes: &'a [(DeviceKey, DeviceSegment)],
+}
+
+pub struct PolicyMaps {
+    sets: [PolicySet; POLICY_SETS as usize],
+    /// Which set the hooks read (index 0).
+    policy_set: Array<MapData, u32>,
+    active: usize,
+    /// Workload ids each set's policy has (its counters beyond are unused).
+    workloads: [u32; POLICY_SETS as usize],
+    counters: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    file_counters: PerCpuArray<MapData, u64>,
     device_assigned: HashMap<MapData, u64, GpuSet>,
     device_counters: PerCpuArray<MapData, u64>,
 }
@@ -40,91 +62,134 @@ pub struct VerdictCounts {
     pub audited: u64,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, HookError>
+impl std::ops::AddAssign for VerdictCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.allowed += o.allowed;
+        self.denied += o.denied;
+        self.audited += o.audited;
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, HookError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(HookError::Map(name, "missing from object".into()))?;
-    T::try_from(map).map_err(|e| HookError::Map(name, e.to_string()))
+    let map = ebpf.take_map(name).ok_or_else(|| HookError::Map(name.to_string(), "missing from object".into()))?;
+    T::try_from(map).map_err(|e| HookError::Map(name.to_string(), e.to_string()))
 }
 
 fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> HookError {
-    move |e| HookError::Map(name, e.to_string())
+    move |e| HookError::Map(name.to_string(), e.to_string())
+}
+
+impl PolicySet {
+    fn take(ebpf: &mut Ebpf, n: usize) -> Result<Self, HookError> {
+        Ok(Self {
+            cgroups: take(ebpf, &format!("CGROUP_WL_{n}"))?,
+            v4: take(ebpf, &format!("SEG_V4_{n}"))?,
+            v6: take(ebpf, &format!("SEG_V6_{n}"))?,
+            segment_info: take(ebpf, &format!("SEG_INFO_{n}"))?,
+            allow: take(ebpf, &format!("ALLOW_{n}"))?,
+            settings: take(ebpf, &format!("SETTINGS_{n}"))?,
+            file_roots: take(ebpf, &format!("FILE_ROOTS_{n}"))?,
+            file_devs: take(ebpf, &format!("FILE_DEVS_{n}"))?,
+            file_allow: take(ebpf, &format!("FILE_ALLOW_{n}"))?,
+            device_segments: take(ebpf, &format!("DEV_SEGS_{n}"))?,
+            device_allow: take(ebpf, &format!("DEV_ALLOW_{n}"))?,
+        })
+    }
+
+    /// Makes this set hold exactly `c`: writes every entry, then removes
+    /// the ones `c` does not have.
+    fn fill(&mut self, c: &SetContents) -> Result<(), HookError> {
+        let p = c.policy;
+        self.settings.set(0, p.settings, 0).map_err(err("SETTINGS"))?;
+        for (id, info) in &p.segment_info {
+            self.segment_info.set(*id, *info, 0).map_err(err("SEG_INFO"))?;
+        }
+        sync_hash(&mut self.allow, &p.allow, "ALLOW")?;
+        sync_hash(&mut self.file_allow, &p.file_allow, "FILE_ALLOW")?;
+        sync_hash(&mut self.device_allow, &p.device_allow, "DEV_ALLOW")?;
+        sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V4")?;
+        sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V6")?;
+        sync_hash(&mut self.cgroups, c.cgroups, "CGROUP_WL")?;
+        self.set_file_roots(c.file_roots)?;
+        sync_hash(&mut self.device_segments, c.device_nodes, "DEV_SEGS")
+    }
+
+    fn set_file_roots(&mut self, roots: &[(InodeKey, u32)]) -> Result<(), HookError> {
+        sync_hash(&mut self.file_roots, roots, "FILE_ROOTS")?;
+        let devs: Vec<(u64, u8)> =
+            roots.iter().map(|(k, _)| k.dev).collect::<HashSet<u64>>().into_iter().map(|d| (d, 1)).collect();
+        sync_hash(&mut self.file_devs, &devs, "FILE_DEVS")
+    }
 }
 
 impl PolicyMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, HookError> {
-        Ok(Self {
-            cgroups: take(ebpf, "CGROUP_WORKLOADS")?,
-            v4: take(ebpf, "SEGMENTS_V4")?,
-            v6: take(ebpf, "SEGMENTS_V6")?,
-            segment_info: take(ebpf, "SEGMENT_INFO")?,
-            allow: take(ebpf, "ALLOW")?,
-            settings: take(ebpf, "SETTINGS")?,
+        let mut maps = Self {
+            sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
+            policy_set: take(ebpf, "POLICY_SET")?,
+            active: 0,
+            // Unknown (e.g. counters left by an earlier agent): all ids.
+            workloads: [MAX_WORKLOADS; POLICY_SETS as usize],
             counters: take(ebpf, "COUNTERS")?,
             stats: take(ebpf, "STATS")?,
-            file_roots: take(ebpf, "FILE_ROOTS")?,
-            file_devs: take(ebpf, "FILE_DEVS")?,
-            file_allow: take(ebpf, "FILE_ALLOW")?,
             file_counters: take(ebpf, "FILE_COUNTERS")?,
-            device_segments: take(ebpf, "DEVICE_SEGMENTS")?,
-            device_allow: take(ebpf, "DEVICE_ALLOW")?,
             device_assigned: take(ebpf, "DEVICE_ASSIGNED")?,
             device_counters: take(ebpf, "DEVICE_COUNTERS")?,
-        })
+        };
+        maps.active = maps.policy_set.get(&0, 0).map(|s| (s & 1) as usize).unwrap_or(0);
+        Ok(maps)
     }
 
-    /// Writes a compiled policy, then removes entries it no longer has.
-    pub fn apply(&mut self, p: &CompiledPolicy) -> Result<(), HookError> {
-        self.settings.set(0, p.settings, 0).map_err(err("SETTINGS"))?;
-        for (id, info) in &p.segment_info {
-            self.segment_info.set(*id, *info, 0).map_err(err("SEGMENT_INFO"))?;
-        }
-        sync_hash(&mut self.allow, &p.allow, "ALLOW")?;
-        sync_hash(&mut self.file_allow, &p.file_allow, "FILE_ALLOW")?;
-        sync_hash(&mut self.device_allow, &p.device_allow, "DEVICE_ALLOW")?;
-        sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V4")?;
-        sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEGMENTS_V6")?;
-        Ok(())
+    /// The set the hooks read now.
+    pub fn active_set(&self) -> u8 {
+        self.active as u8
     }
 
-    /// Maps a cgroup to a workload (or removes it: unidentified).
+    /// Fills the set the hooks do not read with `c`, then flips the hooks
+    /// to it: one word written, so every decision sees either the whole old
+    /// policy or the whole new one. Returns the set now active. On an error
+    /// nothing has switched (the hooks still read the old set).
+    pub fn install(&mut self, c: &SetContents) -> Result<u8, HookError> {
+        let next = 1 - self.active;
+        // Zero the next set's counters first: they still count decisions of
+        // the policy two installs ago (the caller harvested them).
+        self.zero_counters(next);
+        self.workloads[next] = c.policy.workloads.len() as u32;
+        self.sets[next].fill(c)?;
+        self.policy_set.set(0, next as u32, 0).map_err(err("POLICY_SET"))?;
+        self.active = next;
+        Ok(next as u8)
+    }
+
+    fn active_set_mut(&mut self) -> &mut PolicySet {
+        &mut self.sets[self.active]
+    }
+
+    /// Maps a cgroup to a workload (or removes it: unidentified) in the
+    /// active set; the next `install` writes the whole table anyway.
     pub fn set_cgroup(&mut self, cgroup_id: u64, workload: Option<u32>) -> Result<(), HookError> {
+        let set = self.active_set_mut();
         match workload {
-            Some(w) => self.cgroups.insert(cgroup_id, w, 0).map_err(err("CGROUP_WORKLOADS")),
-            None => match self.cgroups.remove(&cgroup_id) {
+            Some(w) => set.cgroups.insert(cgroup_id, w, 0).map_err(err("CGROUP_WL")),
+            None => match set.cgroups.remove(&cgroup_id) {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(err("CGROUP_WORKLOADS")(e)),
+                Err(e) => Err(err("CGROUP_WL")(e)),
             },
         }
     }
 
-    /// Segment roots by identity, for the in-kernel file hooks.
+    /// Segment roots by identity, for the in-kernel file hooks (active set).
     pub fn set_file_roots(&mut self, roots: &[(InodeKey, u32)]) -> Result<(), HookError> {
-        for (k, value) in roots {
-            self.file_roots.insert(*k, *value, 0).map_err(err("FILE_ROOTS"))?;
-        }
-        let devs: HashSet<u64> = roots.iter().map(|(k, _)| k.dev).collect();
-        for d in &devs {
-            self.file_devs.insert(*d, 1, 0).map_err(err("FILE_DEVS"))?;
-        }
-        let stale: Vec<u64> = self.file_devs.keys().filter_map(Result::ok).filter(|d| !devs.contains(d)).collect();
-        for d in stale {
-            let _ = self.file_devs.remove(&d);
-        }
-        let keep: HashSet<InodeKey> = roots.iter().map(|(k, _)| *k).collect();
-        let stale: Vec<InodeKey> =
-            self.file_roots.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
-        for k in stale {
-            let _ = self.file_roots.remove(&k);
-        }
-        Ok(())
+        self.active_set_mut().set_file_roots(roots)
     }
 
-    /// Protected device nodes (resolved on this node).
+    /// Protected device nodes resolved on this node (active set).
     pub fn set_device_nodes(&mut self, nodes: &[(DeviceKey, DeviceSegment)]) -> Result<(), HookError> {
-        sync_hash(&mut self.device_segments, nodes, "DEVICE_SEGMENTS")
+        sync_hash(&mut self.active_set_mut().device_segments, nodes, "DEV_SEGS")
     }
 
     /// The GPUs assigned to each container cgroup; others are removed.
@@ -132,23 +197,37 @@ impl PolicyMaps {
         sync_hash(&mut self.device_assigned, assigned, "DEVICE_ASSIGNED")
     }
 
-    /// Per-verdict device decisions.
-    pub fn device_counts(&self, workload_id: u32) -> VerdictCounts {
-        sum_counts(&self.device_counters, workload_id)
+    /// Per-verdict network, file (in-kernel backend) and device decisions
+    /// of a workload id of policy set `set`.
+    pub fn counts(&self, set: u8, workload_id: u32) -> [VerdictCounts; 3] {
+        [&self.counters, &self.file_counters, &self.device_counters]
+            .map(|m| sum_counts(m, set as u32 * COUNTER_SLOTS, workload_id))
     }
 
-    /// Per-verdict file decisions of the in-kernel backend.
-    pub fn file_counts(&self, workload_id: u32) -> VerdictCounts {
-        sum_counts(&self.file_counters, workload_id)
+    /// Workload ids of the policy set `set` holds (0 is unidentified).
+    pub fn workload_ids(&self, set: u8) -> std::ops::RangeInclusive<u32> {
+        0..=self.workloads[set as usize & 1]
+    }
+
+    /// Zeroes the counters of the ids a set's policy had: only those were
+    /// ever bumped, and a reload must stay fast.
+    fn zero_counters(&mut self, set: usize) {
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
+        let zero = || aya::maps::PerCpuValues::<u64>::try_from(vec![0u64; cpus]);
+        let base = set as u32 * COUNTER_SLOTS;
+        for id in self.workload_ids(set as u8) {
+            for v in 1..VERDICT_SLOTS {
+                for m in [&mut self.counters, &mut self.file_counters, &mut self.device_counters] {
+                    if let Ok(z) = zero() {
+                        let _ = m.set(base + id * VERDICT_SLOTS + v, z, 0);
+                    }
+                }
+            }
+        }
     }
 
     pub fn cgroup_entries(&self) -> usize {
-        self.cgroups.keys().count()
-    }
-
-    /// Sums the per-CPU network decision counters of a workload id.
-    pub fn counts(&self, workload_id: u32) -> VerdictCounts {
-        sum_counts(&self.counters, workload_id)
+        self.sets[self.active].cgroups.keys().count()
     }
 
     /// One `STAT_*` slot per CPU.
@@ -217,12 +296,12 @@ where
     Ok(())
 }
 
-fn sum_counts(map: &PerCpuArray<MapData, u64>, workload_id: u32) -> VerdictCounts {
+fn sum_counts(map: &PerCpuArray<MapData, u64>, base: u32, workload_id: u32) -> VerdictCounts {
     if workload_id > MAX_WORKLOADS {
         return VerdictCounts::default();
     }
     let slot = |v: u8| -> u64 {
-        map.get(&(workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
+        map.get(&(base + workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
     };
     VerdictCounts {
         allowed: slot(warden_common::VERDICT_ALLOWED),

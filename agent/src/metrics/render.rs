@@ -96,6 +96,19 @@ pub fn render_report(r: &StatusReport, out: &mut String) {
     o.family("warden_policy_prefixes", Gauge, "Destination prefixes in the kernel maps.");
     o.sample("warden_policy_prefixes", &[("family", "ipv4")], p.prefixes_v4);
     o.sample("warden_policy_prefixes", &[("family", "ipv6")], p.prefixes_v6);
+    o.one(
+        "warden_policy_generation",
+        Gauge,
+        "Policy generation in force (1 at start, +1 per applied reload).",
+        p.generation,
+    );
+    o.one("warden_policy_reloads_total", Counter, "Reload attempts (signal, command, file change).", p.reload.attempts);
+    o.one(
+        "warden_policy_reload_failures_total",
+        Counter,
+        "Reloads refused; the last good policy stayed in force.",
+        p.reload.failures,
+    );
 
     o.family("warden_program_info", Gauge, "eBPF programs loaded and where they are attached (always 1).");
     for pr in &r.programs {

@@ -44,6 +44,9 @@ fn report() -> StatusReport {
             rules: 7,
             prefixes_v4: 5,
             prefixes_v6: 1,
+            generation: 3,
+            kernel_set: 1,
+            reload: ReloadStatus { attempts: 4, failures: 2, ..Default::default() },
         },
         cgroup_root: "/sys/fs/cgroup".into(),
         programs: vec![ProgramStatus {
@@ -248,6 +251,9 @@ fn renders_expected_samples() {
         (r#"warden_metadata_source_state{source="slurm",state="off"}"#, 1.0),
         (r#"warden_metadata_source_updates_total{source="kubernetes"}"#, 40.0),
         ("warden_gpu_assignment_up", 1.0),
+        ("warden_policy_generation", 3.0),
+        ("warden_policy_reloads_total", 4.0),
+        ("warden_policy_reload_failures_total", 2.0),
     ] {
         assert_eq!(samples.get(series), Some(&value), "{series} in\n{text}");
     }

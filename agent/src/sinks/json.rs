@@ -4,7 +4,7 @@
 //! lines sink runs this for every event (500k/s and more); serde remains
 //! the format's definition and serves the control socket.
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, SummaryEvent},
+    enrich::{DecisionEvent, Event, LossEvent, PolicyEvent, SummaryEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -15,6 +15,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event) {
         Event::Decision(e) => decision(&mut o, e),
         Event::Summary(e) => summary(&mut o, e),
         Event::Loss(e) => loss(&mut o, e),
+        Event::Policy(e) => policy(&mut o, e),
     }
     o.close();
 }
@@ -137,6 +138,20 @@ fn loss(o: &mut Obj, e: &LossEvent) {
     o.uint("count", e.count);
     o.uint("denied", e.denied);
     o.str("reason", e.reason);
+}
+
+fn policy(o: &mut Obj, e: &PolicyEvent) {
+    o.str("time", &e.time);
+    o.uint("seq", e.seq);
+    o.str("node", &e.node);
+    o.str("kind", e.kind);
+    o.str("operation", e.operation);
+    o.str("result", e.result);
+    o.uint("generation", e.generation);
+    o.str("sha256", &e.sha256);
+    if let Some(err) = &e.error {
+        o.str("error", err);
+    }
 }
 
 /// An object being written.
@@ -300,6 +315,11 @@ mod tests {
             backend: Some("lsm"),
         }));
         same_as_serde(&crate::sinks::queue::tests::loss(4));
+        let seq = std::sync::atomic::AtomicU64::new(5);
+        for error in [None, Some("p.yaml:3:1: bad \"field\"\n".to_string())] {
+            let ev = PolicyEvent::new(&seq, "n", error.is_none(), 2, "ab", error);
+            same_as_serde(&Event::Policy(ev));
+        }
     }
 
     #[test]

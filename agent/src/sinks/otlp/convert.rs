@@ -14,7 +14,7 @@ use super::{
     wire,
 };
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, Outcome, SummaryEvent},
+    enrich::{DecisionEvent, Event, LossEvent, Outcome, PolicyEvent, SummaryEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -85,11 +85,14 @@ impl Attrs<'_> {
     }
 }
 
-fn severity(verdict: &str) -> (SeverityNumber, &'static str) {
-    match verdict {
-        "denied" | "audited" => (SeverityNumber::Warn, "WARN"),
-        "loss" => (SeverityNumber::Error, "ERROR"),
-        _ => (SeverityNumber::Info, "INFO"),
+fn severity(ev: &Event) -> (SeverityNumber, &'static str) {
+    match ev {
+        Event::Policy(p) if p.error.is_some() => (SeverityNumber::Error, "ERROR"),
+        _ => match ev.verdict() {
+            "denied" | "audited" => (SeverityNumber::Warn, "WARN"),
+            "loss" => (SeverityNumber::Error, "ERROR"),
+            _ => (SeverityNumber::Info, "INFO"),
+        },
     }
 }
 
@@ -179,6 +182,21 @@ fn loss_body(out: &mut Vec<u8>, e: &LossEvent) {
         write!(out, "lost {} events at the {} stage ({} denies or audits): {}", e.count, e.stage, e.denied, e.reason);
 }
 
+fn policy_body(out: &mut Vec<u8>, e: &PolicyEvent) {
+    let _ = match &e.error {
+        None => write!(out, "policy reload applied: generation {}", e.generation),
+        Some(err) => write!(out, "policy reload refused, generation {} stays: {err}", e.generation),
+    };
+}
+
+fn policy_attrs(e: &PolicyEvent, a: &mut Attrs) {
+    a.str("warden.operation", e.operation);
+    a.str("warden.result", e.result);
+    a.uint("warden.generation", e.generation);
+    a.str("warden.sha256", &e.sha256);
+    a.opt("warden.error", e.error.as_deref());
+}
+
 fn loss_attrs(e: &LossEvent, a: &mut Attrs) {
     a.str("warden.stage", e.stage);
     a.uint("warden.count", e.count);
@@ -189,7 +207,7 @@ fn loss_attrs(e: &LossEvent, a: &mut Attrs) {
 /// One `LogRecord`'s fields, appended to `out`; `observed_ns` is when the
 /// exporter took the event.
 pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
-    let (number, text) = severity(ev.verdict());
+    let (number, text) = severity(ev);
     wire::fixed64(out, field::TIME, ev.time_unix_ns());
     wire::uint(out, field::SEVERITY_NUMBER, number as u64);
     wire::bytes(out, field::SEVERITY_TEXT, text.as_bytes());
@@ -198,6 +216,7 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
             Event::Decision(e) => decision_body(out, e),
             Event::Summary(e) => summary_body(out, e),
             Event::Loss(e) => loss_body(out, e),
+            Event::Policy(e) => policy_body(out, e),
         })
     });
     let mut a = Attrs(out);
@@ -218,6 +237,10 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
         Event::Loss(e) => {
             loss_attrs(e, &mut a);
             "warden.loss"
+        }
+        Event::Policy(e) => {
+            policy_attrs(e, &mut a);
+            "warden.policy"
         }
     };
     wire::fixed64(out, field::OBSERVED_TIME, observed_ns);

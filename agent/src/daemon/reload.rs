@@ -1,0 +1,258 @@
+//! Hot reload: the config file → a validated policy → one switch of the
+//! kernel's policy set (`PolicyMaps::install`: the whole new policy is
+//! written beside the old one, then one word flips the hooks over).
+//! Triggered by SIGHUP, `warden reload` and changes of the file itself
+//! (`watch`). A file that does not load keeps the last good policy; the
+//! error shows in `warden status` and as a `policy` event.
+use std::{sync::Arc, time::Instant};
+
+use super::state::Shared;
+use crate::{
+    control::status::ReloadStatus,
+    enrich::time::now_rfc3339,
+    files::roots::Roots,
+    hooks::maps::SetContents,
+    policy::{self, CompiledPolicy, Policy},
+};
+
+pub use crate::control::status::ReloadOutcome as Outcome;
+
+impl Shared {
+    /// Reads the config file again and applies it, or keeps the last good
+    /// policy and says why. `trigger`: signal | command | file.
+    pub fn reload(&self, trigger: &str) -> Outcome {
+        // One reload at a time: triggers may race (a SIGHUP during a watch).
+        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = Instant::now();
+        let loaded =
+            policy::load_file(self.config_path()).map_err(|e| format!("invalid policy, kept the last good one:\n{e}"));
+        let sha256 = loaded.as_ref().map(|p| p.source_sha256.clone()).unwrap_or_default();
+        let result = loaded.and_then(|p| self.apply(p));
+        let duration_us = t0.elapsed().as_micros() as u64;
+        let (applied, error, pending_restart) = match result {
+            Ok(pending) => (true, None, pending),
+            Err(e) => (false, Some(e), Vec::new()),
+        };
+        let generation = self.policy_generation();
+        let outcome = Outcome { applied, generation, sha256, error, pending_restart, duration_us };
+        self.note_reload(trigger, &outcome);
+        outcome
+    }
+
+    /// Switches to `policy`. Everything that can fail (compiling, resolving
+    /// roots and devices, a backend that cannot take the change) happens
+    /// before the switch; an error leaves the old policy in force.
+    fn apply(&self, policy: Policy) -> Result<Vec<String>, String> {
+        let compiled = Arc::new(policy.compile());
+        self.check_backends(&compiled)?;
+        let pending = self.with_policy(|old| restart_only_changes(old, &policy));
+        // Resolved outside the state lock: stat() of roots, /dev and /proc reads.
+        let roots = Arc::new(Roots::resolve(&compiled.files));
+        let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
+        self.mark_new_filesystems(&roots)?;
+        let kernel_roots: Vec<_> =
+            roots.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect();
+        self.switch(policy, compiled, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
+        self.after_switch(roots, table);
+        Ok(pending)
+    }
+
+    /// A reload cannot start a backend the agent did not start: refusing is
+    /// better than a policy whose new segments nothing enforces.
+    fn check_backends(&self, new: &CompiledPolicy) -> Result<(), String> {
+        let (had_files, had_devices) = self.with_compiled(|c| (c.has_file_segments(), c.has_device_segments()));
+        if new.has_file_segments() && !had_files {
+            return Err("the new policy adds file segments, but no file backend was started with this one: \
+                        restart the agent to enforce them (the last good policy stays in force)"
+                .into());
+        }
+        if new.has_device_segments() && !had_devices {
+            return Err("the new policy adds device segments, but the device hook was not attached with this one: \
+                        restart the agent to enforce them (the last good policy stays in force)"
+                .into());
+        }
+        Ok(())
+    }
+
+    /// fanotify only sees filesystems it marked: mark those of new roots
+    /// before the switch, so no open on them escapes a decision.
+    fn mark_new_filesystems(&self, roots: &Roots) -> Result<(), String> {
+        let (Some(ctx), Some(old)) = (self.file_ctx(), self.file_roots()) else { return Ok(()) };
+        let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(fan) = fan else { return Ok(()) };
+        for (dev, path) in &roots.filesystems {
+            if !old.filesystems.contains_key(dev) {
+                fan.mark(path).map_err(|e| format!("cannot mark the filesystem of {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_reload(&self, trigger: &str, o: &Outcome) {
+        match &o.error {
+            None => tracing::info!(trigger, generation = o.generation, duration_us = o.duration_us, "policy reloaded"),
+            Some(e) => tracing::error!(trigger, error = %e, "policy reload refused"),
+        }
+        for p in &o.pending_restart {
+            tracing::warn!(setting = %p, "changed in the config file; takes effect when the agent restarts");
+        }
+        let mut r = self.reload_status();
+        r.attempts += 1;
+        if !o.applied {
+            r.failures += 1;
+        }
+        *r = ReloadStatus {
+            last_at: Some(now_rfc3339()),
+            last_trigger: Some(trigger.into()),
+            last_result: Some(if o.applied { "applied" } else { "refused" }.into()),
+            last_error: o.error.clone(),
+            last_sha256: Some(o.sha256.clone()),
+            last_duration_us: o.duration_us,
+            pending_restart: if o.applied { o.pending_restart.clone() } else { r.pending_restart.clone() },
+            ..r.clone()
+        };
+        drop(r);
+        self.emit_policy_event(o);
+    }
+}
+
+/// `agent:` settings a running agent cannot change (sockets, sinks, ring
+/// size, cgroup root): named so status can say a restart is due.
+fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<String> {
+    let (a, b) = (&old.agent, &new.agent);
+    let mut out = Vec::new();
+    let mut check = |name: &str, differs: bool| {
+        if differs {
+            out.push(format!("agent.{name}"));
+        }
+    };
+    check("cgroupRoot", a.cgroup_root != b.cgroup_root);
+    check("socket", a.socket != b.socket);
+    check("nodeName", a.node_name != b.node_name);
+    check("ringBufferBytes", a.ring_buffer_bytes != b.ring_buffer_bytes);
+    check("events", a.events != b.events);
+    check("metrics", a.metrics != b.metrics);
+    check("files.backend", a.files != b.files);
+    check("kubernetes", a.kubernetes != b.kubernetes);
+    check("slurm", a.slurm != b.slurm);
+    check("devices", a.devices != b.devices);
+    out
+}
+
+impl Shared {
+    /// Under the state lock: every tracked cgroup identified under the new
+    /// policy, the other kernel set filled and flipped to, then the
+    /// userspace view switched. Decisions of the old set still in flight are
+    /// named by its policy, kept with that set.
+    fn switch(
+        &self,
+        policy: Policy,
+        compiled: Arc<CompiledPolicy>,
+        file_roots: &[(warden_common::InodeKey, u32)],
+        device_nodes: &[(warden_common::DeviceKey, warden_common::DeviceSegment)],
+    ) -> anyhow::Result<()> {
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.lock();
+        let g = &mut *g;
+        let identities: std::collections::HashMap<u64, Option<u32>> = g
+            .tracker
+            .iter()
+            .map(|(id, info)| (*id, compiled.workload_for(&info.rel, &meta.facts(&info.origin))))
+            .collect();
+        let cgroups: Vec<(u64, u32)> = identities.iter().filter_map(|(id, w)| w.map(|w| (*id, w))).collect();
+        // The set about to be refilled still counts the policy two reloads
+        // back: keep its totals by workload name.
+        let retiring = 1 - g.maps.active_set();
+        if let Some(old) = g.set_policies[retiring as usize].take() {
+            for id in g.maps.workload_ids(retiring) {
+                let Some(name) = super::state::workload_name(&old, id) else { continue };
+                let counts = g.maps.counts(retiring, id);
+                let total = g.harvested.entry(name.to_string()).or_default();
+                for (t, c) in total.iter_mut().zip(counts) {
+                    *t += c;
+                }
+            }
+        }
+        let contents = SetContents { policy: &compiled, cgroups: &cgroups, file_roots, device_nodes };
+        let active = g.maps.install(&contents)?;
+        for (id, info) in g.tracker.iter_mut() {
+            info.workload = identities.get(id).copied().flatten();
+        }
+        g.set_policies[active as usize] = Some(compiled.clone());
+        g.compiled = compiled;
+        g.policy = policy;
+        g.loaded_at = now_rfc3339();
+        g.identity_cache.clear();
+        self.bump_policy_generation();
+        Ok(())
+    }
+}
+
+/// SIGHUP reloads (`systemctl reload warden`).
+pub async fn on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || s.reload("signal")).await?;
+    }
+    Ok(())
+}
+
+/// Reloads when the config file's content changes. Watches its directory,
+/// not the file: editors replace files by rename, and a Kubernetes
+/// ConfigMap volume swaps a `..data` symlink, so the file's own inode may
+/// never change. Events are debounced, and content that is the same as
+/// the last attempt (loaded or refused) is not applied again.
+pub async fn watch(shared: Arc<Shared>) -> anyhow::Result<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let path = shared.config_path().to_path_buf();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    let flags = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_ATTRIB;
+    inotify.add_watch(&dir, flags)?;
+    // SAFETY: InotifyFd owns the descriptor and always returns the same one.
+    let fd =
+        unsafe { tokio::io::unix::AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching {}: {e}", dir.display()))?;
+    let mut last = file_digest(&path);
+    loop {
+        let mut ready = fd.readable().await?;
+        // Drain everything queued; which entry changed does not matter.
+        while ready.get_inner().0.read_events().is_ok_and(|e| !e.is_empty()) {}
+        ready.clear_ready();
+        // Writers may need a moment to finish (several events per save).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while fd.get_ref().0.read_events().is_ok_and(|e| !e.is_empty()) {}
+        let now = file_digest(&path);
+        if now == last || now.is_none() {
+            // Unchanged, or gone for now (mid-swap): keep the policy.
+            continue;
+        }
+        last = now;
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || s.reload("file")).await?;
+    }
+}
+
+/// An inotify instance as tokio registers it.
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Hash of the file's bytes (following symlinks); None if unreadable.
+fn file_digest(path: &std::path::Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(path).ok().map(|b| sha2::Sha256::digest(&b).into())
+}

@@ -1,0 +1,149 @@
+//! Hot reload, end to end: the real agent, real cgroups and connects, the
+//! config file changed the ways users change it (an editor's rename, a
+//! Kubernetes ConfigMap's `..data` symlink swap, SIGHUP, `warden reload`).
+mod harness;
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use harness::*;
+
+/// One protected segment; `allowed` is the workload with a rule for it.
+fn policy(port: u16, allowed: &str) -> String {
+    format!(
+        "version: 1\nagent:\n  events: {{ allowed: each }}\n{}workloads:\n  - name: trainer\n    selector: {{ cgroup: \"trainer/*\" }}\n  \
+         - name: other\n    selector: {{ cgroup: \"other/*\" }}\nallow:\n  - workload: {allowed}\n    segment: store\n",
+        store_segment(port)
+    )
+}
+
+/// Replaces `path` the way editors and `kubectl cp` do: write aside, rename.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn generation(agent: &Agent) -> u64 {
+    agent.status()["policy"]["generation"].as_u64().unwrap()
+}
+
+fn wait_generation(agent: &Agent, want: u64) {
+    agent.eventually(&format!("policy generation {want}"), || generation(agent) >= want);
+    assert_eq!(generation(agent), want, "exactly one reload per change");
+}
+
+fn reload_cli(agent: &Agent) -> (bool, String) {
+    let out = Command::new(WARDEN).args(["reload", "--socket"]).arg(&agent.socket).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Who can reach the segment now: (trainer, other).
+fn access(trainer: &Path, other: &Path, port: u16) -> (bool, bool) {
+    let t = netprobe(trainer, "tcp", "127.0.0.2", port);
+    let o = netprobe(other, "tcp", "127.0.0.2", port);
+    assert!(t.ok() || t.eperm(), "{t:?}");
+    assert!(o.ok() || o.eperm(), "{o:?}");
+    (t.ok(), o.ok())
+}
+
+#[test]
+fn file_changes_signal_and_command_switch_policy_and_bad_files_change_nothing() {
+    let tree = TestTree::new("reload");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let port = tcp_listener("127.0.0.2");
+    let agent = Agent::start(&tree, &policy(port, "trainer"));
+    assert_eq!(generation(&agent), 1);
+    assert_eq!(access(&trainer, &other, port), (true, false));
+
+    // An editor's save (write aside, rename): picked up by the watch.
+    replace(&agent.config, &policy(port, "other"));
+    wait_generation(&agent, 2);
+    assert_eq!(access(&trainer, &other, port), (false, true), "the new rule applies, the old one is gone");
+    let st = agent.status();
+    assert_eq!(st["policy"]["reload"]["last_result"], "applied");
+    assert_eq!(st["policy"]["reload"]["last_trigger"], "file");
+    assert_eq!(workload(&st, "trainer")["allowed"], 1, "counts from before the reload are kept");
+    assert_eq!(workload(&st, "trainer")["denied"], 1);
+
+    // A broken file: refused, the last good policy stays, status and an
+    // event say where and why.
+    let bad = policy(port, "other").replace("127.0.0.2/32", "127.0.0.300/32");
+    replace(&agent.config, &bad);
+    agent.eventually("the refusal in status", || agent.status()["policy"]["reload"]["failures"] == 1);
+    let st = agent.status();
+    let err = st["policy"]["reload"]["last_error"].as_str().unwrap();
+    assert!(err.contains("warden.yaml:") && err.contains("cidr") && err.contains("127.0.0.300"), "{err}");
+    assert_eq!(st["policy"]["reload"]["last_result"], "refused");
+    assert_eq!(generation(&agent), 2, "nothing switched");
+    assert_eq!(access(&trainer, &other, port), (false, true), "the last good policy is still enforced");
+    let (ok, text) = reload_cli(&agent);
+    assert!(!ok && text.contains("refused") && text.contains("cidr"), "warden reload must fail loudly: {text}");
+    let refused = agent.wait_events(2, |e| e["kind"] == "policy" && e["result"] == "refused");
+    assert!(refused[0]["error"].as_str().unwrap().contains("cidr"), "{refused:?}");
+    assert_eq!(refused[0]["generation"], 2);
+
+    // Fixed, then applied by SIGHUP (the file watch sees the fix too, so
+    // wait for either and check the signal path on its own below).
+    std::fs::write(&agent.config, policy(port, "trainer")).unwrap();
+    wait_generation(&agent, 3);
+    // SAFETY: kill(2) on the agent, our child.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+    wait_generation(&agent, 4);
+    assert_eq!(agent.status()["policy"]["reload"]["last_trigger"], "signal");
+    assert_eq!(access(&trainer, &other, port), (true, false));
+
+    // `warden reload` re-applies on demand.
+    let (ok, text) = reload_cli(&agent);
+    assert!(ok && text.contains("generation 5"), "{text}");
+    assert_eq!(generation(&agent), 5);
+
+    let applied = agent.wait_events(4, |e| e["kind"] == "policy" && e["result"] == "applied");
+    let gens: Vec<u64> = applied.iter().map(|e| e["generation"].as_u64().unwrap()).collect();
+    assert_eq!(gens, [2, 3, 4, 5]);
+    // Decisions carry the names of the policy that made them.
+    let st = agent.status();
+    assert_eq!(workload(&st, "trainer")["allowed"], 2);
+    assert_eq!(workload(&st, "other")["allowed"], 2);
+}
+
+#[test]
+fn configmap_symlink_swap_is_one_reload() {
+    let tree = TestTree::new("reload-cm");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let port = tcp_listener("127.0.0.2");
+    let agent = Agent::start(&tree, &policy(port, "trainer"));
+    // Kubelet's layout: warden.yaml -> ..data/warden.yaml, ..data -> ..v1.
+    let dir = agent.dir.0.clone();
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("warden.yaml"), text).unwrap();
+    };
+    let point_data_at = |target: &str| {
+        let tmp = dir.join("..data_tmp");
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    version("..v1", &policy(port, "trainer"));
+    point_data_at("..v1");
+    let link = dir.join("warden.yaml.link");
+    std::os::unix::fs::symlink("..data/warden.yaml", &link).unwrap();
+    std::fs::rename(&link, &agent.config).unwrap();
+    // Same content as loaded: no reload.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(generation(&agent), 1, "a layout change with the same content is not a reload");
+
+    let t0 = Instant::now();
+    version("..v2", &policy(port, "other"));
+    point_data_at("..v2");
+    wait_generation(&agent, 2);
+    let took = t0.elapsed();
+    assert_eq!(access(&trainer, &other, port), (false, true));
+    assert!(took < Duration::from_secs(5), "reload took {took:?}");
+}
