@@ -9,35 +9,27 @@ use std::{path::Path, process::Command, time::Duration};
 use file_cases::*;
 use harness::*;
 
-/// A tmpfs of our own: fanotify marks it as a whole filesystem, so each
-/// test's agent only sees its own files.
+/// The case table's tree on a tmpfs of the test's own.
 struct TestFs {
-    dir: TempDir,
+    fs: Tmpfs,
 }
 
 impl TestFs {
     fn new(name: &str) -> Self {
-        let dir = TempDir::new(name);
-        nix::mount::mount(Some("tmpfs"), &dir.0, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=16m"))
-            .expect("mount tmpfs");
+        let fs = Tmpfs::new(name);
+        let dir = &fs.0.0;
         for d in DIRS {
-            std::fs::create_dir_all(dir.0.join(d)).unwrap();
+            std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         for f in FILES {
-            std::fs::write(dir.0.join(f), "payload").unwrap();
+            std::fs::write(dir.join(f), "payload").unwrap();
         }
-        std::os::unix::fs::symlink(dir.0.join("data"), dir.0.join("outside/link")).unwrap();
-        Self { dir }
+        std::os::unix::fs::symlink(dir.join("data"), dir.join("outside/link")).unwrap();
+        Self { fs }
     }
 
     fn base(&self) -> &Path {
-        &self.dir.0
-    }
-}
-
-impl Drop for TestFs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.dir.0, nix::mount::MntFlags::MNT_DETACH);
+        &self.fs.0.0
     }
 }
 

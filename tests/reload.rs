@@ -147,3 +147,54 @@ fn configmap_symlink_swap_is_one_reload() {
     assert_eq!(access(&trainer, &other, port), (false, true));
     assert!(took < Duration::from_secs(5), "reload took {took:?}");
 }
+
+/// File segments (fanotify on this kernel) switch with the rest: roots,
+/// grants and identities change together; a reload that would need a
+/// backend the agent did not start is refused.
+#[test]
+fn file_segments_follow_reloads() {
+    let tree = TestTree::new("reload-files");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let fs = Tmpfs::new("reload-files");
+    let base = fs.0.0.clone();
+    for d in ["weights", "data"] {
+        std::fs::create_dir(base.join(d)).unwrap();
+        std::fs::write(base.join(d).join("f"), "payload").unwrap();
+    }
+    let files = |dir: &str, allowed: &str| {
+        format!(
+            "version: 1\nsegments:\n  - name: tree\n    paths: [\"{}\"]\nworkloads:\n  - name: trainer\n    selector: {{ cgroup: \"trainer/*\" }}\n  \
+             - name: other\n    selector: {{ cgroup: \"other/*\" }}\nallow:\n  - workload: {allowed}\n    segment: tree\n    access: read\n",
+            base.join(dir).display()
+        )
+    };
+    let read = |cg: &Path, dir: &str| {
+        let p = fileprobe(cg, &["read", base.join(dir).join("f").to_str().unwrap()]);
+        assert!(p.ok() || p.eperm(), "{p:?}");
+        p.ok()
+    };
+    let agent = Agent::start(&tree, &files("weights", "trainer"));
+    assert_eq!(agent.status()["enforcement"][1]["backend"], "fanotify");
+    assert!(read(&trainer, "weights") && !read(&other, "weights") && read(&other, "data"));
+
+    // The segment moves to data/ and to the other workload.
+    replace(&agent.config, &files("data", "other"));
+    wait_generation(&agent, 2);
+    assert!(read(&other, "data") && !read(&trainer, "data"), "new root, new grant");
+    assert!(read(&other, "weights") && read(&trainer, "weights"), "the old root is no longer a segment");
+
+    // Device segments cannot be added by a reload: no device hook was
+    // attached at start. Refused, and the last good policy stays.
+    let devices = files("data", "other").replacen(
+        "segments:\n",
+        "segments:\n  - name: gpus\n    devices: { paths: [/dev/null] }\n",
+        1,
+    );
+    replace(&agent.config, &devices);
+    agent.eventually("the refusal", || agent.status()["policy"]["reload"]["failures"] == 1);
+    let err = agent.status()["policy"]["reload"]["last_error"].as_str().unwrap().to_string();
+    assert!(err.contains("device segments") && err.contains("restart"), "{err}");
+    assert_eq!(generation(&agent), 2);
+    assert!(read(&other, "data") && !read(&trainer, "data"), "the last good policy still holds");
+}

@@ -98,6 +98,26 @@ pub fn store_segment(port: u16) -> String {
     format!("segments:\n  - name: store\n    network:\n      - cidr: 127.0.0.2/32\n        ports: [{port}]\n")
 }
 
+/// A tmpfs of a test's own, mounted on a temp dir and unmounted on drop:
+/// the fanotify backend marks whole filesystems, so each test's agent sees
+/// only its own files.
+pub struct Tmpfs(pub TempDir);
+
+impl Tmpfs {
+    pub fn new(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        nix::mount::mount(Some("tmpfs"), &dir.0, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=16m"))
+            .expect("mount tmpfs");
+        Self(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// A temp directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

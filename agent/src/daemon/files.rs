@@ -50,6 +50,10 @@ impl Context for FilesCtx {
         self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn policy_generation(&self) -> u64 {
+        self.shared.policy_generation()
+    }
+
     fn emit(&self, d: FileDecision) {
         self.shared.count_file(d.workload, d.verdict);
         // Enriched (tgid, comm, exe, cgroup) by the event task, off the decision path.

@@ -52,7 +52,7 @@ impl Shared {
         self.mark_new_filesystems(&roots)?;
         let kernel_roots: Vec<_> =
             roots.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect();
-        self.switch(policy, compiled, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
+        self.switch(policy, compiled, &roots, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
         self.after_switch(roots, table);
         Ok(pending)
     }
@@ -148,6 +148,7 @@ impl Shared {
         &self,
         policy: Policy,
         compiled: Arc<CompiledPolicy>,
+        roots: &Arc<Roots>,
         file_roots: &[(warden_common::InodeKey, u32)],
         device_nodes: &[(warden_common::DeviceKey, warden_common::DeviceSegment)],
     ) -> anyhow::Result<()> {
@@ -183,6 +184,11 @@ impl Shared {
         g.policy = policy;
         g.loaded_at = now_rfc3339();
         g.identity_cache.clear();
+        // The fanotify backend's roots switch with the rules; the generation
+        // moves last, so a decision that read anything old is redone.
+        if let Some(ctx) = self.file_ctx() {
+            *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
+        }
         self.bump_policy_generation();
         Ok(())
     }

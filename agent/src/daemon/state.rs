@@ -317,9 +317,6 @@ impl Shared {
     /// After a switch: the file backend and device state follow the new
     /// policy (the kernel set already holds its roots and nodes).
     pub(super) fn after_switch(&self, roots: Arc<Roots>, table: crate::devices::DeviceTable) {
-        if let Some(ctx) = self.file_ctx() {
-            *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
-        }
         self.update_file_roots(roots);
         self.devices().table = Arc::new(table);
     }

@@ -44,6 +44,9 @@ pub trait Context: Send + Sync {
     /// otherwise the opener's intent need not be read.
     fn needs_intent(&self, workload: Option<u32>, segment: u16) -> bool;
     fn roots(&self) -> Arc<Roots>;
+    /// Changes after a reload has swapped roots and policy: a decision
+    /// that saw it change may mix the two and is made again.
+    fn policy_generation(&self) -> u64;
     fn emit(&self, decision: FileDecision);
     fn note_error(&self);
     fn backend_failed(&self, reason: String);

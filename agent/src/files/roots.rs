@@ -23,11 +23,15 @@ pub struct Roots {
     pub missing: Vec<PathBuf>,
     /// One path per filesystem holding a root (for fanotify marks).
     pub filesystems: HashMap<u64, PathBuf>,
+    /// Unique per resolution: caches built on other roots are stale.
+    id: u64,
 }
+
+static RESOLUTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Roots {
     pub fn resolve(files: &[FileRoot]) -> Self {
-        let mut r = Roots::default();
+        let mut r = Roots { id: RESOLUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed), ..Roots::default() };
         for (i, f) in files.iter().enumerate() {
             match std::fs::metadata(&f.path) {
                 Ok(m) if m.is_dir() => {
@@ -56,6 +60,8 @@ impl Roots {
 /// into or out of a tree is seen within `TTL`.
 pub struct Locator {
     cache: HashMap<PathBuf, (Option<u16>, Instant)>,
+    /// The roots the cache was built on.
+    roots: u64,
 }
 
 const TTL: Duration = Duration::from_secs(1);
@@ -69,11 +75,16 @@ impl Default for Locator {
 
 impl Locator {
     pub fn new() -> Self {
-        Self { cache: HashMap::new() }
+        Self { cache: HashMap::new(), roots: 0 }
     }
 
     /// `Err` when the path cannot be checked (fail closed at the caller).
     pub fn segment_of(&mut self, roots: &Roots, path: &Path) -> Result<Option<u16>, std::io::Error> {
+        if roots.id != self.roots {
+            // New roots (a reload, a root that appeared): nothing cached holds.
+            self.cache.clear();
+            self.roots = roots.id;
+        }
         let m = std::fs::metadata(path)?;
         if let Some(s) = roots.segment_of_inode(m.dev(), m.ino()) {
             return Ok(Some(s));

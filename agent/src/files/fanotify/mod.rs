@@ -119,8 +119,28 @@ impl Fanotify {
             ctx.note_error();
             return (false, None);
         };
+        // Roots, identity and rules are read separately: a reload between
+        // them would mix two policies, so such a decision is made again.
+        for _ in 0..8 {
+            let generation = ctx.policy_generation();
+            let decided = self.decide_path(ctx, locator, ev, &path);
+            if ctx.policy_generation() == generation {
+                return decided;
+            }
+        }
+        ctx.note_error();
+        (false, None)
+    }
+
+    fn decide_path(
+        &self,
+        ctx: &Arc<dyn Context>,
+        locator: &mut Locator,
+        ev: &sys::PermEvent,
+        path: &std::path::Path,
+    ) -> (bool, Option<FileDecision>) {
         let roots = ctx.roots();
-        let segment = match locator.segment_of(&roots, &path) {
+        let segment = match locator.segment_of(&roots, path) {
             Ok(Some(s)) => s,
             Ok(None) => return (true, None),
             Err(_) => {
@@ -137,7 +157,7 @@ impl Fanotify {
             tid: ev.tid as u32,
             workload,
             segment,
-            path: PathBuf::from(&path),
+            path: PathBuf::from(path),
             write: want.map(|w| w & ACCESS_WRITE != 0),
             verdict,
             rule,
