@@ -48,6 +48,9 @@ agent=$!
 cleanup() {
   kill "$agent" "$listeners" 2>/dev/null || true
   wait "$agent" 2>/dev/null || true
+  # The demo's programs stay attached after the agent stops (pinned, as in
+  # production); the demo removes them.
+  "$bin/warden" uninstall --cgroup-root warden-demo --socket "$sock" >/dev/null 2>&1 || true
   rmdir "$demo/training/job-1" "$demo/training" "$demo/inference/server-1" "$demo/inference" "$demo" 2>/dev/null || true
   umount "$files" 2>/dev/null || true
 }

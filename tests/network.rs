@@ -219,5 +219,7 @@ fn multi_attach_keeps_other_programs_working() {
     assert!(netprobe(&client, "tcp", "127.0.0.1", p_free).ok(), "both allow unprotected flows");
     assert_eq!(workload(&inner.status(), "(unidentified)")["denied"], 1);
     // The inner tree is owned by the outer one; don't remove it twice.
+    drop(inner);
+    inner_tree.remove_pins();
     std::mem::forget(inner_tree);
 }

@@ -248,6 +248,22 @@ fn main() {
         failures.push("status shows no file denies for other".into());
     }
     let _ = agent.kill();
+    let _ = agent.wait();
+    // Killed: the pinned links keep every hook enforcing with no agent.
+    let after = [
+        probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Other)), &["read", &format!("{BASE}/data/f")]),
+        probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Reader)), &["read", &format!("{BASE}/data/f")]),
+        probe("warden-netprobe", &Path::new(CG).join("other/job"), &["tcp", "127.0.0.1", &port.to_string()]),
+        dev("writer/job", 0),
+    ];
+    let ok = after == [2, 0, 2, 2];
+    println!(
+        "{} after SIGKILL of the agent: file deny / file allow / network deny / device deny (exits {after:?})",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok {
+        failures.push(format!("after SIGKILL: exits {after:?}, expected [2, 0, 2, 2]"));
+    }
     if failures.is_empty() {
         println!("vm-cases: all passed");
     } else {

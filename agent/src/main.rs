@@ -60,6 +60,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if o.applied { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Uninstall { cgroup_root, all, socket, force } => {
+            use warden::hooks::pins;
+            warden::system::require_root()?;
+            if !all && cgroup_root.is_none() {
+                anyhow::bail!("give --cgroup-root ROOT (one instance) or --all");
+            }
+            if !force && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                anyhow::bail!(
+                    "an agent is running (it answers on {}): stop it first, or pass --force",
+                    socket.display()
+                );
+            }
+            let instance = cgroup_root.as_deref().map(pins::instance_name);
+            let removed = pins::uninstall(std::path::Path::new(warden::system::mounts::BPFFS), instance.as_deref())?;
+            let links = removed.iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("links"))).count();
+            println!("detached {links} programs and removed {} pinned maps", removed.len() - links);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Events(args) => {
             warden::cli::events::run(args)?;
             Ok(ExitCode::SUCCESS)

@@ -20,22 +20,22 @@ use crate::maps::{STATS, Set, bump, cgroups, deny_or_audit, per_set, reserve_dec
 
 per_set! {
     /// Protected device nodes → their segment (and GPU index).
-    fn device_segments -> HashMap<DeviceKey, DeviceSegment>: DEV_SEGS_0, DEV_SEGS_1 = HashMap::with_max_entries(4096, 0)
+    fn device_segments -> HashMap<DeviceKey, DeviceSegment>: DEV_SEGS_0, DEV_SEGS_1 = HashMap::pinned(4096, 0)
 }
 per_set! {
     /// (workload, segment) → granted access and GPUs.
     fn device_allow -> HashMap<AllowKey, DeviceAllowValue>: DEV_ALLOW_0, DEV_ALLOW_1 =
-        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+        HashMap::pinned(65536, BPF_F_NO_PREALLOC)
 }
 
 /// cgroup id of a container → the GPUs kubelet assigned to it (not policy:
 /// one map for both sets).
 #[map]
-static DEVICE_ASSIGNED: HashMap<u64, GpuSet> = HashMap::with_max_entries(65536, 0);
+static DEVICE_ASSIGNED: HashMap<u64, GpuSet> = HashMap::pinned(65536, 0);
 
 /// Device decision counters, `Set::counter` slots of both sets.
 #[map]
-static DEVICE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
+static DEVICE_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(POLICY_SETS * COUNTER_SLOTS, 0);
 
 #[cgroup_device]
 pub fn device(ctx: DeviceContext) -> i32 {

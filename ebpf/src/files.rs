@@ -29,22 +29,22 @@ const O_TRUNC: u32 = 0o1000;
 
 per_set! {
     /// (device, inode) of each segment root → segment id.
-    fn roots -> HashMap<InodeKey, u32>: FILE_ROOTS_0, FILE_ROOTS_1 = HashMap::with_max_entries(4096, 0)
+    fn roots -> HashMap<InodeKey, u32>: FILE_ROOTS_0, FILE_ROOTS_1 = HashMap::pinned(4096, 0)
 }
 per_set! {
     /// Filesystems (kernel dev_t) holding at least one root: opens elsewhere
     /// skip the ancestry walk entirely.
-    fn devs -> HashMap<u64, u8>: FILE_DEVS_0, FILE_DEVS_1 = HashMap::with_max_entries(256, 0)
+    fn devs -> HashMap<u64, u8>: FILE_DEVS_0, FILE_DEVS_1 = HashMap::pinned(256, 0)
 }
 per_set! {
     /// (workload, segment) → granted access.
     fn file_allow -> HashMap<AllowKey, FileAllowValue>: FILE_ALLOW_0, FILE_ALLOW_1 =
-        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+        HashMap::pinned(65536, BPF_F_NO_PREALLOC)
 }
 
 /// File decision counters, `Set::counter` slots of both sets.
 #[map]
-static FILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
+static FILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(POLICY_SETS * COUNTER_SLOTS, 0);
 
 macro_rules! global {
     ($name:ident, $ty:ty) => {

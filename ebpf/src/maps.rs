@@ -16,7 +16,7 @@ use warden_common::{
 
 /// Which policy set the hooks read (index 0; 0 or 1).
 #[map]
-pub static POLICY_SET: Array<u32> = Array::with_max_entries(1, 0);
+pub static POLICY_SET: Array<u32> = Array::pinned(1, 0);
 
 /// A policy set, read once per hook call.
 #[derive(Clone, Copy)]
@@ -56,45 +56,45 @@ pub(crate) use per_set;
 
 per_set! {
     /// cgroup id → workload id. Absent means unidentified (fail closed).
-    pub fn cgroups -> HashMap<u64, u32>: CGROUP_WL_0, CGROUP_WL_1 = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+    pub fn cgroups -> HashMap<u64, u32>: CGROUP_WL_0, CGROUP_WL_1 = HashMap::pinned(65536, BPF_F_NO_PREALLOC)
 }
 per_set! {
     /// Destination prefix → segments covering it (most specific first).
-    pub fn segments_v4 -> LpmTrie<[u8; 4], SegmentEntries>: SEG_V4_0, SEG_V4_1 = LpmTrie::with_max_entries(65536, 0)
+    pub fn segments_v4 -> LpmTrie<[u8; 4], SegmentEntries>: SEG_V4_0, SEG_V4_1 = LpmTrie::pinned(65536, 0)
 }
 per_set! {
-    pub fn segments_v6 -> LpmTrie<[u8; 16], SegmentEntries>: SEG_V6_0, SEG_V6_1 = LpmTrie::with_max_entries(65536, 0)
+    pub fn segments_v6 -> LpmTrie<[u8; 16], SegmentEntries>: SEG_V6_0, SEG_V6_1 = LpmTrie::pinned(65536, 0)
 }
 per_set! {
     /// Per-segment settings, indexed by segment id.
-    pub fn segment_info -> Array<SegmentInfo>: SEG_INFO_0, SEG_INFO_1 = Array::with_max_entries(MAX_SEGMENTS + 1, 0)
+    pub fn segment_info -> Array<SegmentInfo>: SEG_INFO_0, SEG_INFO_1 = Array::pinned(MAX_SEGMENTS + 1, 0)
 }
 per_set! {
     /// (workload, segment) → allowed port windows.
     pub fn allow -> HashMap<AllowKey, AllowValue>: ALLOW_0, ALLOW_1 =
-        HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC)
+        HashMap::pinned(65536, BPF_F_NO_PREALLOC)
 }
 per_set! {
     /// Global settings at index 0.
-    pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::with_max_entries(1, 0)
+    pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::pinned(1, 0)
 }
 
 /// Network decision counters, `Set::counter` slots of both sets.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(POLICY_SETS * COUNTER_SLOTS, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(POLICY_SETS * COUNTER_SLOTS, 0);
 
 /// Pipeline statistics (`STAT_*` indices), notably ring-buffer drops.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_SLOTS, 0);
 
 /// Decision events. Size set by the agent at load time.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::pinned(4 * 1024 * 1024, 0);
 
 /// cgroup lifecycle events, separate so a flood of decisions can never
 /// starve identity updates.
 #[map]
-pub static CGROUP_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static CGROUP_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
 
 #[inline(always)]
 pub fn bump(map: &PerCpuArray<u64>, index: u32) {

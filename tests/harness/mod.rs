@@ -50,6 +50,14 @@ impl TestTree {
         Self { rel, abs }
     }
 
+    /// Detaches the programs and removes the maps agents on this tree pinned.
+    pub fn remove_pins(&self) {
+        let instance = warden::hooks::pins::instance_name(&self.rel);
+        if let Err(e) = warden::hooks::pins::uninstall(Path::new("/sys/fs/bpf"), Some(&instance)) {
+            eprintln!("warning: could not remove the pins of {instance}: {e}");
+        }
+    }
+
     /// Creates (nested) child cgroups; returns the absolute path.
     pub fn mkdir(&self, sub: &str) -> PathBuf {
         let p = self.abs.join(sub);
@@ -88,7 +96,10 @@ fn remove_tree(dir: &Path) {
 }
 
 impl Drop for TestTree {
+    /// The tree's agents are gone by now (declared later, dropped first):
+    /// their pinned programs and maps go with the tree.
     fn drop(&mut self) {
+        self.remove_pins();
         remove_tree(&self.abs);
     }
 }
@@ -249,6 +260,13 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// SIGKILL and wait: the agent dies without any cleanup of its own.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// SIGTERM and wait: a clean shutdown.

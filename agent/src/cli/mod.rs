@@ -1,4 +1,4 @@
-//! Command line: `warden agent | status | reload | events | policy check`.
+//! Command line: `warden agent | status | reload | uninstall | events | policy check`.
 pub mod events;
 
 use std::path::PathBuf;
@@ -36,6 +36,22 @@ pub enum Command {
         /// Control socket of the daemon.
         #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
+    },
+    /// Detach every program and remove every map warden pinned in bpffs:
+    /// enforcement stops. Refused while an agent answers on the socket.
+    Uninstall {
+        /// The instance of this cgroup root (as given to `agent`).
+        #[arg(long, conflicts_with = "all")]
+        cgroup_root: Option<String>,
+        /// Every instance on the node.
+        #[arg(long)]
+        all: bool,
+        /// Control socket of a running agent to check for.
+        #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Uninstall even though an agent is running.
+        #[arg(long)]
+        force: bool,
     },
     /// Recent and live decision events from the daemon (like `tail [-f]`).
     Events(events::EventsArgs),

@@ -22,6 +22,19 @@ pub struct StatusReport {
     /// Where /metrics, /healthz and /readyz are served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// bpffs pins that keep enforcement up while the agent restarts.
+    #[serde(default)]
+    pub pins: PinStatus,
+}
+
+/// Where the agent pinned its maps and links (`warden uninstall` removes them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PinStatus {
+    pub dir: String,
+    /// Pinned maps from an earlier agent were taken over at start.
+    pub adopted: bool,
+    /// Programs attached through pinned links (they outlive the agent).
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

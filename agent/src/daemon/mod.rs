@@ -18,7 +18,7 @@ use anyhow::Context;
 use crate::{
     control::{self, server::SocketGuard},
     enrich::Enricher,
-    hooks::Hooks,
+    hooks::{Hooks, pins::Pins},
     identity::CgroupTracker,
     policy,
     sinks::{Fanout, JsonlSink},
@@ -63,13 +63,18 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
 
     let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
-    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id)?;
+    let pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
+        .with_context(|| format!("creating the pin directory under {}", mounts::BPFFS))?;
+    if pins.adopted {
+        tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
+    }
+    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id, pins)?;
     let mut maps = hooks.take_maps()?;
-    // The policy first, no cgroup identified yet (fail closed); the scan
-    // below and the backends add what they resolve.
-    let no_cgroups =
-        crate::hooks::maps::SetContents { policy: &compiled, cgroups: &[], file_roots: &[], device_nodes: &[] };
-    maps.install(&no_cgroups)?;
+    // The whole policy in one switch: rules, cgroups identified by path,
+    // file roots and device nodes. An earlier agent's pinned programs may be
+    // deciding from these maps right now, so nothing may go missing.
+    let initial = initial_contents(&tracker, &compiled);
+    maps.install(&initial.contents(&compiled))?;
     let event_ring = hooks.take_ring("EVENTS")?;
     let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
 
@@ -211,6 +216,40 @@ fn start_sinks(
     });
     let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher))
+}
+
+/// What the first policy set holds, resolved before any program runs on it.
+struct Initial {
+    cgroups: Vec<(u64, u32)>,
+    file_roots: Vec<(warden_common::InodeKey, u32)>,
+    device_nodes: Vec<(warden_common::DeviceKey, warden_common::DeviceSegment)>,
+}
+
+impl Initial {
+    fn contents<'a>(&'a self, policy: &'a policy::CompiledPolicy) -> crate::hooks::maps::SetContents<'a> {
+        crate::hooks::maps::SetContents {
+            policy,
+            cgroups: &self.cgroups,
+            file_roots: &self.file_roots,
+            device_nodes: &self.device_nodes,
+        }
+    }
+}
+
+/// Cgroups identified by their path (metadata-based identities follow once
+/// the sources answer), file roots and device nodes of `compiled`.
+fn initial_contents(tracker: &CgroupTracker, compiled: &policy::CompiledPolicy) -> Initial {
+    let meta = crate::identity::meta::MetaStore::default();
+    let cgroups = tracker
+        .scan()
+        .into_iter()
+        .filter_map(|(id, rel)| compiled.workload_for(&rel, &meta.facts(&tracker.origin_of(&rel))).map(|w| (id, w)))
+        .collect();
+    let roots = crate::files::roots::Roots::resolve(&compiled.files);
+    let file_roots =
+        roots.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect();
+    let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
+    Initial { cgroups, file_roots, device_nodes: table.entries() }
 }
 
 /// Binds the Prometheus endpoint (`--metrics-address` overrides the

@@ -111,6 +111,7 @@ pub struct Shared {
     heartbeat_ns: AtomicU64,
     /// Where /metrics is served (the bound address, port 0 resolved).
     metrics_address: std::sync::OnceLock<String>,
+    pins: std::sync::OnceLock<PinStatus>,
     /// Set once every hook is attached and cgroups are identified.
     ready: std::sync::atomic::AtomicBool,
     devices: Mutex<super::devices::DeviceState>,
@@ -154,6 +155,7 @@ impl Shared {
             pipeline: Default::default(),
             heartbeat_ns: AtomicU64::new(crate::identity::delay::monotonic_ns()),
             metrics_address: Default::default(),
+            pins: Default::default(),
             ready: Default::default(),
             devices: Mutex::new(Default::default()),
             policy_gen: AtomicU64::new(1),
@@ -186,6 +188,9 @@ impl Shared {
     }
 
     pub fn set_programs(&self, hooks: &Hooks) {
+        let p = hooks.pins();
+        let _ =
+            self.pins.set(PinStatus { dir: p.dir.display().to_string(), adopted: p.adopted, links: p.pinned_links() });
         self.lock().programs = hooks
             .attached
             .iter()
@@ -499,6 +504,7 @@ impl Shared {
             },
             gpu_assignment,
             metrics: self.metrics_address.get().cloned(),
+            pins: self.pins.get().cloned().unwrap_or_default(),
         }
     }
 }

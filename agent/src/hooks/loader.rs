@@ -2,17 +2,27 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupDevice, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupDevice, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
 
-use super::{maps::PolicyMaps, tracefs};
+use super::{
+    maps::PolicyMaps,
+    pins::{self, Pins},
+    tracefs,
+};
 use crate::system::mounts::TRACEFS;
 
 /// The kernel object built from `ebpf/` by `agent/build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("WARDEN_EBPF_OBJECT_PATH"));
 
-const NET_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+/// The network programs and their attach points.
+const NET_PROGRAMS: [(&str, u32); 4] = [
+    ("connect4", pins::BPF_CGROUP_INET4_CONNECT),
+    ("connect6", pins::BPF_CGROUP_INET6_CONNECT),
+    ("sendmsg4", pins::BPF_CGROUP_UDP4_SENDMSG),
+    ("sendmsg6", pins::BPF_CGROUP_UDP6_SENDMSG),
+];
 const TRACEPOINTS: [&str; 2] = ["cgroup_mkdir", "cgroup_rmdir"];
 const LSM_HOOKS: [&str; 9] = [
     "file_open",
@@ -42,6 +52,8 @@ pub enum HookError {
     Cgroup { path: String, source: std::io::Error },
     #[error("map {0}: {1}")]
     Map(String, String),
+    #[error("pinning {what} in bpffs: {source}")]
+    Pin { what: String, source: std::io::Error },
 }
 
 /// What is attached where, for `warden status`.
@@ -55,6 +67,7 @@ pub struct AttachedProgram {
 
 pub struct Hooks {
     ebpf: Ebpf,
+    pins: Pins,
     pub attached: Vec<AttachedProgram>,
     /// Whether this kernel's BTF gave every offset the file hooks need.
     file_offsets: Result<(), String>,
@@ -64,7 +77,7 @@ impl Hooks {
     /// Loads the object (maps created, programs not yet in the kernel).
     /// `cgroup_root` (level, id) scopes the file hooks like the network
     /// hooks' attach point does.
-    pub fn load(ring_buffer_bytes: u32, cgroup_root: (u32, u64)) -> Result<Self, HookError> {
+    pub fn load(ring_buffer_bytes: u32, cgroup_root: (u32, u64), pins: Pins) -> Result<Self, HookError> {
         let tracefs = Path::new(TRACEFS);
         let (mk_root, mk_id, mk_path) =
             tracefs::cgroup_tp_offsets(tracefs, "cgroup_mkdir").map_err(HookError::Tracefs)?;
@@ -83,14 +96,21 @@ impl Hooks {
             .override_global("TP_OFF_PATH", &mk_path, true)
             .override_global("ROOT_CGROUP_LEVEL", &cgroup_root.0, true)
             .override_global("ROOT_CGROUP_ID", &cgroup_root.1, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes);
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            // Reused when an earlier agent pinned them: the policy in force,
+            // counters and undelivered events carry over.
+            .default_map_pin_directory(pins.maps_dir());
         if let Ok(offs) = &offsets {
             for (name, value) in offs {
                 loader.override_global(name, value, true);
             }
         }
         let ebpf = loader.load(OBJECT).map_err(HookError::Load)?;
-        Ok(Self { ebpf, attached: Vec::new(), file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()) })
+        Ok(Self { ebpf, pins, attached: Vec::new(), file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
+    pub fn pins(&self) -> &Pins {
+        &self.pins
     }
 
     /// Takes the typed maps out of the object.
@@ -124,8 +144,8 @@ impl Hooks {
     /// multi-attach; the kernel rejects BPF_F_ALLOW_MULTI on links (EINVAL),
     /// so the mode must be `Single` (flags 0) there.
     pub fn attach_network(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
-        for name in NET_PROGRAMS {
-            self.attach_cgroup::<CgroupSockAddr>(name, "cgroup_sock_addr", cgroup_dir)?;
+        for (name, attach_type) in NET_PROGRAMS {
+            self.attach_cgroup::<CgroupSockAddr>(name, "cgroup_sock_addr", cgroup_dir, attach_type)?;
         }
         Ok(())
     }
@@ -133,14 +153,18 @@ impl Hooks {
     /// Device hook at `cgroup_dir`. Through a bpf_link it runs alongside the
     /// container runtime's own device programs (every program must allow).
     pub fn attach_devices(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
-        self.attach_cgroup::<CgroupDevice>("device", "cgroup_device", cgroup_dir)
+        self.attach_cgroup::<CgroupDevice>("device", "cgroup_device", cgroup_dir, pins::BPF_CGROUP_DEVICE)
     }
 
+    /// Loads a cgroup program and attaches it through a pinned bpf_link
+    /// (multi-attach: the runtime's and CNI's programs keep running, and
+    /// every program must allow).
     fn attach_cgroup<P: CgroupProgram>(
         &mut self,
         name: &'static str,
         kind: &'static str,
         cgroup_dir: &Path,
+        attach_type: u32,
     ) -> Result<(), HookError>
     where
         for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
@@ -149,11 +173,15 @@ impl Hooks {
             .map_err(|source| HookError::Cgroup { path: cgroup_dir.display().to_string(), source })?;
         let target = cgroup_dir.display().to_string();
         let prog: &mut P = program(&mut self.ebpf, name)?;
-        prog.load_and_attach(cgroup.as_fd()).map_err(|e| match e {
-            (true, source) => HookError::Verify { name, source },
-            (false, source) => HookError::Attach { name, target: target.clone(), source },
+        prog.load_program().map_err(|source| HookError::Verify { name, source })?;
+        let fd = prog.program_fd().map_err(|source| HookError::Verify { name, source })?;
+        let link = pins::cgroup_link(fd, cgroup.as_fd(), attach_type).map_err(|e| HookError::Attach {
+            name,
+            target: target.clone(),
+            source: aya::programs::ProgramError::IOError(e),
         })?;
         let id = prog.id();
+        self.pins.replace_link(name, link).map_err(|source| HookError::Pin { what: name.into(), source })?;
         self.record(name, kind, target, id);
         Ok(())
     }
@@ -165,7 +193,9 @@ impl Hooks {
         for name in LSM_HOOKS {
             let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
             prog.load(name, &btf).map_err(|e| format!("loading lsm/{name}: {}", error_chain(&e)))?;
-            prog.attach().map_err(|e| format!("attaching lsm/{name}: {}", error_chain(&e)))?;
+            let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", error_chain(&e)))?;
+            let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
+            self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;
             let id = prog.info().map(|i| i.id()).unwrap_or(0);
             self.record(name, "lsm", format!("lsm/{name}"), id);
         }
@@ -177,25 +207,21 @@ impl Hooks {
     }
 }
 
-/// The cgroup program types warden attaches, behind one load-and-attach.
+/// The cgroup program types warden attaches: loaded by aya, linked here.
 trait CgroupProgram {
-    /// `Err((true, _))`: the load (verifier) failed; `(false, _)`: the attach.
-    fn load_and_attach(
-        &mut self,
-        cgroup: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), (bool, aya::programs::ProgramError)>;
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
+    fn program_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, aya::programs::ProgramError>;
     fn id(&self) -> u32;
 }
 
 macro_rules! cgroup_program {
     ($ty:ty) => {
         impl CgroupProgram for $ty {
-            fn load_and_attach(
-                &mut self,
-                cgroup: std::os::fd::BorrowedFd<'_>,
-            ) -> Result<(), (bool, aya::programs::ProgramError)> {
-                self.load().map_err(|e| (true, e))?;
-                self.attach(cgroup, attach_mode()).map(|_| ()).map_err(|e| (false, e))
+            fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+                self.load()
+            }
+            fn program_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, aya::programs::ProgramError> {
+                self.fd().map(|fd| fd.as_fd())
             }
             fn id(&self) -> u32 {
                 self.info().map(|i| i.id()).unwrap_or(0)
@@ -205,15 +231,6 @@ macro_rules! cgroup_program {
 }
 cgroup_program!(CgroupSockAddr);
 cgroup_program!(CgroupDevice);
-
-/// Links (>= 5.7) are multi-attach by nature; legacy attach needs the flag.
-fn attach_mode() -> CgroupAttachMode {
-    if aya::util::KernelVersion::current().map(|v| v >= aya::util::KernelVersion::new(5, 7, 0)).unwrap_or(true) {
-        CgroupAttachMode::Single
-    } else {
-        CgroupAttachMode::AllowMultiple
-    }
-}
 
 /// A program of the object, as its concrete type.
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, HookError>

@@ -5,6 +5,7 @@
 pub mod btf;
 mod loader;
 pub mod maps;
+pub mod pins;
 pub mod tracefs;
 
 pub use loader::{AttachedProgram, HookError, Hooks};

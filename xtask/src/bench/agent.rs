@@ -29,6 +29,7 @@ pub fn status_field(pid: u32, key: &str) -> String {
 
 pub struct Agent {
     child: Child,
+    cgroup_root: String,
     pub warden: PathBuf,
     pub socket: PathBuf,
     pub dir: PathBuf,
@@ -60,7 +61,7 @@ impl Agent {
             .args(["--metrics-address", "off"])
             .stderr(std::fs::File::create(dir.join("agent.log"))?)
             .spawn()?;
-        let agent = Self { child, warden, socket, dir };
+        let agent = Self { child, cgroup_root: cgroup_root.to_string(), warden, socket, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while agent.status().is_err() {
             if Instant::now() > deadline {
@@ -89,5 +90,11 @@ impl Drop for Agent {
         // SAFETY: kill(2) on our child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        // Enforcement outlives the agent (pinned links): remove it too.
+        let _ = Command::new(&self.warden)
+            .args(["uninstall", "--cgroup-root", &self.cgroup_root, "--socket"])
+            .arg(&self.socket)
+            .stdout(std::process::Stdio::null())
+            .status();
     }
 }

@@ -1,0 +1,194 @@
+//! Restart safety: enforcement outlives the agent. Maps are pinned under
+//! `<bpffs>/warden/v<ABI>/<instance>/maps` (aya reuses them on the next
+//! load), and every enforcing program is attached through a bpf_link pinned
+//! under `…/links/<program>`: while the agent restarts, is upgraded or was
+//! killed with SIGKILL, the kernel keeps deciding from the same maps. A new
+//! agent attaches its programs next to the pinned ones and only then
+//! releases the old links, so there is never an instant with no program.
+//! `warden uninstall` removes all of it.
+//!
+//! aya 0.14 cannot turn every link kind into a pinnable fd (cgroup/dev
+//! links), so links are made here with the bpf(2) commands themselves.
+use std::{
+    ffi::CString,
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+/// Bumped whenever a map's layout changes: a new agent must never reuse
+/// maps an older one left with another layout.
+pub const MAP_ABI: u32 = 1;
+
+/// bpf(2) commands and attach types (include/uapi/linux/bpf.h).
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_LINK_CREATE: libc::c_long = 28;
+pub const BPF_CGROUP_DEVICE: u32 = 6;
+pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
+pub const BPF_CGROUP_INET6_CONNECT: u32 = 11;
+pub const BPF_CGROUP_UDP4_SENDMSG: u32 = 14;
+pub const BPF_CGROUP_UDP6_SENDMSG: u32 = 15;
+
+/// Where one agent instance (one cgroup root) keeps its pins.
+#[derive(Debug, Clone)]
+pub struct Pins {
+    pub dir: PathBuf,
+    /// Pinned maps were found: this agent took over from an earlier one.
+    pub adopted: bool,
+}
+
+/// Instance name of a cgroup root: `root` for the whole hierarchy, else
+/// the path with `/` as `-` (one directory per governed subtree).
+pub fn instance_name(cgroup_root: &str) -> String {
+    let rel = cgroup_root.trim_matches('/');
+    if rel.is_empty() { "root".into() } else { rel.replace('/', "-") }
+}
+
+/// `<bpffs>/warden/v<ABI>`: every instance of this map layout.
+pub fn abi_dir(bpffs: &Path) -> PathBuf {
+    bpffs.join("warden").join(format!("v{MAP_ABI}"))
+}
+
+impl Pins {
+    pub fn open(bpffs: &Path, cgroup_root: &str) -> std::io::Result<Self> {
+        let dir = abi_dir(bpffs).join(instance_name(cgroup_root));
+        let adopted = dir.join("maps/POLICY_SET").exists();
+        std::fs::create_dir_all(dir.join("maps"))?;
+        std::fs::create_dir_all(dir.join("links"))?;
+        Ok(Self { dir, adopted })
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        self.dir.join("maps")
+    }
+
+    fn link_path(&self, program: &str) -> PathBuf {
+        self.dir.join("links").join(program)
+    }
+
+    /// Pins `link` as `program`'s link. An earlier agent's link there stays
+    /// attached until the new one is pinned, then is released (detached).
+    pub fn replace_link(&self, program: &str, link: OwnedFd) -> std::io::Result<()> {
+        let path = self.link_path(program);
+        let old = obj_get(&path).ok();
+        if old.is_some() {
+            std::fs::remove_file(&path)?;
+        }
+        obj_pin(link.as_fd(), &path)?;
+        // Dropping our fds: the pin holds the new link; the old one had
+        // only our fd left, so it detaches now, after the new is in place.
+        drop(old);
+        Ok(())
+    }
+
+    /// Names of the programs with a pinned link.
+    pub fn pinned_links(&self) -> Vec<String> {
+        list(&self.dir.join("links"))
+    }
+}
+
+/// Detaches and removes every pin of the instances under `abi_dir` (or of
+/// the one named): links first, so no program outlives its maps' owner.
+/// Returns what was removed.
+pub fn uninstall(bpffs: &Path, instance: Option<&str>) -> std::io::Result<Vec<PathBuf>> {
+    let root = bpffs.join("warden");
+    let mut removed = Vec::new();
+    let Ok(abis) = std::fs::read_dir(&root) else { return Ok(removed) };
+    for abi in abis.flatten() {
+        for inst in list(&abi.path()) {
+            if instance.is_some_and(|i| i != inst) {
+                continue;
+            }
+            let dir = abi.path().join(&inst);
+            for sub in ["links", "maps"] {
+                for name in list(&dir.join(sub)) {
+                    let p = dir.join(sub).join(name);
+                    std::fs::remove_file(&p)?;
+                    removed.push(p);
+                }
+                let _ = std::fs::remove_dir(dir.join(sub));
+            }
+            std::fs::remove_dir(&dir)?;
+        }
+        let _ = std::fs::remove_dir(abi.path());
+    }
+    let _ = std::fs::remove_dir(&root);
+    Ok(removed)
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A cgroup program attached to `cgroup` through a new bpf_link
+/// (multi-attach by nature: other programs on the cgroup keep running).
+pub fn cgroup_link(prog: impl AsFd, cgroup: impl AsFd, attach_type: u32) -> std::io::Result<OwnedFd> {
+    // union bpf_attr, link_create: prog_fd, target_fd, attach_type, flags.
+    let mut attr = [0u32; 32];
+    attr[0] = prog.as_fd().as_raw_fd() as u32;
+    attr[1] = cgroup.as_fd().as_raw_fd() as u32;
+    attr[2] = attach_type;
+    bpf_fd(BPF_LINK_CREATE, &mut attr)
+}
+
+/// An LSM program attached through a raw-tracepoint link (how BPF-LSM
+/// programs attach; the hook comes from the program's BTF id).
+pub fn lsm_link(prog: impl AsFd) -> std::io::Result<OwnedFd> {
+    // raw_tracepoint: name (u64, NULL for BTF-typed programs), prog_fd.
+    let mut attr = [0u32; 32];
+    attr[2] = prog.as_fd().as_raw_fd() as u32;
+    bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+}
+
+fn path_attr(path: &Path, fd: u32) -> std::io::Result<([u32; 32], CString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // obj_pin/obj_get: pathname (u64), bpf_fd, file_flags.
+    let mut attr = [0u32; 32];
+    let ptr = c.as_ptr() as u64;
+    attr[0] = ptr as u32;
+    attr[1] = (ptr >> 32) as u32;
+    attr[2] = fd;
+    Ok((attr, c))
+}
+
+fn obj_pin(fd: impl AsFd, path: &Path) -> std::io::Result<()> {
+    let (mut attr, _keep) = path_attr(path, fd.as_fd().as_raw_fd() as u32)?;
+    bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
+}
+
+fn obj_get(path: &Path) -> std::io::Result<OwnedFd> {
+    let (mut attr, _keep) = path_attr(path, 0)?;
+    bpf_fd(BPF_OBJ_GET, &mut attr)
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u32; 32]) -> std::io::Result<i64> {
+    // SAFETY: attr is a zero-padded bpf_attr of 128 bytes for `cmd`; the
+    // pointers it holds (paths) outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), std::mem::size_of_val(attr)) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 32]) -> std::io::Result<OwnedFd> {
+    let fd = bpf(cmd, attr)?;
+    // SAFETY: the kernel returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names() {
+        assert_eq!(instance_name("/"), "root");
+        assert_eq!(instance_name(""), "root");
+        assert_eq!(instance_name("/kubepods.slice/"), "kubepods.slice");
+        assert_eq!(instance_name("warden-test-1/a"), "warden-test-1-a");
+    }
+}

@@ -1,0 +1,133 @@
+//! Restart safety on real hooks: programs and maps pinned in bpffs keep
+//! enforcing while the agent is down (SIGTERM, SIGKILL), a new agent takes
+//! them over, and `warden uninstall` removes everything. The hammer test
+//! keeps connects going through 100 reloads, a restart and a SIGKILL.
+mod harness;
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use harness::*;
+use serde_json::Value;
+
+fn policy(port: u16, extra: &str) -> String {
+    format!(
+        "version: 1\nagent:\n  events: {{ allowed: each }}\n{}{extra}workloads:\n  - name: trainer\n    selector: {{ cgroup: \"trainer/*\" }}\n  \
+         - name: other\n    selector: {{ cgroup: \"other/*\" }}\nallow:\n  - workload: trainer\n    segment: store\n",
+        store_segment(port)
+    )
+}
+
+fn pin_dir(tree: &TestTree) -> std::path::PathBuf {
+    warden::hooks::pins::abi_dir(Path::new("/sys/fs/bpf")).join(warden::hooks::pins::instance_name(&tree.rel))
+}
+
+#[test]
+fn enforcement_survives_sigkill_and_uninstall_removes_it() {
+    let tree = TestTree::new("restart");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let port = tcp_listener("127.0.0.2");
+    let mut first = Agent::start(&tree, &policy(port, ""));
+    let st = first.status();
+    assert_eq!(st["pins"]["adopted"], false);
+    let links: Vec<&str> = st["pins"]["links"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(links, ["connect4", "connect6", "sendmsg4", "sendmsg6"]);
+
+    first.kill9();
+    // No agent at all: the kernel still decides from the pinned maps.
+    assert!(netprobe(&trainer, "tcp", "127.0.0.2", port).ok(), "allowed flows keep working");
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm(), "denied flows stay denied");
+    // A cgroup made while no agent runs has no identity: fail closed.
+    let late = tree.mkdir("trainer/late");
+    assert!(netprobe(&late, "tcp", "127.0.0.2", port).eperm(), "unidentified while the agent is down");
+
+    let mut second = Agent::start(&tree, &policy(port, ""));
+    assert_eq!(second.status()["pins"]["adopted"], true, "the new agent took over the pins");
+    second.eventually("the late cgroup identified", || netprobe(&late, "tcp", "127.0.0.2", port).ok());
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
+
+    // A clean stop leaves enforcement in place too (a rolling update).
+    second.stop();
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm(), "enforced after SIGTERM");
+
+    let out = Command::new(WARDEN)
+        .args(["uninstall", "--cgroup-root", &tree.rel, "--socket"])
+        .arg(&second.socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("detached 4 programs"), "{text}");
+    assert!(!pin_dir(&tree).exists(), "nothing left in bpffs");
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).ok(), "uninstalled: no program decides any more");
+}
+
+#[test]
+fn uninstall_refuses_while_an_agent_runs() {
+    let tree = TestTree::new("restart-refuse");
+    let port = tcp_listener("127.0.0.2");
+    let agent = Agent::start(&tree, &policy(port, ""));
+    let out = Command::new(WARDEN)
+        .args(["uninstall", "--cgroup-root", &tree.rel, "--socket"])
+        .arg(&agent.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an agent is running"));
+    assert!(pin_dir(&tree).join("links/connect4").exists(), "nothing removed");
+}
+
+/// Connect outcomes of a flood that ran for the whole test.
+fn counts(v: &Value) -> (u64, u64, u64, u64) {
+    let n = |k: &str| v[k].as_u64().unwrap();
+    (n("attempts"), n("ok"), n("denied"), n("other"))
+}
+
+#[test]
+fn hammer_reloads_restart_and_sigkill_never_flip_a_decision() {
+    let tree = TestTree::new("hammer");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let port = tcp_listener("127.0.0.2");
+    // Two valid policies that shift every id: an extra segment and workload
+    // before the real ones. Neither changes who may reach `store`.
+    let plain = policy(port, "");
+    let shifted = policy(port, "  - name: decoy\n    network:\n      - cidr: 10.99.0.0/16\n")
+        .replace("workloads:\n", "workloads:\n  - name: decoy\n    selector: { cgroup: \"decoy/*\" }\n");
+    let mut agent = Agent::start(&tree, &plain);
+
+    // Both floods run through everything below. Paced: every allowed
+    // connect leaves a TIME_WAIT socket, and loopback has ~28k ports.
+    let secs = 20.0;
+    let (t, o) = (trainer.clone(), other.clone());
+    let allowed = std::thread::spawn(move || flood(&t, "flood", port, secs, 400));
+    let denied = std::thread::spawn(move || flood(&o, "flood", port, secs, 400));
+    let t0 = Instant::now();
+
+    for i in 0..100 {
+        std::fs::write(&agent.config, if i % 2 == 0 { &shifted } else { &plain }).unwrap();
+        let out = Command::new(WARDEN).args(["reload", "--socket"]).arg(&agent.socket).output().unwrap();
+        assert!(out.status.success(), "reload {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let reloads = agent.status()["policy"]["reload"]["attempts"].as_u64().unwrap();
+    assert!(reloads >= 100, "{reloads} reloads");
+    agent.stop();
+    agent = Agent::start(&tree, &plain);
+    agent.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    agent = Agent::start(&tree, &shifted);
+    assert!(t0.elapsed().as_secs_f64() < secs - 2.0, "the floods must outlast the hammering");
+
+    let (a, a_ok, a_denied, a_other) = counts(&allowed.join().unwrap());
+    let (d, d_ok, d_denied, d_other) = counts(&denied.join().unwrap());
+    assert!(a > 6_000 && d > 6_000, "floods ran: {a} and {d} attempts");
+    assert_eq!((a_ok, a_denied, a_other), (a, 0, 0), "every allowed connect succeeded");
+    assert_eq!((d_ok, d_denied, d_other), (0, d, 0), "no denied connect got through");
+    let st = agent.status();
+    assert_eq!(st["pins"]["adopted"], true);
+    assert_eq!(st["policy"]["generation"], 1, "a fresh agent starts at generation 1");
+}
