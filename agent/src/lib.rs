@@ -9,6 +9,7 @@
 #[cfg(test)]
 extern crate self as warden;
 
+pub mod capability;
 pub mod cli;
 pub mod control;
 pub mod daemon;

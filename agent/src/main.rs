@@ -40,6 +40,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe { json } => {
+            warden::system::require_root()?;
+            let report = warden::capability::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            // Non-zero when a segment kind cannot be enforced here.
+            Ok(if report.segments.iter().all(|s| s.enforced) { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
         Command::Reload { json, socket } => {
             let resp = control::client::request(&socket, &Request::Reload)?;
             let o = resp.reload.ok_or_else(|| anyhow::anyhow!("daemon sent no reload outcome"))?;

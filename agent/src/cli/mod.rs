@@ -1,4 +1,4 @@
-//! Command line: `warden agent | status | reload | uninstall | events | policy check`.
+//! Command line: `warden agent | status | probe | reload | uninstall | events | policy check`.
 pub mod events;
 
 use std::path::PathBuf;
@@ -26,6 +26,13 @@ pub enum Command {
         /// Control socket of the daemon.
         #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
+    },
+    /// What this node can enforce: kernel, BTF, cgroup v2, bpffs, each hook
+    /// type loaded for real, active LSMs, and the segment kinds that follow.
+    Probe {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-read the daemon's config file and apply it atomically; an invalid
     /// file is refused (exit 1) and the last good policy stays in force.

@@ -1,0 +1,180 @@
+//! `warden probe`: what this node can enforce, checked for real (program
+//! types loaded into this kernel, the fanotify class the file fallback
+//! needs, bpffs for restart safety), and therefore which segment kinds a
+//! policy can rely on here. The agent refuses to start in enforce mode when
+//! a kind it needs is missing; this tells an operator before that.
+use std::path::Path;
+
+use aya::programs::ProgramType;
+use serde::{Deserialize, Serialize};
+
+use crate::system::{kernel, mountinfo, mounts};
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// How one kind of segment is enforced on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SegmentKind {
+    pub kind: String,
+    pub enforced: bool,
+    pub backend: String,
+    /// What holds while the agent restarts, and what is not enforced.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Report {
+    pub kernel: String,
+    pub active_lsms: Vec<String>,
+    pub checks: Vec<Check>,
+    pub segments: Vec<SegmentKind>,
+}
+
+fn check(name: &str, r: Result<String, String>) -> Check {
+    match r {
+        Ok(detail) => Check { name: name.into(), ok: true, detail },
+        Err(detail) => Check { name: name.into(), ok: false, detail },
+    }
+}
+
+fn program_type(ty: ProgramType, what: &str) -> Result<String, String> {
+    match aya::sys::is_program_supported(ty) {
+        Ok(true) => Ok(format!("{what}: loads")),
+        Ok(false) => Err(format!("{what}: the kernel refuses this program type")),
+        Err(e) => {
+            let mut why = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(inner) = src {
+                why = format!("{why}: {inner}");
+                src = inner.source();
+            }
+            Err(format!("{what}: the kernel refused a test program ({why})"))
+        }
+    }
+}
+
+/// Runs every check (root needed: programs are loaded into the kernel).
+pub fn probe() -> Report {
+    let _ = mounts::ensure_all();
+    let securityfs = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
+    let active_lsms = if securityfs { crate::files::active_lsms() } else { Vec::new() };
+    let btf = kernel::require_btf().map(|_| kernel::BTF_PATH.to_string()).map_err(|e| e.to_string());
+    let mounts = mountinfo::current().unwrap_or_default();
+    let cgroup2 = mountinfo::cgroup2(&mounts)
+        .map(|m| m.mount_point.display().to_string())
+        .ok_or_else(|| "no cgroup2 mount (hooks attach to cgroup v2)".to_string());
+    let bpffs = bpffs_writable(Path::new(mounts::BPFFS), &mounts);
+    let sock_addr = program_type(ProgramType::CgroupSockAddr, "BPF_PROG_TYPE_CGROUP_SOCK_ADDR");
+    let device = program_type(ProgramType::CgroupDevice, "BPF_PROG_TYPE_CGROUP_DEVICE");
+    let tracepoint = program_type(ProgramType::TracePoint, "BPF_PROG_TYPE_TRACEPOINT");
+    let lsm = lsm_usable(&active_lsms);
+    let fanotify = crate::files::fanotify::sys::Group::new()
+        .map(|_| "FAN_CLASS_CONTENT (open permission events)".to_string())
+        .map_err(|e| format!("fanotify_init(FAN_CLASS_CONTENT): {e}"));
+
+    let restart_safe = bpffs.is_ok();
+    let survives = |yes: bool| {
+        if yes { "keeps enforcing while the agent restarts (pinned links)" } else { "pauses while the agent restarts" }
+    };
+    let base = btf.is_ok() && cgroup2.is_ok() && tracepoint.is_ok();
+    let mut segments = vec![
+        SegmentKind {
+            kind: "network".into(),
+            enforced: base && sock_addr.is_ok(),
+            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in kernel".into(),
+            notes: vec![survives(restart_safe).into()],
+        },
+        SegmentKind {
+            kind: "devices".into(),
+            enforced: base && device.is_ok(),
+            backend: "cgroup/dev, in kernel".into(),
+            notes: vec![survives(restart_safe).into()],
+        },
+    ];
+    let files = match (&lsm, &fanotify) {
+        (Ok(_), _) => SegmentKind {
+            kind: "files".into(),
+            enforced: base,
+            backend: "BPF-LSM, in kernel".into(),
+            notes: vec![survives(restart_safe).into()],
+        },
+        (Err(why), Ok(_)) => SegmentKind {
+            kind: "files".into(),
+            enforced: base,
+            backend: "fanotify permission events (BPF-LSM unavailable)".into(),
+            notes: vec![
+                format!("BPF-LSM: {why}"),
+                "opens only: create, rename, unlink, link, truncate(2), mkdir/rmdir are not blocked".into(),
+                survives(false).into(),
+            ],
+        },
+        (Err(a), Err(b)) => SegmentKind {
+            kind: "files".into(),
+            enforced: false,
+            backend: "none".into(),
+            notes: vec![format!("BPF-LSM: {a}"), format!("fanotify: {b}")],
+        },
+    };
+    segments.insert(1, files);
+    Report {
+        kernel: kernel::release(),
+        active_lsms,
+        checks: vec![
+            check("BTF", btf),
+            check("cgroup v2", cgroup2),
+            check("bpffs (restart safety)", bpffs),
+            check("hook: cgroup sock_addr", sock_addr),
+            check("hook: cgroup/dev", device),
+            check("hook: tracepoint", tracepoint),
+            check("hook: BPF-LSM", lsm),
+            check("fanotify permission events", fanotify),
+        ],
+        segments,
+    }
+}
+
+/// BPF-LSM needs `bpf` among the active LSMs, a kernel that loads LSM
+/// programs, and the struct offsets the file hooks read from BTF.
+fn lsm_usable(active: &[String]) -> Result<String, String> {
+    if !active.iter().any(|l| l == "bpf") {
+        return Err(format!("`bpf` is not an active LSM (active: {}); boot with lsm=...,bpf", active.join(",")));
+    }
+    program_type(ProgramType::Lsm(aya::programs::LsmAttachType::Mac), "BPF_PROG_TYPE_LSM")?;
+    crate::hooks::btf::file_offsets().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
+    Ok("BPF_PROG_TYPE_LSM loads; `bpf` is an active LSM; file struct offsets found in BTF".into())
+}
+
+fn bpffs_writable(dir: &Path, mounts: &[mountinfo::Mount]) -> Result<String, String> {
+    if !mounts.iter().any(|m| m.mount_point == dir && m.fstype == "bpf") {
+        return Err(format!("no bpffs at {}: programs cannot outlive the agent", dir.display()));
+    }
+    let test = dir.join(format!("warden-probe-{}", std::process::id()));
+    std::fs::create_dir(&test)
+        .and_then(|_| std::fs::remove_dir(&test))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(format!("{} (pins survive agent restarts)", dir.display()))
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "kernel {}; active LSMs: {}", self.kernel, self.active_lsms.join(","))?;
+        writeln!(f, "\nCHECK                          RESULT")?;
+        for c in &self.checks {
+            writeln!(f, "  {:<29}{:<4} {}", c.name, if c.ok { "yes" } else { "NO" }, c.detail)?;
+        }
+        writeln!(f, "\nSEGMENT KIND   ENFORCED  BACKEND")?;
+        for s in &self.segments {
+            writeln!(f, "  {:<13}{:<10}{}", s.kind, if s.enforced { "yes" } else { "NO" }, s.backend)?;
+            for n in &s.notes {
+                writeln!(f, "  {:<23}{n}", "")?;
+            }
+        }
+        Ok(())
+    }
+}

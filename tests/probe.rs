@@ -1,0 +1,72 @@
+//! `warden probe` tells the truth about this node: each check it reports is
+//! compared with what a running agent actually does here.
+mod harness;
+
+use std::process::Command;
+
+use harness::*;
+use serde_json::Value;
+
+fn probe() -> (i32, Value, String) {
+    let out = Command::new(WARDEN).args(["probe", "--json"]).output().unwrap();
+    let human = Command::new(WARDEN).arg("probe").output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap(),
+        String::from_utf8_lossy(&human.stdout).into(),
+    )
+}
+
+#[test]
+fn probe_agrees_with_the_agent() {
+    let (code, report, human) = probe();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+            .clone()
+    };
+    for name in [
+        "BTF",
+        "cgroup v2",
+        "bpffs (restart safety)",
+        "hook: cgroup sock_addr",
+        "hook: cgroup/dev",
+        "hook: tracepoint",
+        "hook: BPF-LSM",
+        "fanotify permission events",
+    ] {
+        assert!(check(name)["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}");
+    }
+    let lsms: Vec<&str> = report["active_lsms"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let on_node = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap();
+    assert_eq!(lsms.join(","), on_node.trim(), "active LSMs as the kernel lists them");
+    let kind = |k: &str| report["segments"].as_array().unwrap().iter().find(|s| s["kind"] == k).unwrap().clone();
+    let all = ["network", "files", "devices"].iter().all(|k| kind(k)["enforced"] == true);
+    assert_eq!(code, if all { 0 } else { 3 }, "exit status says whether every kind is enforceable");
+    assert!(human.contains("SEGMENT KIND") && human.contains("hook: BPF-LSM"), "{human}");
+
+    // An agent with a file segment picks the backend the probe predicted.
+    let tree = TestTree::new("probe");
+    let fs = Tmpfs::new("probe");
+    let yaml = format!(
+        "version: 1\nsegments:\n  - name: d\n    paths: [\"{}\"]\nworkloads: []\nallow: []\n",
+        fs.0.0.display()
+    );
+    let agent = Agent::start(&tree, &yaml);
+    let st = agent.status();
+    let files = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap().clone();
+    let lsm_ok = check("hook: BPF-LSM")["ok"] == true;
+    assert_eq!(files["backend"], if lsm_ok { "lsm" } else { "fanotify" }, "probe: {}\nagent: {files}", kind("files"));
+    assert_eq!(
+        kind("files")["backend"].as_str().unwrap().starts_with("BPF-LSM"),
+        lsm_ok,
+        "the files row follows the LSM check"
+    );
+    // Network enforcement works exactly when the probe says so.
+    assert_eq!(kind("network")["enforced"], true, "this test runs only where the agent can start: {report}");
+    assert_eq!(st["pins"]["links"].as_array().unwrap().is_empty(), check("bpffs (restart safety)")["ok"] != true);
+}
