@@ -118,13 +118,13 @@ fn main() {
         failures.push(format!("expected the lsm backend, enforced: {files}"));
     }
     // `warden probe` must see the same: BPF-LSM usable, files by BPF-LSM.
-    let probe = Command::new(format!("{BIN}/warden")).args(["probe", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap_or_default();
+    let node = Command::new(format!("{BIN}/warden")).args(["probe", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&node.stdout).unwrap_or_default();
     let lsm_check = report["checks"].as_array().into_iter().flatten().find(|c| c["name"] == "hook: BPF-LSM");
     let files_row = report["segments"].as_array().into_iter().flatten().find(|s| s["kind"] == "files");
     let probe_ok = lsm_check.is_some_and(|c| c["ok"] == true)
         && files_row.is_some_and(|s| s["backend"].as_str().unwrap_or("").starts_with("BPF-LSM"))
-        && probe.status.success();
+        && node.status.success();
     println!("{} warden probe: BPF-LSM usable, files by BPF-LSM", if probe_ok { "PASS" } else { "FAIL" });
     if !probe_ok {
         failures.push(format!("warden probe: {report}"));
