@@ -226,7 +226,7 @@ struct Initial {
 }
 
 impl Initial {
-    fn contents<'a>(&'a self, policy: &'a policy::CompiledPolicy) -> crate::hooks::maps::SetContents<'a> {
+    fn contents<'a>(&'a self, policy: &'a Arc<policy::CompiledPolicy>) -> crate::hooks::maps::SetContents<'a> {
         crate::hooks::maps::SetContents {
             policy,
             cgroups: &self.cgroups,

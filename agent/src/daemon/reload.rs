@@ -233,8 +233,11 @@ pub async fn watch(shared: Arc<Shared>) -> anyhow::Result<()> {
         // Drain everything queued; which entry changed does not matter.
         while ready.get_inner().0.read_events().is_ok_and(|e| !e.is_empty()) {}
         ready.clear_ready();
-        // Writers may need a moment to finish (several events per save).
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // A save is often several events (create, write, rename); a short
+        // pause lets it finish. Correctness does not depend on it: every
+        // event re-reads the file, and a half-written one is refused, not
+        // applied.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         while fd.get_ref().0.read_events().is_ok_and(|e| !e.is_empty()) {}
         let now = file_digest(&path);
         if now == last || now.is_none() {

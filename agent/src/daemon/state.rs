@@ -330,8 +330,7 @@ impl Shared {
     /// change was refused).
     pub(super) fn emit_policy_event(&self, o: &super::reload::Outcome) {
         let Some(p) = self.pipeline.get() else { return };
-        let ev =
-            crate::enrich::PolicyEvent::new(&p.seq, &self.node, o.applied, o.generation, &o.sha256, o.error.clone());
+        let ev = crate::enrich::PolicyEvent::new(&p.seq, &self.node, o);
         let ev = Arc::new(crate::enrich::Event::Policy(ev));
         let mut buf = Vec::new();
         let n = crate::sinks::jsonl::encode([&*ev], &mut buf);

@@ -145,20 +145,15 @@ pub struct PolicyEvent {
     pub generation: u64,
     /// SHA-256 of the file read.
     pub sha256: String,
+    /// Time to read, check and switch (or refuse) the policy.
+    pub duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl PolicyEvent {
     /// Numbered from the node's event sequence `seq`.
-    pub fn new(
-        seq: &std::sync::atomic::AtomicU64,
-        node: &str,
-        applied: bool,
-        generation: u64,
-        sha256: &str,
-        error: Option<String>,
-    ) -> Self {
+    pub fn new(seq: &std::sync::atomic::AtomicU64, node: &str, o: &crate::control::status::ReloadOutcome) -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         PolicyEvent {
             time: super::time::rfc3339(now.as_nanos() as i128),
@@ -167,10 +162,11 @@ impl PolicyEvent {
             node: node.into(),
             kind: "policy",
             operation: "reload",
-            result: if applied { "applied" } else { "refused" },
-            generation,
-            sha256: sha256.into(),
-            error,
+            result: if o.applied { "applied" } else { "refused" },
+            generation: o.generation,
+            sha256: o.sha256.clone(),
+            duration_us: o.duration_us,
+            error: o.error.clone(),
         }
     }
 }

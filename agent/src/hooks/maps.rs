@@ -1,7 +1,7 @@
 //! Typed handles on the kernel maps: compiled policy in, counters out.
 //! Policy maps come in two sets (see `POLICY_SETS`): `install` fills the
 //! one the hooks do not read, then flips them over in one write.
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use aya::{
     Ebpf,
@@ -34,14 +34,25 @@ struct PolicySet {
 /// resolved on this node for it (cgroup identities, file roots, device
 /// nodes).
 pub struct SetContents<'a> {
-    pub policy: &'a CompiledPolicy,
+    pub policy: &'a Arc<CompiledPolicy>,
     pub cgroups: &'a [(u64, u32)],
     pub file_roots: &'a [(InodeKey, u32)],
     pub device_nodes: &'a [(DeviceKey, DeviceSegment)],
 }
 
+/// What a set holds, known without reading the kernel: the next fill
+/// writes only the difference (a reload of a 10,000-prefix policy that
+/// changed a rule writes one entry, not 10,000).
+struct Held {
+    policy: Arc<CompiledPolicy>,
+    /// Kept current while the set is active (`set_cgroup`).
+    cgroups: std::collections::HashMap<u64, u32>,
+}
+
 pub struct PolicyMaps {
     sets: [PolicySet; POLICY_SETS as usize],
+    /// Unknown (None) after a start: maps may hold an earlier agent's data.
+    held: [Option<Held>; POLICY_SETS as usize],
     /// Which set the hooks read (index 0).
     policy_set: Array<MapData, u32>,
     active: usize,
@@ -99,20 +110,41 @@ impl PolicySet {
         })
     }
 
-    /// Makes this set hold exactly `c`: writes every entry, then removes
-    /// the ones `c` does not have.
-    fn fill(&mut self, c: &SetContents) -> Result<(), HookError> {
+    /// Makes this set hold exactly `c`. With `held` (what it holds now)
+    /// only changed entries are written and removed; otherwise every entry
+    /// is written and the kernel's keys are scanned for stale ones.
+    fn fill(&mut self, c: &SetContents, held: Option<&Held>) -> Result<(), HookError> {
         let p = c.policy;
         self.settings.set(0, p.settings, 0).map_err(err("SETTINGS"))?;
         for (id, info) in &p.segment_info {
             self.segment_info.set(*id, *info, 0).map_err(err("SEG_INFO"))?;
         }
-        sync_hash(&mut self.allow, &p.allow, "ALLOW")?;
-        sync_hash(&mut self.file_allow, &p.file_allow, "FILE_ALLOW")?;
-        sync_hash(&mut self.device_allow, &p.device_allow, "DEV_ALLOW")?;
-        sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V4")?;
-        sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V6")?;
-        sync_hash(&mut self.cgroups, c.cgroups, "CGROUP_WL")?;
+        match held {
+            Some(h) => {
+                let o = &h.policy;
+                diff_hash(&mut self.allow, &o.allow, &p.allow, "ALLOW")?;
+                diff_hash(&mut self.file_allow, &o.file_allow, &p.file_allow, "FILE_ALLOW")?;
+                diff_hash(&mut self.device_allow, &o.device_allow, &p.device_allow, "DEV_ALLOW")?;
+                let trie = |v: &[(warden_common::Ipv4Key, SegmentEntries)]| -> Vec<((u32, [u8; 4]), SegmentEntries)> {
+                    v.iter().map(|(k, e)| ((k.prefix_len, k.addr), *e)).collect()
+                };
+                diff_trie(&mut self.v4, &trie(&o.v4), &trie(&p.v4), "SEG_V4")?;
+                let trie6 = |v: &[(warden_common::Ipv6Key, SegmentEntries)]| -> Vec<((u32, [u8; 16]), SegmentEntries)> {
+                    v.iter().map(|(k, e)| ((k.prefix_len, k.addr), *e)).collect()
+                };
+                diff_trie(&mut self.v6, &trie6(&o.v6), &trie6(&p.v6), "SEG_V6")?;
+                let old: Vec<(u64, u32)> = h.cgroups.iter().map(|(k, v)| (*k, *v)).collect();
+                diff_hash(&mut self.cgroups, &old, c.cgroups, "CGROUP_WL")?;
+            }
+            None => {
+                sync_hash(&mut self.allow, &p.allow, "ALLOW")?;
+                sync_hash(&mut self.file_allow, &p.file_allow, "FILE_ALLOW")?;
+                sync_hash(&mut self.device_allow, &p.device_allow, "DEV_ALLOW")?;
+                sync_trie(&mut self.v4, p.v4.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V4")?;
+                sync_trie(&mut self.v6, p.v6.iter().map(|(k, v)| (k.prefix_len, k.addr, *v)), "SEG_V6")?;
+                sync_hash(&mut self.cgroups, c.cgroups, "CGROUP_WL")?;
+            }
+        }
         self.set_file_roots(c.file_roots)?;
         sync_hash(&mut self.device_segments, c.device_nodes, "DEV_SEGS")
     }
@@ -129,6 +161,7 @@ impl PolicyMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, HookError> {
         let mut maps = Self {
             sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
+            held: [None, None],
             policy_set: take(ebpf, "POLICY_SET")?,
             active: 0,
             // Unknown (e.g. counters left by an earlier agent): all ids.
@@ -158,7 +191,10 @@ impl PolicyMaps {
         // the policy two installs ago (the caller harvested them).
         self.zero_counters(next);
         self.workloads[next] = c.policy.workloads.len() as u32;
-        self.sets[next].fill(c)?;
+        // Until the fill completes the set's contents are unknown.
+        let held = self.held[next].take();
+        self.sets[next].fill(c, held.as_ref())?;
+        self.held[next] = Some(Held { policy: c.policy.clone(), cgroups: c.cgroups.iter().copied().collect() });
         self.policy_set.set(0, next as u32, 0).map_err(err("POLICY_SET"))?;
         self.active = next;
         Ok(next as u8)
@@ -171,6 +207,12 @@ impl PolicyMaps {
     /// Maps a cgroup to a workload (or removes it: unidentified) in the
     /// active set; the next `install` writes the whole table anyway.
     pub fn set_cgroup(&mut self, cgroup_id: u64, workload: Option<u32>) -> Result<(), HookError> {
+        if let Some(h) = self.held[self.active].as_mut() {
+            match workload {
+                Some(w) => h.cgroups.insert(cgroup_id, w),
+                None => h.cgroups.remove(&cgroup_id),
+            };
+        }
         let set = self.active_set_mut();
         match workload {
             Some(w) => set.cgroups.insert(cgroup_id, w, 0).map_err(err("CGROUP_WL")),
@@ -270,6 +312,55 @@ where
     let stale: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
     for k in stale {
         let _ = map.remove(&k);
+    }
+    Ok(())
+}
+
+/// Writes the entries of `new` that `old` lacks or holds differently, then
+/// removes the keys only `old` has: a set never passes through a state
+/// that is neither (it is not read while being filled anyway).
+fn diff_hash<K, V>(
+    map: &mut HashMap<MapData, K, V>,
+    old: &[(K, V)],
+    new: &[(K, V)],
+    name: &'static str,
+) -> Result<(), HookError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod + PartialEq,
+{
+    let before: std::collections::HashMap<&K, &V> = old.iter().map(|(k, v)| (k, v)).collect();
+    for (k, v) in new {
+        if before.get(k) != Some(&v) {
+            map.insert(*k, *v, 0).map_err(err(name))?;
+        }
+    }
+    let keep: HashSet<&K> = new.iter().map(|(k, _)| k).collect();
+    for (k, _) in old.iter().filter(|(k, _)| !keep.contains(k)) {
+        let _ = map.remove(k);
+    }
+    Ok(())
+}
+
+/// `diff_hash` for a trie keyed by (prefix length, address).
+fn diff_trie<A>(
+    trie: &mut LpmTrie<MapData, A, SegmentEntries>,
+    old: &[((u32, A), SegmentEntries)],
+    new: &[((u32, A), SegmentEntries)],
+    name: &'static str,
+) -> Result<(), HookError>
+where
+    A: aya::Pod + Eq + std::hash::Hash,
+{
+    let before: std::collections::HashMap<&(u32, A), &SegmentEntries> = old.iter().map(|(k, v)| (k, v)).collect();
+    for (k, v) in new {
+        if before.get(k) != Some(&v) {
+            trie.insert(&Key::new(k.0, k.1), *v, 0).map_err(err(name))?;
+        }
+    }
+    let keep: HashSet<&(u32, A)> = new.iter().map(|(k, _)| k).collect();
+    for (k, _) in old.iter().filter(|(k, _)| !keep.contains(k)) {
+        let _ = trie.remove(&Key::new(k.0, k.1));
     }
     Ok(())
 }

@@ -149,6 +149,7 @@ fn policy(o: &mut Obj, e: &PolicyEvent) {
     o.str("result", e.result);
     o.uint("generation", e.generation);
     o.str("sha256", &e.sha256);
+    o.uint("duration_us", e.duration_us);
     if let Some(err) = &e.error {
         o.str("error", err);
     }
@@ -317,8 +318,15 @@ mod tests {
         same_as_serde(&crate::sinks::queue::tests::loss(4));
         let seq = std::sync::atomic::AtomicU64::new(5);
         for error in [None, Some("p.yaml:3:1: bad \"field\"\n".to_string())] {
-            let ev = PolicyEvent::new(&seq, "n", error.is_none(), 2, "ab", error);
-            same_as_serde(&Event::Policy(ev));
+            let o = crate::control::status::ReloadOutcome {
+                applied: error.is_none(),
+                generation: 2,
+                sha256: "ab".into(),
+                error,
+                duration_us: 1234,
+                ..Default::default()
+            };
+            same_as_serde(&Event::Policy(PolicyEvent::new(&seq, "n", &o)));
         }
     }
 

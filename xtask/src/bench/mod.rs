@@ -6,6 +6,7 @@ mod events;
 mod files;
 mod identity;
 mod net;
+mod reload;
 mod stats;
 
 use clap::Subcommand;
@@ -21,6 +22,8 @@ pub enum Bench {
     Files(files::Args),
     /// Events/s from the kernel to the JSON lines sink (and OTLP) with zero loss.
     Events(events::Args),
+    /// Config file change → new policy enforced, p50/p99 over many reloads.
+    Reload(reload::Args),
 }
 
 pub fn run(b: Bench) -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
         Bench::Identity(a) => identity::run(a),
         Bench::Files(a) => files::run(a),
         Bench::Events(a) => events::run(a),
+        Bench::Reload(a) => reload::run(a),
     }
 }

@@ -24,7 +24,7 @@ pub struct Args {
 
 /// Deterministic policy: `n` disjoint /24s in 100 segments, plus the
 /// protected segment the allowed-flow case connects to.
-fn policy(n: usize) -> String {
+pub(super) fn policy(n: usize) -> String {
     let mut y = String::from("version: 1\nmode: enforce\n");
     y.push_str("segments:\n  - name: bench-store\n    network:\n      - cidr: 127.0.0.2/32\n        protocol: tcp\n");
     let per = n.div_ceil(100).max(1);

@@ -194,6 +194,7 @@ fn policy_attrs(e: &PolicyEvent, a: &mut Attrs) {
     a.str("warden.result", e.result);
     a.uint("warden.generation", e.generation);
     a.str("warden.sha256", &e.sha256);
+    a.uint("warden.duration_us", e.duration_us);
     a.opt("warden.error", e.error.as_deref());
 }
 
