@@ -102,7 +102,7 @@ pub fn start(
     for m in &roots.missing {
         tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
     }
-    shared.set_file_roots(&kernel_roots(&roots))?;
+    shared.set_file_roots(&roots)?;
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match try_lsm() {
@@ -162,11 +162,6 @@ pub fn start(
     Ok(None)
 }
 
-/// Kernel map entries (identity, segment, root index) of the resolved roots.
-fn kernel_roots(roots: &Roots) -> Vec<(warden_common::InodeKey, u16, u16)> {
-    roots.resolved.iter().map(|(_, seg, key, idx)| (*key, *seg, *idx)).collect()
-}
-
 /// Re-resolves roots that did not exist (a dataset volume mounted after the
 /// agent started): once one appears it is protected without a restart.
 pub fn recheck_missing_roots(shared: &Arc<Shared>) {
@@ -180,7 +175,7 @@ pub fn recheck_missing_roots(shared: &Arc<Shared>) {
         return;
     }
     let roots = Arc::new(roots);
-    if let Err(e) = shared.set_file_roots(&kernel_roots(&roots)) {
+    if let Err(e) = shared.set_file_roots(&roots) {
         tracing::error!(error = %e, "cannot write new file segment roots");
         return;
     }

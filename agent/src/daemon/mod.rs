@@ -245,9 +245,7 @@ fn initial_contents(tracker: &CgroupTracker, compiled: &policy::CompiledPolicy) 
         .into_iter()
         .filter_map(|(id, rel)| compiled.workload_for(&rel, &meta.facts(&tracker.origin_of(&rel))).map(|w| (id, w)))
         .collect();
-    let roots = crate::files::roots::Roots::resolve(&compiled.files);
-    let file_roots =
-        roots.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect();
+    let file_roots = crate::files::roots::Roots::resolve(&compiled.files).kernel_entries();
     let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
     Initial { cgroups, file_roots, device_nodes: table.entries() }
 }

@@ -50,8 +50,7 @@ impl Shared {
         let roots = Arc::new(Roots::resolve(&compiled.files));
         let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
         self.mark_new_filesystems(&roots)?;
-        let kernel_roots: Vec<_> =
-            roots.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect();
+        let kernel_roots = roots.kernel_entries();
         self.switch(policy, compiled, &roots, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
         self.after_switch(roots, table);
         Ok(pending)

@@ -232,10 +232,9 @@ impl Shared {
         }
     }
 
-    /// (identity, segment, root index) of each resolved root → kernel map.
-    pub fn set_file_roots(&self, roots: &[(warden_common::InodeKey, u16, u16)]) -> anyhow::Result<()> {
-        let values: Vec<_> = roots.iter().map(|(k, seg, idx)| (*k, warden_common::root_value(*seg, *idx))).collect();
-        self.lock().maps.set_file_roots(&values)?;
+    /// The resolved roots → the active kernel set.
+    pub fn set_file_roots(&self, roots: &Roots) -> anyhow::Result<()> {
+        self.lock().maps.set_file_roots(&roots.kernel_entries())?;
         Ok(())
     }
 

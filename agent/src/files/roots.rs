@@ -46,6 +46,11 @@ impl Roots {
         r
     }
 
+    /// Entries of the in-kernel root maps: identity → segment and root index.
+    pub fn kernel_entries(&self) -> Vec<(InodeKey, u32)> {
+        self.resolved.iter().map(|(_, seg, key, idx)| (*key, warden_common::root_value(*seg, *idx))).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_inode.is_empty()
     }

@@ -502,6 +502,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn policy_records() {
+        let seq = std::sync::atomic::AtomicU64::new(6);
+        let applied = crate::control::status::ReloadOutcome {
+            applied: true,
+            generation: 3,
+            sha256: "ab".into(),
+            duration_us: 42,
+            ..Default::default()
+        };
+        let r = record(&Event::Policy(PolicyEvent::new(&seq, "n", &applied)), 0);
+        assert_eq!(body(&r), "policy reload applied: generation 3");
+        assert_eq!((r.severity_text.as_str(), r.event_name.as_str()), ("INFO", "warden.policy"));
+        let a = attrs(&r);
+        assert_eq!((a["warden.kind"], a["warden.result"]), (&s("policy"), &s("applied")));
+        assert_eq!((a["warden.generation"], a["warden.duration_us"]), (&Value::IntValue(3), &Value::IntValue(42)));
+        assert_eq!(a["warden.seq"], &Value::IntValue(7));
+        assert!(!a.contains_key("warden.error"));
+
+        let refused = crate::control::status::ReloadOutcome {
+            applied: false,
+            error: Some("p.yaml:4:9: segments[0].name: bad".into()),
+            ..applied
+        };
+        let r = record(&Event::Policy(PolicyEvent::new(&seq, "n", &refused)), 0);
+        assert_eq!(body(&r), "policy reload refused, generation 3 stays: p.yaml:4:9: segments[0].name: bad");
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (17, "ERROR"));
+        assert_eq!(attrs(&r)["warden.error"], &s("p.yaml:4:9: segments[0].name: bad"));
+    }
+
+    #[test]
     fn resource_defaults_and_overrides() {
         let extra = [("k8s.cluster.name".to_string(), "gpu-a".to_string()), ("host.name".into(), "override".into())];
         let r = resource("node-1", "host-1", &extra);
