@@ -111,9 +111,15 @@ pub fn uninstall(bpffs: &Path, instance: Option<&str>) -> std::io::Result<Vec<Pa
             }
             std::fs::remove_dir(&dir)?;
         }
-        let _ = std::fs::remove_dir(abi.path());
+        // The shared parents go only with everything: another instance's
+        // agent may be creating its directory under them right now.
+        if instance.is_none() {
+            let _ = std::fs::remove_dir(abi.path());
+        }
     }
-    let _ = std::fs::remove_dir(&root);
+    if instance.is_none() {
+        let _ = std::fs::remove_dir(&root);
+    }
     Ok(removed)
 }
 
