@@ -193,12 +193,20 @@ impl Shared {
     }
 }
 
+/// Runs a reload off the async workers. A failed reload must never end
+/// the agent (its tasks ending stops it), so even a panic is only logged.
+async fn reload_blocking(shared: &Arc<Shared>, trigger: &'static str) {
+    let s = shared.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || s.reload(trigger)).await {
+        tracing::error!(trigger, error = %e, "policy reload failed; the last good policy stays");
+    }
+}
+
 /// SIGHUP reloads (`systemctl reload warden`).
 pub async fn on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     while hup.recv().await.is_some() {
-        let s = shared.clone();
-        tokio::task::spawn_blocking(move || s.reload("signal")).await?;
+        reload_blocking(&shared, "signal").await;
     }
     Ok(())
 }
@@ -208,7 +216,18 @@ pub async fn on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
 /// ConfigMap volume swaps a `..data` symlink, so the file's own inode may
 /// never change. Events are debounced, and content that is the same as
 /// the last attempt (loaded or refused) is not applied again.
+///
+/// If the directory cannot be watched (e.g. the inotify watch limit), the
+/// agent keeps running and says so: SIGHUP and `warden reload` still work.
 pub async fn watch(shared: Arc<Shared>) -> anyhow::Result<()> {
+    if let Err(e) = watch_file(&shared).await {
+        tracing::warn!(error = %e, "not watching the config file: reload with SIGHUP or `warden reload`");
+    }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn watch_file(shared: &Arc<Shared>) -> anyhow::Result<()> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let path = shared.config_path().to_path_buf();
     let dir = match path.parent() {
@@ -244,8 +263,7 @@ pub async fn watch(shared: Arc<Shared>) -> anyhow::Result<()> {
             continue;
         }
         last = now;
-        let s = shared.clone();
-        tokio::task::spawn_blocking(move || s.reload("file")).await?;
+        reload_blocking(shared, "file").await;
     }
 }
 
