@@ -15,9 +15,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for tests/slurm.rs.
+# slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for tests/slurm.rs;
+# systemd for `systemd-analyze verify` of the unit file (tests/packaging.rs).
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio
-  slurmctld slurmd slurm-client munge)
+  slurmctld slurmd slurm-client munge systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,7 +16,7 @@ use crate::{
     files::FileDecision,
     identity::delay::monotonic_ns,
     ringbuf::{decode::Record, reader},
-    sinks::{Fanout, jsonl},
+    sinks::Fanout,
 };
 
 /// Kernel records enriched per taking of the identity lock.
@@ -41,10 +41,7 @@ impl Pipeline {
         if events.is_empty() {
             return;
         }
-        buf.clear();
-        let n = if self.fanout.has_jsonl() { jsonl::encode(events.iter().map(|e| &**e), buf) } else { 0 };
-        before_sinks();
-        self.fanout.deliver(events, buf, n);
+        self.fanout.encode_and_deliver(events, buf, before_sinks);
         events.clear();
     }
 }

@@ -331,9 +331,7 @@ impl Shared {
         let Some(p) = self.pipeline.get() else { return };
         let ev = crate::enrich::PolicyEvent::new(&p.seq, &self.node, o);
         let ev = Arc::new(crate::enrich::Event::Policy(ev));
-        let mut buf = Vec::new();
-        let n = crate::sinks::jsonl::encode([&*ev], &mut buf);
-        p.fanout.deliver(&[ev], &buf, n);
+        p.fanout.encode_and_deliver(&[ev], &mut Vec::new(), || {});
     }
 
     /// The cgroup tracker and the policies of both kernel sets, to name

@@ -55,11 +55,6 @@ impl Fanout {
         }
     }
 
-    /// Whether events need serializing (set once: the sink never changes).
-    pub fn has_jsonl(&self) -> bool {
-        self.has_jsonl
-    }
-
     /// Delivers events whose JSON lines (`n` of them) are already in
     /// `lines` (see `jsonl::encode`, run without any lock held).
     pub fn deliver(&self, events: &[Arc<Event>], lines: &[u8], n: u64) {
@@ -74,6 +69,15 @@ impl Fanout {
         if loss > 0 {
             self.counters.loss_events.fetch_add(loss, Ordering::Relaxed);
         }
+    }
+
+    /// Serializes `events` into `buf` (only if a JSON lines sink exists; no
+    /// lock held), calls `before_sinks`, then delivers them.
+    pub fn encode_and_deliver(&self, events: &[Arc<Event>], buf: &mut Vec<u8>, before_sinks: impl FnOnce()) {
+        buf.clear();
+        let n = if self.has_jsonl { super::jsonl::encode(events.iter().map(|e| &**e), buf) } else { 0 };
+        before_sinks();
+        self.deliver(events, buf, n);
     }
 
     pub fn jsonl_counts(&self) -> JsonlCounts {
