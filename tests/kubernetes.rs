@@ -141,3 +141,82 @@ allow:
     assert!(requests.iter().any(|r| r.contains("watch=true") && r.contains("resourceVersion=1000")), "{requests:?}");
     assert!(requests.iter().any(|r| r.contains("watch=true") && r.contains("resourceVersion=2107")), "{requests:?}");
 }
+
+#[test]
+fn pod_identities_carry_over_a_restart_until_the_api_answers() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let api = warden::kube::fake_api::FakeApiServer::new();
+    let server = rt.block_on(api.serve()).unwrap();
+    let initial = recording("list-initial.json");
+    let pods = pods_of(&initial);
+    let tree = TestTree::new("k8s-carry");
+    let trainer = container_cgroup(&tree, &pods["trainer-0"].0, &pods["trainer-0"].1);
+    let web = container_cgroup(&tree, &pods["web-0"].0, &pods["web-0"].1);
+    let port = tcp_listener("127.0.0.2");
+    let yaml = format!(
+        r#"
+version: 1
+agent:
+  kubernetes:
+    apiServer: {url}
+{segments}workloads:
+  - name: trainer
+    selector:
+      namespace: ml-training
+      podLabels:
+        matchLabels: {{app: trainer}}
+  - name: web
+    selector:
+      namespace: default
+allow:
+  - workload: trainer
+    segment: store
+"#,
+        url = server.url,
+        segments = store_segment(port)
+    );
+    let allowed = |cg: &std::path::Path| netprobe(cg, "tcp", "127.0.0.2", port).ok();
+    let cgroups_of = |s: &Value, name: &str| workload(s, name)["cgroups"].as_u64().unwrap();
+
+    let mut agent = Agent::start(&tree, &yaml);
+    api.queue_list(initial.clone());
+    agent.eventually("the trainer pod is identified", || allowed(&trainer));
+    let before = agent.status();
+    let identified = cgroups_of(&before, "trainer") + cgroups_of(&before, "web");
+    assert!(cgroups_of(&before, "trainer") >= 2, "the pod's cgroup and its container's: {before}");
+    agent.kill9();
+    assert!(allowed(&trainer), "the pinned programs keep enforcing while no agent runs");
+
+    // The API does not answer the next agent. The same policy file: the
+    // identities it finds pinned hold until the pods are listed.
+    let mut agent = Agent::start(&tree, &yaml);
+    let s = agent.status();
+    assert_ne!(s["identity"]["kubernetes"]["state"], "synced", "{s}");
+    assert_eq!(s["identity"]["carried_over"].as_u64(), Some(identified), "{s}");
+    assert_eq!(cgroups_of(&s, "trainer"), cgroups_of(&before, "trainer"), "{s}");
+    assert!(allowed(&trainer), "a pod the earlier agent identified is not failed closed by a restart");
+    let p = netprobe(&web, "tcp", "127.0.0.2", port);
+    assert!(p.eperm(), "carried identities keep their rules: web has none for the store: {p:?}");
+    // A reload of the same file keeps them: the ids still name the same workloads.
+    let out = std::process::Command::new(WARDEN).args(["reload", "--socket"]).arg(&agent.socket).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(agent.status()["identity"]["carried_over"].as_u64(), Some(identified));
+    assert!(allowed(&trainer), "still carried after a reload of the same file");
+
+    // Once the API lists the pods, metadata decides again.
+    api.queue_list(initial.clone());
+    agent.eventually("the pod list settles every carried identity", || agent.status()["identity"]["carried_over"] == 0);
+    assert!(allowed(&trainer), "listed with the same labels: still trainer");
+    assert_eq!(agent.status()["identity"]["kubernetes"]["state"], "synced");
+
+    // Another policy file may number workloads differently: nothing is
+    // carried, and metadata-selected pods wait for the API (fail closed).
+    agent.kill9();
+    let agent = Agent::start(&tree, &format!("{yaml}# edited\n"));
+    assert_eq!(agent.status()["identity"]["carried_over"], 0);
+    let p = netprobe(&trainer, "tcp", "127.0.0.2", port);
+    assert!(p.eperm(), "no metadata yet under another policy file: fail closed: {p:?}");
+    api.queue_list(initial);
+    agent.eventually("the listed pod is identified again", || allowed(&trainer));
+}

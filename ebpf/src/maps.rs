@@ -79,6 +79,12 @@ per_set! {
     pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::pinned(1, 0)
 }
 
+/// sha256 of the policy file each set was filled from (index = set). No
+/// hook reads it: a restarted agent compares it with its own policy to
+/// know whether the pinned cgroup identities still name its workloads.
+#[map]
+pub static POLICY_TAG: Array<[u8; 32]> = Array::pinned(POLICY_SETS, 0);
+
 /// Network decision counters, `Set::counter` slots of both sets.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(POLICY_SETS * COUNTER_SLOTS, 0);

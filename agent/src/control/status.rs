@@ -258,6 +258,10 @@ pub struct IdentityStatus {
     pub cgroups_tracked: usize,
     pub cgroups_identified: usize,
     pub map_entries: usize,
+    /// cgroups still identified as an earlier agent pinned them (same
+    /// policy file), waiting for their pod or Slurm job metadata.
+    #[serde(default)]
+    pub carried_over: usize,
     pub delay_samples: u64,
     pub delay_p50_us: u64,
     pub delay_p99_us: u64,
@@ -485,6 +489,13 @@ impl std::fmt::Display for StatusReport {
             "  cgroups tracked {}, identified {}, kernel map entries {}",
             i.cgroups_tracked, i.cgroups_identified, i.map_entries
         )?;
+        if i.carried_over > 0 {
+            writeln!(
+                f,
+                "  {} cgroups keep the identity the previous agent pinned until their metadata arrives",
+                i.carried_over
+            )?;
+        }
         writeln!(
             f,
             "  cgroup → identity delay: p50 {} µs, p99 {} µs, max {} µs over {} new cgroups",

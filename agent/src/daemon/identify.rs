@@ -37,11 +37,30 @@ fn trim_heap() {
 }
 
 /// A cgroup's record under the current policy and metadata.
-fn classify(g: &Inner, meta: &MetaStore, rel: String) -> CgroupInfo {
+fn classify(g: &Inner, meta: &MetaStore, id: u64, rel: String) -> CgroupInfo {
     let origin = g.tracker.origin_of(&rel);
-    let workload = g.compiled.workload_for(&rel, &meta.facts(&origin));
+    let workload = workload_of(&g.compiled, &g.carried, meta, id, &rel, &origin);
     let who = Arc::new(meta.identity(&origin));
     CgroupInfo { rel, workload, origin, who }
+}
+
+/// A cgroup's workload under `compiled`. Until the metadata its selectors
+/// need is known (pod list, Slurm job), a cgroup an earlier agent had
+/// identified under the same policy file keeps that identity: the kernel
+/// enforced it all along, and dropping it would fail the workload closed
+/// for as long as the API server takes to answer.
+pub(super) fn workload_of(
+    compiled: &crate::policy::CompiledPolicy,
+    carried: &HashMap<u64, u32>,
+    meta: &MetaStore,
+    id: u64,
+    rel: &str,
+    origin: &crate::identity::path::PathIdentity,
+) -> Option<u32> {
+    match carried.get(&id) {
+        Some(&w) if !meta.knows(origin) => Some(w),
+        _ => compiled.workload_for(rel, &meta.facts(origin)),
+    }
 }
 
 /// A userspace event writer's identities by cgroup path, valid for one
@@ -63,7 +82,7 @@ impl Shared {
         let mut g = self.lock();
         let rel = if truncated { g.tracker.find_by_id(id) } else { g.tracker.resolve_tp_path(tp_path, id) };
         let Some(rel) = rel else { return false };
-        let info = classify(&g, &self.meta(), rel);
+        let info = classify(&g, &self.meta(), id, rel);
         if let Err(e) = g.maps.set_cgroup(id, info.workload) {
             // Left unidentified in the kernel: fail closed, but say so.
             tracing::error!(cgroup = %info.rel, error = %e, "cannot write cgroup identity");
@@ -77,6 +96,7 @@ impl Shared {
 
     pub fn remove_cgroup(&self, id: u64) {
         let mut g = self.lock();
+        g.carried.remove(&id);
         if g.tracker.remove(id).is_some() {
             let _ = g.maps.set_cgroup(id, None);
             self.cgroups_gen.fetch_add(1, Ordering::AcqRel);
@@ -98,7 +118,7 @@ impl Shared {
         let found = g.tracker.scan();
         let present: HashSet<u64> = found.iter().map(|(id, _)| *id).collect();
         for (id, rel) in found {
-            let info = classify(&g, &meta, rel);
+            let info = classify(&g, &meta, id, rel);
             if g.tracker.get(id) != Some(&info) {
                 if let Err(e) = g.maps.set_cgroup(id, info.workload) {
                     tracing::error!(cgroup = %info.rel, error = %e, "cannot write cgroup identity");
@@ -106,6 +126,10 @@ impl Shared {
                 g.tracker.insert(id, info);
             }
         }
+        let g = &mut *g;
+        // Carried identities serve only cgroups that exist and still wait for metadata.
+        let tracker = &g.tracker;
+        g.carried.retain(|id, _| present.contains(id) && tracker.get(*id).is_some_and(|i| !meta.knows(&i.origin)));
         let gone: Vec<u64> = g.tracker.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
         for id in gone {
             g.tracker.remove(id);
@@ -119,7 +143,8 @@ impl Shared {
     /// touches. Returns how many cgroups changed workload.
     pub fn update_metadata(&self, f: impl FnOnce(&mut MetaStore) -> Changed) -> usize {
         let changed = f(&mut self.meta.write().unwrap_or_else(|p| p.into_inner()));
-        if changed.is_empty() {
+        // A relist may settle carried identities without changing any pod.
+        if changed.is_empty() && self.lock().carried.is_empty() {
             return 0;
         }
         // After the write: a reader seeing the new generation sees the new data.
@@ -130,10 +155,19 @@ impl Shared {
         // Decisions cached per cgroup path may rest on the old metadata.
         g.identity_cache.clear();
         let mut switched = 0;
-        let touched: Vec<(u64, String)> =
+        let mut touched: Vec<(u64, String)> =
             g.tracker.iter().filter(|(_, i)| changed.touches(&i.origin)).map(|(id, i)| (*id, i.rel.clone())).collect();
+        // Carried identities whose metadata is now known: decided afresh.
+        let settled: Vec<u64> =
+            g.carried.keys().copied().filter(|id| g.tracker.get(*id).is_none_or(|i| meta.knows(&i.origin))).collect();
+        for id in settled {
+            g.carried.remove(&id);
+            if let Some(i) = g.tracker.get(id) {
+                touched.push((id, i.rel.clone()));
+            }
+        }
         for (id, rel) in touched {
-            let info = classify(g, &meta, rel);
+            let info = classify(g, &meta, id, rel);
             if g.tracker.get(id).is_some_and(|old| old.workload != info.workload) {
                 switched += 1;
                 if let Err(e) = g.maps.set_cgroup(id, info.workload) {
@@ -155,7 +189,13 @@ impl Shared {
         let id = match g.tracker.rel_of_hierarchy_path(hierarchy_path) {
             Some(rel) => {
                 let origin = g.tracker.origin_of(&rel);
-                Identity::Governed(g.compiled.workload_for(&rel, &self.meta().facts(&origin)))
+                let meta = self.meta();
+                // The cgroup's id only matters while identities are carried over.
+                let id = match g.carried.is_empty() {
+                    true => 0,
+                    false => crate::identity::cgroups::cgroup_id(&g.tracker.root_abs().join(&rel)).unwrap_or(0),
+                };
+                Identity::Governed(workload_of(&g.compiled, &g.carried, &meta, id, &rel, &origin))
             }
             None => Identity::Outside,
         };

@@ -11,7 +11,7 @@ mod reload;
 mod state;
 mod writer_priority;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 
@@ -73,8 +73,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // The whole policy in one switch: rules, cgroups identified by path,
     // file roots and device nodes. An earlier agent's pinned programs may be
     // deciding from these maps right now, so nothing may go missing.
-    let initial = initial_contents(&tracker, &compiled);
-    maps.install(&initial.contents(&compiled))?;
+    let tag = policy::digest_tag(&policy.source_sha256);
+    let carried = carried_identities(&maps, tag);
+    let initial = initial_contents(&tracker, &compiled, &carried);
+    maps.install(&initial.contents(&compiled, tag))?;
     let event_ring = hooks.take_ring("EVENTS")?;
     let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
 
@@ -95,6 +97,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         compiled,
         maps,
         tracker,
+        carried,
     }));
     shared.reconcile_cgroups();
     // Identities are in the map: now enforcement can start.
@@ -226,24 +229,51 @@ struct Initial {
 }
 
 impl Initial {
-    fn contents<'a>(&'a self, policy: &'a Arc<policy::CompiledPolicy>) -> crate::hooks::maps::SetContents<'a> {
+    fn contents<'a>(
+        &'a self,
+        policy: &'a Arc<policy::CompiledPolicy>,
+        tag: [u8; 32],
+    ) -> crate::hooks::maps::SetContents<'a> {
         crate::hooks::maps::SetContents {
             policy,
             cgroups: &self.cgroups,
             file_roots: &self.file_roots,
             device_nodes: &self.device_nodes,
+            tag,
         }
     }
 }
 
-/// Cgroups identified by their path (metadata-based identities follow once
-/// the sources answer), file roots and device nodes of `compiled`.
-fn initial_contents(tracker: &CgroupTracker, compiled: &policy::CompiledPolicy) -> Initial {
+/// The cgroup identities an earlier agent left pinned, if it ran the same
+/// policy file (`tag`): with another file the ids may name other workloads.
+fn carried_identities(maps: &crate::hooks::maps::PolicyMaps, tag: [u8; 32]) -> HashMap<u64, u32> {
+    match maps.pinned_identities() {
+        Some((pinned, cgroups)) if pinned == tag && tag != [0; 32] => cgroups.into_iter().collect(),
+        Some((_, cgroups)) if !cgroups.is_empty() => {
+            tracing::info!(
+                cgroups = cgroups.len(),
+                "the pinned identities are of another policy file: metadata-selected workloads wait for their metadata"
+            );
+            HashMap::new()
+        }
+        _ => HashMap::new(),
+    }
+}
+
+/// Cgroups identified by their path, or as the earlier agent pinned them
+/// until their metadata is known; file roots and device nodes of `compiled`.
+fn initial_contents(
+    tracker: &CgroupTracker,
+    compiled: &policy::CompiledPolicy,
+    carried: &HashMap<u64, u32>,
+) -> Initial {
     let meta = crate::identity::meta::MetaStore::default();
     let cgroups = tracker
         .scan()
         .into_iter()
-        .filter_map(|(id, rel)| compiled.workload_for(&rel, &meta.facts(&tracker.origin_of(&rel))).map(|w| (id, w)))
+        .filter_map(|(id, rel)| {
+            identify::workload_of(compiled, carried, &meta, id, &rel, &tracker.origin_of(&rel)).map(|w| (id, w))
+        })
         .collect();
     let file_roots = crate::files::roots::Roots::resolve(&compiled.files).kernel_entries();
     let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);

@@ -154,10 +154,16 @@ impl Shared {
         let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
         let mut g = self.lock();
         let g = &mut *g;
+        // Carried identities are ids of the file they were pinned under.
+        if policy.source_sha256 != g.policy.source_sha256 {
+            g.carried.clear();
+        }
         let identities: std::collections::HashMap<u64, Option<u32>> = g
             .tracker
             .iter()
-            .map(|(id, info)| (*id, compiled.workload_for(&info.rel, &meta.facts(&info.origin))))
+            .map(|(id, info)| {
+                (*id, super::identify::workload_of(&compiled, &g.carried, &meta, *id, &info.rel, &info.origin))
+            })
             .collect();
         let cgroups: Vec<(u64, u32)> = identities.iter().filter_map(|(id, w)| w.map(|w| (*id, w))).collect();
         // The set about to be refilled still counts the policy two reloads
@@ -173,7 +179,8 @@ impl Shared {
                 }
             }
         }
-        let contents = SetContents { policy: &compiled, cgroups: &cgroups, file_roots, device_nodes };
+        let tag = crate::policy::digest_tag(&policy.source_sha256);
+        let contents = SetContents { policy: &compiled, cgroups: &cgroups, file_roots, device_nodes, tag };
         let active = g.maps.install(&contents)?;
         for (id, info) in g.tracker.iter_mut() {
             info.workload = identities.get(id).copied().flatten();

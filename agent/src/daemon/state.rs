@@ -30,6 +30,9 @@ pub struct Init {
     pub compiled: Arc<CompiledPolicy>,
     pub maps: PolicyMaps,
     pub tracker: CgroupTracker,
+    /// Identities an earlier agent pinned under the same policy file,
+    /// kept until each cgroup's metadata is known (`identify::workload_of`).
+    pub carried: HashMap<u64, u32>,
 }
 
 pub(super) struct Inner {
@@ -49,6 +52,9 @@ pub(super) struct Inner {
     pub(super) loaded_at: String,
     /// cgroup hierarchy path → identity (cleared with the policy).
     pub(super) identity_cache: HashMap<String, Identity>,
+    /// cgroup id → workload id carried over from an earlier agent (same
+    /// policy file) until the cgroup's metadata is known.
+    pub(super) carried: HashMap<u64, u32>,
 }
 
 /// File-segment enforcement state, for status.
@@ -146,6 +152,7 @@ impl Shared {
                 programs: Vec::new(),
                 loaded_at: now,
                 identity_cache: HashMap::new(),
+                carried: i.carried,
             }),
             meta: Default::default(),
             meta_gen: AtomicU64::new(0),
@@ -491,6 +498,7 @@ impl Shared {
                 cgroups_tracked: g.tracker.len(),
                 cgroups_identified: g.tracker.iter().filter(|(_, i)| i.workload.is_some()).count(),
                 map_entries: g.maps.cgroup_entries(),
+                carried_over: g.carried.len(),
                 delay_samples: d.samples,
                 delay_p50_us: d.p50_us,
                 delay_p99_us: d.p99_us,

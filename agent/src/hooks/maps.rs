@@ -38,6 +38,8 @@ pub struct SetContents<'a> {
     pub cgroups: &'a [(u64, u32)],
     pub file_roots: &'a [(InodeKey, u32)],
     pub device_nodes: &'a [(DeviceKey, DeviceSegment)],
+    /// sha256 of the policy file (`POLICY_TAG`).
+    pub tag: [u8; 32],
 }
 
 /// What a set holds, known without reading the kernel: the next fill
@@ -49,12 +51,17 @@ struct Held {
     cgroups: std::collections::HashMap<u64, u32>,
 }
 
+/// A policy file digest and the (cgroup id, workload id) entries filled under it.
+pub type PinnedIdentities = ([u8; 32], Vec<(u64, u32)>);
+
 pub struct PolicyMaps {
     sets: [PolicySet; POLICY_SETS as usize],
     /// Unknown (None) after a start: maps may hold an earlier agent's data.
     held: [Option<Held>; POLICY_SETS as usize],
     /// Which set the hooks read (index 0).
     policy_set: Array<MapData, u32>,
+    /// Policy file digest per set.
+    tags: Array<MapData, [u8; 32]>,
     active: usize,
     /// Workload ids each set's policy has (its counters beyond are unused).
     workloads: [u32; POLICY_SETS as usize],
@@ -163,6 +170,7 @@ impl PolicyMaps {
             sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
             held: [None, None],
             policy_set: take(ebpf, "POLICY_SET")?,
+            tags: take(ebpf, "POLICY_TAG")?,
             active: 0,
             // Unknown (e.g. counters left by an earlier agent): all ids.
             workloads: [MAX_WORKLOADS; POLICY_SETS as usize],
@@ -194,10 +202,22 @@ impl PolicyMaps {
         // Until the fill completes the set's contents are unknown.
         let held = self.held[next].take();
         self.sets[next].fill(c, held.as_ref())?;
+        self.tags.set(next as u32, c.tag, 0).map_err(err("POLICY_TAG"))?;
         self.held[next] = Some(Held { policy: c.policy.clone(), cgroups: c.cgroups.iter().copied().collect() });
         self.policy_set.set(0, next as u32, 0).map_err(err("POLICY_SET"))?;
         self.active = next;
         Ok(next as u8)
+    }
+
+    /// What an earlier agent left in the active set: its policy digest and
+    /// cgroup identities. `None` once this agent has installed a set.
+    pub fn pinned_identities(&self) -> Option<PinnedIdentities> {
+        if self.held[self.active].is_some() {
+            return None;
+        }
+        let tag = self.tags.get(&(self.active as u32), 0).ok()?;
+        let cgroups = self.sets[self.active].cgroups.iter().filter_map(Result::ok).collect();
+        Some((tag, cgroups))
     }
 
     fn active_set_mut(&mut self) -> &mut PolicySet {

@@ -101,6 +101,8 @@ impl Changed {
 pub struct MetaStore {
     pods: HashMap<String, Arc<PodMeta>>,
     jobs: HashMap<u64, Arc<SlurmJob>>,
+    /// A full pod list has arrived: a pod missing from it does not exist.
+    pods_listed: bool,
 }
 
 impl WorkloadIdentity {
@@ -162,6 +164,7 @@ impl MetaStore {
         }
         changed.extend(self.pods.keys().filter(|u| !keep.contains_key(*u)).cloned());
         self.pods = keep;
+        self.pods_listed = true;
         changed
     }
 
@@ -183,6 +186,16 @@ impl MetaStore {
 
     pub fn has_job(&self, id: u64) -> bool {
         self.jobs.contains_key(&id)
+    }
+
+    /// Whether the metadata a cgroup's selectors may need is known: its
+    /// pod (or a full list without it), its Slurm job, or none is needed.
+    pub fn knows(&self, o: &PathIdentity) -> bool {
+        match (&o.pod_uid, o.slurm_job) {
+            (Some(uid), _) => self.pods_listed || self.pods.contains_key(uid),
+            (None, Some(job)) => self.jobs.contains_key(&job),
+            (None, None) => true,
+        }
     }
 
     fn parts<'a>(&'a self, o: &PathIdentity) -> (Option<&'a PodMeta>, Option<&'a ContainerMeta>, Option<&'a SlurmJob>) {
@@ -273,5 +286,21 @@ mod tests {
         assert_eq!(changed, ["change", "gone", "new"]);
         assert_eq!(m.pod_count(), 3);
         assert!(m.pod("gone").is_none());
+    }
+
+    #[test]
+    fn metadata_is_known_once_listed_or_looked_up() {
+        let mut m = MetaStore::default();
+        let pod_cg = PathIdentity { pod_uid: Some("u1".into()), ..Default::default() };
+        let other_pod = PathIdentity { pod_uid: Some("u2".into()), ..Default::default() };
+        let job_cg = PathIdentity { slurm_job: Some(7), ..Default::default() };
+        assert!(m.knows(&PathIdentity::default()), "a plain unit needs no metadata");
+        assert!(!m.knows(&pod_cg) && !m.knows(&job_cg));
+        m.upsert_pod(pod("u1", "ml"));
+        assert!(m.knows(&pod_cg) && !m.knows(&other_pod), "one pod seen, no list yet");
+        m.replace_pods(vec![pod("u1", "ml")]);
+        assert!(m.knows(&other_pod), "after a full list, a pod missing from it is known not to exist");
+        m.upsert_job(SlurmJob { id: 7, ..Default::default() });
+        assert!(m.knows(&job_cg));
     }
 }

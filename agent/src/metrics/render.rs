@@ -244,6 +244,12 @@ fn identity(o: &mut Out, i: &IdentityStatus) {
     o.one("warden_cgroups_tracked", Gauge, "Cgroups tracked.", i.cgroups_tracked);
     o.one("warden_cgroups_identified", Gauge, "Cgroups identified as a workload.", i.cgroups_identified);
     o.one("warden_identity_map_entries", Gauge, "Entries in the kernel cgroup identity map.", i.map_entries);
+    o.one(
+        "warden_cgroups_carried_over",
+        Gauge,
+        "Cgroups identified as the previous agent pinned them, waiting for their metadata.",
+        i.carried_over,
+    );
     let name = "warden_identity_delay_seconds";
     o.family(name, Summary, "Delay from a new cgroup to its identity in the kernel.");
     for (q, us) in [("0.5", i.delay_p50_us), ("0.99", i.delay_p99_us), ("1", i.delay_max_us)] {

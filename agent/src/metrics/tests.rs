@@ -112,6 +112,7 @@ fn report() -> StatusReport {
             cgroups_tracked: 30,
             cgroups_identified: 25,
             map_entries: 25,
+            carried_over: 0,
             delay_samples: 40,
             delay_p50_us: 250,
             delay_p99_us: 1500,

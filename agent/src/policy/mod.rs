@@ -220,6 +220,16 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
     Ok(policy)
 }
 
+/// The `POLICY_TAG` value for a policy file's sha256 (hex): all zero,
+/// which no policy matches, when there is none.
+pub fn digest_tag(sha256_hex: &str) -> [u8; 32] {
+    let mut tag = [0u8; 32];
+    match hex::decode_to_slice(sha256_hex, &mut tag) {
+        Ok(()) => tag,
+        Err(_) => [0; 32],
+    }
+}
+
 /// Entry point for a cargo-fuzz target: must never panic, whatever the bytes.
 pub fn fuzz_parse(bytes: &[u8]) {
     if let Ok(policy) = load_bytes(bytes, "fuzz") {

@@ -41,6 +41,9 @@ fn example_loads_with_its_settings() {
     let access: Vec<Option<Access>> = p.allow.iter().map(|r| r.access).collect();
     assert_eq!(access, [None, None, Some(Access::Read), Some(Access::ReadWrite), Some(Access::Read), None]);
     assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
+    assert_eq!(crate::policy::digest_tag(&p.source_sha256), <[u8; 32]>::from(Sha256::digest(EXAMPLE.as_bytes())));
+    assert_eq!(crate::policy::digest_tag(""), [0; 32], "no digest: a tag no pinned set matches");
+    assert_eq!(crate::policy::digest_tag("zz"), [0; 32]);
 }
 
 #[test]
