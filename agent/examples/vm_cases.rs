@@ -6,7 +6,7 @@ mod file_cases;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -47,6 +47,92 @@ fn open_latency(path: &str, n: usize) -> (u64, u64) {
         .collect();
     v.sort_unstable();
     (v[n / 2], v[n * 99 / 100])
+}
+
+const SOCK: &str = "/run/warden.sock";
+
+/// Starts the agent on /tmp/policy.yaml and waits for its status (exits
+/// the VM's run with the agent's log if it does not come up).
+fn start_agent() -> (Child, serde_json::Value) {
+    let mut agent = Command::new(format!("{BIN}/warden"))
+        .args(["agent", "--config", "/tmp/policy.yaml", "--cgroup-root", "warden-vm", "--socket", SOCK])
+        .args(["--events", "/tmp/events.jsonl"])
+        .stderr(std::fs::File::options().create(true).append(true).open("/tmp/agent.log").unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(st) = status(SOCK) {
+            return (agent, st);
+        }
+        if agent.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            eprintln!("agent failed to start:\n{}", std::fs::read_to_string("/tmp/agent.log").unwrap_or_default());
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `warden-fileprobe flood` opening `path` from `who`'s cgroup until
+/// `stop` exists.
+fn file_flood(who: Who, path: &str, stop: &str) -> Child {
+    Command::new(format!("{BIN}/warden-fileprobe"))
+        .arg("--cgroup")
+        .arg(Path::new(CG).join(cgroup_of(who)))
+        .args(["flood", path, stop, "300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (attempts, ok, denied, other) of a finished flood.
+fn flood_counts(child: Child) -> (u64, u64, u64, u64) {
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    (n("attempts"), n("ok"), n("denied"), n("other"))
+}
+
+/// The hammer: reads by an allowed and a denied workload, non-stop, while
+/// the agent is reloaded 100 times between two policies that shift every
+/// id, stopped and restarted, killed with SIGKILL and restarted. With the
+/// pinned BPF-LSM links no decision may flip at any point.
+fn file_hammer(plain: &str, failures: &mut Vec<String>) -> Child {
+    let shifted = plain
+        .replacen("segments:\n", "segments:\n  - name: decoy\n    network:\n      - cidr: 10.99.0.0/16\n", 1)
+        .replacen("workloads:\n", "workloads:\n  - name: decoy\n    selector: { cgroup: \"decoy/*\" }\n", 1);
+    let (stop, target) = ("/tmp/hammer.stop", format!("{BASE}/data/f"));
+    let allowed = file_flood(Who::Reader, &target, stop);
+    let denied = file_flood(Who::Other, &target, stop);
+    let (mut agent, _) = start_agent();
+    let mut refused = 0;
+    for i in 0..100 {
+        std::fs::write("/tmp/policy.yaml", if i % 2 == 0 { &shifted } else { plain }).unwrap();
+        let out = Command::new(format!("{BIN}/warden")).args(["reload", "--socket", SOCK]).output().unwrap();
+        refused += usize::from(!out.status.success());
+    }
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    let (mut agent, _) = start_agent();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let (agent, _) = start_agent();
+    std::fs::write(stop, "").unwrap();
+    let (a, a_ok, a_denied, a_other) = flood_counts(allowed);
+    let (d, d_ok, d_denied, d_other) = flood_counts(denied);
+    let ok = refused == 0 && a > 1000 && d > 1000 && a_ok == a && d_denied == d;
+    println!(
+        "{} hammer: 100 reloads ({refused} refused), a restart and a SIGKILL: allowed reads {a_ok}/{a} ok \
+         ({a_denied} denied, {a_other} other), denied reads {d_denied}/{d} denied ({d_ok} ok, {d_other} other)",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok {
+        failures
+            .push(format!("hammer: allowed {a_ok}/{a} ok, denied {d_denied}/{d} denied, {refused} reloads refused"));
+    }
+    agent
 }
 
 fn main() {
@@ -93,24 +179,7 @@ fn main() {
             before.push((open_latency(&inside, 3000), open_latency(&outside, 3000)));
         }
     }
-    let sock = "/run/warden.sock";
-    let mut agent = Command::new(format!("{BIN}/warden"))
-        .args(["agent", "--config", "/tmp/policy.yaml", "--cgroup-root", "warden-vm", "--socket", sock])
-        .args(["--events", "/tmp/events.jsonl"])
-        .stderr(std::fs::File::create("/tmp/agent.log").unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let st = loop {
-        if let Some(st) = status(sock) {
-            break st;
-        }
-        if agent.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            eprintln!("agent failed to start:\n{}", std::fs::read_to_string("/tmp/agent.log").unwrap_or_default());
-            std::process::exit(1);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (mut agent, st) = start_agent();
     let files =
         st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").cloned().unwrap_or_default();
     println!("files enforcement: {} via {} ({})", files["state"], files["backend"], files["reason"]);
@@ -252,7 +321,7 @@ fn main() {
         }
         None => failures.push("no lsm deny event for workload other".into()),
     }
-    let st = status(sock).unwrap_or_default();
+    let st = status(SOCK).unwrap_or_default();
     let other =
         st["workloads"].as_array().into_iter().flatten().find(|w| w["name"] == "other").cloned().unwrap_or_default();
     println!("status other: {other}");
@@ -276,6 +345,9 @@ fn main() {
     if !ok {
         failures.push(format!("after SIGKILL: exits {after:?}, expected [2, 0, 2, 2]"));
     }
+    let mut agent = file_hammer(&yaml, &mut failures);
+    let _ = agent.kill();
+    let _ = agent.wait();
     if failures.is_empty() {
         println!("vm-cases: all passed");
     } else {

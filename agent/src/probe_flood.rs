@@ -1,5 +1,6 @@
 //! `warden-netprobe flood|flood-udp`: connect() (or sendto()) in a loop on one TCP socket for a
-//! while, as fast as possible or at a given rate, counting outcomes. A
+//! while, as fast as possible or at a given rate, counting outcomes (and
+//! `warden-fileprobe flood`: opens, likewise). A
 //! connect a hook denies leaves the socket unconnected, so one socket
 //! serves every attempt and the loop costs one syscall per decision.
 use std::{
@@ -25,20 +26,8 @@ pub fn flood(dest: SocketAddr, secs: f64, rate: u64, udp: bool) -> std::io::Resu
     let mut c = Counts::default();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
-    loop {
-        // Time checks every 64 attempts keep the loop syscall-bound.
-        if c.attempts.is_multiple_of(64) {
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            if rate > 0 {
-                let due = Duration::from_secs_f64(c.attempts as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(now - start) {
-                    std::thread::sleep(wait);
-                }
-            }
-        }
+    // Time checks every 64 attempts keep the loop syscall-bound.
+    while !c.attempts.is_multiple_of(64) || pace(start, c.attempts, rate, || Instant::now() >= end) {
         c.attempts += 1;
         // SAFETY: valid socket and a sockaddr of `len` bytes.
         let r = unsafe {
@@ -68,6 +57,38 @@ pub fn flood(dest: SocketAddr, secs: f64, rate: u64, udp: bool) -> std::io::Resu
     // SAFETY: closing our own fd.
     unsafe { libc::close(fd) };
     Ok(c)
+}
+
+/// Sleeps until attempt `attempts` is due at `rate` per second (0: no
+/// pacing); false when `done` says the flood is over.
+fn pace(start: Instant, attempts: u64, rate: u64, done: impl Fn() -> bool) -> bool {
+    if done() {
+        return false;
+    }
+    if rate > 0 {
+        let due = Duration::from_secs_f64(attempts as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    true
+}
+
+/// `warden-fileprobe flood`: open(`path`, O_RDONLY) and close in a loop
+/// until the file `stop` exists, at `rate` per second (0 = unlimited),
+/// counting outcomes. Runs as long as a test needs, then reports.
+pub fn flood_open(path: &std::path::Path, stop: &std::path::Path, rate: u64) -> Counts {
+    let mut c = Counts::default();
+    let start = Instant::now();
+    while !c.attempts.is_multiple_of(64) || pace(start, c.attempts, rate, || stop.exists()) {
+        c.attempts += 1;
+        match std::fs::File::open(path) {
+            Ok(_) => c.ok += 1,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => c.denied += 1,
+            Err(_) => c.other += 1,
+        }
+    }
+    c
 }
 
 fn new_socket(family: i32, kind: i32) -> std::io::Result<i32> {

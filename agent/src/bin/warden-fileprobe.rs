@@ -3,6 +3,8 @@
 //! the tests).
 //!
 //! `warden-fileprobe [--cgroup DIR] [--linger-ms N] OP PATH [PATH2]`
+//! `warden-fileprobe [--cgroup DIR] flood PATH STOPFILE RATE`: opens PATH
+//! for reading until STOPFILE exists (JSON counts; RATE 0 = unlimited)
 //! OP: read | write | append | trunc | create | truncate | unlink | rmdir |
 //!     mkdir | rename | link | mknod (PATH2 = MAJOR:MINOR, a char device)
 //! Exit codes: 0 success, 2 EPERM/EACCES (denied), 4 ENXIO/ENODEV (a
@@ -11,6 +13,12 @@ use std::{fs::OpenOptions, io::Read, os::unix::fs::OpenOptionsExt};
 
 fn main() {
     let (args, linger) = warden::probe::setup(std::env::args().skip(1).collect());
+    if args.first().is_some_and(|a| a == "flood") {
+        let [_, path, stop, rate] = <[String; 4]>::try_from(args).expect("usage: flood PATH STOPFILE RATE");
+        let counts = warden::probe_flood::flood_open(path.as_ref(), stop.as_ref(), rate.parse().expect("rate"));
+        println!("{}", serde_json::to_string(&counts).unwrap());
+        return;
+    }
     let op = args.first().cloned().unwrap_or_default();
     let path = args.get(1).cloned().unwrap_or_default();
     let second = args.get(2).cloned().unwrap_or_default();
