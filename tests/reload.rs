@@ -177,6 +177,7 @@ fn file_segments_follow_reloads() {
     let agent = Agent::start(&tree, &files("weights", "trainer"));
     assert_eq!(agent.status()["enforcement"][1]["backend"], "fanotify");
     assert!(read(&trainer, "weights") && !read(&other, "weights") && read(&other, "data"));
+    assert!(read(&trainer, "weights"));
 
     // The segment moves to data/ and to the other workload.
     replace(&agent.config, &files("data", "other"));
@@ -197,4 +198,24 @@ fn file_segments_follow_reloads() {
     assert!(err.contains("device segments") && err.contains("restart"), "{err}");
     assert_eq!(generation(&agent), 2);
     assert!(read(&other, "data") && !read(&trainer, "data"), "the last good policy still holds");
+
+    // File decisions are counted per workload by the agent (fanotify): a
+    // reload that swaps the workloads' ids keeps each count with its name.
+    let counts = |name: &str| {
+        let s = agent.status();
+        let w = workload(&s, name);
+        (w["file_allowed"].as_u64().unwrap(), w["file_denied"].as_u64().unwrap())
+    };
+    agent.eventually("every decision counted", || counts("trainer") == (2, 2) && counts("other") == (2, 1));
+    let swapped = files("data", "other").replace(
+        "  - name: trainer\n    selector: { cgroup: \"trainer/*\" }\n  - name: other\n    selector: { cgroup: \"other/*\" }\n",
+        "  - name: other\n    selector: { cgroup: \"other/*\" }\n  - name: trainer\n    selector: { cgroup: \"trainer/*\" }\n",
+    );
+    assert_ne!(swapped, files("data", "other"));
+    replace(&agent.config, &swapped);
+    wait_generation(&agent, 3);
+    assert_eq!(workload(&agent.status(), "other")["id"], 1, "the ids did swap");
+    assert_eq!((counts("trainer"), counts("other")), ((2, 2), (2, 1)), "counts stay with their workload");
+    assert!(read(&other, "data") && !read(&trainer, "data"));
+    agent.eventually("new decisions add to the same rows", || counts("trainer") == (2, 3) && counts("other") == (3, 1));
 }

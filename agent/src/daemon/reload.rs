@@ -186,6 +186,7 @@ impl Shared {
             info.workload = identities.get(id).copied().flatten();
         }
         g.set_policies[active as usize] = Some(compiled.clone());
+        self.harvest_file_counts(&g.compiled);
         g.compiled = compiled;
         g.policy = policy;
         g.loaded_at = now_rfc3339();

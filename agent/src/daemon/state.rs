@@ -64,6 +64,9 @@ pub struct FileState {
     pub failure: Option<String>,
     /// Userspace backend counters per workload id (0 = unidentified).
     pub counts: HashMap<u32, VerdictCounts>,
+    /// Those counters by workload name, moved here by each reload (ids
+    /// may name other workloads after it).
+    pub harvested: HashMap<String, VerdictCounts>,
     pub roots: Option<Arc<Roots>>,
     pub ctx: Option<Arc<crate::daemon::files::FilesCtx>>,
 }
@@ -236,6 +239,18 @@ impl Shared {
             warden_common::VERDICT_ALLOWED => c.allowed += 1,
             warden_common::VERDICT_DENIED => c.denied += 1,
             _ => c.audited += 1,
+        }
+    }
+
+    /// Before a reload renumbers workloads: the userspace file counters of
+    /// `old`'s ids, kept by name.
+    pub(super) fn harvest_file_counts(&self, old: &CompiledPolicy) {
+        let mut f = self.files();
+        let f = &mut *f;
+        for (id, c) in f.counts.drain() {
+            if let Some(name) = workload_name(old, id) {
+                *f.harvested.entry(name.to_string()).or_default() += c;
+            }
         }
     }
 
@@ -415,8 +430,14 @@ impl Shared {
         // One row per workload id; id 0 gathers every unidentified cgroup.
         let row = |name: String, id: u32| {
             let [n, kf, d] = kernel_counts(&g, &name, id);
-            let f = if in_kernel { Some(kf) } else { files.counts.get(&id).copied() };
-            let f = f.unwrap_or_default();
+            let f = match in_kernel {
+                true => kf,
+                false => {
+                    let mut f = files.counts.get(&id).copied().unwrap_or_default();
+                    f += files.harvested.get(&name).copied().unwrap_or_default();
+                    f
+                }
+            };
             WorkloadStatus {
                 name,
                 id,
