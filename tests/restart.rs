@@ -46,7 +46,15 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     assert!(netprobe(&late, "tcp", "127.0.0.2", port).eperm(), "unidentified while the agent is down");
 
     let mut second = Agent::start(&tree, &policy(port, ""));
-    assert_eq!(second.status()["pins"]["adopted"], true, "the new agent took over the pins");
+    let st = second.status();
+    assert_eq!(st["pins"]["adopted"], true, "the new agent took over the pins");
+    // Same policy file: the decisions made while no agent ran are counted
+    // under the same workloads (one connect each above).
+    assert_eq!(
+        (workload(&st, "trainer")["allowed"].as_u64(), workload(&st, "other")["denied"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
     second.eventually("the late cgroup identified", || netprobe(&late, "tcp", "127.0.0.2", port).ok());
     assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
 

@@ -74,6 +74,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // file roots and device nodes. An earlier agent's pinned programs may be
     // deciding from these maps right now, so nothing may go missing.
     let tag = policy::digest_tag(&policy.source_sha256);
+    // Whether the earlier agent's set (about to become the other one) was
+    // filled from this very file: its ids then name the same workloads.
+    let previous_same = maps.pinned_identities().is_some_and(|(t, _)| t == tag && tag != [0; 32]);
     let carried = carried_identities(&maps, tag);
     let initial = initial_contents(&tracker, &compiled, &carried);
     maps.install(&initial.contents(&compiled, tag))?;
@@ -98,6 +101,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         maps,
         tracker,
         carried,
+        previous_same,
     }));
     shared.reconcile_cgroups();
     // Identities are in the map: now enforcement can start.

@@ -33,6 +33,9 @@ pub struct Init {
     /// Identities an earlier agent pinned under the same policy file,
     /// kept until each cgroup's metadata is known (`identify::workload_of`).
     pub carried: HashMap<u64, u32>,
+    /// The other kernel set holds an earlier agent's fill of the same
+    /// policy file: its records and counters are named by this policy.
+    pub previous_same: bool,
 }
 
 pub(super) struct Inner {
@@ -143,8 +146,12 @@ impl Shared {
             inner: Mutex::new(Inner {
                 policy: i.policy,
                 set_policies: {
+                    let active = i.maps.active_set() as usize;
                     let mut s = [None, None];
-                    s[i.maps.active_set() as usize] = Some(i.compiled.clone());
+                    s[active] = Some(i.compiled.clone());
+                    if i.previous_same {
+                        s[1 - active] = Some(i.compiled.clone());
+                    }
                     s
                 },
                 compiled: i.compiled,
