@@ -181,12 +181,8 @@ pub fn recheck_missing_roots(shared: &Arc<Shared>) {
     }
     if let Some(ctx) = shared.file_ctx() {
         if let Some(fan) = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            for (dev, path) in &roots.filesystems {
-                if !old.filesystems.contains_key(dev)
-                    && let Err(e) = fan.mark(path)
-                {
-                    tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
-                }
+            for (path, e) in fan.mark_added(&old, &roots) {
+                tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
             }
         }
         *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();

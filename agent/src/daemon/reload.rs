@@ -79,12 +79,10 @@ impl Shared {
         let (Some(ctx), Some(old)) = (self.file_ctx(), self.file_roots()) else { return Ok(()) };
         let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fan) = fan else { return Ok(()) };
-        for (dev, path) in &roots.filesystems {
-            if !old.filesystems.contains_key(dev) {
-                fan.mark(path).map_err(|e| format!("cannot mark the filesystem of {}: {e}", path.display()))?;
-            }
+        match fan.mark_added(&old, roots).into_iter().next() {
+            Some((path, e)) => Err(format!("cannot mark the filesystem of {}: {e}", path.display())),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn note_reload(&self, trigger: &str, o: &Outcome) {

@@ -41,9 +41,14 @@ impl Fanotify {
         Ok(Self { group: Arc::new(group), proc: Proc::open()?, in_flight: Arc::new(Mutex::new(None)) })
     }
 
-    /// Marks a filesystem found later (a root that appeared).
-    pub fn mark(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.group.mark_filesystem(path)
+    /// Marks the filesystems `new` roots have and `old` did not (a root that
+    /// appeared, a reload); returns those that could not be marked.
+    pub fn mark_added(&self, old: &Roots, new: &Roots) -> Vec<(PathBuf, std::io::Error)> {
+        new.filesystems
+            .iter()
+            .filter(|(dev, _)| !old.filesystems.contains_key(dev))
+            .filter_map(|(_, path)| self.group.mark_filesystem(path).err().map(|e| (path.clone(), e)))
+            .collect()
     }
 
     /// Runs the decision loop and the watchdog on their own threads.
