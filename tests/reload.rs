@@ -219,3 +219,58 @@ fn file_segments_follow_reloads() {
     assert!(read(&other, "data") && !read(&trainer, "data"));
     agent.eventually("new decisions add to the same rows", || counts("trainer") == (2, 3) && counts("other") == (3, 1));
 }
+
+/// Whether an open of `path` by this (unconfined) test process waits for
+/// the agent: with the agent stopped, it is still pending after 300 ms.
+fn open_waits_for(agent: &Agent, path: &Path) -> bool {
+    let pid = agent.pid() as i32;
+    // SAFETY: plain kill(2) on the agent; SIGCONT follows below in every case.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // Every thread stopped, the decision thread included.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    };
+    while !stopped() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let p = path.to_path_buf();
+    let open = std::thread::spawn(move || std::fs::File::open(p).is_ok());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waited = !open.is_finished();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(open.join().unwrap(), "the open completes once the agent runs");
+    waited
+}
+
+#[test]
+fn a_reload_moves_fanotify_marks_with_the_roots() {
+    let tree = TestTree::new("reload-marks");
+    let (a, b) = (Tmpfs::new("reload-marks-a"), Tmpfs::new("reload-marks-b"));
+    for fs in [&a, &b] {
+        std::fs::create_dir(fs.0.0.join("d")).unwrap();
+        std::fs::write(fs.0.0.join("d/f"), "payload").unwrap();
+    }
+    let on = |fs: &Tmpfs| {
+        format!(
+            "version: 1\nsegments:\n  - name: tree\n    paths: [\"{}\"]\nworkloads:\n  - name: trainer\n    \
+             selector: {{ cgroup: \"trainer/*\" }}\nallow:\n  - workload: trainer\n    segment: tree\n    access: read\n",
+            fs.0.0.join("d").display()
+        )
+    };
+    let marked = |agent: &Agent| agent.status()["enforcement"][1]["marked"].clone();
+    let agent = Agent::start(&tree, &on(&a));
+    assert_eq!(marked(&agent), serde_json::json!([a.0.0.join("d")]));
+    assert!(open_waits_for(&agent, &a.0.0.join("d/f")), "a marked filesystem's opens wait for the agent");
+    assert!(!open_waits_for(&agent, &b.0.0.join("d/f")), "another filesystem's do not");
+
+    // The only root moves to the other filesystem: its mark goes with it.
+    replace(&agent.config, &on(&b));
+    wait_generation(&agent, 2);
+    assert_eq!(marked(&agent), serde_json::json!([b.0.0.join("d")]));
+    assert!(!open_waits_for(&agent, &a.0.0.join("d/f")), "unmarked: no longer waits for the agent");
+    assert!(open_waits_for(&agent, &b.0.0.join("d/f")), "newly marked");
+}

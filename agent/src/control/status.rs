@@ -114,6 +114,10 @@ pub struct EnforcementStatus {
     /// Configured roots that do not exist (not protected until they do).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// fanotify: filesystems whose every open waits for the agent (named
+    /// by a root on each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marked: Vec<String>,
 }
 
 impl EnforcementStatus {
@@ -126,6 +130,7 @@ impl EnforcementStatus {
             reason: String::new(),
             not_enforced: vec![],
             missing: vec![],
+            marked: vec![],
         }
     }
 }
@@ -381,6 +386,9 @@ impl std::fmt::Display for StatusReport {
             if !e.missing.is_empty() {
                 let what = if e.kind == "devices" { "unresolved nodes" } else { "missing roots" };
                 writeln!(f, "  {:<10} {what} (unprotected until they exist): {}", "", e.missing.join(", "))?;
+            }
+            if !e.marked.is_empty() {
+                writeln!(f, "  {:<10} opens wait for the agent on the filesystems of: {}", "", e.marked.join(", "))?;
             }
         }
         writeln!(f, "\nPROGRAMS")?;

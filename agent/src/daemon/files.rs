@@ -181,7 +181,7 @@ pub fn recheck_missing_roots(shared: &Arc<Shared>) {
     }
     if let Some(ctx) = shared.file_ctx() {
         if let Some(fan) = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            for (path, e) in fan.mark_added(&old, &roots) {
+            for (path, e) in fan.mark_added(&roots) {
                 tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
             }
         }

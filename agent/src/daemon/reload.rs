@@ -52,7 +52,8 @@ impl Shared {
         self.mark_new_filesystems(&roots)?;
         let kernel_roots = roots.kernel_entries();
         self.switch(policy, compiled, &roots, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
-        self.after_switch(roots, table);
+        self.after_switch(roots.clone(), table);
+        self.unmark_dropped_filesystems(&roots);
         Ok(pending)
     }
 
@@ -76,12 +77,22 @@ impl Shared {
     /// fanotify only sees filesystems it marked: mark those of new roots
     /// before the switch, so no open on them escapes a decision.
     fn mark_new_filesystems(&self, roots: &Roots) -> Result<(), String> {
-        let (Some(ctx), Some(old)) = (self.file_ctx(), self.file_roots()) else { return Ok(()) };
+        let Some(ctx) = self.file_ctx() else { return Ok(()) };
         let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fan) = fan else { return Ok(()) };
-        match fan.mark_added(&old, roots).into_iter().next() {
+        match fan.mark_added(roots).into_iter().next() {
             Some((path, e)) => Err(format!("cannot mark the filesystem of {}: {e}", path.display())),
             None => Ok(()),
+        }
+    }
+
+    /// After the switch: filesystems without roots stop sending opens to
+    /// the agent (a failure only costs latency there, so it is logged).
+    fn unmark_dropped_filesystems(&self, roots: &Roots) {
+        let Some(ctx) = self.file_ctx() else { return };
+        let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (path, e) in fan.map(|f| f.unmark_dropped(roots)).unwrap_or_default() {
+            tracing::warn!(path = %path.display(), error = %e, "cannot unmark a filesystem that no longer holds a segment");
         }
     }
 

@@ -608,6 +608,8 @@ impl Shared {
         if let Some(r) = &f.roots {
             e.missing = r.missing.iter().map(|p| p.display().to_string()).collect();
         }
+        let fan = f.ctx.as_ref().and_then(|c| c.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        e.marked = fan.map(|fan| fan.marked().iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
         if let Some(why) = &f.failure {
             e.state = "failed".into();
             e.reason = why.clone();

@@ -8,6 +8,7 @@
 pub mod sys;
 
 use std::{
+    collections::HashMap,
     os::fd::RawFd,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -29,6 +30,8 @@ pub struct Fanotify {
     group: Arc<sys::Group>,
     proc: Proc,
     in_flight: Arc<Mutex<Option<(RawFd, Instant)>>>,
+    /// Marked filesystems (st_dev → the root path it was marked through).
+    marked: Mutex<HashMap<u64, PathBuf>>,
 }
 
 impl Fanotify {
@@ -38,17 +41,60 @@ impl Fanotify {
         for path in roots.filesystems.values() {
             group.mark_filesystem(path)?;
         }
-        Ok(Self { group: Arc::new(group), proc: Proc::open()?, in_flight: Arc::new(Mutex::new(None)) })
+        Ok(Self {
+            group: Arc::new(group),
+            proc: Proc::open()?,
+            in_flight: Arc::new(Mutex::new(None)),
+            marked: Mutex::new(roots.filesystems.clone()),
+        })
     }
 
-    /// Marks the filesystems `new` roots have and `old` did not (a root that
+    fn marked_mut(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PathBuf>> {
+        self.marked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the filesystems of `roots` not marked yet (a root that
     /// appeared, a reload); returns those that could not be marked.
-    pub fn mark_added(&self, old: &Roots, new: &Roots) -> Vec<(PathBuf, std::io::Error)> {
-        new.filesystems
+    pub fn mark_added(&self, roots: &Roots) -> Vec<(PathBuf, std::io::Error)> {
+        let mut marked = self.marked_mut();
+        let mut failed = Vec::new();
+        for (dev, path) in &roots.filesystems {
+            if marked.contains_key(dev) {
+                continue;
+            }
+            match self.group.mark_filesystem(path) {
+                Ok(()) => _ = marked.insert(*dev, path.clone()),
+                Err(e) => failed.push((path.clone(), e)),
+            }
+        }
+        failed
+    }
+
+    /// Unmarks filesystems that no longer hold a root of `roots` (after a
+    /// reload switched to them): opens there stop waiting for the agent.
+    /// Returns those that could not be unmarked (they stay listed).
+    pub fn unmark_dropped(&self, roots: &Roots) -> Vec<(PathBuf, std::io::Error)> {
+        let mut marked = self.marked_mut();
+        let dropped: Vec<(u64, PathBuf)> = marked
             .iter()
-            .filter(|(dev, _)| !old.filesystems.contains_key(dev))
-            .filter_map(|(_, path)| self.group.mark_filesystem(path).err().map(|e| (path.clone(), e)))
-            .collect()
+            .filter(|(dev, _)| !roots.filesystems.contains_key(dev))
+            .map(|(d, p)| (*d, p.clone()))
+            .collect();
+        let mut failed = Vec::new();
+        for (dev, path) in dropped {
+            match self.group.unmark_filesystem(&path) {
+                Ok(()) => _ = marked.remove(&dev),
+                Err(e) => failed.push((path, e)),
+            }
+        }
+        failed
+    }
+
+    /// The filesystems whose opens wait for this backend, by a root path.
+    pub fn marked(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.marked_mut().values().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Runs the decision loop and the watchdog on their own threads.

@@ -59,19 +59,28 @@ impl Group {
     /// Marks the whole filesystem holding `path` for open permission events:
     /// every mount of it (bind mounts included) is covered.
     pub fn mark_filesystem(&self, path: &Path) -> io::Result<()> {
+        self.filesystem_mark(libc::FAN_MARK_ADD, path)
+    }
+
+    fn filesystem_mark(&self, op: libc::c_uint, path: &Path) -> io::Result<()> {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with NUL"))?;
         // SAFETY: valid fd and NUL-terminated path.
         let r = unsafe {
             libc::fanotify_mark(
                 self.fd.as_raw_fd(),
-                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                op | libc::FAN_MARK_FILESYSTEM,
                 libc::FAN_OPEN_PERM,
                 libc::AT_FDCWD,
                 c.as_ptr(),
             )
         };
         if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    /// Removes the filesystem mark `mark_filesystem` placed.
+    pub fn unmark_filesystem(&self, path: &Path) -> io::Result<()> {
+        self.filesystem_mark(libc::FAN_MARK_REMOVE, path)
     }
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
