@@ -37,18 +37,39 @@ fn container_cgroup(tree: &TestTree, uid: &str, cid: &str) -> std::path::PathBuf
     ))
 }
 
+/// A fake API server with the recorded pod list, and the kubelet-shaped
+/// cgroups of its two pods (`trainer-0`, `web-0`) in a fresh test tree.
+struct Setup {
+    _rt: tokio::runtime::Runtime,
+    api: warden::kube::fake_api::FakeApiServer,
+    server: warden::kube::fake_api::ApiHandle,
+    initial: String,
+    pods: std::collections::HashMap<String, (String, String)>,
+    tree: TestTree,
+    trainer: std::path::PathBuf,
+    web: std::path::PathBuf,
+    port: u16,
+}
+
+impl Setup {
+    fn new(name: &str) -> Self {
+        require_root();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let api = warden::kube::fake_api::FakeApiServer::new();
+        let server = rt.block_on(api.serve()).unwrap();
+        let initial = recording("list-initial.json");
+        let pods = pods_of(&initial);
+        let tree = TestTree::new(name);
+        let trainer = container_cgroup(&tree, &pods["trainer-0"].0, &pods["trainer-0"].1);
+        let web = container_cgroup(&tree, &pods["web-0"].0, &pods["web-0"].1);
+        let port = tcp_listener("127.0.0.2");
+        Self { _rt: rt, api, server, initial, pods, tree, trainer, web, port }
+    }
+}
+
 #[test]
 fn pods_are_identified_from_the_api_and_follow_label_changes_and_resyncs() {
-    require_root();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let api = warden::kube::fake_api::FakeApiServer::new();
-    let server = rt.block_on(api.serve()).unwrap();
-    let initial = recording("list-initial.json");
-    let pods = pods_of(&initial);
-    let tree = TestTree::new("k8s-api");
-    let trainer = container_cgroup(&tree, &pods["trainer-0"].0, &pods["trainer-0"].1);
-    let web = container_cgroup(&tree, &pods["web-0"].0, &pods["web-0"].1);
-    let port = tcp_listener("127.0.0.2");
+    let Setup { _rt, api, server, initial, pods, tree, trainer, web, port } = Setup::new("k8s-api");
     let yaml = format!(
         r#"
 version: 1
@@ -144,16 +165,7 @@ allow:
 
 #[test]
 fn pod_identities_carry_over_a_restart_until_the_api_answers() {
-    require_root();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let api = warden::kube::fake_api::FakeApiServer::new();
-    let server = rt.block_on(api.serve()).unwrap();
-    let initial = recording("list-initial.json");
-    let pods = pods_of(&initial);
-    let tree = TestTree::new("k8s-carry");
-    let trainer = container_cgroup(&tree, &pods["trainer-0"].0, &pods["trainer-0"].1);
-    let web = container_cgroup(&tree, &pods["web-0"].0, &pods["web-0"].1);
-    let port = tcp_listener("127.0.0.2");
+    let Setup { _rt, api, server, initial, tree, trainer, web, port, .. } = Setup::new("k8s-carry");
     let yaml = format!(
         r#"
 version: 1
