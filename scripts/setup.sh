@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing warden needs, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
-# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-smoke`; Slurm and
-# munge for the Slurm metadata test), rotel (an OTLP collector, from PyPI), Helm's
+# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-test`; Slurm and
+# munge for the Slurm metadata test; python3-venv for the PyPI tools), rotel (an OTLP collector, from PyPI), Helm's
 # SDK and the Kubernetes schemas (PyPI, for the manifest test), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
 # Each step runs only when its result is missing.
@@ -16,9 +16,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for tests/slurm.rs;
-# systemd for `systemd-analyze verify` of the unit file (tests/packaging.rs).
+# systemd for `systemd-analyze verify` of the unit file (tests/packaging.rs);
+# python3-venv for rotel and the Helm SDK below.
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio
-  slurmctld slurmd slurm-client munge systemd)
+  slurmctld slurmd slurm-client munge systemd python3 python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,19 +71,15 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 rotel="$root/target/tools/rotel"
 if [ ! -x "$rotel/bin/rotel-agent" ]; then
   log "installing rotel (OTLP collector, PyPI) into target/tools/rotel"
-  dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || {
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-  }
   python3 -m venv "$rotel"
-  "$rotel/bin/pip" install -q rotel
+  "$rotel/bin/pip" install -q rotel==0.0.1a15
   # The wheel ships the binary inside the package.
   ln -sf "$("$rotel/bin/python" -c 'import os, rotel; print(os.path.dirname(rotel.__file__))')/rotel-agent" \
     "$rotel/bin/rotel-agent"
 fi
 # Helm's own Go SDK (helm-python-sdk bundles libhelm_c: no helm binary can be
 # downloaded here) and the Kubernetes OpenAPI schemas (kubernetes-validate), for
-# tests/manifests.rs: the chart is rendered and linted by Helm and every object is
+# tests/packaging.rs: the chart is rendered and linted by Helm and every object is
 # validated against the Kubernetes 1.33 schema.
 k8s="$root/target/tools/k8s"
 if [ ! -x "$k8s/bin/python" ] || ! "$k8s/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
