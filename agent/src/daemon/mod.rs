@@ -74,10 +74,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // file roots and device nodes. An earlier agent's pinned programs may be
     // deciding from these maps right now, so nothing may go missing.
     let tag = policy::digest_tag(&policy.source_sha256);
-    // Whether the earlier agent's set (about to become the other one) was
+    // Some when the earlier agent's set (about to become the other one) was
     // filled from this very file: its ids then name the same workloads.
-    let previous_same = maps.pinned_identities().is_some_and(|(t, _)| t == tag && tag != [0; 32]);
     let carried = carried_identities(&maps, tag);
+    let previous_same = carried.is_some();
+    let carried = carried.unwrap_or_default();
     let initial = initial_contents(&tracker, &compiled, &carried);
     maps.install(&initial.contents(&compiled, tag))?;
     let event_ring = hooks.take_ring("EVENTS")?;
@@ -249,18 +250,19 @@ impl Initial {
 }
 
 /// The cgroup identities an earlier agent left pinned, if it ran the same
-/// policy file (`tag`): with another file the ids may name other workloads.
-fn carried_identities(maps: &crate::hooks::maps::PolicyMaps, tag: [u8; 32]) -> HashMap<u64, u32> {
+/// policy file (`tag`); `None` otherwise: with another file the ids may
+/// name other workloads.
+fn carried_identities(maps: &crate::hooks::maps::PolicyMaps, tag: [u8; 32]) -> Option<HashMap<u64, u32>> {
     match maps.pinned_identities() {
-        Some((pinned, cgroups)) if pinned == tag && tag != [0; 32] => cgroups.into_iter().collect(),
+        Some((pinned, cgroups)) if pinned == tag && tag != [0; 32] => Some(cgroups.into_iter().collect()),
         Some((_, cgroups)) if !cgroups.is_empty() => {
             tracing::info!(
                 cgroups = cgroups.len(),
                 "the pinned identities are of another policy file: metadata-selected workloads wait for their metadata"
             );
-            HashMap::new()
+            None
         }
-        _ => HashMap::new(),
+        _ => None,
     }
 }
 

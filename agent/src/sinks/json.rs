@@ -20,11 +20,16 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event) {
     o.close();
 }
 
+/// The fields every event starts with.
+fn header(o: &mut Obj, time: &str, seq: u64, node: &str, kind: &str) {
+    o.str("time", time);
+    o.uint("seq", seq);
+    o.str("node", node);
+    o.str("kind", kind);
+}
+
 fn decision(o: &mut Obj, e: &DecisionEvent) {
-    o.str("time", &e.time);
-    o.uint("seq", e.seq);
-    o.str("node", &e.node);
-    o.str("kind", e.kind);
+    header(o, &e.time, e.seq, &e.node, e.kind);
     o.str("workload", &e.workload);
     o.str("identity", e.identity);
     if let Some(id) = e.cgroup_id {
@@ -112,10 +117,7 @@ fn who(o: &mut Obj, w: &WorkloadIdentity) {
 }
 
 fn summary(o: &mut Obj, e: &SummaryEvent) {
-    o.str("time", &e.time);
-    o.uint("seq", e.seq);
-    o.str("node", &e.node);
-    o.str("kind", e.kind);
+    header(o, &e.time, e.seq, &e.node, e.kind);
     o.str("operation", e.operation);
     o.str("workload", &e.workload);
     o.str("identity", e.identity);
@@ -130,10 +132,7 @@ fn summary(o: &mut Obj, e: &SummaryEvent) {
 }
 
 fn loss(o: &mut Obj, e: &LossEvent) {
-    o.str("time", &e.time);
-    o.uint("seq", e.seq);
-    o.str("node", &e.node);
-    o.str("kind", e.kind);
+    header(o, &e.time, e.seq, &e.node, e.kind);
     o.str("stage", e.stage);
     o.uint("count", e.count);
     o.uint("denied", e.denied);
@@ -141,10 +140,7 @@ fn loss(o: &mut Obj, e: &LossEvent) {
 }
 
 fn policy(o: &mut Obj, e: &PolicyEvent) {
-    o.str("time", &e.time);
-    o.uint("seq", e.seq);
-    o.str("node", &e.node);
-    o.str("kind", e.kind);
+    header(o, &e.time, e.seq, &e.node, e.kind);
     o.str("operation", e.operation);
     o.str("result", e.result);
     o.uint("generation", e.generation);
