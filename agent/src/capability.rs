@@ -47,15 +47,7 @@ fn program_type(ty: ProgramType, what: &str) -> Result<String, String> {
     match aya::sys::is_program_supported(ty) {
         Ok(true) => Ok(format!("{what}: loads")),
         Ok(false) => Err(format!("{what}: the kernel refuses this program type")),
-        Err(e) => {
-            let mut why = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(inner) = src {
-                why = format!("{why}: {inner}");
-                src = inner.source();
-            }
-            Err(format!("{what}: the kernel refused a test program ({why})"))
-        }
+        Err(e) => Err(format!("{what}: the kernel refused a test program ({})", crate::system::error_chain(&e))),
     }
 }
 
@@ -73,7 +65,7 @@ pub fn probe() -> Report {
     let sock_addr = program_type(ProgramType::CgroupSockAddr, "BPF_PROG_TYPE_CGROUP_SOCK_ADDR");
     let device = program_type(ProgramType::CgroupDevice, "BPF_PROG_TYPE_CGROUP_DEVICE");
     let tracepoint = program_type(ProgramType::TracePoint, "BPF_PROG_TYPE_TRACEPOINT");
-    let lsm = lsm_usable(&active_lsms);
+    let lsm = lsm_usable();
     let fanotify = crate::files::fanotify::sys::Group::new()
         .map(|_| "FAN_CLASS_CONTENT (open permission events)".to_string())
         .map_err(|e| format!("fanotify_init(FAN_CLASS_CONTENT): {e}"));
@@ -141,10 +133,8 @@ pub fn probe() -> Report {
 
 /// BPF-LSM needs `bpf` among the active LSMs, a kernel that loads LSM
 /// programs, and the struct offsets the file hooks read from BTF.
-fn lsm_usable(active: &[String]) -> Result<String, String> {
-    if !active.iter().any(|l| l == "bpf") {
-        return Err(format!("`bpf` is not an active LSM (active: {}); boot with lsm=...,bpf", active.join(",")));
-    }
+fn lsm_usable() -> Result<String, String> {
+    crate::files::require_bpf_lsm()?;
     program_type(ProgramType::Lsm(aya::programs::LsmAttachType::Mac), "BPF_PROG_TYPE_LSM")?;
     crate::hooks::btf::file_offsets().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
     Ok("BPF_PROG_TYPE_LSM loads; `bpf` is an active LSM; file struct offsets found in BTF".into())

@@ -17,6 +17,8 @@ pub struct DeviceState {
     /// Why the hook is not enforcing, if it is not.
     pub failure: Option<String>,
     pub assignment: AssignmentStatus,
+    /// `start` ran: the hook is attached (or, in audit mode, failed and said so).
+    pub started: bool,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -47,6 +49,7 @@ pub fn start(shared: &Arc<Shared>, hooks: &mut Hooks, enforce: bool) -> anyhow::
         tracing::error!("{why}");
         shared.devices().failure = Some(why);
     }
+    shared.devices().started = true;
     Ok(())
 }
 
@@ -60,6 +63,8 @@ fn resolve(shared: &Shared) -> DeviceTable {
 /// table that can still change (something unresolved, or a wildcard pattern
 /// that a new node may match) is re-read.
 pub fn recheck_nodes(shared: &Shared, full: bool) {
+    // Not in the middle of a reload: it would write the old policy's nodes.
+    let _serial = shared.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
     let old = shared.device_table();
     let (configured, wildcards) = shared.with_compiled(|c| {
         let patterns = c.devices.iter().flat_map(|d| &d.spec.paths);

@@ -100,6 +100,7 @@ pub async fn run(
         // Enrich under the identity lock, taken per few records so identity
         // updates, status and fanotify decisions never wait for a whole
         // batch (a lock per record cost 5% at 500k events/s); write outside it.
+        let mut decided = Vec::with_capacity(ENRICH_CHUNK);
         for chunk in batch.chunks(ENRICH_CHUNK) {
             shared.with_identity(|tracker, policies| {
                 for rec in chunk {
@@ -115,9 +116,14 @@ pub async fn run(
                         Record::Device(ev) => enricher.device(ev, &devices, tracker, policies.of(ev.policy_set)),
                         _ => continue,
                     };
-                    events.push(Arc::new(Event::Decision(ev)));
+                    decided.push(ev);
                 }
             });
+            // /proc/<pid>/exe is read outside the identity lock.
+            for mut ev in decided.drain(..) {
+                enricher.fill_exe(&mut ev);
+                events.push(Arc::new(Event::Decision(ev)));
+            }
         }
         if let Some(s) = summaries.as_mut()
             && s.due()

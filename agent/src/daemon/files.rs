@@ -165,6 +165,8 @@ pub fn start(
 /// Re-resolves roots that did not exist (a dataset volume mounted after the
 /// agent started): once one appears it is protected without a restart.
 pub fn recheck_missing_roots(shared: &Arc<Shared>) {
+    // Not in the middle of a reload: it would write the old policy's roots.
+    let _serial = shared.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some(old) = shared.file_roots() else { return };
     if old.missing.is_empty() {
         return;

@@ -199,6 +199,11 @@ impl Shared {
             }
             None => Identity::Outside,
         };
+        // A carried identity belongs to a cgroup id, not to its path (a
+        // cgroup made again at the path is another cgroup): not cached.
+        if !g.carried.is_empty() {
+            return id;
+        }
         if g.identity_cache.len() >= 65536 {
             g.identity_cache.clear();
         }

@@ -118,13 +118,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             if !securityfs_ok {
                 return Err("securityfs is not mounted (cannot read the active LSM list)".into());
             }
-            let active = crate::files::active_lsms();
-            if !active.iter().any(|l| l == "bpf") {
-                return Err(format!(
-                    "`bpf` is not an active LSM (active: {}); boot with lsm=...,bpf",
-                    active.join(",")
-                ));
-            }
+            let active = crate::files::require_bpf_lsm()?;
             hooks.attach_lsm()?;
             Ok(crate::files::BackendChoice {
                 backend: "lsm".into(),

@@ -58,9 +58,11 @@ impl Shared {
     }
 
     /// A reload cannot start a backend the agent did not start: refusing is
-    /// better than a policy whose new segments nothing enforces.
+    /// better than a policy whose new segments nothing enforces. (A backend
+    /// started for an earlier policy still runs: A, then B without file
+    /// segments, then A again is fine.)
     fn check_backends(&self, new: &CompiledPolicy) -> Result<(), String> {
-        let (had_files, had_devices) = self.with_compiled(|c| (c.has_file_segments(), c.has_device_segments()));
+        let (had_files, had_devices) = (self.file_backend_started(), self.devices().started);
         if new.has_file_segments() && !had_files {
             return Err("the new policy adds file segments, but no file backend was started with this one: \
                         restart the agent to enforce them (the last good policy stays in force)"
@@ -160,9 +162,10 @@ impl Shared {
         file_roots: &[(warden_common::InodeKey, u32)],
         device_nodes: &[(warden_common::DeviceKey, warden_common::DeviceSegment)],
     ) -> anyhow::Result<()> {
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        // State lock first, then metadata: the order every other path takes.
         let mut g = self.lock();
         let g = &mut *g;
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
         // Carried identities are ids of the file they were pinned under.
         if policy.source_sha256 != g.policy.source_sha256 {
             g.carried.clear();
@@ -182,10 +185,7 @@ impl Shared {
             for id in g.maps.workload_ids(retiring) {
                 let Some(name) = super::state::workload_name(&old, id) else { continue };
                 let counts = g.maps.counts(retiring, id);
-                let total = g.harvested.entry(name.to_string()).or_default();
-                for (t, c) in total.iter_mut().zip(counts) {
-                    *t += c;
-                }
+                super::state::add_counts(g.harvested.entry(name.to_string()).or_default(), &counts);
             }
         }
         let tag = crate::policy::digest_tag(&policy.source_sha256);

@@ -271,6 +271,11 @@ impl Shared {
         self.files().roots.clone()
     }
 
+    /// A file backend was chosen at start (a reload cannot start one).
+    pub fn file_backend_started(&self) -> bool {
+        self.files().choice.is_some()
+    }
+
     pub fn file_ctx(&self) -> Option<Arc<crate::daemon::files::FilesCtx>> {
         self.files().ctx.clone()
     }
@@ -562,6 +567,13 @@ pub(super) fn workload_name(policy: &CompiledPolicy, id: u32) -> Option<&str> {
 
 const UNIDENTIFIED: &str = "(unidentified)";
 
+/// Adds per-kind (network, file, device) counts.
+pub(super) fn add_counts(total: &mut [VerdictCounts; 3], more: &[VerdictCounts; 3]) {
+    for (t, c) in total.iter_mut().zip(more) {
+        *t += *c;
+    }
+}
+
 /// Kernel decisions (network, file, device) of workload `name` (id `id` in
 /// the active policy): the active set's counters, the other set's under
 /// that policy's id for the same name, and what reloads harvested.
@@ -572,14 +584,10 @@ fn kernel_counts(g: &Inner, name: &str, id: u32) -> [VerdictCounts; 3] {
     if let Some(p) = &g.set_policies[other as usize]
         && let Some(other_id) = g.maps.workload_ids(other).find(|i| workload_name(p, *i) == Some(name))
     {
-        for (t, c) in total.iter_mut().zip(g.maps.counts(other, other_id)) {
-            *t += c;
-        }
+        add_counts(&mut total, &g.maps.counts(other, other_id));
     }
     if let Some(h) = g.harvested.get(name) {
-        for (t, c) in total.iter_mut().zip(h) {
-            *t += *c;
-        }
+        add_counts(&mut total, h);
     }
     total
 }

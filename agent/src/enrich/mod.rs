@@ -27,6 +27,14 @@ pub const UNMATCHED: &str = "(unmatched)";
 /// Workload label of cgroups the agent has not resolved (yet).
 pub const UNRESOLVED: &str = "(unresolved)";
 
+/// The placeholders as shared names: one allocation, not one per event.
+static UNMATCHED_NAME: std::sync::LazyLock<Name> = std::sync::LazyLock::new(|| Name::from(UNMATCHED));
+static UNRESOLVED_NAME: std::sync::LazyLock<Name> = std::sync::LazyLock::new(|| Name::from(UNRESOLVED));
+
+fn unmatched() -> Name {
+    UNMATCHED_NAME.clone()
+}
+
 pub struct Enricher {
     pub(crate) node: Name,
     exe: ExeCache,
@@ -140,6 +148,12 @@ impl Enricher {
     }
 
     /// The fields every kernel record shares; kind-specific ones are unset.
+    /// The executable of a kernel record's process (a readlink in /proc
+    /// on a cache miss: done outside any lock).
+    pub fn fill_exe(&mut self, ev: &mut DecisionEvent) {
+        ev.exe = self.exe.exe(ev.tgid);
+    }
+
     fn kernel_event(
         &mut self,
         kind: &'static str,
@@ -163,7 +177,8 @@ impl Enricher {
             pid: w.pid,
             tgid: w.tgid,
             comm: c_string(w.comm),
-            exe: self.exe.exe(w.tgid),
+            // Filled by `fill_exe` once the identity lock is released.
+            exe: None,
             operation: "",
             protocol: None,
             destination: None,
@@ -233,7 +248,7 @@ impl Enricher {
         let seq = self.next_seq();
         let (workload, identity) = match d.workload {
             Some(id) => (policy.workload(id), "matched"),
-            None => (UNMATCHED.into(), "unmatched"),
+            None => (unmatched(), "unmatched"),
         };
         let now = crate::identity::delay::monotonic_ns();
         DecisionEvent {
@@ -343,9 +358,9 @@ fn identity_of(
     if workload_id != WORKLOAD_UNIDENTIFIED {
         (policy.workload(workload_id), "matched")
     } else if cgroups.get(cgroup_id).is_some() {
-        (UNMATCHED.into(), "unmatched")
+        (unmatched(), "unmatched")
     } else {
-        (UNRESOLVED.into(), "unresolved")
+        (UNRESOLVED_NAME.clone(), "unresolved")
     }
 }
 

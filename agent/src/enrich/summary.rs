@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use warden_common::WORKLOAD_UNIDENTIFIED;
 
-use super::{Enricher, LossEvent, SummaryEvent, UNMATCHED};
+use super::{Enricher, LossEvent, SummaryEvent};
 use crate::{identity::delay::monotonic_ns, policy::CompiledPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +94,7 @@ impl Enricher {
 
     fn summary(&mut self, k: &Key, count: u64, start: u64, end: u64, policy: &CompiledPolicy) -> SummaryEvent {
         let (workload, identity) = match k.workload {
-            WORKLOAD_UNIDENTIFIED => (UNMATCHED.into(), "unmatched"),
+            WORKLOAD_UNIDENTIFIED => (super::unmatched(), "unmatched"),
             id => (policy.workload(id), "matched"),
         };
         SummaryEvent {
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(out.len(), 2);
         let rows: Vec<_> = out.iter().map(|e| (&*e.workload, e.count, e.segment.as_deref(), e.seq)).collect();
         assert!(rows.contains(&("trainer", 1000, Some("s3"), 2)), "{rows:?}");
-        assert!(rows.contains(&(UNMATCHED, 1, Some("s3"), 1)), "{rows:?}");
+        assert!(rows.contains(&(super::super::UNMATCHED, 1, Some("s3"), 1)), "{rows:?}");
         assert_eq!(s.take_counts(), (1001, 2));
         assert!(s.flush(&mut en, &|_| &policy).is_empty(), "a window with nothing folded emits nothing");
     }

@@ -70,3 +70,14 @@ pub fn active_lsms() -> Vec<String> {
         .map(|s| s.trim().split(',').map(str::to_string).collect())
         .unwrap_or_default()
 }
+
+/// `Ok(active LSMs)` when `bpf` is one of them (BPF-LSM programs can run);
+/// otherwise the reason, naming what to boot with.
+pub fn require_bpf_lsm() -> Result<Vec<String>, String> {
+    let active = active_lsms();
+    if active.iter().any(|l| l == "bpf") {
+        Ok(active)
+    } else {
+        Err(format!("`bpf` is not an active LSM (active: {}); boot with lsm=...,bpf", active.join(",")))
+    }
+}

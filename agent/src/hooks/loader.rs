@@ -73,6 +73,23 @@ pub struct Hooks {
     file_offsets: Result<(), String>,
 }
 
+/// The event ring's size. A pinned ring (an earlier agent's, whose
+/// programs still write to it) is reused as it is: it keeps its size, and
+/// the object must say the same or the ring would be mapped wrongly.
+fn ring_size(pins: &Pins, configured: u32) -> u32 {
+    match aya::maps::MapInfo::from_pin(pins.maps_dir().join("EVENTS")) {
+        Ok(pinned) if pinned.max_entries() != configured => {
+            tracing::warn!(
+                pinned = pinned.max_entries(),
+                configured,
+                "the pinned event ring keeps its size; run `warden uninstall` with no agent running, then start, to resize it"
+            );
+            pinned.max_entries()
+        }
+        _ => configured,
+    }
+}
+
 impl Hooks {
     /// Loads the object (maps created, programs not yet in the kernel).
     /// `cgroup_root` (level, id) scopes the file hooks like the network
@@ -96,7 +113,7 @@ impl Hooks {
             .override_global("TP_OFF_PATH", &mk_path, true)
             .override_global("ROOT_CGROUP_LEVEL", &cgroup_root.0, true)
             .override_global("ROOT_CGROUP_ID", &cgroup_root.1, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .map_max_entries("EVENTS", ring_size(&pins, ring_buffer_bytes))
             // Reused when an earlier agent pinned them: the policy in force,
             // counters and undelivered events carry over.
             .default_map_pin_directory(pins.maps_dir());
@@ -115,7 +132,7 @@ impl Hooks {
 
     /// Takes the typed maps out of the object.
     pub fn take_maps(&mut self) -> Result<PolicyMaps, HookError> {
-        PolicyMaps::take(&mut self.ebpf)
+        PolicyMaps::take(&mut self.ebpf, self.pins.adopted)
     }
 
     pub fn take_ring(&mut self, name: &'static str) -> Result<aya::maps::RingBuf<aya::maps::MapData>, HookError> {
@@ -192,8 +209,8 @@ impl Hooks {
         let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         for name in LSM_HOOKS {
             let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
-            prog.load(name, &btf).map_err(|e| format!("loading lsm/{name}: {}", error_chain(&e)))?;
-            let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", error_chain(&e)))?;
+            prog.load(name, &btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
+            let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", crate::system::error_chain(&e)))?;
             let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
             self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;
             let id = prog.info().map(|i| i.id()).unwrap_or(0);
@@ -239,16 +256,4 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(HookError::MissingProgram(name))?;
     prog.try_into().map_err(|e| HookError::Verify { name, source: e })
-}
-
-/// An error with its sources, e.g. the verifier's or the kernel's reason.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

@@ -165,15 +165,17 @@ impl PolicySet {
 }
 
 impl PolicyMaps {
-    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, HookError> {
+    /// `adopted`: the maps are an earlier agent's pins (counters may hold
+    /// anything); otherwise they were just created, all zero.
+    pub(super) fn take(ebpf: &mut Ebpf, adopted: bool) -> Result<Self, HookError> {
         let mut maps = Self {
             sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
             held: [None, None],
             policy_set: take(ebpf, "POLICY_SET")?,
             tags: take(ebpf, "POLICY_TAG")?,
             active: 0,
-            // Unknown (e.g. counters left by an earlier agent): all ids.
-            workloads: [MAX_WORKLOADS; POLICY_SETS as usize],
+            // Counters left by an earlier agent: all ids may be non-zero.
+            workloads: [if adopted { MAX_WORKLOADS } else { 0 }; POLICY_SETS as usize],
             counters: take(ebpf, "COUNTERS")?,
             stats: take(ebpf, "STATS")?,
             file_counters: take(ebpf, "FILE_COUNTERS")?,
@@ -275,6 +277,7 @@ impl PolicyMaps {
     /// ever bumped, and a reload must stay fast.
     fn zero_counters(&mut self, set: usize) {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
+        // PerCpuValues is not Clone: one small Vec per slot.
         let zero = || aya::maps::PerCpuValues::<u64>::try_from(vec![0u64; cpus]);
         let base = set as u32 * COUNTER_SLOTS;
         for id in self.workload_ids(set as u8) {

@@ -69,13 +69,20 @@ impl Pins {
 
     /// Pins `link` as `program`'s link. An earlier agent's link there stays
     /// attached until the new one is pinned, then is released (detached).
+    /// The new pin is made aside and renamed over the old one, so a failure
+    /// at any step leaves one of the two pinned, never neither.
     pub fn replace_link(&self, program: &str, link: OwnedFd) -> std::io::Result<()> {
         let path = self.link_path(program);
+        // bpffs refuses dots in names.
+        let aside = self.dir.join("links").join(format!("{ASIDE}{program}"));
         let old = obj_get(&path).ok();
-        if old.is_some() {
-            std::fs::remove_file(&path)?;
+        // Left by an agent that died between the two steps.
+        let _ = std::fs::remove_file(&aside);
+        obj_pin(link.as_fd(), &aside)?;
+        if let Err(e) = std::fs::rename(&aside, &path) {
+            let _ = std::fs::remove_file(&aside);
+            return Err(e);
         }
-        obj_pin(link.as_fd(), &path)?;
         // Dropping our fds: the pin holds the new link; the old one had
         // only our fd left, so it detaches now, after the new is in place.
         drop(old);
@@ -84,9 +91,12 @@ impl Pins {
 
     /// Names of the programs with a pinned link.
     pub fn pinned_links(&self) -> Vec<String> {
-        list(&self.dir.join("links"))
+        list(&self.dir.join("links")).into_iter().filter(|n| !n.starts_with(ASIDE)).collect()
     }
 }
+
+/// Prefix of a link pinned aside by `replace_link` until it is renamed.
+const ASIDE: &str = "new-";
 
 /// Detaches and removes every pin of the instances under `abi_dir` (or of
 /// the one named): links first, so no program outlives its maps' owner.

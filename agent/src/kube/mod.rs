@@ -71,24 +71,7 @@ pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, KubeEr
         .timeout(timeout)
         .connect_with_connector(connector)
         .await
-        .map_err(|e| KubeError::Connect { socket: socket.to_path_buf(), detail: error_chain(&e) })
-}
-
-/// `e: cause: cause…`; tonic's transport error alone only says "transport
-/// error". A cause that repeats the previous text (wrappers often do) is
-/// skipped.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
+        .map_err(|e| KubeError::Connect { socket: socket.to_path_buf(), detail: crate::system::error_chain(&e) })
 }
 
 #[cfg(test)]

@@ -36,3 +36,20 @@ pub fn require_root() -> Result<(), SystemError> {
     }
     Ok(())
 }
+
+/// `e: cause: cause…` (tonic's transport error alone only says "transport
+/// error"; aya's load errors hide the verifier's reason in a cause). A
+/// cause that repeats the previous text (wrappers often do) is skipped.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}

@@ -55,7 +55,6 @@ impl Payload {
     }
 
     /// Adds target/release/`name` as /usr/local/bin/`name` (on the guest's PATH).
-    #[allow(dead_code)] // API for VM test suites
     pub fn binary(self, name: &str) -> Self {
         self.file(host_binary(name), format!("/usr/local/bin/{name}"))
     }
@@ -146,7 +145,6 @@ pub fn vm_dir() -> PathBuf {
 }
 
 /// target/release/`name`: a host-built binary to ship into a VM (see [`Payload::binary`]).
-#[allow(dead_code)] // API for VM test suites
 pub fn host_binary(name: &str) -> PathBuf {
     target_dir().join("release").join(name)
 }

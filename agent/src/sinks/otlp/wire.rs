@@ -20,12 +20,22 @@ const LEN: u8 = 2;
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 
-pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
+pub fn varint(buf: &mut Vec<u8>, v: u64) {
+    let mut b = [0u8; 10];
+    let n = varint_to(&mut b, v);
+    buf.extend_from_slice(&b[..n]);
+}
+
+/// Writes `v` as a varint at the start of `out`; returns its length.
+fn varint_to(out: &mut [u8; 10], mut v: u64) -> usize {
+    let mut i = 0;
     while v >= 0x80 {
-        buf.push(v as u8 | 0x80);
+        out[i] = v as u8 | 0x80;
         v >>= 7;
+        i += 1;
     }
-    buf.push(v as u8);
+    out[i] = v as u8;
+    i + 1
 }
 
 pub fn varint_len(v: u64) -> usize {
@@ -58,22 +68,26 @@ pub fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-/// A message field whose content `write` appends; the length prefix is
-/// fixed up afterwards (shifting the content when it needs more than one
-/// byte, which costs one move of the content).
+/// A message field whose content `write` appends. Two bytes are kept for
+/// the length prefix (a record is 128 bytes to 16 KiB): other lengths move
+/// the content once, with no allocation.
 pub fn message(buf: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    const KEPT: usize = 2;
     tag(buf, field, LEN);
     let at = buf.len();
-    buf.push(0);
+    buf.extend_from_slice(&[0; KEPT]);
     write(buf);
-    let len = (buf.len() - at - 1) as u64;
-    let n = varint_len(len);
-    if n > 1 {
-        buf.splice(at + 1..at + 1, std::iter::repeat_n(0, n - 1));
+    let mut prefix = [0u8; 10];
+    let n = varint_to(&mut prefix, (buf.len() - at - KEPT) as u64);
+    match n.cmp(&KEPT) {
+        std::cmp::Ordering::Less => {
+            buf.copy_within(at + KEPT.., at + n);
+            buf.truncate(buf.len() - (KEPT - n));
+        }
+        std::cmp::Ordering::Greater => _ = buf.splice(at + KEPT..at + KEPT, std::iter::repeat_n(0, n - KEPT)),
+        std::cmp::Ordering::Equal => {}
     }
-    let mut prefix = Vec::with_capacity(n);
-    varint(&mut prefix, len);
-    buf[at..at + n].copy_from_slice(&prefix);
+    buf[at..at + n].copy_from_slice(&prefix[..n]);
 }
 
 /// A `KeyValue` (field `field`) with an `AnyValue.string_value`, written
