@@ -273,14 +273,16 @@ allow:
     let sibling =
         tree.mkdir("pods/cri-containerd-0000000000000000000000000000000000000000000000000000000000000001.scope");
     let reaches = |cg: &Path, gpu: u32| open(cg, "write", &fs.s(&format!("nvidia{gpu}"))).nodev();
+    // Denied by the hook (EPERM), not failing some other way.
+    let denied = |cg: &Path, gpu: u32| open(cg, "write", &fs.s(&format!("nvidia{gpu}"))).eperm();
     wait_until("GPU 2 (assigned) to open", || reaches(&container, 2));
-    assert!(!reaches(&container, 3), "GPU 3 is not assigned");
-    assert!(!reaches(&container, 0));
-    assert!(!reaches(&sibling, 2), "a container without an assignment gets no GPU");
+    assert!(denied(&container, 3), "GPU 3 is not assigned");
+    assert!(denied(&container, 0));
+    assert!(denied(&sibling, 2), "a container without an assignment gets no GPU");
 
     assign("GPU-bbbbbbbb-1111-2222-3333-444444444444");
     wait_until("the new assignment (GPU 3)", || reaches(&container, 3));
-    assert!(!reaches(&container, 2), "the old GPU is revoked");
+    assert!(denied(&container, 2), "the old GPU is revoked");
     let st = agent.status();
     assert_eq!(st["gpu_assignment"]["containers"], 1, "{st}");
     assert_eq!(st["gpu_assignment"]["cgroups"], 1, "{st}");

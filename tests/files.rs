@@ -115,12 +115,12 @@ fn bind_mount_of_the_tree_is_still_enforced() {
     let view = TempDir::new("bindview");
     nix::mount::mount(Some(&fs.base().join("data")), &view.0, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
         .unwrap();
+    let _bind = Unmount(view.0.clone());
     let other = tree.abs.join(cgroup_of(Who::Other));
     let reader = tree.abs.join(cgroup_of(Who::Reader));
     let through_bind = view.0.join("f");
     let denied = fileprobe(&other, &["read", through_bind.to_str().unwrap()]);
     let allowed = fileprobe(&reader, &["read", through_bind.to_str().unwrap()]);
-    let _ = nix::mount::umount2(&view.0, nix::mount::MntFlags::MNT_DETACH);
     assert!(denied.eperm(), "other through a bind mount: {denied:?}");
     assert!(allowed.ok(), "reader through a bind mount: {allowed:?}");
 }
@@ -140,8 +140,7 @@ fn audit_mode_logs_and_allows_file_access() {
 fn killing_the_agent_leaves_no_process_blocked() {
     let (tree, fs, mut agent) = setup("fkill", "enforce");
     // Freeze the agent so an open is left waiting for its answer...
-    // SAFETY: signals to our own child.
-    unsafe { libc::kill(agent.pid() as i32, libc::SIGSTOP) };
+    agent.freeze();
     let reader = tree.abs.join(cgroup_of(Who::Reader));
     let mut waiting = Command::new(FILEPROBE)
         .arg("--cgroup")
@@ -153,7 +152,7 @@ fn killing_the_agent_leaves_no_process_blocked() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(waiting.try_wait().unwrap().is_none(), "the open must be held while the agent decides");
     // ...then SIGKILL it: the kernel must release the held open.
-    unsafe { libc::kill(agent.pid() as i32, libc::SIGKILL) };
+    agent.kill9();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(st) = waiting.try_wait().unwrap() {
@@ -163,7 +162,6 @@ fn killing_the_agent_leaves_no_process_blocked() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.code().is_some(), "the opener finished: {status}");
-    let _ = agent.stop();
 }
 
 #[test]
@@ -216,17 +214,13 @@ fn a_root_that_appears_later_is_protected_without_restart() {
         Some("size=4m"),
     )
     .unwrap();
+    let _late = Unmount(later.0.join("mnt"));
     std::fs::create_dir_all(&late_root).unwrap();
     std::fs::write(late_root.join("f"), "payload").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !missing(&agent.status()).is_null() {
-        assert!(std::time::Instant::now() < deadline, "root never picked up: {}", agent.status());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.eventually("the late root is picked up", || missing(&agent.status()).is_null());
     let f = late_root.join("f");
     let other = fileprobe(&tree.abs.join(cgroup_of(Who::Other)), &["read", f.to_str().unwrap()]);
     let reader = fileprobe(&tree.abs.join(cgroup_of(Who::Reader)), &["read", f.to_str().unwrap()]);
-    let _ = nix::mount::umount2(&later.0.join("mnt"), nix::mount::MntFlags::MNT_DETACH);
     assert!(other.eperm(), "other on the late root: {other:?}");
     assert!(reader.ok(), "reader on the late root: {reader:?}");
 }
@@ -246,6 +240,15 @@ fn denies_are_logged_while_every_cpu_is_busy() {
         .replace("version: 1\n", "version: 1\nagent:\n  events:\n    allowed: each\n");
     let agent = Agent::start(&tree, &yaml);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stopped on every exit, a failed assert included: spinning threads
+    // left behind would starve the other tests of this binary.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop = StopOnDrop(stop.clone());
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let spinners: Vec<_> = (0..cpus * 2)
         .map(|_| {

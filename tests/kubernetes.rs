@@ -53,7 +53,6 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str) -> Self {
-        require_root();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let api = warden::kube::fake_api::FakeApiServer::new();
         let server = rt.block_on(api.serve()).unwrap();

@@ -19,6 +19,7 @@ fn probe() -> (i32, Value, String) {
 
 #[test]
 fn probe_agrees_with_the_agent() {
+    require_root();
     let (code, report, human) = probe();
     let check = |name: &str| {
         report["checks"]
@@ -49,16 +50,27 @@ fn probe_agrees_with_the_agent() {
     assert_eq!(code, if all { 0 } else { 3 }, "exit status says whether every kind is enforceable");
     assert!(human.contains("SEGMENT KIND") && human.contains("hook: BPF-LSM"), "{human}");
 
-    // An agent with a file segment picks the backend the probe predicted.
+    // An agent with every segment kind: each hook it attaches is one the
+    // probe found loadable, and the file backend is the one it predicted.
     let tree = TestTree::new("probe");
     let fs = Tmpfs::new("probe");
     let yaml = format!(
-        "version: 1\nsegments:\n  - name: d\n    paths: [\"{}\"]\nworkloads: []\nallow: []\n",
-        fs.0.0.display()
+        "version: 1\nsegments:\n  - name: d\n    paths: [\"{}\"]\n  - name: gpus\n    devices: {{ paths: [/dev/null] }}\n{}workloads: []\nallow: []\n",
+        fs.0.0.display(),
+        store_segment(tcp_listener("127.0.0.2")).trim_start_matches("segments:\n"),
     );
     let agent = Agent::start(&tree, &yaml);
     let st = agent.status();
-    let files = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap().clone();
+    let row = |k: &str| st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == k).unwrap().clone();
+    let enforced = |k: &str| row(k)["state"] == "enforced";
+    assert_eq!(check("hook: cgroup sock_addr")["ok"] == true, enforced("network"), "{}", row("network"));
+    assert_eq!(check("hook: cgroup/dev")["ok"] == true, enforced("devices"), "{}", row("devices"));
+    let programs: Vec<&str> = st["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(check("hook: tracepoint")["ok"] == true, programs.contains(&"cgroup_mkdir"), "{programs:?}");
+    let files = row("files");
+    if files["backend"] == "fanotify" {
+        assert_eq!(check("fanotify permission events")["ok"], true, "the agent runs fanotify: {files}");
+    }
     let lsm_ok = check("hook: BPF-LSM")["ok"] == true;
     assert_eq!(files["backend"], if lsm_ok { "lsm" } else { "fanotify" }, "probe: {}\nagent: {files}", kind("files"));
     assert_eq!(

@@ -146,6 +146,10 @@ fn configmap_symlink_swap_is_one_reload() {
     let took = t0.elapsed();
     assert_eq!(access(&trainer, &other, port), (false, true));
     assert!(took < Duration::from_secs(5), "reload took {took:?}");
+    // Exactly one reload happened in all: the layout change made none, late or not.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(generation(&agent), 2);
+    assert_eq!(agent.status()["policy"]["reload"]["attempts"], 1, "one swap, one reload");
 }
 
 /// File segments (fanotify on this kernel) switch with the rest: roots,
@@ -223,25 +227,12 @@ fn file_segments_follow_reloads() {
 /// Whether an open of `path` by this (unconfined) test process waits for
 /// the agent: with the agent stopped, it is still pending after 300 ms.
 fn open_waits_for(agent: &Agent, path: &Path) -> bool {
-    let pid = agent.pid() as i32;
-    // SAFETY: plain kill(2) on the agent; SIGCONT follows below in every case.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    // Every thread stopped, the decision thread included.
-    let stopped = || {
-        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
-        })
-    };
-    while !stopped() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    agent.freeze();
     let p = path.to_path_buf();
     let open = std::thread::spawn(move || std::fs::File::open(p).is_ok());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     let waited = !open.is_finished();
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    agent.thaw();
     assert!(open.join().unwrap(), "the open completes once the agent runs");
     waited
 }
@@ -273,4 +264,22 @@ fn a_reload_moves_fanotify_marks_with_the_roots() {
     assert_eq!(marked(&agent), serde_json::json!([b.0.0.join("d")]));
     assert!(!open_waits_for(&agent, &a.0.0.join("d/f")), "unmarked: no longer waits for the agent");
     assert!(open_waits_for(&agent, &b.0.0.join("d/f")), "newly marked");
+
+    // No file segment at all, then one again: the backend started with the
+    // agent still runs, so the second reload is not refused.
+    let none = "version: 1\nworkloads:\n  - name: trainer\n    selector: { cgroup: \"trainer/*\" }\n";
+    replace(&agent.config, none);
+    wait_generation(&agent, 3);
+    assert_eq!(marked(&agent), serde_json::Value::Null, "nothing marked");
+    assert!(!open_waits_for(&agent, &b.0.0.join("d/f")));
+    replace(&agent.config, &on(&a));
+    wait_generation(&agent, 4);
+    assert_eq!(agent.status()["policy"]["reload"]["failures"], 0);
+    assert!(open_waits_for(&agent, &a.0.0.join("d/f")), "marked again");
+    let trainer = tree.mkdir("trainer/a");
+    let p = fileprobe(&trainer, &["read", a.0.0.join("d/f").to_str().unwrap()]);
+    assert!(p.ok(), "the grant holds again: {p:?}");
+    let other = tree.mkdir("other/a");
+    let p = fileprobe(&other, &["read", a.0.0.join("d/f").to_str().unwrap()]);
+    assert!(p.eperm(), "and the segment is closed to others: {p:?}");
 }

@@ -139,3 +139,23 @@ fn hammer_reloads_restart_and_sigkill_never_flip_a_decision() {
     assert_eq!(st["pins"]["adopted"], true);
     assert_eq!(st["policy"]["generation"], 1, "a fresh agent starts at generation 1");
 }
+
+#[test]
+fn a_new_ring_size_keeps_the_pinned_ring_until_uninstall() {
+    let tree = TestTree::new("restart-ring");
+    let other = tree.mkdir("other/a");
+    let port = tcp_listener("127.0.0.2");
+    let mut first = Agent::start(&tree, &policy(port, ""));
+    first.stop();
+    // Twice the default ring: the earlier agent's pinned ring (which its
+    // programs may still be writing) is kept at its size.
+    let bigger = policy(port, "").replace("agent:\n", "agent:\n  ringBufferBytes: 8388608\n");
+    let second = Agent::start(&tree, &bigger);
+    assert!(second.log().contains("the pinned event ring keeps its size"), "{}", second.log());
+    for _ in 0..3 {
+        assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
+    }
+    let denied = second.wait_events(3, |e| e["verdict"] == "denied" && e["workload"] == "other");
+    assert!(denied.iter().all(|e| e["destination"]["port"] == port), "records read intact: {denied:?}");
+    assert_eq!(second.status()["events"]["decode_errors"], 0);
+}

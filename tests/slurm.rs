@@ -102,17 +102,24 @@ impl Cluster {
         ["ctld.log", "d.log"].iter().map(|l| std::fs::read_to_string(self.dir.0.join(l)).unwrap_or_default()).collect()
     }
 
-    /// Submits a job that sleeps; returns its id.
+    /// Submits a job that sleeps (long enough for the test, short enough that
+    /// nothing lingers if a run is cut off); returns its id.
     fn submit(&self, account: &str) -> u64 {
         let out =
-            self.cmd("sbatch", &["--parsable", "-p", "gpu", "-A", account, "-o", "/dev/null", "--wrap", "sleep 600"]);
+            self.cmd("sbatch", &["--parsable", "-p", "gpu", "-A", account, "-o", "/dev/null", "--wrap", "sleep 120"]);
         out.trim().parse().unwrap_or_else(|_| panic!("sbatch said {out:?}:\n{}", self.logs()))
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // scancel is asynchronous: wait (bounded) until the jobs are gone,
+        // so no slurmstepd or job outlives the daemons that would reap it.
         let _ = self.cmd("scancel", &["-u", "root"]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && !self.cmd("squeue", &["-h"]).trim().is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         for d in &mut self.daemons {
             let _ = d.kill();
             let _ = d.wait();

@@ -129,6 +129,15 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Unmounts a mount a test made when dropped (also when the test panics).
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// A temp directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -262,6 +271,31 @@ impl Agent {
         }
     }
 
+    /// SIGSTOP, returning once every thread (the decision threads too) is
+    /// stopped: from then on nothing the agent must answer is answered.
+    /// `thaw` resumes it.
+    pub fn freeze(&self) {
+        let pid = self.pid() as i32;
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stopped() {
+            assert!(Instant::now() < deadline, "the agent did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn thaw(&self) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGCONT) };
+    }
+
     /// SIGKILL and wait: the agent dies without any cleanup of its own.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
@@ -293,6 +327,16 @@ impl Drop for Agent {
         if self.child.is_some() {
             self.stop();
         }
+    }
+}
+
+/// A child process killed and reaped when dropped (also when a test panics).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
