@@ -1,30 +1,49 @@
 //! `warden agent`: wires the pipeline together.
 //!
 //! policy → compiled maps → kernel hooks → ring buffer → identity enrichment → sinks
-pub mod devices;
+//!
+//! The daemon is a few parts that own their state (`Parts`: the policy
+//! cell, the identity store, health), the enforcement kinds that run the
+//! lifecycle in `lifecycle` (registered in `kinds`), and the tasks that
+//! feed them. `Agent` owns all of it and answers the control socket and
+//! the metrics endpoint; no part holds a reference back to it.
+mod cgroup_task;
 mod events;
-pub mod files;
-mod identify;
-mod identity;
+mod health;
+mod heap;
+mod identities;
+mod kinds;
+mod lifecycle;
 mod metadata;
+mod policy_cell;
 mod reload;
-mod state;
+mod status;
 mod writer_priority;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context;
 
+use self::{
+    health::Health,
+    identities::IdentityStore,
+    lifecycle::{Enforcer, SetParts, StartCx},
+    policy_cell::PolicyCell,
+};
 use crate::{
     control::{self, server::SocketGuard},
     enrich::Enricher,
-    hooks::{Hooks, pins::Pins},
+    hooks::{Hooks, maps::PolicyMaps, pins::Pins},
     identity::CgroupTracker,
     policy,
     sinks::{Fanout, JsonlSink},
     system::{self, kernel, mountinfo, mounts},
 };
-pub use state::Shared;
 
 /// Command-line overrides of the config file's `agent:` section.
 #[derive(Debug, Clone, Default)]
@@ -37,15 +56,34 @@ pub struct AgentOptions {
     pub metrics_address: Option<String>,
 }
 
+/// The parts every kind and task may be handed.
+#[derive(Clone)]
+pub struct Parts {
+    pub cell: Arc<PolicyCell>,
+    pub identities: Arc<IdentityStore>,
+    pub health: Arc<Health>,
+}
+
+/// The running agent: its parts, the started enforcers, the sinks.
+pub struct Agent {
+    parts: Parts,
+    node: String,
+    started_at: String,
+    /// One per kind in `kinds::KINDS` order; `None`: not started (the first
+    /// policy had no segments of that kind).
+    enforcers: Vec<Option<Arc<dyn Enforcer>>>,
+    /// Serializes reloads and rechecks (signal, command, file watch and the
+    /// 500 ms rechecks may race).
+    reload_lock: Mutex<()>,
+    pipeline: OnceLock<events::SinkHandle>,
+}
+
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     system::require_root()?;
-    identify::fix_heap_thresholds();
+    heap::fix_thresholds();
     // Refuse bad policy before touching the kernel.
     let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
     let compiled = Arc::new(policy.compile());
-    let compiled_has_files = compiled.has_file_segments();
-    // Refuse to start without a backend unless the whole policy is audit.
-    let file_enforce = policy.mode == policy::Mode::Enforce;
     // Bind first: a second agent must fail before it touches the kernel.
     let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
     let listener =
@@ -54,7 +92,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     kernel::require_btf()?;
     mounts::ensure_all()?;
-    let securityfs_ok = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
+    let securityfs = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
     kernel::raise_memlock();
     kernel::require_sock_addr_hooks()?;
     let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
@@ -69,7 +107,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
     }
     let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id, pins)?;
-    let mut maps = hooks.take_maps()?;
+    let maps = hooks.take_maps()?;
     // The whole policy in one switch: rules, cgroups identified by path,
     // file roots and device nodes. An earlier agent's pinned programs may be
     // deciding from these maps right now, so nothing may go missing.
@@ -78,120 +116,130 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // filled from this very file: its ids then name the same workloads.
     let carried = carried_identities(&maps, tag);
     let previous_same = carried.is_some();
-    let carried = carried.unwrap_or_default();
-    let initial = initial_contents(&tracker, &compiled, &carried);
-    maps.install(&initial.contents(&compiled, tag))?;
-    let event_ring = hooks.take_ring("EVENTS")?;
-    let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
-
-    // Tracepoints first, then the scan: a cgroup made in between is seen twice
-    // (harmless), never zero times.
-    hooks.attach_tracepoints()?;
     let node = opts
         .node_name
         .clone()
         .or_else(|| policy.agent.node_name.clone())
         .or_else(|| std::env::var("NODE_NAME").ok())
         .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
-    let node_name = node.clone();
-    let shared = Arc::new(Shared::new(state::Init {
-        node: node.clone(),
-        config: opts.config.clone(),
-        policy,
-        compiled,
-        maps,
-        tracker,
-        carried,
-        previous_same,
-    }));
-    shared.reconcile_cgroups();
-    // Identities are in the map: now enforcement can start.
-    let root_abs = shared.cgroup_root_abs();
-    hooks.attach_network(&root_abs)?;
-
-    let (pipeline, enricher) = start_sinks(&shared, &opts, node)?;
-    let metrics_listener = bind_metrics(&shared, &opts).await?;
-    let events_target = pipeline.fanout.jsonl_target.clone();
-    let file_events = if compiled_has_files {
-        let (roots, backend) = shared.with_compiled(|c| (c.files.clone(), c.file_backend));
-        let try_lsm = || -> Result<crate::files::BackendChoice, String> {
-            if !securityfs_ok {
-                return Err("securityfs is not mounted (cannot read the active LSM list)".into());
-            }
-            let active = crate::files::require_bpf_lsm()?;
-            hooks.attach_lsm()?;
-            Ok(crate::files::BackendChoice {
-                backend: "lsm".into(),
-                reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
-                enforces: files::LSM_ENFORCES.iter().map(|s| s.to_string()).collect(),
-                not_enforced: vec![],
-            })
-        };
-        files::start(&shared, &roots, backend, file_enforce, try_lsm)?
-    } else {
-        None
-    };
-    if shared.with_compiled(|c| c.has_device_segments()) {
-        devices::start(&shared, &mut hooks, file_enforce)?;
+    let enforce = policy.mode == policy::Mode::Enforce;
+    let events_cfg = policy.agent.events.clone();
+    let metrics_cfg = policy.agent.metrics.clone();
+    let identities = Arc::new(IdentityStore::new(tracker, carried.unwrap_or_default(), compiled.clone()));
+    let cell = Arc::new(PolicyCell::new(opts.config.clone(), policy.clone(), compiled.clone(), maps, previous_same));
+    let set = SetParts::resolve(&compiled);
+    {
+        let staged = identities.scan(&compiled);
+        cell.lock().install(policy.clone(), &set.contents(&compiled, &staged.entries(), tag))?;
     }
+    let event_ring = hooks.take_ring("EVENTS")?;
+    let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
+
+    // Tracepoints first, then the scan: a cgroup made in between is seen twice
+    // (harmless), never zero times.
+    hooks.attach_tracepoints()?;
+    let parts = Parts { cell, identities, health: Arc::new(Health::default()) };
+    parts.identities.reconcile(&mut parts.cell.lock());
+
+    let (pipeline, enricher, sinks) = start_sinks(&events_cfg, &opts, &node)?;
+    let metrics_listener = bind_metrics(&parts.health, &metrics_cfg, &opts).await?;
+    let events_target = pipeline.fanout.jsonl_target.clone();
+    // Identities are in the map: now enforcement can start, kind by kind.
+    let mut cx = StartCx {
+        parts: &parts,
+        hooks: &mut hooks,
+        compiled: &compiled,
+        set: &set,
+        enforce,
+        securityfs,
+        pipeline: &pipeline,
+        enricher: &enricher,
+        tasks: Vec::new(),
+    };
+    let mut enforcers = Vec::new();
+    for kind in &kinds::KINDS {
+        enforcers.push((kind.start)(&mut cx).with_context(|| format!("starting {} enforcement", kind.name))?);
+    }
+    let kind_tasks = std::mem::take(&mut cx.tasks);
     // After every backend attached, so status lists all programs.
-    shared.set_programs(&hooks);
+    parts.health.set_programs(&hooks);
+    let agent = Arc::new(Agent {
+        parts: parts.clone(),
+        node: node.clone(),
+        started_at: crate::enrich::time::now_rfc3339(),
+        enforcers,
+        reload_lock: Mutex::new(()),
+        pipeline: OnceLock::new(),
+    });
+    let _ = agent.pipeline.set(sinks);
     tracing::info!(
-        cgroup_root = %root_abs.display(),
+        cgroup_root = %parts.identities.cgroup_root_abs().display(),
         socket = %socket_path.display(),
         events = %events_target,
         "warden enforcing"
     );
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(identity::run(cgroup_ring, shared.clone()));
-    if let Some((rx, backend, priority)) = file_events {
-        let e = enricher.sibling();
-        tasks.spawn(events::run_files(rx, shared.clone(), pipeline.clone(), e, backend, priority));
+    for t in kind_tasks {
+        tasks.spawn(t);
     }
-    tasks.spawn(events::run(event_ring, shared.clone(), pipeline, enricher));
-    tasks.spawn(identity::reconcile_loop(shared.clone(), Duration::from_secs(30)));
-    tasks.spawn(devices::assignment_loop(shared.clone()));
-    metadata::start_kubernetes(&shared, &node_name, &mut tasks);
-    tasks.spawn(metadata::slurm_loop(shared.clone()));
+    tasks.spawn(cgroup_task::run(cgroup_ring, parts.clone()));
+    tasks.spawn(events::run(event_ring, agent.clone(), pipeline, enricher));
+    tasks.spawn(cgroup_task::reconcile_loop(agent.clone(), Duration::from_secs(30)));
+    metadata::start_kubernetes(&parts, &node, &mut tasks);
+    tasks.spawn(metadata::slurm_loop(parts.clone()));
     if let Some(listener) = metrics_listener {
-        let source: Arc<dyn crate::metrics::Source> = shared.clone();
+        let source: Arc<dyn crate::metrics::Source> = agent.clone();
         tasks.spawn(async move {
             crate::metrics::serve(listener, source).await;
             Ok(())
         });
     }
-    let handler: Arc<dyn control::server::Handler> = shared.clone();
+    let handler: Arc<dyn control::server::Handler> = agent.clone();
     tasks.spawn(async move {
         control::server::serve(listener, handler).await;
         Ok(())
     });
 
-    tasks.spawn(reload::on_sighup(shared.clone()));
-    tasks.spawn(reload::watch(shared.clone()));
+    tasks.spawn(reload::on_sighup(agent.clone()));
+    tasks.spawn(reload::watch(agent.clone()));
 
-    shared.set_ready();
+    parts.health.set_ready();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, detaching"),
-        _ = term.recv() => tracing::info!("terminated, detaching"),
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted, detaching"); Ok(()) }
+        _ = term.recv() => { tracing::info!("terminated, detaching"); Ok(()) }
         Some(res) = tasks.join_next() => {
             // A pipeline task ending is a bug or a fatal I/O error: stop loudly.
-            res.context("pipeline task panicked")?.context("pipeline task failed")?;
+            res.context("pipeline task panicked").and_then(|r| r.context("pipeline task failed"))
         }
+    };
+    for e in agent.enforcers.iter().flatten() {
+        e.stop();
     }
     drop(hooks);
-    Ok(())
+    result
+}
+
+impl Agent {
+    fn enforcers(&self) -> impl Iterator<Item = &Arc<dyn Enforcer>> {
+        self.enforcers.iter().flatten()
+    }
+
+    /// Device names for events (empty until the devices kind runs).
+    fn device_table(&self) -> Arc<crate::devices::DeviceTable> {
+        self.enforcers().find_map(|e| e.device_table()).unwrap_or_default()
+    }
 }
 
 /// Opens the JSON lines sink (the `--events` flag overrides the policy)
-/// and the exporters; returns the pipeline and the kernel task's enricher.
+/// and the exporters; returns the pipeline, the kernel task's enricher and
+/// what status and the control socket see of the sinks.
 fn start_sinks(
-    shared: &Arc<Shared>,
+    cfg: &policy::EventsConfig,
     opts: &AgentOptions,
-    node: String,
-) -> anyhow::Result<(events::Pipeline, Enricher)> {
-    let cfg = shared.events_config();
+    node: &str,
+) -> anyhow::Result<(events::Pipeline, Enricher, events::SinkHandle)> {
     let target = opts.events.clone().unwrap_or_else(|| cfg.jsonl.clone());
     let jsonl = match target.as_str() {
         "off" => None,
@@ -203,7 +251,7 @@ fn start_sinks(
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         // Starts even with the collector down: it connects lazily and retries.
         let sink = Arc::new(
-            crate::sinks::otlp::OtlpSink::start(o, &node, &host)
+            crate::sinks::otlp::OtlpSink::start(o, node, &host)
                 .with_context(|| format!("starting the OTLP exporter to {}", o.endpoint))?,
         );
         forwards.push(sink.clone());
@@ -211,42 +259,15 @@ fn start_sinks(
     }
     let enricher = Enricher::new(node.into());
     let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
-    shared.set_pipeline(state::PipelineHandle {
-        fanout: fanout.clone(),
-        seq: enricher.seq_handle(),
-        otlp: otlp_status,
-    });
+    let handle = events::SinkHandle { fanout: fanout.clone(), seq: enricher.seq_handle(), otlp: otlp_status };
     let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
-    Ok((events::Pipeline { fanout, summary_ms }, enricher))
-}
-
-/// What the first policy set holds, resolved before any program runs on it.
-struct Initial {
-    cgroups: Vec<(u64, u32)>,
-    file_roots: Vec<(warden_common::InodeKey, u32)>,
-    device_nodes: Vec<(warden_common::DeviceKey, warden_common::DeviceSegment)>,
-}
-
-impl Initial {
-    fn contents<'a>(
-        &'a self,
-        policy: &'a Arc<policy::CompiledPolicy>,
-        tag: [u8; 32],
-    ) -> crate::hooks::maps::SetContents<'a> {
-        crate::hooks::maps::SetContents {
-            policy,
-            cgroups: &self.cgroups,
-            file_roots: &self.file_roots,
-            device_nodes: &self.device_nodes,
-            tag,
-        }
-    }
+    Ok((events::Pipeline { fanout, summary_ms }, enricher, handle))
 }
 
 /// The cgroup identities an earlier agent left pinned, if it ran the same
 /// policy file (`tag`); `None` otherwise: with another file the ids may
 /// name other workloads.
-fn carried_identities(maps: &crate::hooks::maps::PolicyMaps, tag: [u8; 32]) -> Option<HashMap<u64, u32>> {
+fn carried_identities(maps: &PolicyMaps, tag: [u8; 32]) -> Option<HashMap<u64, u32>> {
     match maps.pinned_identities() {
         Some((pinned, cgroups)) if pinned == tag && tag != [0; 32] => Some(cgroups.into_iter().collect()),
         Some((_, cgroups)) if !cgroups.is_empty() => {
@@ -260,41 +281,25 @@ fn carried_identities(maps: &crate::hooks::maps::PolicyMaps, tag: [u8; 32]) -> O
     }
 }
 
-/// Cgroups identified by their path, or as the earlier agent pinned them
-/// until their metadata is known; file roots and device nodes of `compiled`.
-fn initial_contents(
-    tracker: &CgroupTracker,
-    compiled: &policy::CompiledPolicy,
-    carried: &HashMap<u64, u32>,
-) -> Initial {
-    let meta = crate::identity::meta::MetaStore::default();
-    let cgroups = tracker
-        .scan()
-        .into_iter()
-        .filter_map(|(id, rel)| {
-            identify::workload_of(compiled, carried, &meta, id, &rel, &tracker.origin_of(&rel)).map(|w| (id, w))
-        })
-        .collect();
-    let file_roots = crate::files::roots::Roots::resolve(&compiled.files).kernel_entries();
-    let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
-    Initial { cgroups, file_roots, device_nodes: table.entries() }
-}
-
 /// Binds the Prometheus endpoint (`--metrics-address` overrides the
 /// policy). A configured address that cannot be bound stops the start:
 /// the probes of a DaemonSet depend on it.
-async fn bind_metrics(shared: &Shared, opts: &AgentOptions) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+async fn bind_metrics(
+    health: &Health,
+    cfg: &policy::MetricsConfig,
+    opts: &AgentOptions,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     let addr = match opts.metrics_address.as_deref() {
         Some("off") => None,
         Some(a) => Some(
             a.parse::<std::net::SocketAddr>()
                 .with_context(|| format!("--metrics-address {a}: expected IP:port or off"))?,
         ),
-        None => shared.metrics_config().address,
+        None => cfg.address,
     };
     let Some(addr) = addr else { return Ok(None) };
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
-    shared.set_metrics_address(listener.local_addr()?.to_string());
+    health.set_metrics_address(listener.local_addr()?.to_string());
     Ok(Some(listener))
 }

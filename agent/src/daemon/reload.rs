@@ -6,26 +6,25 @@
 //! error shows in `warden status` and as a `policy` event.
 use std::{sync::Arc, time::Instant};
 
-use super::state::Shared;
+use super::{Agent, kinds::KINDS, lifecycle::SetParts};
 use crate::{
     control::status::ReloadStatus,
     enrich::time::now_rfc3339,
-    files::roots::Roots,
-    hooks::maps::SetContents,
     policy::{self, CompiledPolicy, Policy},
 };
 
 pub use crate::control::status::ReloadOutcome as Outcome;
 
-impl Shared {
+impl Agent {
     /// Reads the config file again and applies it, or keeps the last good
     /// policy and says why. `trigger`: signal | command | file.
     pub fn reload(&self, trigger: &str) -> Outcome {
         // One reload at a time: triggers may race (a SIGHUP during a watch).
         let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let t0 = Instant::now();
+        let cell = &self.parts.cell;
         let loaded =
-            policy::load_file(self.config_path()).map_err(|e| format!("invalid policy, kept the last good one:\n{e}"));
+            policy::load_file(cell.config_path()).map_err(|e| format!("invalid policy, kept the last good one:\n{e}"));
         let sha256 = loaded.as_ref().map(|p| p.source_sha256.clone()).unwrap_or_default();
         let result = loaded.and_then(|p| self.apply(p));
         let duration_us = t0.elapsed().as_micros() as u64;
@@ -33,69 +32,61 @@ impl Shared {
             Ok(pending) => (true, None, pending),
             Err(e) => (false, Some(e), Vec::new()),
         };
-        let generation = self.policy_generation();
+        let generation = cell.generation();
         let outcome = Outcome { applied, generation, sha256, error, pending_restart, duration_us };
         self.note_reload(trigger, &outcome);
         outcome
     }
 
     /// Switches to `policy`. Everything that can fail (compiling, resolving
-    /// roots and devices, a backend that cannot take the change) happens
+    /// roots and devices, a kind that cannot take the change) happens
     /// before the switch; an error leaves the old policy in force.
     fn apply(&self, policy: Policy) -> Result<Vec<String>, String> {
         let compiled = Arc::new(policy.compile());
-        self.check_backends(&compiled)?;
-        let pending = self.with_policy(|old| restart_only_changes(old, &policy));
-        // Resolved outside the state lock: stat() of roots, /dev and /proc reads.
-        let roots = Arc::new(Roots::resolve(&compiled.files));
-        let table = crate::devices::resolve(&compiled.devices, &compiled.devices_config.proc_root);
-        self.mark_new_filesystems(&roots)?;
-        let kernel_roots = roots.kernel_entries();
-        self.switch(policy, compiled, &roots, &kernel_roots, &table.entries()).map_err(|e| format!("{e:#}"))?;
-        self.after_switch(roots.clone(), table);
-        self.unmark_dropped_filesystems(&roots);
+        self.check_started(&compiled)?;
+        let pending = self.parts.cell.with_policy(|old| restart_only_changes(old, &policy));
+        let set = SetParts::resolve(&compiled);
+        for e in self.enforcers() {
+            e.prepare(&compiled, &set)?;
+        }
+        self.switch(policy, compiled, &set).map_err(|e| format!("{e:#}"))?;
+        for e in self.enforcers() {
+            e.settle();
+        }
         Ok(pending)
     }
 
-    /// A reload cannot start a backend the agent did not start: refusing is
-    /// better than a policy whose new segments nothing enforces. (A backend
+    /// A reload cannot start a kind the agent did not start: refusing is
+    /// better than a policy whose new segments nothing enforces. (A kind
     /// started for an earlier policy still runs: A, then B without file
     /// segments, then A again is fine.)
-    fn check_backends(&self, new: &CompiledPolicy) -> Result<(), String> {
-        let (had_files, had_devices) = (self.file_backend_started(), self.devices().started);
-        if new.has_file_segments() && !had_files {
-            return Err("the new policy adds file segments, but no file backend was started with this one: \
-                        restart the agent to enforce them (the last good policy stays in force)"
-                .into());
-        }
-        if new.has_device_segments() && !had_devices {
-            return Err("the new policy adds device segments, but the device hook was not attached with this one: \
-                        restart the agent to enforce them (the last good policy stays in force)"
-                .into());
+    fn check_started(&self, new: &CompiledPolicy) -> Result<(), String> {
+        for (kind, e) in KINDS.iter().zip(&self.enforcers) {
+            if e.is_none() && (kind.configured)(new) {
+                return Err(kind.not_started.into());
+            }
         }
         Ok(())
     }
 
-    /// fanotify only sees filesystems it marked: mark those of new roots
-    /// before the switch, so no open on them escapes a decision.
-    fn mark_new_filesystems(&self, roots: &Roots) -> Result<(), String> {
-        let Some(ctx) = self.file_ctx() else { return Ok(()) };
-        let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(fan) = fan else { return Ok(()) };
-        match fan.mark_added(roots).into_iter().next() {
-            Some((path, e)) => Err(format!("cannot mark the filesystem of {}: {e}", path.display())),
-            None => Ok(()),
+    /// Under the cell lock: every tracked cgroup identified under the new
+    /// policy, the other kernel set filled and flipped to, then the
+    /// identities and each kind follow; the generation moves last, so a
+    /// decision that read anything old is made again. Decisions of the old
+    /// set still in flight are named by its policy, kept with that set.
+    fn switch(&self, policy: Policy, compiled: Arc<CompiledPolicy>, set: &SetParts) -> anyhow::Result<()> {
+        let mut cell = self.parts.cell.lock();
+        let same_file = policy.source_sha256 == cell.policy.source_sha256;
+        let staged = self.parts.identities.stage(&cell, &compiled, same_file);
+        let tag = crate::policy::digest_tag(&policy.source_sha256);
+        let old = cell.compiled.clone();
+        cell.install(policy, &set.contents(&compiled, &staged.entries(), tag))?;
+        self.parts.identities.commit(&cell, staged);
+        for e in self.enforcers() {
+            e.commit(&old, set);
         }
-    }
-
-    /// After the switch: filesystems without roots stop sending opens to
-    /// the agent (a failure only costs latency there, so it is logged).
-    fn unmark_dropped_filesystems(&self, roots: &Roots) {
-        let Some(ctx) = self.file_ctx() else { return };
-        let fan = ctx.fanotify.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (path, e) in fan.map(|f| f.unmark_dropped(roots)).unwrap_or_default() {
-            tracing::warn!(path = %path.display(), error = %e, "cannot unmark a filesystem that no longer holds a segment");
-        }
+        self.parts.cell.bump_generation();
+        Ok(())
     }
 
     fn note_reload(&self, trigger: &str, o: &Outcome) {
@@ -106,7 +97,7 @@ impl Shared {
         for p in &o.pending_restart {
             tracing::warn!(setting = %p, "changed in the config file; takes effect when the agent restarts");
         }
-        let mut r = self.reload_status();
+        let mut r = self.parts.health.reload_status();
         r.attempts += 1;
         if !o.applied {
             r.failures += 1;
@@ -123,6 +114,15 @@ impl Shared {
         };
         drop(r);
         self.emit_policy_event(o);
+    }
+
+    /// A `policy` event: every sink learns that the rules changed (or that a
+    /// change was refused).
+    fn emit_policy_event(&self, o: &Outcome) {
+        let Some(p) = self.pipeline.get() else { return };
+        let ev = crate::enrich::PolicyEvent::new(&p.seq, &self.node, o);
+        let ev = Arc::new(crate::enrich::Event::Policy(ev));
+        p.fanout.encode_and_deliver(&[ev], &mut Vec::new(), || {});
     }
 }
 
@@ -149,81 +149,20 @@ fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<String> {
     out
 }
 
-impl Shared {
-    /// Under the state lock: every tracked cgroup identified under the new
-    /// policy, the other kernel set filled and flipped to, then the
-    /// userspace view switched. Decisions of the old set still in flight are
-    /// named by its policy, kept with that set.
-    fn switch(
-        &self,
-        policy: Policy,
-        compiled: Arc<CompiledPolicy>,
-        roots: &Arc<Roots>,
-        file_roots: &[(warden_common::InodeKey, u32)],
-        device_nodes: &[(warden_common::DeviceKey, warden_common::DeviceSegment)],
-    ) -> anyhow::Result<()> {
-        // State lock first, then metadata: the order every other path takes.
-        let mut g = self.lock();
-        let g = &mut *g;
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
-        // Carried identities are ids of the file they were pinned under.
-        if policy.source_sha256 != g.policy.source_sha256 {
-            g.carried.clear();
-        }
-        let identities: std::collections::HashMap<u64, Option<u32>> = g
-            .tracker
-            .iter()
-            .map(|(id, info)| {
-                (*id, super::identify::workload_of(&compiled, &g.carried, &meta, *id, &info.rel, &info.origin))
-            })
-            .collect();
-        let cgroups: Vec<(u64, u32)> = identities.iter().filter_map(|(id, w)| w.map(|w| (*id, w))).collect();
-        // The set about to be refilled still counts the policy two reloads
-        // back: keep its totals by workload name.
-        let retiring = 1 - g.maps.active_set();
-        if let Some(old) = g.set_policies[retiring as usize].take() {
-            for id in g.maps.workload_ids(retiring) {
-                let Some(name) = super::state::workload_name(&old, id) else { continue };
-                let counts = g.maps.counts(retiring, id);
-                super::state::add_counts(g.harvested.entry(name.to_string()).or_default(), &counts);
-            }
-        }
-        let tag = crate::policy::digest_tag(&policy.source_sha256);
-        let contents = SetContents { policy: &compiled, cgroups: &cgroups, file_roots, device_nodes, tag };
-        let active = g.maps.install(&contents)?;
-        for (id, info) in g.tracker.iter_mut() {
-            info.workload = identities.get(id).copied().flatten();
-        }
-        g.set_policies[active as usize] = Some(compiled.clone());
-        self.harvest_file_counts(&g.compiled);
-        g.compiled = compiled;
-        g.policy = policy;
-        g.loaded_at = now_rfc3339();
-        g.identity_cache.clear();
-        // The fanotify backend's roots switch with the rules; the generation
-        // moves last, so a decision that read anything old is redone.
-        if let Some(ctx) = self.file_ctx() {
-            *ctx.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots.clone();
-        }
-        self.bump_policy_generation();
-        Ok(())
-    }
-}
-
 /// Runs a reload off the async workers. A failed reload must never end
 /// the agent (its tasks ending stops it), so even a panic is only logged.
-async fn reload_blocking(shared: &Arc<Shared>, trigger: &'static str) {
-    let s = shared.clone();
+async fn reload_blocking(agent: &Arc<Agent>, trigger: &'static str) {
+    let s = agent.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || s.reload(trigger)).await {
         tracing::error!(trigger, error = %e, "policy reload failed; the last good policy stays");
     }
 }
 
 /// SIGHUP reloads (`systemctl reload warden`).
-pub async fn on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub async fn on_sighup(agent: Arc<Agent>) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     while hup.recv().await.is_some() {
-        reload_blocking(&shared, "signal").await;
+        reload_blocking(&agent, "signal").await;
     }
     Ok(())
 }
@@ -236,17 +175,17 @@ pub async fn on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
 ///
 /// If the directory cannot be watched (e.g. the inotify watch limit), the
 /// agent keeps running and says so: SIGHUP and `warden reload` still work.
-pub async fn watch(shared: Arc<Shared>) -> anyhow::Result<()> {
-    if let Err(e) = watch_file(&shared).await {
+pub async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
+    if let Err(e) = watch_file(&agent).await {
         tracing::warn!(error = %e, "not watching the config file: reload with SIGHUP or `warden reload`");
     }
     std::future::pending::<()>().await;
     Ok(())
 }
 
-async fn watch_file(shared: &Arc<Shared>) -> anyhow::Result<()> {
+async fn watch_file(agent: &Arc<Agent>) -> anyhow::Result<()> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let path = shared.config_path().to_path_buf();
+    let path = agent.parts.cell.config_path().to_path_buf();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -280,7 +219,7 @@ async fn watch_file(shared: &Arc<Shared>) -> anyhow::Result<()> {
             continue;
         }
         last = now;
-        reload_blocking(shared, "file").await;
+        reload_blocking(agent, "file").await;
     }
 }
 
@@ -298,4 +237,15 @@ impl std::os::fd::AsRawFd for InotifyFd {
 fn file_digest(path: &std::path::Path) -> Option<[u8; 32]> {
     use sha2::Digest;
     std::fs::read(path).ok().map(|b| sha2::Sha256::digest(&b).into())
+}
+
+impl Agent {
+    /// Every kind's recheck, never in the middle of a reload (it would
+    /// write the old policy's roots or nodes).
+    pub fn recheck(&self, full: bool) {
+        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        for e in self.enforcers() {
+            e.recheck(full);
+        }
+    }
 }

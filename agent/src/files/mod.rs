@@ -10,8 +10,6 @@ pub mod roots;
 
 use std::{path::PathBuf, sync::Arc};
 
-use serde::Serialize;
-
 use self::roots::Roots;
 
 /// Who opened: governed by this agent (with a workload or unidentified),
@@ -50,18 +48,6 @@ pub trait Context: Send + Sync {
     fn emit(&self, decision: FileDecision);
     fn note_error(&self);
     fn backend_failed(&self, reason: String);
-}
-
-/// The backend enforcing file segments, and why it was chosen.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct BackendChoice {
-    /// "lsm" | "fanotify" | "none"
-    pub backend: String,
-    pub reason: String,
-    /// Operations the backend can block.
-    pub enforces: Vec<String>,
-    /// Operations it cannot block on this node (reported, never hidden).
-    pub not_enforced: Vec<String>,
 }
 
 /// Active LSMs, from securityfs (mounted by the agent when missing).

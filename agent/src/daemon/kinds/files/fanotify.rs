@@ -1,0 +1,220 @@
+//! fanotify file backend: the kernel holds each open on a marked
+//! filesystem until the decision thread answers from the policy cell and
+//! the identity store. Decisions go to their own event writer through a
+//! bounded queue, so a slow sink never blocks opens.
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc;
+
+use super::{Choice, FileRoots};
+use crate::{
+    control::status::{EnforcementStatus, StatusReport},
+    daemon::{
+        lifecycle::{Enforcer, SetParts, StartCx},
+        policy_cell::workload_name,
+        writer_priority::WriterPriority,
+    },
+    files::{Context, FileDecision, Identity, fanotify::Fanotify, roots::Roots},
+    hooks::maps::VerdictCounts,
+    policy::{CompiledPolicy, Policy},
+};
+
+/// Capacity of the queue from the decision thread to the event writer.
+const QUEUE: usize = 65536;
+
+/// fanotify can block opens only; these it cannot see or stop.
+const BLIND: [&str; 6] = [
+    "create (file appears before the open is denied)",
+    "rename",
+    "unlink",
+    "hard link",
+    "truncate(2) by path",
+    "mkdir/rmdir",
+];
+
+/// What the decision thread and the status read.
+struct Decisions {
+    files: FileRoots,
+    fan: Arc<Fanotify>,
+    tx: mpsc::Sender<FileDecision>,
+    writer: Arc<WriterPriority>,
+    errors: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    /// Decisions per workload id (0 = unidentified).
+    counts: Mutex<HashMap<u32, VerdictCounts>>,
+    /// Those counts by workload name, moved here by each reload (ids may
+    /// name other workloads after it).
+    harvested: Mutex<HashMap<String, VerdictCounts>>,
+}
+
+pub struct FanotifyFiles(Arc<Decisions>);
+
+/// Creates the group, marks the root filesystems, and starts the decision
+/// thread and the event writer.
+pub(super) fn start(
+    cx: &mut StartCx<'_>,
+    roots: Arc<Roots>,
+    reasons: &mut Vec<String>,
+) -> std::io::Result<Arc<dyn Enforcer>> {
+    let fan = Arc::new(Fanotify::new(&roots)?);
+    reasons.push("fanotify permission events on the filesystems holding segment roots".into());
+    let choice =
+        Choice { backend: "fanotify", reason: reasons.join("; "), not_enforced: BLIND.map(String::from).to_vec() };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let d = Arc::new(Decisions {
+        files: FileRoots::new(cx, roots, choice),
+        fan: fan.clone(),
+        tx,
+        writer: Arc::new(WriterPriority::default()),
+        errors: AtomicU64::new(0),
+        dropped: Arc::new(AtomicU64::new(0)),
+        counts: Default::default(),
+        harvested: Default::default(),
+    });
+    fan.spawn(d.clone())?;
+    let writer = crate::daemon::events::FileWriter {
+        parts: cx.parts.clone(),
+        pipeline: cx.pipeline.clone(),
+        enricher: cx.enricher.sibling(),
+        backend: "fanotify",
+        priority: d.writer.clone(),
+        dropped: d.dropped.clone(),
+    };
+    cx.tasks.push(Box::pin(writer.run(rx)));
+    Ok(Arc::new(FanotifyFiles(d)))
+}
+
+impl Decisions {
+    fn counts(&self) -> MutexGuard<'_, HashMap<u32, VerdictCounts>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Context for Decisions {
+    fn identify_path(&self, cgroup: Option<&str>) -> Identity {
+        match cgroup {
+            Some(path) => {
+                let compiled = self.files.parts.cell.compiled();
+                self.files.parts.identities.identify_cgroup_path(&compiled, path)
+            }
+            // Gone or unreadable: unidentified (fail closed).
+            None => Identity::Governed(None),
+        }
+    }
+
+    fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32) {
+        self.files.parts.cell.lock().compiled.file_verdict(workload, segment, want)
+    }
+
+    fn needs_intent(&self, workload: Option<u32>, segment: u16) -> bool {
+        let Some(w) = workload else { return false };
+        let cell = self.files.parts.cell.lock();
+        let allow = &cell.compiled.file_allow;
+        let access = allow
+            .binary_search_by_key(&(w, segment), |(k, _)| (k.workload_id, k.segment_id))
+            .ok()
+            .map(|i| allow[i].1.access);
+        access == Some(warden_common::ACCESS_READ)
+    }
+
+    fn roots(&self) -> Arc<Roots> {
+        self.files.roots()
+    }
+
+    fn policy_generation(&self) -> u64 {
+        self.files.parts.cell.generation()
+    }
+
+    fn emit(&self, d: FileDecision) {
+        {
+            let mut counts = self.counts();
+            let c = counts.entry(d.workload.unwrap_or(0)).or_default();
+            match d.verdict {
+                warden_common::VERDICT_ALLOWED => c.allowed += 1,
+                warden_common::VERDICT_DENIED => c.denied += 1,
+                _ => c.audited += 1,
+            }
+        }
+        // Enriched (tgid, comm, exe, cgroup) by the event writer, off the decision path.
+        let urgent = d.verdict != warden_common::VERDICT_ALLOWED;
+        if self.tx.try_send(d).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if urgent || self.tx.capacity() < QUEUE * 3 / 4 {
+            self.writer.boost();
+        }
+    }
+
+    fn note_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn backend_failed(&self, reason: String) {
+        *self.files.failure() = Some(reason);
+    }
+}
+
+impl Enforcer for FanotifyFiles {
+    /// fanotify only sees filesystems it marked: those of new roots are
+    /// marked before the switch, so no open on them escapes a decision.
+    fn prepare(&self, _next: &CompiledPolicy, set: &SetParts) -> Result<(), String> {
+        match self.0.fan.mark_added(&set.roots).into_iter().next() {
+            Some((path, e)) => Err(format!("cannot mark the filesystem of {}: {e}", path.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// The roots switch with the rules (before the generation moves, so a
+    /// decision that read anything old is made again); the counters of the
+    /// old policy's ids are kept by name.
+    fn commit(&self, old: &CompiledPolicy, set: &SetParts) {
+        self.0.files.commit(set);
+        let mut harvested = self.0.harvested.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, c) in self.0.counts().drain() {
+            if let Some(name) = workload_name(old, id) {
+                *harvested.entry(name.to_string()).or_default() += c;
+            }
+        }
+    }
+
+    /// Filesystems left without roots stop sending opens to the agent (a
+    /// failure only costs latency there, so it is logged).
+    fn settle(&self) {
+        for (path, e) in self.0.fan.unmark_dropped(&self.0.files.roots()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot unmark a filesystem that no longer holds a segment");
+        }
+    }
+
+    fn recheck(&self, _full: bool) {
+        if let Some(roots) = self.0.files.recheck_missing() {
+            for (path, e) in self.0.fan.mark_added(&roots) {
+                tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
+            }
+        }
+    }
+
+    fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {
+        let mut e = self.0.files.report(policy, compiled);
+        if super::configured(compiled) {
+            e.marked = self.0.fan.marked().iter().map(|p| p.display().to_string()).collect();
+        }
+        e
+    }
+
+    fn extend(&self, report: &mut StatusReport) {
+        report.events.file_events_dropped = self.0.dropped.load(Ordering::Relaxed);
+        report.events.file_errors = self.0.errors.load(Ordering::Relaxed);
+    }
+
+    fn counts(&self, name: &str, id: u32) -> Option<VerdictCounts> {
+        let mut c = self.0.counts().get(&id).copied().unwrap_or_default();
+        c += self.0.harvested.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or_default();
+        Some(c)
+    }
+}

@@ -1,0 +1,40 @@
+//! BPF-LSM file backend: lsm/file_open and the namespace hooks decide in
+//! the kernel from the policy set's roots and grants; a restart leaves
+//! them running from their pinned links.
+use crate::{
+    control::status::EnforcementStatus,
+    daemon::lifecycle::{Enforcer, SetParts, StartCx},
+    policy::{CompiledPolicy, Policy},
+};
+
+use super::{Choice, FileRoots};
+
+pub struct Lsm(pub(super) FileRoots);
+
+/// Probes BPF-LSM and attaches the file hooks; `Err` says why not.
+pub(super) fn start(cx: &mut StartCx<'_>) -> Result<Choice, String> {
+    if !cx.securityfs {
+        return Err("securityfs is not mounted (cannot read the active LSM list)".into());
+    }
+    let active = crate::files::require_bpf_lsm()?;
+    cx.hooks.attach_lsm()?;
+    Ok(Choice {
+        backend: "lsm",
+        reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
+        not_enforced: vec![],
+    })
+}
+
+impl Enforcer for Lsm {
+    fn commit(&self, _old: &CompiledPolicy, set: &SetParts) {
+        self.0.commit(set);
+    }
+
+    fn recheck(&self, _full: bool) {
+        self.0.recheck_missing();
+    }
+
+    fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {
+        self.0.report(policy, compiled)
+    }
+}
