@@ -24,12 +24,15 @@ use super::{
     roots::{Locator, Roots},
 };
 
+/// How long a decision may take before the watchdog denies it.
 const STUCK_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Fanotify {
     group: Arc<sys::Group>,
     proc: Proc,
     in_flight: Arc<Mutex<Option<(RawFd, Instant)>>>,
+    /// `STUCK_AFTER`; shorter in tests.
+    stuck_after: Duration,
     /// Marked filesystems (st_dev → the root path it was marked through).
     marked: Mutex<HashMap<u64, PathBuf>>,
 }
@@ -37,6 +40,10 @@ pub struct Fanotify {
 impl Fanotify {
     /// Creates the group and marks every filesystem holding a root.
     pub fn new(roots: &Roots) -> std::io::Result<Self> {
+        Self::with_stuck_after(roots, STUCK_AFTER)
+    }
+
+    fn with_stuck_after(roots: &Roots, stuck_after: Duration) -> std::io::Result<Self> {
         let group = sys::Group::new()?;
         for path in roots.filesystems.values() {
             group.mark_filesystem(path)?;
@@ -45,6 +52,7 @@ impl Fanotify {
             group: Arc::new(group),
             proc: Proc::open()?,
             in_flight: Arc::new(Mutex::new(None)),
+            stuck_after,
             marked: Mutex::new(roots.filesystems.clone()),
         })
     }
@@ -108,9 +116,9 @@ impl Fanotify {
 
     fn watchdog(&self) {
         loop {
-            std::thread::sleep(STUCK_AFTER / 4);
+            std::thread::sleep(self.stuck_after / 4);
             let stuck = match *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some((fd, since)) if since.elapsed() > STUCK_AFTER => Some(fd),
+                Some((fd, since)) if since.elapsed() > self.stuck_after => Some(fd),
                 _ => None,
             };
             if let Some(fd) = stuck {
