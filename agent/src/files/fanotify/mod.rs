@@ -5,11 +5,18 @@
 //! decision is stuck for longer than `STUCK_AFTER`, by the watchdog with a
 //! deny (fail closed). If the agent dies the kernel answers pending events
 //! itself (allow), so no process stays blocked.
+//!
+//! The kernel matches an answer to its event by the event's fd number, and
+//! a closed number is given to the next event. So the event in flight owns
+//! its fd, and whoever answers first takes it out under one lock and answers
+//! there: the other finds it gone, and no answer can reach a later event.
 pub mod sys;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,
-    os::fd::RawFd,
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -24,12 +31,15 @@ use super::{
     roots::{Locator, Roots},
 };
 
+/// How long a decision may take before the watchdog denies it.
 const STUCK_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Fanotify {
     group: Arc<sys::Group>,
     proc: Proc,
-    in_flight: Arc<Mutex<Option<(RawFd, Instant)>>>,
+    in_flight: InFlight,
+    /// `STUCK_AFTER`; shorter in tests.
+    stuck_after: Duration,
     /// Marked filesystems (st_dev → the root path it was marked through).
     marked: Mutex<HashMap<u64, PathBuf>>,
 }
@@ -37,6 +47,10 @@ pub struct Fanotify {
 impl Fanotify {
     /// Creates the group and marks every filesystem holding a root.
     pub fn new(roots: &Roots) -> std::io::Result<Self> {
+        Self::with_stuck_after(roots, STUCK_AFTER)
+    }
+
+    fn with_stuck_after(roots: &Roots, stuck_after: Duration) -> std::io::Result<Self> {
         let group = sys::Group::new()?;
         for path in roots.filesystems.values() {
             group.mark_filesystem(path)?;
@@ -44,7 +58,8 @@ impl Fanotify {
         Ok(Self {
             group: Arc::new(group),
             proc: Proc::open()?,
-            in_flight: Arc::new(Mutex::new(None)),
+            in_flight: InFlight::default(),
+            stuck_after,
             marked: Mutex::new(roots.filesystems.clone()),
         })
     }
@@ -108,14 +123,10 @@ impl Fanotify {
 
     fn watchdog(&self) {
         loop {
-            std::thread::sleep(STUCK_AFTER / 4);
-            let stuck = match *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some((fd, since)) if since.elapsed() > STUCK_AFTER => Some(fd),
-                _ => None,
-            };
-            if let Some(fd) = stuck {
+            std::thread::sleep(self.stuck_after / 4);
+            // Logged after answering: the opener never waits on a sink.
+            if let Some(fd) = self.in_flight.deny_if_stuck(&self.group, self.stuck_after) {
                 tracing::error!(fd, "file decision stuck; answering deny");
-                let _ = self.group.respond(fd, false);
             }
         }
     }
@@ -125,8 +136,8 @@ impl Fanotify {
         let mut buf = vec![0u8; 64 * 1024];
         let mut locator = Locator::new();
         loop {
-            let n = match self.group.read(&mut buf) {
-                Ok(n) => n,
+            let events = match self.group.read(&mut buf) {
+                Ok(events) => events,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::error!(error = %e, "fanotify read failed; file enforcement stopped");
@@ -134,17 +145,19 @@ impl Fanotify {
                     return;
                 }
             };
-            for ev in sys::parse(&buf[..n]) {
-                *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some((ev.fd, Instant::now()));
-                let (allow, decision) = self.decide(&ctx, &mut locator, &ev);
-                *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                if let Err(e) = self.group.respond(ev.fd, allow)
+            for ev in events {
+                let fd = Arc::new(ev.fd);
+                self.in_flight.start(fd.clone());
+                // Our share keeps the number open while it is read, even
+                // if the watchdog answers meanwhile.
+                let (allow, decision) = self.decide(&ctx, &mut locator, fd.as_raw_fd(), ev.tid);
+                // None: the watchdog answered (deny); answer nothing more.
+                if let Some(Err(e)) = self.in_flight.answer(&self.group, allow)
                     && e.raw_os_error() != Some(libc::ENOENT)
                 {
                     tracing::warn!(error = %e, "answering fanotify event");
                 }
-                // SAFETY: the kernel gave us this fd for this event; we own it.
-                unsafe { libc::close(ev.fd) };
+                drop(fd);
                 // Report after answering: the opener never waits on a sink.
                 if let Some(d) = decision {
                     ctx.emit(d);
@@ -160,13 +173,14 @@ impl Fanotify {
         &self,
         ctx: &Arc<dyn Context>,
         locator: &mut Locator,
-        ev: &sys::PermEvent,
+        fd: RawFd,
+        tid: i32,
     ) -> (bool, Option<FileDecision>) {
         // The agent's own opens (e.g. its event file on a marked fs) pass.
-        if self.proc.is_own_thread(ev.tid) {
+        if self.proc.is_own_thread(tid) {
             return (true, None);
         }
-        let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd)) else {
+        let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
             ctx.note_error();
             return (false, None);
         };
@@ -174,7 +188,7 @@ impl Fanotify {
         // them would mix two policies, so such a decision is made again.
         for _ in 0..8 {
             let generation = ctx.policy_generation();
-            let decided = self.decide_path(ctx, locator, ev, &path);
+            let decided = self.decide_path(ctx, locator, tid, &path);
             if ctx.policy_generation() == generation {
                 return decided;
             }
@@ -187,7 +201,7 @@ impl Fanotify {
         &self,
         ctx: &Arc<dyn Context>,
         locator: &mut Locator,
-        ev: &sys::PermEvent,
+        tid: i32,
         path: &std::path::Path,
     ) -> (bool, Option<FileDecision>) {
         let roots = ctx.roots();
@@ -200,12 +214,12 @@ impl Fanotify {
             }
         };
         let mut buf = [0u8; 4096];
-        let cgroup = self.proc.cgroup(ev.tid, &mut buf);
+        let cgroup = self.proc.cgroup(tid, &mut buf);
         let Identity::Governed(workload) = ctx.identify_path(cgroup) else { return (true, None) };
-        let want = if ctx.needs_intent(workload, segment) { Some(access_via(&self.proc, ev.tid)) } else { None };
+        let want = if ctx.needs_intent(workload, segment) { Some(access_via(&self.proc, tid)) } else { None };
         let (verdict, rule) = ctx.verdict(workload, segment, want.unwrap_or(ACCESS_READ | ACCESS_WRITE));
         let decision = FileDecision {
-            tid: ev.tid as u32,
+            tid: tid as u32,
             workload,
             segment,
             path: PathBuf::from(path),
@@ -214,6 +228,45 @@ impl Fanotify {
             rule,
         };
         (verdict != VERDICT_DENIED, Some(decision))
+    }
+}
+
+/// The event being decided: it holds a share of the event's fd, so the
+/// number answered with is always this event's.
+struct Pending {
+    fd: Arc<OwnedFd>,
+    since: Instant,
+}
+
+/// At most one event in flight (the decision loop is sequential). Answers
+/// are written under its lock, so taking the entry and answering it are one
+/// step: whoever comes second finds nothing to answer.
+#[derive(Default)]
+struct InFlight(Mutex<Option<Pending>>);
+
+impl InFlight {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Pending>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&self, fd: Arc<OwnedFd>) {
+        *self.slot() = Some(Pending { fd, since: Instant::now() });
+    }
+
+    /// Answers the event in flight; `None` if the watchdog already did.
+    fn answer(&self, group: &sys::Group, allow: bool) -> Option<std::io::Result<()>> {
+        let mut slot = self.slot();
+        let pending = slot.take()?;
+        Some(group.respond(pending.fd.as_fd(), allow))
+    }
+
+    /// Denies the event in flight if it has waited longer than `after`;
+    /// returns its fd number then (the deny's own failure is not actionable).
+    fn deny_if_stuck(&self, group: &sys::Group, after: Duration) -> Option<RawFd> {
+        let mut slot = self.slot();
+        let pending = slot.take_if(|p| p.since.elapsed() > after)?;
+        let _ = group.respond(pending.fd.as_fd(), false);
+        Some(pending.fd.as_raw_fd())
     }
 }
 

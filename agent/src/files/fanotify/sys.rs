@@ -1,7 +1,7 @@
 //! Thin, checked wrappers over the fanotify syscalls and records.
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
     path::Path,
 };
 
@@ -9,9 +9,18 @@ use std::{
 #[derive(Debug, PartialEq, Eq)]
 pub struct PermEvent {
     pub mask: u64,
-    /// File opened for the listener (closed by the caller after answering).
+    /// File opened for the listener; its number names the event in the
+    /// answer, so it must stay open until the event is answered.
     pub fd: RawFd,
     /// Thread id of the opener (FAN_REPORT_TID).
+    pub tid: i32,
+}
+
+/// A permission event read from a group: its fd is owned (closed on drop).
+#[derive(Debug)]
+pub struct OwnedEvent {
+    pub mask: u64,
+    pub fd: OwnedFd,
     pub tid: i32,
 }
 
@@ -83,14 +92,27 @@ impl Group {
         self.filesystem_mark(libc::FAN_MARK_REMOVE, path)
     }
 
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads pending events; each event's fd is owned from here on.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<Vec<OwnedEvent>> {
         // SAFETY: buf is valid for buf.len() bytes.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let events = parse(&buf[..n as usize]).into_iter().map(|e| OwnedEvent {
+            mask: e.mask,
+            // SAFETY: the kernel installed this fd in our table for this
+            // event just now (parse drops negative values); nothing else owns it.
+            fd: unsafe { OwnedFd::from_raw_fd(e.fd) },
+            tid: e.tid,
+        });
+        Ok(events.collect())
     }
 
-    /// Answers one event. ENOENT means it was already answered (watchdog).
-    pub fn respond(&self, fd: RawFd, allow: bool) -> io::Result<()> {
+    /// Answers one event. The kernel matches the answer to its pending
+    /// event by fd number: `fd` must be the event's, still open.
+    pub fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let r = libc::fanotify_response { fd, response: if allow { libc::FAN_ALLOW } else { libc::FAN_DENY } };
         let len = std::mem::size_of::<libc::fanotify_response>();
         // SAFETY: writing a valid response struct.
