@@ -152,14 +152,20 @@ impl Fanotify {
                 // if the watchdog answers meanwhile.
                 let (allow, decision) = self.decide(&ctx, &mut locator, fd.as_raw_fd(), ev.tid);
                 // None: the watchdog answered (deny); answer nothing more.
-                if let Some(Err(e)) = self.in_flight.answer(&self.group, allow)
+                let answered = self.in_flight.answer(&self.group, allow);
+                if let Some(Err(e)) = &answered
                     && e.raw_os_error() != Some(libc::ENOENT)
                 {
                     tracing::warn!(error = %e, "answering fanotify event");
                 }
                 drop(fd);
                 // Report after answering: the opener never waits on a sink.
-                if let Some(d) = decision {
+                // The event and counters say what the opener got: a
+                // watchdog deny overrides the late verdict.
+                if let Some(mut d) = decision {
+                    if answered.is_none() {
+                        d.verdict = VERDICT_DENIED;
+                    }
                     ctx.emit(d);
                 }
             }

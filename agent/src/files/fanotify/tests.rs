@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use warden_common::VERDICT_ALLOWED;
+use warden_common::{VERDICT_ALLOWED, VERDICT_DENIED};
 
 use super::Fanotify;
 use crate::{
@@ -43,8 +43,9 @@ struct Racy {
 struct Timing {
     /// When the decision being made started (its first generation read).
     started: Option<Instant>,
-    /// Opener tid → (segment, decision time until answered) per open.
-    by_tid: HashMap<u32, Vec<(u16, Duration)>>,
+    /// Opener tid → (segment, decision time until answered, verdict
+    /// reported) per open.
+    by_tid: HashMap<u32, Vec<(u16, Duration, u8)>>,
 }
 
 impl Racy {
@@ -84,7 +85,7 @@ impl Context for Racy {
         // Emitted after the answer: the time covers the whole decision.
         let mut st = self.state();
         let took = st.started.take().map(|s| s.elapsed()).unwrap_or_default();
-        st.by_tid.entry(d.tid).or_default().push((d.segment, took));
+        st.by_tid.entry(d.tid).or_default().push((d.segment, took, d.verdict));
     }
 
     fn note_error(&self) {
@@ -271,9 +272,17 @@ fn a_watchdog_deny_never_reaches_another_open() {
     for (seg, tid, got) in &results {
         let decided = state.by_tid.get(tid).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(decided.len(), got.len(), "one decision per open of {tid}");
-        for (i, (r, (dseg, took))) in got.iter().zip(decided).enumerate() {
+        for (i, (r, (dseg, took, verdict))) in got.iter().zip(decided).enumerate() {
             assert_eq!(dseg, seg, "decisions of {tid} in open order");
             assert_ne!(*r, b'x', "open {i} of {tid} failed other than EPERM");
+            // Events and counters say what the opener got, also when the
+            // watchdog answered before the (allowing) verdict.
+            assert_eq!(
+                *r == b'd',
+                *verdict == VERDICT_DENIED,
+                "open {i} of {tid}: got {} but reported {verdict}",
+                *r as char
+            );
             match (*seg, *r) {
                 (SLOW, b'd') => watchdog_denies += 1,
                 // Every verdict allows: a deny came from the watchdog, which
