@@ -5,11 +5,11 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use super::state::Shared;
 use crate::{
-    control::status::SourceStatus,
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
     identity::meta::Changed,
     kube::pods::{self, PodUpdate},
     policy::{MetaSelector, SlurmConfig},
+    report::SourceStatus,
 };
 
 /// Both sources' status, for `warden status`.

@@ -198,7 +198,7 @@ fn start_sinks(
         t => Some(JsonlSink::open(t, cfg.rotate).with_context(|| format!("opening event sink {t}"))?),
     };
     let mut forwards: Vec<Arc<dyn crate::sinks::Forward>> = Vec::new();
-    let mut otlp_status: Option<Arc<dyn Fn() -> crate::control::status::OtlpStatus + Send + Sync>> = None;
+    let mut otlp_status: Option<Arc<dyn Fn() -> crate::report::OtlpStatus + Send + Sync>> = None;
     if let Some(o) = &cfg.otlp {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         // Starts even with the collector down: it connects lazily and retries.

@@ -8,14 +8,14 @@ use std::{sync::Arc, time::Instant};
 
 use super::state::Shared;
 use crate::{
-    control::status::ReloadStatus,
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
     files::roots::Roots,
     hooks::maps::SetContents,
     policy::{self, CompiledPolicy, Policy},
+    report::ReloadStatus,
 };
 
-pub use crate::control::status::ReloadOutcome as Outcome;
+pub use crate::report::ReloadOutcome as Outcome;
 
 impl Shared {
     /// Reads the config file again and applies it, or keeps the last good

@@ -14,13 +14,14 @@ use warden_common::{
 };
 
 use crate::{
-    control::{server::Handler, status::*},
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
+    control::server::Handler,
     files::{BackendChoice, Identity, roots::Roots},
     hooks::maps::VerdictCounts,
     hooks::{Hooks, maps::PolicyMaps},
     identity::{CgroupTracker, delay::DelayStats},
     policy::{CompiledPolicy, Mode, Policy},
+    report::*,
 };
 
 pub struct Init {
