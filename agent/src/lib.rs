@@ -1,9 +1,11 @@
 //! warden agent library. Modules follow the pipeline:
 //! policy → compiled maps (`policy::compile`, `hooks::maps`) → kernel hooks
 //! (`hooks`) → ring buffer (`ringbuf`) → identity enrichment (`identity`,
-//! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `metrics`
+//! `enrich`) → sinks (`sinks`); plus `control` (socket), `metrics`
 //! (Prometheus endpoint and probes), `daemon` (wiring), `system` (host
-//! checks) and `cli`.
+//! checks) and `cli`. At the bottom, imported by the layers above: `name`
+//! (the shared name type), `clock` (wall-clock time) and `report` (the
+//! status and reload reports). `cargo xtask layers` fails on import circles.
 // Lets unit tests include shared test helpers that name the crate, like
 // the integration tests do (`tests/harness/rotel.rs`).
 #[cfg(test)]
@@ -11,6 +13,7 @@ extern crate self as warden;
 
 pub mod capability;
 pub mod cli;
+pub mod clock;
 pub mod control;
 pub mod daemon;
 pub mod devices;
@@ -20,9 +23,11 @@ pub mod hooks;
 pub mod identity;
 pub mod kube;
 pub mod metrics;
+pub mod name;
 pub mod policy;
 pub mod probe;
 pub mod probe_flood;
+pub mod report;
 pub mod ringbuf;
 pub mod sinks;
 pub mod system;

@@ -139,6 +139,17 @@ pub fn reserve_decision<T>(verdict: u8) -> Option<RingBufEntry<T>> {
     entry
 }
 
+/// Queued bytes at which a submit wakes the agent (set by the loader).
+#[unsafe(no_mangle)]
+static EVENTS_WAKEUP_BYTES: u32 = 64 * 1024;
+
+/// Queued bytes at which allowed-decision records wake the agent.
+#[inline(always)]
+pub fn wakeup_bytes() -> u64 {
+    // SAFETY: reading a static the loader may patch.
+    unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) as u64 }
+}
+
 /// Ring-buffer submit flags for a decision record. Waking the consumer on
 /// every record costs microseconds per call (irq_work + scheduler), so
 /// allowed decisions only wake it once a batch is queued; the agent also
@@ -150,7 +161,7 @@ pub fn submit_flags(verdict: u8) -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
     if verdict != warden_common::VERDICT_ALLOWED {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= crate::net::wakeup_bytes() {
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes() {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -18,18 +18,7 @@ use crate::maps::{
 };
 
 const IPPROTO_TCP: u32 = 6;
-
-/// Queued bytes at which a submit wakes the agent (set by the loader).
-#[unsafe(no_mangle)]
-static EVENTS_WAKEUP_BYTES: u32 = 64 * 1024;
 const IPPROTO_UDP: u32 = 17;
-
-/// Queued bytes at which allowed-decision records wake the agent.
-#[inline(always)]
-pub fn wakeup_bytes() -> u64 {
-    // SAFETY: reading a static the loader may patch.
-    unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) as u64 }
-}
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {

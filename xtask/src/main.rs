@@ -1,7 +1,8 @@
-//! Developer tasks: `cargo xtask build-ebpf | test | bench | fuzz | vm-smoke`.
+//! Developer tasks: `cargo xtask build-ebpf | test | layers | bench | fuzz | vm-smoke`.
 mod bench;
 mod ebpf;
 mod fuzz;
+mod layers;
 mod test;
 mod util;
 mod vm;
@@ -19,8 +20,10 @@ struct Cli {
 enum Cmd {
     /// Build the eBPF object into target/ebpf (nightly + bpf-linker).
     BuildEbpf,
-    /// Format check, clippy, then every test (unit + privileged integration).
+    /// Format check, import circles, clippy, then every test (unit + privileged integration).
     Test,
+    /// Fail on import circles between the files of agent/src, common/src and ebpf/src (lists them).
+    Layers(layers::Args),
     /// Benchmarks, each reported as ratios to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Test => test::all(),
+        Cmd::Layers(a) => layers::run(a),
         Cmd::Manifests => util::run(
             std::process::Command::new(util::workspace().join("target/tools/k8s/bin/python"))
                 .arg(util::workspace().join("scripts/manifests.py"))

@@ -10,6 +10,8 @@ use crate::util::{cargo, run};
 
 pub fn all() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    // No import circles between files (`cargo xtask layers` lists any).
+    crate::layers::run(crate::layers::Args { edges: false, trees: vec![] })?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     crate::ebpf::lint()?;
     // A short coverage-guided pass over every parser of untrusted input;

@@ -3,7 +3,6 @@
 //! followed by event lines).
 pub mod client;
 pub mod server;
-pub mod status;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +36,7 @@ pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<status::StatusReport>,
+    pub status: Option<crate::report::StatusReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reload: Option<status::ReloadOutcome>,
+    pub reload: Option<crate::report::ReloadOutcome>,
 }

@@ -11,16 +11,17 @@ use tokio::{
     net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
 };
 
-use super::{MAX_REQUEST, Request, Response, status::StatusReport};
+use super::{MAX_REQUEST, Request, Response};
 use crate::{
     enrich::Event,
+    report::{ReloadOutcome, StatusReport},
     sinks::tail::{Filter, HISTORY, Subscription},
 };
 
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> StatusReport;
     /// Re-reads and applies the config file (`warden reload`).
-    fn reload(&self) -> super::status::ReloadOutcome;
+    fn reload(&self) -> ReloadOutcome;
     /// Recent matching events and, with `follow`, a live subscription.
     fn events(&self, filter: Filter, tail: usize, follow: bool) -> (Vec<Arc<Event>>, Option<Subscription>);
 }

@@ -9,13 +9,13 @@ use warden_common::{STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED, VERDICT_ALLOWED};
 
 use super::{Agent, Parts, policy_cell::PolicyCell, writer_priority::WriterPriority};
 use crate::{
-    control::status::{EventStatus, OtlpStatus, TailStatus},
     enrich::{
         Enricher, Event, LossEvent, Name,
         summary::{Key, Summarizer},
     },
     files::FileDecision,
     identity::delay::monotonic_ns,
+    report::{EventStatus, OtlpStatus, TailStatus},
     ringbuf::{decode::Record, reader},
     sinks::Fanout,
 };

@@ -6,9 +6,9 @@ use std::sync::{
 };
 
 use crate::{
-    control::status::{PinStatus, ProgramStatus, ReloadStatus},
     hooks::Hooks,
     identity::delay::monotonic_ns,
+    report::{PinStatus, ProgramStatus, ReloadStatus},
 };
 
 pub struct Health {

@@ -19,7 +19,6 @@ use std::{
 
 use super::policy_cell::CellState;
 use crate::{
-    control::status::SourceStatus,
     files::Identity,
     identity::{
         CgroupInfo, CgroupTracker,
@@ -27,6 +26,7 @@ use crate::{
         meta::{Changed, MetaStore, WorkloadIdentity},
     },
     policy::CompiledPolicy,
+    report::SourceStatus,
 };
 
 /// Metadata sources' status, for `warden status`.

@@ -24,7 +24,6 @@ use warden_common::{DeviceKey, DeviceSegment, InodeKey};
 
 use super::{Parts, events::Pipeline};
 use crate::{
-    control::status::{EnforcementStatus, StatusReport},
     devices::DeviceTable,
     enrich::Enricher,
     files::roots::Roots,
@@ -33,6 +32,7 @@ use crate::{
         maps::{SetContents, VerdictCounts},
     },
     policy::{CompiledPolicy, Policy},
+    report::{EnforcementStatus, StatusReport},
 };
 
 /// A long-running task an enforcer hands the daemon (its event writer).
@@ -41,7 +41,7 @@ pub type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 /// What the kinds resolve on this node for a policy, beside the compiled
 /// rules and the cgroup identities (which the policy cell and identity
 /// store own): each kind's `resolve` fills its fields, for the first set
-/// and for every reload alike.
+/// and for every reload alike (`kinds::resolve`).
 #[derive(Default)]
 pub struct SetParts {
     pub file_roots: Vec<(InodeKey, u32)>,
@@ -52,16 +52,6 @@ pub struct SetParts {
 }
 
 impl SetParts {
-    /// Resolves every kind's part of the set for `policy` (stat() of roots,
-    /// /dev and /proc reads: done outside the cell lock).
-    pub fn resolve(policy: &CompiledPolicy) -> Self {
-        let mut set = Self::default();
-        for k in &super::kinds::KINDS {
-            (k.resolve)(policy, &mut set);
-        }
-        set
-    }
-
     /// The whole kernel set: `policy`, its cgroup identities and these parts.
     pub fn contents<'a>(
         &'a self,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Parts;
 use crate::{
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
     identity::meta::Changed,
     kube::pods::{self, PodUpdate},
     policy::{MetaSelector, SlurmConfig},

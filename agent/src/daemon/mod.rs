@@ -32,7 +32,7 @@ use anyhow::Context;
 use self::{
     health::Health,
     identities::IdentityStore,
-    lifecycle::{Enforcer, SetParts, StartCx},
+    lifecycle::{Enforcer, StartCx},
     policy_cell::PolicyCell,
 };
 use crate::{
@@ -127,7 +127,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let metrics_cfg = policy.agent.metrics.clone();
     let identities = Arc::new(IdentityStore::new(tracker, carried.unwrap_or_default(), compiled.clone()));
     let cell = Arc::new(PolicyCell::new(opts.config.clone(), policy.clone(), compiled.clone(), maps, previous_same));
-    let set = SetParts::resolve(&compiled);
+    let set = kinds::resolve(&compiled);
     {
         let staged = identities.scan(&compiled);
         cell.lock().install(policy.clone(), &set.contents(&compiled, &staged.entries(), tag))?;
@@ -166,7 +166,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let agent = Arc::new(Agent {
         parts: parts.clone(),
         node: node.clone(),
-        started_at: crate::enrich::time::now_rfc3339(),
+        started_at: crate::clock::now_rfc3339(),
         enforcers,
         reload_lock: Mutex::new(()),
         pipeline: OnceLock::new(),
@@ -246,7 +246,7 @@ fn start_sinks(
         t => Some(JsonlSink::open(t, cfg.rotate).with_context(|| format!("opening event sink {t}"))?),
     };
     let mut forwards: Vec<Arc<dyn crate::sinks::Forward>> = Vec::new();
-    let mut otlp_status: Option<Arc<dyn Fn() -> crate::control::status::OtlpStatus + Send + Sync>> = None;
+    let mut otlp_status: Option<Arc<dyn Fn() -> crate::report::OtlpStatus + Send + Sync>> = None;
     if let Some(o) = &cfg.otlp {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         // Starts even with the collector down: it connects lazily and retries.

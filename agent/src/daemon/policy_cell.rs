@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
     hooks::maps::{PolicyMaps, SetContents, VerdictCounts},
     policy::{CompiledPolicy, Policy},
 };

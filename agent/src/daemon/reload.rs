@@ -6,14 +6,18 @@
 //! error shows in `warden status` and as a `policy` event.
 use std::{sync::Arc, time::Instant};
 
-use super::{Agent, kinds::KINDS, lifecycle::SetParts};
+use super::{
+    Agent,
+    kinds::{self, KINDS},
+    lifecycle::SetParts,
+};
 use crate::{
-    control::status::ReloadStatus,
-    enrich::time::now_rfc3339,
+    clock::now_rfc3339,
     policy::{self, CompiledPolicy, Policy},
+    report::ReloadStatus,
 };
 
-pub use crate::control::status::ReloadOutcome as Outcome;
+pub use crate::report::ReloadOutcome as Outcome;
 
 impl Agent {
     /// Reads the config file again and applies it, or keeps the last good
@@ -45,7 +49,7 @@ impl Agent {
         let compiled = Arc::new(policy.compile());
         self.check_started(&compiled)?;
         let pending = self.parts.cell.with_policy(|old| restart_only_changes(old, &policy));
-        let set = SetParts::resolve(&compiled);
+        let set = kinds::resolve(&compiled);
         for e in self.enforcers() {
             e.prepare(&compiled, &set)?;
         }

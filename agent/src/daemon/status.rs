@@ -9,10 +9,7 @@ use warden_common::{
 };
 
 use super::{Agent, identities::Tracked, kinds::KINDS, policy_cell::CellState, policy_cell::UNIDENTIFIED};
-use crate::{
-    control::{server::Handler, status::*},
-    identity::meta::WorkloadIdentity,
-};
+use crate::{control::server::Handler, identity::meta::WorkloadIdentity, report::*};
 
 impl Agent {
     fn build_status(&self) -> StatusReport {

@@ -1,11 +1,8 @@
 //! The event every sink receives.
-use std::sync::Arc;
 
 use serde::Serialize;
 
-/// A name shared by many events (node, workload, segment, rule, cgroup,
-/// executable): cloning it is a reference count, not an allocation.
-pub type Name = Arc<str>;
+pub use crate::name::Name;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Destination {
@@ -153,10 +150,10 @@ pub struct PolicyEvent {
 
 impl PolicyEvent {
     /// Numbered from the node's event sequence `seq`.
-    pub fn new(seq: &std::sync::atomic::AtomicU64, node: &str, o: &crate::control::status::ReloadOutcome) -> Self {
+    pub fn new(seq: &std::sync::atomic::AtomicU64, node: &str, o: &crate::report::ReloadOutcome) -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         PolicyEvent {
-            time: super::time::rfc3339(now.as_nanos() as i128),
+            time: crate::clock::rfc3339(now.as_nanos() as i128),
             time_unix_ns: now.as_nanos() as u64,
             seq: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
             node: node.into(),

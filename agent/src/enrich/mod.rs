@@ -2,7 +2,6 @@
 //! → a `DecisionEvent` ready for the sinks.
 pub mod event;
 pub mod summary;
-pub mod time;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -43,7 +42,7 @@ pub struct Enricher {
     threads: std::collections::HashMap<u32, (ProcInfo, std::time::Instant)>,
     /// /proc reader for userspace-backend events (None if /proc is unusable).
     proc: Option<crate::files::procfs::Proc>,
-    pub(crate) clock: time::WallClock,
+    pub(crate) clock: crate::clock::WallClock,
     /// Shared by every enricher of the node: one sequence, gaps mean loss.
     seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -56,7 +55,7 @@ impl Enricher {
             cgroup_paths: Default::default(),
             threads: Default::default(),
             proc: crate::files::procfs::Proc::open().ok(),
-            clock: time::WallClock::new(),
+            clock: crate::clock::WallClock::new(),
             seq: Default::default(),
         }
     }

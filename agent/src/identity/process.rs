@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::enrich::Name;
+use crate::name::Name;
 
 const TTL: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: usize = 8192;

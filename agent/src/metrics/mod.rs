@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tokio::net::TcpListener;
 
-use crate::control::status::StatusReport;
+use crate::report::StatusReport;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -5,7 +5,7 @@
 use std::fmt::{Display, Write};
 
 use super::process::{self, Process};
-use crate::control::status::{EventStatus, IdentityStatus, OtlpStatus, SourceStatus, StatusReport};
+use crate::report::{EventStatus, IdentityStatus, OtlpStatus, SourceStatus, StatusReport};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {

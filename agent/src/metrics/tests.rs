@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{Source, render, serve};
-use crate::control::status::*;
+use crate::report::*;
 
 fn report() -> StatusReport {
     let workload = |name: &str, cgroups, allowed, denied, audited| WorkloadStatus {

@@ -1,19 +1,18 @@
 //! Policy → kernel map contents. Infallible: `validate.rs` already enforced
 //! every limit the maps impose, so here we only translate.
-use std::collections::{BTreeMap, HashMap};
-
 use ipnet::IpNet;
 use warden_common::{
     AllowKey, AllowPorts, AllowValue, DeviceAllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry,
     SegmentInfo, Settings,
 };
 
+use super::allow::allow_table;
 use super::devices::{DeviceSegmentSpec, compile_devices};
 use super::files::{FileRoot, compile_files};
-use super::model::{AllowRule, FileBackend, Policy, Segment, windows};
+use super::model::{FileBackend, Policy, windows};
 use super::prefixes::{inherited, own_entries};
 use super::select::{Facts, Selector};
-use crate::enrich::event::Name;
+use crate::name::Name;
 
 /// Reported rule of a decision: `rules[id - 1]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +187,11 @@ impl CompiledPolicy {
         self.segments.get(i).map(|n| &**n)
     }
 
+    /// Whether the policy protects any directory tree (file hooks are needed).
+    pub fn has_file_segments(&self) -> bool {
+        !self.files.is_empty()
+    }
+
     /// Whether the policy protects any device node (the cgroup/dev hook is needed).
     pub fn has_device_segments(&self) -> bool {
         !self.devices.is_empty()
@@ -202,56 +206,4 @@ impl CompiledPolicy {
         let i = (id as usize).checked_sub(1)?;
         self.rules.get(i).map(|r| &*r.label)
     }
-}
-
-/// One kernel allow table, sorted by (workload id, segment id): for each
-/// pair of a segment of this `kind` that a rule covers, `grant(rule, rule
-/// id, segment, deny mode)` from the first such rule (validation rejects a
-/// second); for the pairs no rule covers, an entry carrying only the
-/// workload's own `mode`, which would otherwise fall back to the segment's.
-/// The deny mode is the first set of: rule, workload, segment, global.
-pub(super) fn allow_table<V>(
-    policy: &Policy,
-    kind: impl Fn(&Segment) -> bool,
-    grant: impl Fn(&AllowRule, u32, &Segment, u8) -> V,
-    mode_only: impl Fn(u8) -> V,
-) -> Vec<(AllowKey, V)> {
-    let mut table: BTreeMap<(u32, u16), V> = BTreeMap::new();
-    for (rule_id, rule, wi, si) in rule_pairs(policy) {
-        let segment = &policy.segments[si];
-        let key = ((wi + 1) as u32, (si + 1) as u16);
-        if !kind(segment) || table.contains_key(&key) {
-            continue;
-        }
-        let mode = rule.mode.or(policy.workloads[wi].mode).or(segment.mode).unwrap_or(policy.mode);
-        table.insert(key, grant(rule, rule_id, segment, mode.kernel()));
-    }
-    for (wi, w) in policy.workloads.iter().enumerate() {
-        let Some(mode) = w.mode else { continue };
-        for (si, _) in policy.segments.iter().enumerate().filter(|(_, s)| kind(s)) {
-            table.entry(((wi + 1) as u32, (si + 1) as u16)).or_insert_with(|| mode_only(mode.kernel()));
-        }
-    }
-    table.into_iter().map(|((workload_id, segment_id), v)| (AllowKey { workload_id, segment_id, _pad: 0 }, v)).collect()
-}
-
-/// Every (rule id, rule, workload index, segment index) an allow rule covers,
-/// names resolved to their first definition; unknown names are skipped
-/// (validation reports them).
-pub(super) fn rule_pairs(policy: &Policy) -> Vec<(u32, &super::model::AllowRule, usize, usize)> {
-    let seg_ids: HashMap<&str, usize> =
-        policy.segments.iter().enumerate().rev().map(|(i, s)| (s.name.as_str(), i)).collect();
-    let wl_ids: HashMap<&str, usize> =
-        policy.workloads.iter().enumerate().rev().map(|(i, w)| (w.name.as_str(), i)).collect();
-    let mut out = Vec::new();
-    for (r, rule) in policy.allow.iter().enumerate() {
-        for w in &rule.workloads {
-            let Some(&wi) = wl_ids.get(w.name.as_str()) else { continue };
-            for s in &rule.segments {
-                let Some(&si) = seg_ids.get(s.name.as_str()) else { continue };
-                out.push(((r + 1) as u32, rule, wi, si));
-            }
-        }
-    }
-    out
 }

@@ -40,7 +40,7 @@ pub(super) fn compile_devices(policy: &Policy) -> (Vec<DeviceSegmentSpec>, Vec<(
         })
         .collect();
 
-    let allow = super::compile::allow_table(
+    let allow = super::allow::allow_table(
         policy,
         |s| s.devices.is_some(),
         |rule, rule_id, segment, deny_mode| {

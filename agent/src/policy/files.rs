@@ -3,14 +3,13 @@
 //! The agent resolves each [`FileRoot`] to its (device, inode) on the node and
 //! the kernel decides by walking a file's ancestry up to the first protected
 //! root, so the deepest root governs nested paths. The decision itself, once
-//! the segment is known, is [`CompiledPolicy::file_verdict`]: the fanotify
-//! backend calls it, the LSM program implements the same table over the
-//! `FILE_ALLOW` map and `SEGMENT_INFO`.
+//! the segment is known, is `CompiledPolicy::file_verdict` (`file_verdict.rs`):
+//! the fanotify backend calls it, the LSM program implements the same table
+//! over the `FILE_ALLOW` map and `SEGMENT_INFO`.
 use std::path::PathBuf;
 
-use warden_common::{AllowKey, FileAllowValue, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
+use warden_common::{AllowKey, FileAllowValue};
 
-use super::compile::CompiledPolicy;
 use super::model::Policy;
 
 /// One protected directory tree of a segment.
@@ -30,7 +29,7 @@ pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, F
         .flat_map(|(si, s)| s.paths.iter().map(move |p| FileRoot { segment_id: (si + 1) as u16, path: p.path.clone() }))
         .collect();
 
-    let allow = super::compile::allow_table(
+    let allow = super::allow::allow_table(
         policy,
         |s| !s.paths.is_empty(),
         // Validation requires `access` here; grant nothing should it be missing.
@@ -43,52 +42,4 @@ pub(super) fn compile_files(policy: &Policy) -> (Vec<FileRoot>, Vec<(AllowKey, F
         |deny_mode| FileAllowValue { deny_mode, ..Default::default() },
     );
     (roots, allow)
-}
-
-fn deny(mode: u8) -> u8 {
-    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
-}
-
-impl CompiledPolicy {
-    /// Userspace mirror of the kernel's file decision (the fanotify backend
-    /// uses it; the LSM program implements the same table).
-    ///
-    /// `workload`: `None` for an unidentified process. `segment_id`: the
-    /// segment of the deepest protected root above the file. `want`:
-    /// `ACCESS_READ` or `ACCESS_READ | ACCESS_WRITE`. Returns a `VERDICT_*`
-    /// and the rule reported with it (0 = none):
-    ///
-    /// - unidentified: denied, or audited per the segment's mode (which
-    ///   already falls back to the global one);
-    /// - a `FILE_ALLOW` entry granting every wanted bit: allowed by its rule;
-    /// - an entry granting less: denied or audited per the entry's mode, with its rule;
-    /// - no entry: denied or audited per the segment's mode, no rule.
-    ///
-    /// An id outside the policy's segments is treated as a segment with the
-    /// global mode (fail closed).
-    pub fn file_verdict(&self, workload: Option<u32>, segment_id: u16, want: u8) -> (u8, u32) {
-        let segment_mode = (segment_id as usize)
-            .checked_sub(1)
-            .and_then(|i| self.segment_info.get(i))
-            .map_or(self.settings.default_mode, |(_, info)| info.mode);
-        let Some(workload_id) = workload else {
-            return (deny(segment_mode), 0);
-        };
-        match self.file_allow.binary_search_by_key(&(workload_id, segment_id), |(k, _)| (k.workload_id, k.segment_id)) {
-            Ok(i) => {
-                let entry = &self.file_allow[i].1;
-                if entry.access & want == want {
-                    (VERDICT_ALLOWED, entry.rule_id)
-                } else {
-                    (deny(entry.deny_mode), entry.rule_id)
-                }
-            }
-            Err(_) => (deny(segment_mode), 0),
-        }
-    }
-
-    /// Whether the policy protects any directory tree (file hooks are needed).
-    pub fn has_file_segments(&self) -> bool {
-        !self.files.is_empty()
-    }
 }

@@ -130,10 +130,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+mod allow;
 mod compile;
 mod devices;
 mod error;
 mod events;
+mod file_verdict;
 mod files;
 mod labels;
 mod model;

@@ -314,7 +314,7 @@ mod tests {
         same_as_serde(&crate::sinks::queue::tests::loss(4));
         let seq = std::sync::atomic::AtomicU64::new(5);
         for error in [None, Some("p.yaml:3:1: bad \"field\"\n".to_string())] {
-            let o = crate::control::status::ReloadOutcome {
+            let o = crate::report::ReloadOutcome {
                 applied: error.is_none(),
                 generation: 2,
                 sha256: "ab".into(),

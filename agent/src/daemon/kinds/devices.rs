@@ -9,13 +9,13 @@ use std::{
 use warden_common::GpuSet;
 
 use crate::{
-    control::status::{AssignmentReport, EnforcementStatus, StatusReport},
     daemon::{
         Parts,
         lifecycle::{Enforcer, SetParts, StartCx},
     },
     devices::{DeviceTable, assigned},
     policy::{CompiledPolicy, Policy},
+    report::{AssignmentReport, EnforcementStatus, StatusReport},
 };
 
 #[derive(Default, Clone, Debug)]

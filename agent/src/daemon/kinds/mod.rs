@@ -4,8 +4,8 @@ pub mod devices;
 pub mod files;
 pub mod network;
 
-use super::lifecycle::Kind;
-use crate::policy::{Mode, Segment};
+use super::lifecycle::{Kind, SetParts};
+use crate::policy::{CompiledPolicy, Mode, Segment};
 
 /// Every kind, in the order they start and appear in status. Network
 /// first: once identities are in the maps, the sock_addr hooks attach.
@@ -34,6 +34,16 @@ pub const KINDS: [Kind; 3] = [
                       restart the agent to enforce them (the last good policy stays in force)",
     },
 ];
+
+/// Resolves every kind's part of a kernel set for `policy` (stat() of
+/// roots, /dev and /proc reads: done outside the cell lock).
+pub fn resolve(policy: &CompiledPolicy) -> SetParts {
+    let mut set = SetParts::default();
+    for k in &KINDS {
+        (k.resolve)(policy, &mut set);
+    }
+    set
+}
 
 /// State of one kind of segment: not configured, audit, or enforced (and how
 /// many of its segments are audited only).

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::{
-    control::status::EnforcementStatus,
     daemon::lifecycle::{Enforcer, StartCx},
     policy::{CompiledPolicy, Policy},
+    report::EnforcementStatus,
 };
 
 pub struct SockAddr;

@@ -177,7 +177,7 @@ allow:
 "#;
 
 /// Compiled names as plain strings, to compare with literals.
-pub(super) fn names(v: &[crate::enrich::Name]) -> Vec<&str> {
+pub(super) fn names(v: &[crate::name::Name]) -> Vec<&str> {
     v.iter().map(|n| &**n).collect()
 }
 

@@ -504,7 +504,7 @@ pub(crate) mod tests {
     #[test]
     fn policy_records() {
         let seq = std::sync::atomic::AtomicU64::new(6);
-        let applied = crate::control::status::ReloadOutcome {
+        let applied = crate::report::ReloadOutcome {
             applied: true,
             generation: 3,
             sha256: "ab".into(),
@@ -520,7 +520,7 @@ pub(crate) mod tests {
         assert_eq!(a["warden.seq"], &Value::IntValue(7));
         assert!(!a.contains_key("warden.error"));
 
-        let refused = crate::control::status::ReloadOutcome {
+        let refused = crate::report::ReloadOutcome {
             applied: false,
             error: Some("p.yaml:4:9: segments[0].name: bad".into()),
             ..applied

@@ -5,9 +5,9 @@ use std::{sync::Arc, time::Duration};
 
 use super::OtlpSink;
 use crate::{
-    control::status::OtlpStatus,
     enrich::{Event, LossEvent},
     policy::OtlpConfig,
+    report::OtlpStatus,
     sinks::{otlp::convert::tests::deny, queue::tests::event},
 };
 

@@ -18,7 +18,7 @@ use std::{
 use anyhow::Context;
 
 use super::queue::EventQueue;
-use crate::{control::status::OtlpStatus, enrich::Event, policy::OtlpConfig};
+use crate::{enrich::Event, policy::OtlpConfig, report::OtlpStatus};
 
 mod channel;
 pub mod convert;

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 
 use super::{Choice, FileRoots};
 use crate::{
-    control::status::{EnforcementStatus, StatusReport},
     daemon::{
         lifecycle::{Enforcer, SetParts, StartCx},
         policy_cell::workload_name,
@@ -23,6 +22,7 @@ use crate::{
     files::{Context, FileDecision, Identity, fanotify::Fanotify, roots::Roots},
     hooks::maps::VerdictCounts,
     policy::{CompiledPolicy, Policy},
+    report::{EnforcementStatus, StatusReport},
 };
 
 /// Capacity of the queue from the decision thread to the event writer.

@@ -2,9 +2,9 @@
 //! the kernel from the policy set's roots and grants; a restart leaves
 //! them running from their pinned links.
 use crate::{
-    control::status::EnforcementStatus,
     daemon::lifecycle::{Enforcer, SetParts, StartCx},
     policy::{CompiledPolicy, Policy},
+    report::EnforcementStatus,
 };
 
 use super::{Choice, FileRoots};

@@ -9,13 +9,13 @@ mod lsm;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{
-    control::status::EnforcementStatus,
     daemon::{
         Parts,
         lifecycle::{Enforcer, SetParts, StartCx},
     },
     files::roots::Roots,
     policy::{CompiledPolicy, FileBackend, Mode, Policy},
+    report::EnforcementStatus,
 };
 
 pub fn configured(c: &CompiledPolicy) -> bool {

@@ -1,0 +1,47 @@
+//! The userspace file decision over a compiled policy's `FILE_ALLOW` table.
+use warden_common::{MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
+
+use super::compile::CompiledPolicy;
+
+fn deny(mode: u8) -> u8 {
+    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
+}
+
+impl CompiledPolicy {
+    /// Userspace mirror of the kernel's file decision (the fanotify backend
+    /// uses it; the LSM program implements the same table).
+    ///
+    /// `workload`: `None` for an unidentified process. `segment_id`: the
+    /// segment of the deepest protected root above the file. `want`:
+    /// `ACCESS_READ` or `ACCESS_READ | ACCESS_WRITE`. Returns a `VERDICT_*`
+    /// and the rule reported with it (0 = none):
+    ///
+    /// - unidentified: denied, or audited per the segment's mode (which
+    ///   already falls back to the global one);
+    /// - a `FILE_ALLOW` entry granting every wanted bit: allowed by its rule;
+    /// - an entry granting less: denied or audited per the entry's mode, with its rule;
+    /// - no entry: denied or audited per the segment's mode, no rule.
+    ///
+    /// An id outside the policy's segments is treated as a segment with the
+    /// global mode (fail closed).
+    pub fn file_verdict(&self, workload: Option<u32>, segment_id: u16, want: u8) -> (u8, u32) {
+        let segment_mode = (segment_id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.segment_info.get(i))
+            .map_or(self.settings.default_mode, |(_, info)| info.mode);
+        let Some(workload_id) = workload else {
+            return (deny(segment_mode), 0);
+        };
+        match self.file_allow.binary_search_by_key(&(workload_id, segment_id), |(k, _)| (k.workload_id, k.segment_id)) {
+            Ok(i) => {
+                let entry = &self.file_allow[i].1;
+                if entry.access & want == want {
+                    (VERDICT_ALLOWED, entry.rule_id)
+                } else {
+                    (deny(entry.deny_mode), entry.rule_id)
+                }
+            }
+            Err(_) => (deny(segment_mode), 0),
+        }
+    }
+}
