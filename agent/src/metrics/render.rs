@@ -5,7 +5,10 @@
 use std::fmt::{Display, Write};
 
 use super::process::{self, Process};
-use crate::report::{EventStatus, IdentityStatus, OtlpStatus, SourceStatus, StatusReport};
+use crate::report::{
+    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, OtlpStatus, PolicyStatus, ProgramStatus,
+    SourceStatus, StatusReport, WorkloadStatus,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -86,8 +89,22 @@ pub fn render_report(r: &StatusReport, out: &mut String) {
         ("default_action", &r.default_action),
     ];
     o.sample("warden_build_info", &labels, 1);
+    policy(&mut o, &r.policy);
+    programs(&mut o, &r.programs);
+    enforcement(&mut o, &r.enforcement);
+    workloads(&mut o, &r.workloads);
+    if let Some(a) = &r.gpu_assignment {
+        gpu_assignment(&mut o, a);
+    }
+    events(&mut o, &r.events);
+    if let Some(x) = &r.events.otlp {
+        otlp(&mut o, x);
+    }
+    identity(&mut o, &r.identity);
+}
 
-    let p = &r.policy;
+fn policy(o: &mut Out, p: &PolicyStatus) {
+    use Kind::*;
     o.family("warden_policy_info", Gauge, "Policy file and its sha256 (always 1).");
     o.sample("warden_policy_info", &[("file", &p.file), ("sha256", &p.sha256)], 1);
     o.one("warden_policy_segments", Gauge, "Segments in the loaded policy.", p.segments);
@@ -109,29 +126,37 @@ pub fn render_report(r: &StatusReport, out: &mut String) {
         "Reloads refused; the last good policy stayed in force.",
         p.reload.failures,
     );
+}
 
-    o.family("warden_program_info", Gauge, "eBPF programs loaded and where they are attached (always 1).");
-    for pr in &r.programs {
+fn programs(o: &mut Out, programs: &[ProgramStatus]) {
+    o.family("warden_program_info", Kind::Gauge, "eBPF programs loaded and where they are attached (always 1).");
+    for pr in programs {
         let id = pr.program_id.to_string();
         let labels = [("name", pr.name.as_str()), ("kind", &pr.kind), ("attached_to", &pr.attached_to), ("id", &id)];
         o.sample("warden_program_info", &labels, 1);
     }
+}
 
+fn enforcement(o: &mut Out, enforcement: &[EnforcementStatus]) {
+    use Kind::*;
     o.family("warden_enforcement", Gauge, "Enforcement state and backend per segment kind (always 1).");
-    for e in &r.enforcement {
+    for e in enforcement {
         o.sample("warden_enforcement", &[("kind", &e.kind), ("state", &e.state), ("backend", &e.backend)], 1);
     }
     o.family("warden_enforcement_not_enforced", Gauge, "Operations this node cannot block, per segment kind.");
-    for e in &r.enforcement {
+    for e in enforcement {
         o.sample("warden_enforcement_not_enforced", &[("kind", &e.kind)], e.not_enforced.len());
     }
     o.family("warden_enforcement_missing", Gauge, "Configured roots or devices that do not exist (unprotected).");
-    for e in &r.enforcement {
+    for e in enforcement {
         o.sample("warden_enforcement_missing", &[("kind", &e.kind)], e.missing.len());
     }
+}
 
+fn workloads(o: &mut Out, workloads: &[WorkloadStatus]) {
+    use Kind::*;
     o.family("warden_decisions_total", Counter, "Decisions per workload, segment kind and verdict.");
-    for w in &r.workloads {
+    for w in workloads {
         for (kind, counts) in [
             ("network", [w.allowed, w.denied, w.audited]),
             ("file", [w.file_allowed, w.file_denied, w.file_audited]),
@@ -143,38 +168,28 @@ pub fn render_report(r: &StatusReport, out: &mut String) {
         }
     }
     o.family("warden_workload_cgroups", Gauge, "Cgroups identified as each workload.");
-    for w in &r.workloads {
+    for w in workloads {
         o.sample("warden_workload_cgroups", &[("workload", &w.name)], w.cgroups);
     }
+}
 
-    if let Some(a) = &r.gpu_assignment {
-        o.one(
-            "warden_gpu_assignment_containers",
-            Gauge,
-            "Containers with GPUs in the last good kubelet read.",
-            a.containers,
-        );
-        o.one(
-            "warden_gpu_assignment_cgroups",
-            Gauge,
-            "Container cgroups with a GPU assignment in the kernel.",
-            a.cgroups,
-        );
-        o.one("warden_gpu_assignment_refreshes_total", Counter, "Kubelet GPU assignment reads.", a.refreshes);
-        o.one(
-            "warden_gpu_assignment_up",
-            Gauge,
-            "1 if the last kubelet GPU assignment read worked.",
-            u8::from(a.last_error.is_none()),
-        );
-        o.one("warden_gpu_assignment_problems", Gauge, "GPU assignment problems reported.", a.problems.len());
-    }
-
-    events(&mut o, &r.events);
-    if let Some(x) = &r.events.otlp {
-        otlp(&mut o, x);
-    }
-    identity(&mut o, &r.identity);
+fn gpu_assignment(o: &mut Out, a: &AssignmentReport) {
+    use Kind::*;
+    o.one(
+        "warden_gpu_assignment_containers",
+        Gauge,
+        "Containers with GPUs in the last good kubelet read.",
+        a.containers,
+    );
+    o.one("warden_gpu_assignment_cgroups", Gauge, "Container cgroups with a GPU assignment in the kernel.", a.cgroups);
+    o.one("warden_gpu_assignment_refreshes_total", Counter, "Kubelet GPU assignment reads.", a.refreshes);
+    o.one(
+        "warden_gpu_assignment_up",
+        Gauge,
+        "1 if the last kubelet GPU assignment read worked.",
+        u8::from(a.last_error.is_none()),
+    );
+    o.one("warden_gpu_assignment_problems", Gauge, "GPU assignment problems reported.", a.problems.len());
 }
 
 fn events(o: &mut Out, e: &EventStatus) {

@@ -1,7 +1,10 @@
 //! The text `warden status` prints.
 use std::fmt;
 
-use super::{SourceStatus, StatusReport};
+use super::{
+    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, PolicyStatus, SourceStatus, StatusReport,
+    WorkloadStatus,
+};
 
 impl fmt::Display for SourceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,7 +32,37 @@ impl fmt::Display for StatusReport {
             self.version, self.pid, self.node, self.kernel, self.started_at
         )?;
         writeln!(f, "mode: {}   default for non-segment destinations: {}", self.mode, self.default_action)?;
-        let p = &self.policy;
+        write!(f, "{}", self.policy)?;
+        writeln!(f, "cgroup root: {}", self.cgroup_root)?;
+        writeln!(f, "\nENFORCEMENT")?;
+        for e in &self.enforcement {
+            write!(f, "{e}")?;
+        }
+        writeln!(f, "\nPROGRAMS")?;
+        for pr in &self.programs {
+            writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
+        }
+        if let Some(a) = &self.gpu_assignment {
+            write!(f, "{a}")?;
+        }
+        writeln!(f)?;
+        WorkloadStatus::header(f)?;
+        for w in &self.workloads {
+            write!(f, "{w}")?;
+        }
+        writeln!(f, "\nEVENTS")?;
+        write!(f, "{}", self.events)?;
+        if let Some(m) = &self.metrics {
+            writeln!(f, "  metrics http://{m}/metrics (/healthz, /readyz)")?;
+        }
+        writeln!(f, "\nIDENTITY")?;
+        write!(f, "{}", self.identity)
+    }
+}
+
+impl fmt::Display for PolicyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self;
         writeln!(
             f,
             "policy: {} (sha256 {}…) loaded {}: {} segments, {} workloads, {} rules, {} IPv4 + {} IPv6 prefixes",
@@ -63,44 +96,55 @@ impl fmt::Display for StatusReport {
         if !r.pending_restart.is_empty() {
             writeln!(f, "  restart to apply: {}", r.pending_restart.join(", "))?;
         }
-        writeln!(f, "cgroup root: {}", self.cgroup_root)?;
-        writeln!(f, "\nENFORCEMENT")?;
-        for e in &self.enforcement {
-            writeln!(f, "  {:<10} {:<32} {}", e.kind, e.state, e.backend)?;
-            if !e.reason.is_empty() {
-                writeln!(f, "  {:<10} why: {}", "", e.reason)?;
-            }
-            if !e.not_enforced.is_empty() {
-                writeln!(f, "  {:<10} NOT enforced on this node: {}", "", e.not_enforced.join(", "))?;
-            }
-            if !e.missing.is_empty() {
-                let what = if e.kind == "devices" { "unresolved nodes" } else { "missing roots" };
-                writeln!(f, "  {:<10} {what} (unprotected until they exist): {}", "", e.missing.join(", "))?;
-            }
-            if !e.marked.is_empty() {
-                writeln!(f, "  {:<10} opens wait for the agent on the filesystems of: {}", "", e.marked.join(", "))?;
-            }
+        Ok(())
+    }
+}
+
+impl fmt::Display for EnforcementStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self;
+        writeln!(f, "  {:<10} {:<32} {}", e.kind, e.state, e.backend)?;
+        if !e.reason.is_empty() {
+            writeln!(f, "  {:<10} why: {}", "", e.reason)?;
         }
-        writeln!(f, "\nPROGRAMS")?;
-        for pr in &self.programs {
-            writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
+        if !e.not_enforced.is_empty() {
+            writeln!(f, "  {:<10} NOT enforced on this node: {}", "", e.not_enforced.join(", "))?;
         }
-        if let Some(a) = &self.gpu_assignment {
-            writeln!(
-                f,
-                "  {:<10} kubelet GPU assignment: {} containers, {} cgroups, {} refreshes",
-                "", a.containers, a.cgroups, a.refreshes
-            )?;
-            if let Some(e) = &a.last_error {
-                writeln!(f, "  {:<10} last read FAILED (last good assignment kept): {e}", "")?;
-            }
-            for p in &a.problems {
-                writeln!(f, "  {:<10} {p}", "")?;
-            }
+        if !e.missing.is_empty() {
+            let what = if e.kind == "devices" { "unresolved nodes" } else { "missing roots" };
+            writeln!(f, "  {:<10} {what} (unprotected until they exist): {}", "", e.missing.join(", "))?;
         }
+        if !e.marked.is_empty() {
+            writeln!(f, "  {:<10} opens wait for the agent on the filesystems of: {}", "", e.marked.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for AssignmentReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self;
         writeln!(
             f,
-            "\nWORKLOADS{:>24}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
+            "  {:<10} kubelet GPU assignment: {} containers, {} cgroups, {} refreshes",
+            "", a.containers, a.cgroups, a.refreshes
+        )?;
+        if let Some(e) = &a.last_error {
+            writeln!(f, "  {:<10} last read FAILED (last good assignment kept): {e}", "")?;
+        }
+        for p in &a.problems {
+            writeln!(f, "  {:<10} {p}", "")?;
+        }
+        Ok(())
+    }
+}
+
+impl WorkloadStatus {
+    /// The column titles of the workload table.
+    fn header(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "WORKLOADS{:>24}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
             "CGROUPS",
             "NET OK",
             "NET DENY",
@@ -111,32 +155,41 @@ impl fmt::Display for StatusReport {
             "DEV OK",
             "DEV DENY",
             "DEV AUDIT"
+        )
+    }
+}
+
+impl fmt::Display for WorkloadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self;
+        writeln!(
+            f,
+            "  {:<24}{:>7}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
+            w.name,
+            w.cgroups,
+            w.allowed,
+            w.denied,
+            w.audited,
+            w.file_allowed,
+            w.file_denied,
+            w.file_audited,
+            w.device_allowed,
+            w.device_denied,
+            w.device_audited
         )?;
-        for w in &self.workloads {
-            writeln!(
-                f,
-                "  {:<24}{:>7}{:>10}{:>10}{:>10}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
-                w.name,
-                w.cgroups,
-                w.allowed,
-                w.denied,
-                w.audited,
-                w.file_allowed,
-                w.file_denied,
-                w.file_audited,
-                w.device_allowed,
-                w.device_denied,
-                w.device_audited
-            )?;
-            let shown: Vec<String> = w.members.iter().take(4).map(|m| m.label()).collect();
-            if !shown.is_empty() {
-                let more = w.members.len().saturating_sub(shown.len());
-                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-                writeln!(f, "      {}{more}", shown.join(", "))?;
-            }
+        let shown: Vec<String> = w.members.iter().take(4).map(|m| m.label()).collect();
+        if !shown.is_empty() {
+            let more = w.members.len().saturating_sub(shown.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            writeln!(f, "      {}{more}", shown.join(", "))?;
         }
-        let e = &self.events;
-        writeln!(f, "\nEVENTS")?;
+        Ok(())
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self;
         writeln!(
             f,
             "  kernel emitted {}, kernel dropped {}, written {}, write errors {}, decode errors {}, last seq {}",
@@ -177,11 +230,13 @@ impl fmt::Display for StatusReport {
             )?;
         }
         writeln!(f, "  tail subscribers {}, dropped {}", e.tail.subscribers, e.tail.dropped)?;
-        if let Some(m) = &self.metrics {
-            writeln!(f, "  metrics http://{m}/metrics (/healthz, /readyz)")?;
-        }
-        let i = &self.identity;
-        writeln!(f, "\nIDENTITY")?;
+        Ok(())
+    }
+}
+
+impl fmt::Display for IdentityStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self;
         writeln!(
             f,
             "  cgroups tracked {}, identified {}, kernel map entries {}",
