@@ -90,59 +90,18 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         control::server::bind(&socket_path).with_context(|| format!("control socket {}", socket_path.display()))?;
     let _socket_guard = SocketGuard(socket_path.clone());
 
-    kernel::require_btf()?;
-    mounts::ensure_all()?;
-    let securityfs = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
-    kernel::raise_memlock();
-    kernel::require_sock_addr_hooks()?;
-    let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
-    let cg2 = mountinfo::cgroup2(&mounts).ok_or(system::SystemError::NoCgroup2)?;
-    let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| policy.agent.cgroup_root.clone());
-    let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
-
-    let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
-    let pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
-        .with_context(|| format!("creating the pin directory under {}", mounts::BPFFS))?;
-    if pins.adopted {
-        tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
-    }
-    let mut hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id, pins)?;
-    let maps = hooks.take_maps()?;
-    // The whole policy in one switch: rules, cgroups identified by path,
-    // file roots and device nodes. An earlier agent's pinned programs may be
-    // deciding from these maps right now, so nothing may go missing.
-    let tag = policy::digest_tag(&policy.source_sha256);
-    // Some when the earlier agent's set (about to become the other one) was
-    // filled from this very file: its ids then name the same workloads.
-    let carried = carried_identities(&maps, tag);
-    let previous_same = carried.is_some();
-    let node = opts
-        .node_name
-        .clone()
-        .or_else(|| policy.agent.node_name.clone())
-        .or_else(|| std::env::var("NODE_NAME").ok())
-        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
-    let enforce = policy.mode == policy::Mode::Enforce;
-    let events_cfg = policy.agent.events.clone();
-    let metrics_cfg = policy.agent.metrics.clone();
-    let identities = Arc::new(IdentityStore::new(tracker, carried.unwrap_or_default(), compiled.clone()));
-    let cell = Arc::new(PolicyCell::new(opts.config.clone(), policy.clone(), compiled.clone(), maps, previous_same));
-    let set = kinds::resolve(&compiled);
-    {
-        let staged = identities.scan(&compiled);
-        cell.lock().install(policy.clone(), &set.contents(&compiled, &staged.entries(), tag))?;
-    }
+    let (mut hooks, tracker, securityfs) = open_kernel(&policy, &opts)?;
+    let (parts, set) = first_set(&opts, &policy, &compiled, &mut hooks, tracker)?;
     let event_ring = hooks.take_ring("EVENTS")?;
     let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
-
     // Tracepoints first, then the scan: a cgroup made in between is seen twice
     // (harmless), never zero times.
     hooks.attach_tracepoints()?;
-    let parts = Parts { cell, identities, health: Arc::new(Health::default()) };
     parts.identities.reconcile(&mut parts.cell.lock());
 
-    let (pipeline, enricher, sinks) = start_sinks(&events_cfg, &opts, &node)?;
-    let metrics_listener = bind_metrics(&parts.health, &metrics_cfg, &opts).await?;
+    let node = node_name(&opts, &policy);
+    let (pipeline, enricher, sinks) = start_sinks(&policy.agent.events, &opts, &node)?;
+    let metrics_listener = bind_metrics(&parts.health, &policy.agent.metrics, &opts).await?;
     let events_target = pipeline.fanout.jsonl_target.clone();
     // Identities are in the map: now enforcement can start, kind by kind.
     let mut cx = StartCx {
@@ -150,7 +109,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         hooks: &mut hooks,
         compiled: &compiled,
         set: &set,
-        enforce,
+        enforce: policy.mode == policy::Mode::Enforce,
         securityfs,
         pipeline: &pipeline,
         enricher: &enricher,
@@ -169,9 +128,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         started_at: crate::clock::now_rfc3339(),
         enforcers,
         reload_lock: Mutex::new(()),
-        pipeline: OnceLock::new(),
+        pipeline: OnceLock::from(sinks),
     });
-    let _ = agent.pipeline.set(sinks);
     tracing::info!(
         cgroup_root = %parts.identities.cgroup_root_abs().display(),
         socket = %socket_path.display(),
@@ -185,10 +143,86 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     tasks.spawn(cgroup_task::run(cgroup_ring, parts.clone()));
     tasks.spawn(events::run(event_ring, agent.clone(), pipeline, enricher));
+    spawn_services(&agent, &mut tasks, listener, metrics_listener);
+    parts.health.set_ready();
+    let result = until_stopped(&mut tasks).await;
+    for e in agent.enforcers() {
+        e.stop();
+    }
+    drop(hooks);
+    result
+}
+
+/// Checks what the kernel must offer, mounts what is missing, finds the
+/// cgroup root and loads the object over this instance's pins. Returns
+/// the loaded hooks, the cgroup tracker and whether securityfs is mounted.
+fn open_kernel(policy: &policy::Policy, opts: &AgentOptions) -> anyhow::Result<(Hooks, CgroupTracker, bool)> {
+    kernel::require_btf()?;
+    mounts::ensure_all()?;
+    let securityfs = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
+    kernel::raise_memlock();
+    kernel::require_sock_addr_hooks()?;
+    let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
+    let cg2 = mountinfo::cgroup2(&mounts).ok_or(system::SystemError::NoCgroup2)?;
+    let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| policy.agent.cgroup_root.clone());
+    let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
+    let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
+    let pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
+        .with_context(|| format!("creating the pin directory under {}", mounts::BPFFS))?;
+    if pins.adopted {
+        tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
+    }
+    let hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id, pins)?;
+    Ok((hooks, tracker, securityfs))
+}
+
+/// Builds the parts and installs the whole first policy set in one switch:
+/// rules, cgroups identified by path, file roots and device nodes. An
+/// earlier agent's pinned programs may be deciding from these maps right
+/// now, so nothing may go missing.
+fn first_set(
+    opts: &AgentOptions,
+    policy: &policy::Policy,
+    compiled: &Arc<policy::CompiledPolicy>,
+    hooks: &mut Hooks,
+    tracker: CgroupTracker,
+) -> anyhow::Result<(Parts, lifecycle::SetParts)> {
+    let maps = hooks.take_maps()?;
+    let tag = policy::digest_tag(&policy.source_sha256);
+    // Some when the earlier agent's set (about to become the other one) was
+    // filled from this very file: its ids then name the same workloads.
+    let carried = carried_identities(&maps, tag);
+    let previous_same = carried.is_some();
+    let identities = Arc::new(IdentityStore::new(tracker, carried.unwrap_or_default(), compiled.clone()));
+    let cell = Arc::new(PolicyCell::new(opts.config.clone(), policy.clone(), compiled.clone(), maps, previous_same));
+    let set = kinds::resolve(compiled);
+    let staged = identities.scan(compiled);
+    cell.lock().install(policy.clone(), &set.contents(compiled, &staged.entries(), tag))?;
+    Ok((Parts { cell, identities, health: Arc::new(Health::default()) }, set))
+}
+
+/// `--node-name`, then the policy, then `NODE_NAME`, then the hostname.
+fn node_name(opts: &AgentOptions, policy: &policy::Policy) -> String {
+    opts.node_name
+        .clone()
+        .or_else(|| policy.agent.node_name.clone())
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// The rescans, metadata sources, metrics endpoint, control socket and
+/// reload triggers.
+fn spawn_services(
+    agent: &Arc<Agent>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    control: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
+) {
+    let parts = &agent.parts;
     tasks.spawn(cgroup_task::reconcile_loop(agent.clone(), Duration::from_secs(30)));
-    metadata::start_kubernetes(&parts, &node, &mut tasks);
+    metadata::start_kubernetes(parts, &agent.node, tasks);
     tasks.spawn(metadata::slurm_loop(parts.clone()));
-    if let Some(listener) = metrics_listener {
+    if let Some(listener) = metrics {
         let source: Arc<dyn crate::metrics::Source> = agent.clone();
         tasks.spawn(async move {
             crate::metrics::serve(listener, source).await;
@@ -197,28 +231,24 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     let handler: Arc<dyn control::server::Handler> = agent.clone();
     tasks.spawn(async move {
-        control::server::serve(listener, handler).await;
+        control::server::serve(control, handler).await;
         Ok(())
     });
-
     tasks.spawn(reload::on_sighup(agent.clone()));
     tasks.spawn(reload::watch(agent.clone()));
+}
 
-    parts.health.set_ready();
+/// Until SIGINT, SIGTERM or a task ending: a pipeline task ending is a bug
+/// or a fatal I/O error, so the agent stops loudly.
+async fn until_stopped(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let result = tokio::select! {
+    tokio::select! {
         _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted, detaching"); Ok(()) }
         _ = term.recv() => { tracing::info!("terminated, detaching"); Ok(()) }
         Some(res) = tasks.join_next() => {
-            // A pipeline task ending is a bug or a fatal I/O error: stop loudly.
             res.context("pipeline task panicked").and_then(|r| r.context("pipeline task failed"))
         }
-    };
-    for e in agent.enforcers.iter().flatten() {
-        e.stop();
     }
-    drop(hooks);
-    result
 }
 
 impl Agent {
