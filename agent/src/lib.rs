@@ -4,11 +4,6 @@
 //! `enrich`) → sinks (`sinks`); plus `control` (socket + status), `metrics`
 //! (Prometheus endpoint and probes), `daemon` (wiring), `system` (host
 //! checks) and `cli`.
-// Lets unit tests include shared test helpers that name the crate, like
-// the integration tests do (`tests/harness/rotel.rs`).
-#[cfg(test)]
-extern crate self as warden;
-
 pub mod capability;
 pub mod cli;
 pub mod control;

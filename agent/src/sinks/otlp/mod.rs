@@ -22,7 +22,6 @@ use crate::{control::status::OtlpStatus, enrich::Event, policy::OtlpConfig};
 
 mod channel;
 pub mod convert;
-pub mod debug_log;
 mod exporter;
 pub mod proto;
 mod wire;
