@@ -2,13 +2,13 @@
 //! service account, container and image, on kubelet-shaped cgroup trees with
 //! real processes and real hooks. The API server is
 //! `warden_testkit::kube_api::FakeApiServer` serving the responses in
-//! tests/recordings/kubernetes (see the README there for how they were made).
+//! agent/tests/recordings/kubernetes (see the README there for how they were made).
 mod harness;
 
 use harness::*;
 use serde_json::Value;
 
-const REC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/recordings/kubernetes/");
+const REC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recordings/kubernetes/");
 
 fn recording(name: &str) -> String {
     std::fs::read_to_string(format!("{REC}{name}")).unwrap_or_else(|e| panic!("{REC}{name}: {e}"))
