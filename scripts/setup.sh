@@ -15,8 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for tests/slurm.rs;
-# systemd for `systemd-analyze verify` of the unit file (tests/packaging.rs);
+# slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for agent/tests/slurm.rs;
+# systemd for `systemd-analyze verify` of the unit file (agent/tests/packaging.rs);
 # python3-venv for rotel and the Helm SDK below.
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio
   slurmctld slurmd slurm-client munge systemd python3 python3-venv)
@@ -79,7 +79,7 @@ if [ ! -x "$rotel/bin/rotel-agent" ]; then
 fi
 # Helm's own Go SDK (helm-python-sdk bundles libhelm_c: no helm binary can be
 # downloaded here) and the Kubernetes OpenAPI schemas (kubernetes-validate), for
-# tests/packaging.rs: the chart is rendered and linted by Helm and every object is
+# agent/tests/packaging.rs: the chart is rendered and linted by Helm and every object is
 # validated against the Kubernetes 1.33 schema.
 k8s="$root/target/tools/k8s"
 if [ ! -x "$k8s/bin/python" ] || ! "$k8s/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then

@@ -1,7 +1,7 @@
 //! Runs inside the QEMU test VMs (`cargo xtask vm-test`): the shared file
 //! case table against the BPF-LSM backend, plus network checks, with the
 //! real `warden` binaries under /usr/local/bin. Exit 0 iff all pass.
-#[path = "../../tests/file_cases.rs"]
+#[path = "../tests/file_cases/mod.rs"]
 mod file_cases;
 
 use std::{

@@ -6,11 +6,6 @@
 //! checks) and `cli`. At the bottom, imported by the layers above: `name`
 //! (the shared name type), `clock` (wall-clock time) and `report` (the
 //! status and reload reports). `cargo xtask layers` fails on import circles.
-// Lets unit tests include shared test helpers that name the crate, like
-// the integration tests do (`tests/harness/rotel.rs`).
-#[cfg(test)]
-extern crate self as warden;
-
 pub mod capability;
 pub mod cli;
 pub mod clock;

@@ -90,6 +90,7 @@ pub struct Settings {
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]
+#[allow(clippy::undocumented_unsafe_blocks, reason = "one SAFETY comment covers every impl")]
 mod pod {
     use super::*;
     // SAFETY: all types are repr(C), Copy, have no implicit padding and every

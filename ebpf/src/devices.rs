@@ -44,8 +44,8 @@ pub fn device(ctx: DeviceContext) -> i32 {
     let dev_type = (access_type & 0xffff) as u8;
     let access = (access_type >> 16) as u8;
     let key = DeviceKey { kind: dev_type, _pad: [0; 3], major, minor };
-    // SAFETY: values are written whole by the agent.
     let set = Set::active();
+    // SAFETY: values are written whole by the agent.
     let Some(seg) = (unsafe { device_segments(set).get(key) }).copied() else { return 1 };
     bump(&STATS, STAT_DECISIONS);
     // SAFETY: helper without preconditions.

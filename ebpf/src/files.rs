@@ -94,7 +94,9 @@ fn governed() -> bool {
     if level == 0 {
         return true;
     }
+    // SAFETY: as above.
     let root = unsafe { core::ptr::read_volatile(&ROOT_CGROUP_ID) };
+    // SAFETY: as above.
     unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == root }
 }
 

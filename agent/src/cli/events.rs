@@ -1,5 +1,5 @@
 //! `warden events`: recent and live events from the daemon, filtered.
-use std::io::Write;
+use std::{io::Write, process::ExitCode};
 
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ pub struct EventsArgs {
     pub socket: std::path::PathBuf,
 }
 
-pub fn run(a: EventsArgs) -> anyhow::Result<()> {
+pub fn run(a: EventsArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter { workload: a.workload, verdict: a.verdict, segment: a.segment, kind: a.kind };
     let req = Request::Events { filter, tail: a.tail, follow: a.follow };
     let mut out = std::io::stdout().lock();
@@ -53,8 +53,8 @@ pub fn run(a: EventsArgs) -> anyhow::Result<()> {
     let on_notice = |n: &Value| eprintln!("warden: {} events dropped: this reader fell behind", n["count"]);
     match control::client::stream(&a.socket, &req, on_line, on_notice) {
         // A closed pipe (`| head`) ends the tail quietly.
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        r => r,
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        r => r.map(|()| ExitCode::SUCCESS),
     }
 }
 

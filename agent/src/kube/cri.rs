@@ -1,7 +1,7 @@
 //! CRI `RuntimeService/ListContainers` client: maps container ids (as seen in
 //! cgroup paths) to the Kubernetes pod and container they run, using the
 //! labels kubelet puts on every container it creates.
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use super::{KubeError, MAX_MESSAGE_BYTES, connect};
 
@@ -74,17 +74,4 @@ fn container_info(c: &pb::Container) -> Option<ContainerInfo> {
         pod_uid: label(LABEL_POD_UID).unwrap_or_default(),
         container,
     })
-}
-
-/// The labels kubelet would set for `info` (used by the fake runtime).
-pub(crate) fn labels_for(info: &ContainerInfo) -> HashMap<String, String> {
-    [
-        (LABEL_NAMESPACE, &info.namespace),
-        (LABEL_POD, &info.pod),
-        (LABEL_POD_UID, &info.pod_uid),
-        (LABEL_CONTAINER, &info.container),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.clone()))
-    .collect()
 }

@@ -2,12 +2,10 @@
 //! assigned to which container: kubelet pod-resources v1 (`podresources`:
 //! pod/container → device ids), CRI `ListContainers` (`cri`: container id →
 //! pod) and the NVIDIA driver's procfs (`nvidia`: GPU UUID → device minor).
-//! Both gRPC APIs are served on local unix sockets only; `fake` holds
-//! in-process servers implementing the same protos for tests.
-//! `pods` watches the API server for this node's pod metadata.
+//! Both gRPC APIs are served on local unix sockets only; the tests serve them
+//! from in-process fakes (`warden_testkit::kube`) that implement the same
+//! protos. `pods` watches the API server for this node's pod metadata.
 pub mod cri;
-pub mod fake;
-pub mod fake_api;
 pub mod nvidia;
 pub mod podresources;
 pub mod pods;

@@ -1,14 +1,16 @@
-//! Real gRPC round trips over unix sockets against the `fake` servers.
+//! Real gRPC round trips over unix sockets against the fake servers of
+//! `warden_testkit::kube`, whose server code is generated apart from ours.
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
+use warden_testkit::kube::{self as fake, FakeCri, FakeKubelet};
+
 use super::{
     KubeError,
     cri::{self, ContainerInfo},
-    fake::{FakeCri, FakeKubelet},
     podresources::{self, ContainerDevices},
 };
 
@@ -43,6 +45,34 @@ fn info(id: &str, ns: &str, pod: &str, uid: &str, container: &str) -> ContainerI
     }
 }
 
+/// What the fake kubelet serves for `assignments`.
+fn served_devices(assignments: &[ContainerDevices]) -> Vec<fake::ContainerDevices> {
+    assignments
+        .iter()
+        .map(|a| fake::ContainerDevices {
+            namespace: a.namespace.clone(),
+            pod: a.pod.clone(),
+            container: a.container.clone(),
+            resource: a.resource.clone(),
+            device_ids: a.device_ids.clone(),
+        })
+        .collect()
+}
+
+/// What the fake runtime serves for `containers`.
+fn served_containers(containers: &[ContainerInfo]) -> Vec<fake::ContainerInfo> {
+    containers
+        .iter()
+        .map(|c| fake::ContainerInfo {
+            id: c.id.clone(),
+            namespace: c.namespace.clone(),
+            pod: c.pod.clone(),
+            pod_uid: c.pod_uid.clone(),
+            container: c.container.clone(),
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn podresources_list_round_trip() {
     let (sock, dir) = socket("kubelet.sock");
@@ -53,12 +83,12 @@ async fn podresources_list_round_trip() {
         devices("train", "llm-0", "sidecar", "nvidia.com/gpu", &["GPU-cccc"]),
         devices("infer", "web-1", "server", "nvidia.com/gpu", &["GPU-dddd"]),
     ];
-    kubelet.set(first.clone());
+    kubelet.set(served_devices(&first));
     let server = kubelet.serve(&sock).await.unwrap();
     assert_eq!(podresources::list(&sock, TIMEOUT).await.unwrap(), first);
 
     let second = vec![devices("infer", "web-2", "server", "nvidia.com/gpu", &["GPU-aaaa"])];
-    kubelet.set(second.clone());
+    kubelet.set(served_devices(&second));
     assert_eq!(podresources::list(&sock, TIMEOUT).await.unwrap(), second);
     kubelet.set(vec![]);
     assert_eq!(podresources::list(&sock, TIMEOUT).await.unwrap(), vec![]);
@@ -70,7 +100,7 @@ async fn podresources_list_round_trip() {
 
 #[tokio::test]
 async fn podresources_rejects_nameless_entries() {
-    use podresources::pb;
+    use fake::pr_pb as pb;
     let (sock, dir) = socket("kubelet.sock");
     let kubelet = FakeKubelet::new();
     kubelet.set_pods(vec![pb::PodResources {
@@ -91,7 +121,7 @@ async fn podresources_rejects_nameless_entries() {
 
 #[tokio::test]
 async fn cri_list_containers_round_trip() {
-    use cri::pb;
+    use fake::cri_pb as pb;
     let (sock, dir) = socket("containerd.sock");
     let runtime = FakeCri::new();
     let first = vec![
@@ -99,12 +129,12 @@ async fn cri_list_containers_round_trip() {
         info("7b21de", "train", "llm-0", "uid-1", "sidecar"),
         info("c4d5e6", "infer", "web-1", "uid-2", "server"),
     ];
-    runtime.set(first.clone());
+    runtime.set(served_containers(&first));
     let server = runtime.serve(&sock).await.unwrap();
     assert_eq!(cri::list_containers(&sock, TIMEOUT).await.unwrap(), first);
 
     let second = vec![info("99aa88", "infer", "web-2", "uid-3", "server")];
-    runtime.set(second.clone());
+    runtime.set(served_containers(&second));
     assert_eq!(cri::list_containers(&sock, TIMEOUT).await.unwrap(), second);
 
     // Not created by kubelet: skipped. Container label missing: metadata name.

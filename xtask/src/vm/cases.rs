@@ -1,4 +1,4 @@
-//! `cargo xtask vm-test`: the shared file case table (tests/file_cases.rs)
+//! `cargo xtask vm-test`: the shared file case table (agent/tests/file_cases/mod.rs)
 //! and network checks on the BPF-LSM backend, inside QEMU VMs booting
 //! Debian's 6.1 and 6.12 kernels with `lsm=…,bpf`. One built object, every
 //! kernel: the offsets come from each guest kernel's BTF at start-up.

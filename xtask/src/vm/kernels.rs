@@ -131,6 +131,7 @@ fn download(pkg: &str) -> anyhow::Result<PathBuf> {
     cmd.arg("download").arg("-q").current_dir(&debs);
     // As root, apt drops to the `_apt` user, which cannot write into target/: it would warn and download
     // unsandboxed anyway.
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         cmd.args(["-o", "APT::Sandbox::User=root"]);
     }

@@ -1,6 +1,6 @@
 //! End to end against a real collector (rotel): what `OtlpSink` sends is
 //! what the collector prints having decoded it. Rotel missing fails these
-//! tests (see `tests/harness/rotel.rs`).
+//! tests (see `warden_testkit::rotel`).
 use std::{sync::Arc, time::Duration};
 
 use super::OtlpSink;
@@ -10,12 +10,7 @@ use crate::{
     report::OtlpStatus,
     sinks::{otlp::convert::tests::deny, queue::tests::event},
 };
-
-// Shared with the integration tests, which reach it as `harness::rotel`.
-#[path = "../../../../tests/harness/rotel.rs"]
-mod rotel;
-
-use rotel::Rotel;
+use warden_testkit::rotel::{self, Rotel};
 
 const WAIT: Duration = Duration::from_secs(40);
 

@@ -22,7 +22,6 @@ use crate::{enrich::Event, policy::OtlpConfig, report::OtlpStatus};
 
 mod channel;
 pub mod convert;
-pub mod debug_log;
 mod exporter;
 pub mod proto;
 mod wire;

@@ -2,14 +2,12 @@
 //! OTLP/gRPC: attributes, and a collector that is down at start, killed
 //! mid-stream and restarted while the agent keeps enforcing.
 mod harness;
-#[path = "harness/rotel.rs"]
-mod rotel;
 
 use std::time::{Duration, Instant};
 
 use harness::*;
-use rotel::{Rotel, free_port};
 use serde_json::Value;
+use warden_testkit::rotel::{Rotel, free_port};
 
 fn policy(port: u16, otlp_port: u16, extra: &str) -> String {
     format!(

@@ -1,9 +1,11 @@
 //! Test fixture: in-process kubelet pod-resources and CRI servers that
-//! implement the real v1 protos (the generated server traits) on a unix
-//! socket, so the clients in `podresources` / `cri` and the agent code above
-//! them are exercised over real gRPC round trips. Their answers can be changed
-//! at any time with `set`; the next call sees the new data.
+//! implement the real v1 protos (server traits generated here from the
+//! agent's `proto/`) on a unix socket, so the agent's `kube::podresources` /
+//! `kube::cri` clients and the code above them are exercised over real gRPC
+//! round trips. Their answers can be changed at any time with `set`; the next
+//! call sees the new data.
 use std::{
+    collections::HashMap,
     os::unix::fs::FileTypeExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -13,10 +15,58 @@ use tokio::{net::UnixListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, transport::Server};
 
-use super::{
-    cri::{self, ContainerInfo, pb as cri_pb},
-    podresources::{ContainerDevices, pb as pr_pb},
-};
+/// Generated from the agent's `proto/podresources/v1/api.proto` (package `v1`).
+#[allow(clippy::all, missing_docs)]
+pub mod pr_pb {
+    tonic::include_proto!("v1");
+}
+
+/// Generated from the agent's `proto/cri/v1/api.proto` (package `runtime.v1`).
+#[allow(clippy::all, missing_docs)]
+pub mod cri_pb {
+    tonic::include_proto!("runtime.v1");
+}
+
+/// Labels kubelet sets on containers (k8s.io/kubelet/pkg/types/labels.go).
+pub const LABEL_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
+
+/// Devices of one resource assigned to one container, as `FakeKubelet`
+/// serves them (the fields of the agent's `podresources::ContainerDevices`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerDevices {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub resource: String,
+    pub device_ids: Vec<String>,
+}
+
+/// A container as `FakeCri` serves it (the fields of the agent's
+/// `cri::ContainerInfo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+}
+
+/// The labels kubelet would set for `info`.
+fn labels_for(info: &ContainerInfo) -> HashMap<String, String> {
+    [
+        (LABEL_NAMESPACE, &info.namespace),
+        (LABEL_POD, &info.pod),
+        (LABEL_POD_UID, &info.pod_uid),
+        (LABEL_CONTAINER, &info.container),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect()
+}
 
 /// Test fixture: a kubelet pod-resources v1 server (`List` and `Get`;
 /// `GetAllocatableResources` is unimplemented).
@@ -121,7 +171,7 @@ impl FakeCri {
                 pod_sandbox_id: format!("sandbox-{}", c.pod_uid),
                 metadata: Some(cri_pb::ContainerMetadata { name: c.container.clone(), attempt: 0 }),
                 state: cri_pb::ContainerState::ContainerRunning as i32,
-                labels: cri::labels_for(&c),
+                labels: labels_for(&c),
                 id: c.id,
                 ..Default::default()
             })

@@ -218,14 +218,14 @@ fn assigned_gpus_follow_kubelet() {
     fs.gpu_info("00000000:01:00.0", "GPU-aaaaaaaa-1111-2222-3333-444444444444", 2);
     fs.gpu_info("00000000:02:00.0", "GPU-bbbbbbbb-1111-2222-3333-444444444444", 3);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let kubelet = warden::kube::fake::FakeKubelet::new();
-    let cri = warden::kube::fake::FakeCri::new();
+    let kubelet = warden_testkit::kube::FakeKubelet::new();
+    let cri = warden_testkit::kube::FakeCri::new();
     let (kubelet_sock, cri_sock) = (fs.dir.0.join("kubelet.sock"), fs.dir.0.join("cri.sock"));
     let kubelet_srv = rt.block_on(kubelet.serve(&kubelet_sock)).unwrap();
     let _cri_srv = rt.block_on(cri.serve(&cri_sock)).unwrap();
     let id = "3f1c9a7e5b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6";
     let assign = |uuid: &str| {
-        kubelet.set(vec![warden::kube::podresources::ContainerDevices {
+        kubelet.set(vec![warden_testkit::kube::ContainerDevices {
             namespace: "ml".into(),
             pod: "train-0".into(),
             container: "main".into(),
@@ -234,7 +234,7 @@ fn assigned_gpus_follow_kubelet() {
         }])
     };
     assign("GPU-aaaaaaaa-1111-2222-3333-444444444444");
-    cri.set(vec![warden::kube::cri::ContainerInfo {
+    cri.set(vec![warden_testkit::kube::ContainerInfo {
         id: id.into(),
         namespace: "ml".into(),
         pod: "train-0".into(),

@@ -1,15 +1,11 @@
 //! A real OpenTelemetry collector for tests: rotel (PyPI `rotel`), receiving
 //! OTLP/gRPC on a loopback port and printing every log record it gets
 //! (`--debug-log logs --debug-log-verbosity detailed`) to a file, which
-//! `warden::sinks::otlp::debug_log` parses.
+//! `debug_log` parses.
 //!
 //! Found through `WARDEN_ROTEL` or `target/tools/rotel/bin/rotel-agent`
 //! under the workspace root (scripts/setup.sh installs it there). Missing
 //! rotel fails the test: it is never silently skipped.
-//!
-//! Also compiled into the library's unit tests (`sinks::otlp::e2e_tests`,
-//! through `#[path]`), so it uses only std, libc and `warden::`.
-#![allow(dead_code)]
 
 use std::{
     fs::File,
@@ -20,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use warden::sinks::otlp::debug_log::{self, Record};
+use crate::debug_log::{self, Record};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 

@@ -1,14 +1,14 @@
 //! Identity from the Kubernetes API: pods selected by namespace, labels,
 //! service account, container and image, on kubelet-shaped cgroup trees with
 //! real processes and real hooks. The API server is
-//! `warden::kube::fake_api::FakeApiServer` serving the responses in
-//! tests/recordings/kubernetes (see the README there for how they were made).
+//! `warden_testkit::kube_api::FakeApiServer` serving the responses in
+//! agent/tests/recordings/kubernetes (see the README there for how they were made).
 mod harness;
 
 use harness::*;
 use serde_json::Value;
 
-const REC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/recordings/kubernetes/");
+const REC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recordings/kubernetes/");
 
 fn recording(name: &str) -> String {
     std::fs::read_to_string(format!("{REC}{name}")).unwrap_or_else(|e| panic!("{REC}{name}: {e}"))
@@ -41,8 +41,8 @@ fn container_cgroup(tree: &TestTree, uid: &str, cid: &str) -> std::path::PathBuf
 /// cgroups of its two pods (`trainer-0`, `web-0`) in a fresh test tree.
 struct Setup {
     _rt: tokio::runtime::Runtime,
-    api: warden::kube::fake_api::FakeApiServer,
-    server: warden::kube::fake_api::ApiHandle,
+    api: warden_testkit::kube_api::FakeApiServer,
+    server: warden_testkit::kube_api::ApiHandle,
     initial: String,
     pods: std::collections::HashMap<String, (String, String)>,
     tree: TestTree,
@@ -54,7 +54,7 @@ struct Setup {
 impl Setup {
     fn new(name: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let api = warden::kube::fake_api::FakeApiServer::new();
+        let api = warden_testkit::kube_api::FakeApiServer::new();
         let server = rt.block_on(api.serve()).unwrap();
         let initial = recording("list-initial.json");
         let pods = pods_of(&initial);

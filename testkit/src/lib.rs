@@ -1,0 +1,8 @@
+//! Test support for warden, kept out of the shipped library and binary:
+//! in-process kubelet pod-resources and CRI servers (`kube`), a Kubernetes
+//! API server replaying recordings (`kube_api`), and a real OpenTelemetry
+//! collector (`rotel`) whose printed records `debug_log` parses.
+pub mod debug_log;
+pub mod kube;
+pub mod kube_api;
+pub mod rotel;
