@@ -279,9 +279,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 /// everything, and whatever it answers must be one HTTP response.
 pub fn fuzz(bytes: &[u8]) {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let rt = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("fuzz runtime")
-    });
+    let rt = RUNTIME
+        .get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("fuzz runtime"));
     let answer = rt.block_on(async {
         let (client, server) = tokio::io::duplex(16 * 1024);
         let handler = Arc::new(|req: Request| async move {
