@@ -27,7 +27,7 @@ enum Cmd {
     /// Benchmarks, each reported as ratios to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::Bench),
-    /// Coverage-guided fuzzing of the policy, ring-buffer, host-text and metrics HTTP parsers.
+    /// Coverage-guided fuzzing of the policy, ring-buffer and host-text parsers and the metrics HTTP server.
     Fuzz(fuzz::Args),
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU and check BPF LSM prerequisites in the guest.
     VmSmoke(vm::SmokeArgs),

@@ -1,6 +1,8 @@
 //! Prometheus `/metrics` and the `/healthz` (liveness) and `/readyz`
 //! (readiness) probes, served on `events.metrics.address`.
 pub mod http;
+#[cfg(test)]
+mod http_tests;
 pub mod process;
 pub mod render;
 #[cfg(test)]
