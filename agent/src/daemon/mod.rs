@@ -81,8 +81,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let carried = carried.unwrap_or_default();
     let initial = initial_contents(&tracker, &compiled, &carried);
     maps.install(&initial.contents(&compiled, tag))?;
-    let event_ring = hooks.take_ring("EVENTS")?;
-    let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
+    let event_ring = hooks.take_ring(warden_common::map_names::EVENTS)?;
+    let cgroup_ring = hooks.take_ring(warden_common::map_names::CGROUP_EVENTS)?;
 
     // Tracepoints first, then the scan: a cgroup made in between is seen twice
     // (harmless), never zero times.
