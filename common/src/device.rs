@@ -85,28 +85,21 @@ pub struct DeviceAllowValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceEvent {
-    pub kind: u8,
-    pub verdict: u8,
+    pub header: crate::DecisionHeader,
     /// `DEV_ACC_*` bits asked for.
     pub access: u8,
     /// `DEV_TYPE_*`.
     pub dev_type: u8,
-    pub segment_id: u16,
-    /// Policy set (0 or 1) the decision read: names its ids.
-    pub policy_set: u8,
-    pub _pad: u8,
-    pub workload_id: u32,
-    pub rule_id: u32,
-    pub pid: u32,
-    pub tgid: u32,
+    pub _pad: [u8; 2],
     pub major: u32,
     pub minor: u32,
-    pub ktime_ns: u64,
-    pub cgroup_id: u64,
-    pub comm: [u8; 16],
+    pub _pad2: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<DeviceKey>() == 12);
 const _: () = assert!(core::mem::size_of::<DeviceSegment>() == 4);
 const _: () = assert!(core::mem::size_of::<DeviceAllowValue>() == 40);
-const _: () = assert!(core::mem::size_of::<DeviceEvent>() == 64);
+const _: () = assert!(core::mem::size_of::<DeviceEvent>() == 72);
+const _: () = assert!(core::mem::offset_of!(DeviceEvent, access) == 56);
+const _: () = assert!(core::mem::offset_of!(DeviceEvent, major) == 60);
+const _: () = assert!(core::mem::offset_of!(DeviceEvent, minor) == 64);

@@ -64,32 +64,26 @@ pub const FILE_EVENT_NAME_LEN: usize = 48;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileEvent {
-    pub kind: u8,
+    pub header: crate::DecisionHeader,
     /// `FOP_*`
     pub op: u8,
-    pub verdict: u8,
     /// 1 if write access was needed.
     pub write: u8,
-    pub segment_id: u16,
-    /// Which root of the segment matched (index in the agent's root list).
-    pub root_index: u16,
     /// Components filled in `names`, file first; more levels existed if
     /// `truncated` is set.
     pub components: u8,
     pub truncated: u8,
-    /// Policy set (0 or 1) the decision read: names its ids.
-    pub policy_set: u8,
-    pub _pad: [u8; 3],
-    pub workload_id: u32,
-    pub rule_id: u32,
-    pub pid: u32,
-    pub tgid: u32,
-    pub ktime_ns: u64,
-    pub cgroup_id: u64,
+    /// Which root of the segment matched (index in the agent's root list).
+    pub root_index: u16,
+    pub _pad: u16,
     pub dev: u64,
     pub ino: u64,
-    pub comm: [u8; 16],
     pub names: [[u8; FILE_EVENT_NAME_LEN]; FILE_EVENT_COMPONENTS],
 }
 
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + FILE_EVENT_NAME_LEN * FILE_EVENT_COMPONENTS);
+const _: () = assert!(core::mem::offset_of!(FileEvent, op) == 56);
+const _: () = assert!(core::mem::offset_of!(FileEvent, root_index) == 60);
+const _: () = assert!(core::mem::offset_of!(FileEvent, dev) == 64);
+const _: () = assert!(core::mem::offset_of!(FileEvent, ino) == 72);
+const _: () = assert!(core::mem::offset_of!(FileEvent, names) == 80);

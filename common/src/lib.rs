@@ -4,17 +4,20 @@
 //! compile time, so the kernel and userspace layouts can never drift apart.
 //! With the `user` feature the types implement `aya::Pod` and can be used as
 //! map keys and values by the agent.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod device;
 pub mod event;
 pub mod file;
+pub mod map_names;
 pub mod net;
+pub mod verdict;
 
 pub use device::*;
 pub use event::*;
 pub use file::*;
 pub use net::*;
+pub use verdict::*;
 
 /// Workload id meaning "no identity": the cgroup is not (yet) mapped.
 /// It never gets access to a protected segment (fail closed).
@@ -31,6 +34,18 @@ pub const POLICY_SETS: u32 = 2;
 /// Counter slots of one policy set: `workload_id * VERDICT_SLOTS + verdict`,
 /// offset by `set * COUNTER_SLOTS` in the counter arrays.
 pub const COUNTER_SLOTS: u32 = (MAX_WORKLOADS + 1) * VERDICT_SLOTS;
+
+/// Index of a decision counter (`COUNTERS`, `FILE_COUNTERS`,
+/// `DEVICE_COUNTERS`): the kernel bumps it, the agent sums and zeroes it.
+#[inline(always)]
+pub const fn counter_slot(set: u8, workload_id: u32, verdict: u8) -> u32 {
+    set as u32 * COUNTER_SLOTS + workload_id * VERDICT_SLOTS + verdict as u32
+}
+
+// The last slot of the last set is the last element of the counter arrays.
+const _: () = assert!(
+    counter_slot(POLICY_SETS as u8 - 1, MAX_WORKLOADS, VERDICT_SLOTS as u8 - 1) == POLICY_SETS * COUNTER_SLOTS - 1
+);
 
 /// Segment id meaning "destination is in no protected segment".
 pub const SEGMENT_NONE: u16 = 0;

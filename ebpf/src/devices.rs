@@ -5,18 +5,18 @@
 //! runtime's own device programs keep running: all of them must allow.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::bpf_get_current_cgroup_id,
     macros::{cgroup_device, map},
     maps::{HashMap, PerCpuArray},
     programs::DeviceContext,
 };
 use warden_common::{
-    AllowKey, COUNTER_SLOTS, DeviceAllowValue, DeviceEvent, DeviceKey, DeviceSegment, EVENT_DEVICE, GPU_NONE,
-    GPUS_ASSIGNED, GpuSet, MAX_WORKLOADS, POLICY_SETS, STAT_DECISIONS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED,
-    WORKLOAD_UNIDENTIFIED,
+    AllowKey, COUNTER_SLOTS, DeviceAllowValue, DeviceEvent, DeviceKey, DeviceSegment, EVENT_DEVICE, GpuSet,
+    MAX_WORKLOADS, POLICY_SETS, STAT_DECISIONS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, device_verdict,
 };
 
-use crate::maps::{STATS, Set, bump, cgroups, deny_or_audit, per_set, reserve_decision, segment_info, submit_flags};
+use crate::maps::{STATS, Set, bump, cgroups, per_set};
+use crate::record::{Who, header, reserve_decision, submit_flags};
 
 per_set! {
     /// Protected device nodes → their segment (and GPU index).
@@ -61,59 +61,32 @@ pub fn device(ctx: DeviceContext) -> i32 {
     if verdict == VERDICT_DENIED { 0 } else { 1 }
 }
 
-/// Same table as `CompiledPolicy::device_verdict` in the agent.
+/// `warden_common::device_verdict` over this set's maps.
 #[inline(always)]
 fn decide(set: Set, workload: u32, cgroup_id: u64, seg: &DeviceSegment, access: u8) -> (u8, u32) {
-    if workload != WORKLOAD_UNIDENTIFIED {
+    let entry = if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: seg.segment_id, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { device_allow(set).get(key) } {
-            let gpu_ok = seg.gpu == GPU_NONE
-                || if a.gpus_from == GPUS_ASSIGNED {
-                    // SAFETY: as above.
-                    unsafe { DEVICE_ASSIGNED.get(cgroup_id) }.is_some_and(|s| s.contains(seg.gpu))
-                } else {
-                    a.gpus.contains(seg.gpu)
-                };
-            if gpu_ok && a.access & access == access {
-                return (VERDICT_ALLOWED, a.rule_id);
-            }
-            return (deny_or_audit(a.deny_mode), a.rule_id);
-        }
-    }
-    let mode = segment_info(set).get(seg.segment_id as u32).map(|i| i.mode).unwrap_or(0);
-    (deny_or_audit(mode), 0)
-}
-
-struct Who {
-    set: Set,
-    workload: u32,
-    rule: u32,
-    cgroup_id: u64,
+        unsafe { device_allow(set).get(key) }
+    } else {
+        None
+    };
+    // SAFETY: values are written whole by the agent.
+    let assigned = || unsafe { DEVICE_ASSIGNED.get(cgroup_id) };
+    device_verdict(entry, seg.gpu, access, assigned, || set.segment_mode(seg.segment_id))
 }
 
 #[inline(always)]
 fn emit(key: &DeviceKey, seg: &DeviceSegment, access: u8, verdict: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<DeviceEvent>(verdict) else { return };
-    let pid_tgid = bpf_get_current_pid_tgid();
     entry.write(DeviceEvent {
-        kind: EVENT_DEVICE,
-        verdict,
+        header: header(EVENT_DEVICE, verdict, seg.segment_id, who),
         access,
         dev_type: key.kind,
-        segment_id: seg.segment_id,
-        policy_set: who.set.0,
-        _pad: 0,
-        workload_id: who.workload,
-        rule_id: who.rule,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
+        _pad: [0; 2],
         major: key.major,
         minor: key.minor,
-        // SAFETY: helper without preconditions.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id: who.cgroup_id,
-        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+        _pad2: 0,
     });
     entry.submit(submit_flags(verdict));
     bump(&STATS, STAT_EVENTS);

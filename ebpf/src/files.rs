@@ -6,10 +6,7 @@
 //! running kernel's BTF, read by the agent and set as globals at load time.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_probe_read_kernel_str_bytes},
     macros::{lsm, map},
     maps::{HashMap, PerCpuArray},
     programs::LsmContext,
@@ -17,11 +14,11 @@ use aya_ebpf::{
 use warden_common::{
     ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FILE_EVENT_COMPONENTS, FOP_CREATE, FOP_LINK,
     FOP_MKDIR, FOP_OPEN, FOP_RENAME, FOP_RMDIR, FOP_TRUNCATE, FOP_UNLINK, FileAllowValue, FileEvent, InodeKey,
-    MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
-use crate::maps::{STATS, bump};
-use crate::maps::{Set, cgroups, deny_or_audit, per_set, reserve_decision, segment_info, submit_flags};
+use crate::maps::{STATS, Set, bump, cgroups, per_set};
+use crate::record::{Who, header, reserve_decision, submit_flags};
 
 const EPERM: i32 = 1;
 const FMODE_WRITE: u32 = 0x2;
@@ -156,21 +153,18 @@ fn segment_of(set: Set, dentry: *const u8) -> Place {
     Place { segment: found as u16, root: (found >> 16) as u16, dev, ino, root_dentry }
 }
 
-/// Same table as `CompiledPolicy::file_verdict` in the agent.
+/// `warden_common::file_verdict` over this set's maps (the agent's
+/// `CompiledPolicy::file_verdict` uses the same table).
 #[inline(always)]
 fn verdict(set: Set, workload: u32, segment: u16, want: u8) -> (u8, u32) {
-    if workload != WORKLOAD_UNIDENTIFIED {
+    let entry = if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { file_allow(set).get(key) } {
-            if a.access & want == want {
-                return (VERDICT_ALLOWED, a.rule_id);
-            }
-            return (deny_or_audit(a.deny_mode), a.rule_id);
-        }
-    }
-    let mode = segment_info(set).get(segment as u32).map(|i| i.mode).unwrap_or(0);
-    (deny_or_audit(mode), 0)
+        unsafe { file_allow(set).get(key) }
+    } else {
+        None
+    };
+    file_verdict(entry, want, || set.segment_mode(segment))
 }
 
 /// Decides an operation on `dentry` needing `want`; returns 0 or -EPERM.
@@ -195,37 +189,19 @@ fn check(dentry: *const u8, want: u8, op: u8) -> i32 {
     if v == VERDICT_DENIED { -EPERM } else { 0 }
 }
 
-struct Who {
-    set: Set,
-    workload: u32,
-    rule: u32,
-    cgroup_id: u64,
-}
-
 #[inline(always)]
 fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<FileEvent>(v) else { return };
     let ev = entry.as_mut_ptr();
-    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: ev points at a reserved record of the right size.
     unsafe {
-        (*ev).kind = EVENT_FILE;
+        (*ev).header = header(EVENT_FILE, v, place.segment, who);
         (*ev).op = op;
-        (*ev).verdict = v;
         (*ev).write = (want & ACCESS_WRITE != 0) as u8;
-        (*ev).segment_id = place.segment;
         (*ev).root_index = place.root;
-        (*ev).policy_set = who.set.0;
-        (*ev)._pad = [0; 3];
-        (*ev).workload_id = who.workload;
-        (*ev).rule_id = who.rule;
-        (*ev).pid = pid_tgid as u32;
-        (*ev).tgid = (pid_tgid >> 32) as u32;
-        (*ev).ktime_ns = bpf_ktime_get_ns();
-        (*ev).cgroup_id = who.cgroup_id;
+        (*ev)._pad = 0;
         (*ev).dev = place.dev;
         (*ev).ino = place.ino;
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
         // Names below the segment root, file first: the agent prefixes the
         // root's configured path (dentry names are filesystem-relative).
         let mut d = dentry;

@@ -12,6 +12,7 @@ mod devices;
 mod files;
 mod maps;
 mod net;
+mod record;
 
 #[cfg(not(test))]
 #[panic_handler]

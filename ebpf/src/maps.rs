@@ -1,5 +1,6 @@
 //! Maps shared between the hooks. Names are the contract with the agent
-//! (`agent/src/hooks/maps.rs`), sizes can be overridden by the loader.
+//! (`warden_common::map_names`, checked against this object by an agent
+//! test), sizes can be overridden by the loader.
 //!
 //! Policy maps exist twice, `NAME_0` and `NAME_1` (see `POLICY_SETS`): a
 //! hook reads `POLICY_SET` once and takes every map from that set, so one
@@ -7,11 +8,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use warden_common::{
-    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, POLICY_SETS, STAT_ALLOWED_SHED, STAT_DENIES_DROPPED,
-    STAT_EVENTS_DROPPED, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings,
+    counter_slot,
 };
 
 /// Which policy set the hooks read (index 0; 0 or 1).
@@ -31,7 +32,13 @@ impl Set {
     /// A counter slot of this set's workload ids.
     #[inline(always)]
     pub fn counter(self, workload: u32, verdict: u8) -> u32 {
-        self.0 as u32 * COUNTER_SLOTS + workload * VERDICT_SLOTS + verdict as u32
+        counter_slot(self.0, workload, verdict)
+    }
+
+    /// The segment's mode for denies without a rule (enforce if unset).
+    #[inline(always)]
+    pub fn segment_mode(self, segment: u16) -> u8 {
+        segment_info(self).get(segment as u32).map(|i| i.mode).unwrap_or(0)
     }
 }
 
@@ -107,63 +114,5 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
     if let Some(p) = map.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *p += 1 };
-    }
-}
-
-/// The verdict of a refused access under a mode.
-#[inline(always)]
-pub fn deny_or_audit(mode: u8) -> u8 {
-    if mode == warden_common::MODE_AUDIT { warden_common::VERDICT_AUDITED } else { warden_common::VERDICT_DENIED }
-}
-
-/// Reserves a decision record in `EVENTS`. Allowed decisions may use only
-/// the first half of the ring: under an allowed-flow flood the rest stays
-/// free for denies, so a deny is never lost to allowed traffic (the
-/// agent's own queues apply the same rule: oldest allowed dropped first).
-#[inline(always)]
-pub fn reserve_decision<T>(verdict: u8) -> Option<RingBufEntry<T>> {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE};
-    if verdict == warden_common::VERDICT_ALLOWED
-        && EVENTS.query(BPF_RB_AVAIL_DATA as u64) * 2 >= EVENTS.query(BPF_RB_RING_SIZE as u64)
-    {
-        bump(&STATS, STAT_ALLOWED_SHED);
-        return None;
-    }
-    let entry = EVENTS.reserve::<T>(0);
-    if entry.is_none() {
-        bump(&STATS, STAT_EVENTS_DROPPED);
-        if verdict != warden_common::VERDICT_ALLOWED {
-            bump(&STATS, STAT_DENIES_DROPPED);
-        }
-    }
-    entry
-}
-
-/// Queued bytes at which a submit wakes the agent (set by the loader).
-#[unsafe(no_mangle)]
-static EVENTS_WAKEUP_BYTES: u32 = 64 * 1024;
-
-/// Queued bytes at which allowed-decision records wake the agent.
-#[inline(always)]
-pub fn wakeup_bytes() -> u64 {
-    // SAFETY: reading a static the loader may patch.
-    unsafe { core::ptr::read_volatile(&EVENTS_WAKEUP_BYTES) as u64 }
-}
-
-/// Ring-buffer submit flags for a decision record. Waking the consumer on
-/// every record costs microseconds per call (irq_work + scheduler), so
-/// allowed decisions only wake it once a batch is queued; the agent also
-/// drains on a short timer. Denies and audits use the kernel's normal
-/// wake-up so the agent attributes them (reads /proc/<pid>/exe) before a
-/// short-lived process exits.
-#[inline(always)]
-pub fn submit_flags(verdict: u8) -> u64 {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    if verdict != warden_common::VERDICT_ALLOWED {
-        0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes() {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
     }
 }

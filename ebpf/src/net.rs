@@ -1,21 +1,16 @@
 //! cgroup sock_addr hooks: connect4/6 (TCP and connected UDP) and
 //! sendmsg4/6 (unconnected UDP). Return 1 to allow, 0 to deny (EPERM).
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::cgroup_sock_addr,
-    maps::lpm_trie::Key,
-    programs::SockAddrContext,
+    helpers::bpf_get_current_cgroup_id, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
 };
 use warden_common::{
-    AF_INET, AF_INET6, AllowKey, DEFAULT_DENY, EVENT_NET, MAX_ALLOW_PORTS, MAX_SEGMENT_ENTRIES, MAX_WORKLOADS,
-    NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP, RULE_DEFAULT, SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS,
-    SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    AF_INET, AF_INET6, AllowKey, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP,
+    SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    match_segment, net_verdict, unprotected_verdict,
 };
 
-use crate::maps::{
-    COUNTERS, STATS, Set, allow, bump, cgroups, deny_or_audit, reserve_decision, segment_info, segments_v4,
-    segments_v6, settings, submit_flags,
-};
+use crate::maps::{COUNTERS, STATS, Set, allow, bump, cgroups, segments_v4, segments_v6, settings};
+use crate::record::{Who, header, reserve_decision, submit_flags};
 
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
@@ -114,22 +109,6 @@ fn lookup_v4(set: Set, addr: &[u8; 4]) -> Option<&'static SegmentEntries> {
     segments_v4(set).get(Key::new(32, *addr))
 }
 
-/// First segment entry matching protocol and port, most specific first.
-#[inline(always)]
-fn match_segment(entries: Option<&SegmentEntries>, proto: u8, port: u16) -> u16 {
-    let Some(e) = entries else { return SEGMENT_NONE };
-    let n = e.count as usize;
-    for i in 0..MAX_SEGMENT_ENTRIES {
-        if i >= n {
-            break;
-        }
-        if e.entries[i].matches(proto, port) {
-            return e.entries[i].segment_id;
-        }
-    }
-    SEGMENT_NONE
-}
-
 #[inline(always)]
 fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
     // SAFETY: helper without preconditions.
@@ -141,73 +120,51 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
 
     let (verdict, rule) = if segment == SEGMENT_NONE {
         let Some(s) = settings(flow.set).get(0) else { return 1 };
-        if s.default_action != DEFAULT_DENY {
+        let (verdict, rule) = unprotected_verdict(s);
+        if verdict == VERDICT_ALLOWED {
             if s.log_unprotected != 0 {
-                emit(flow, cgroup_id, workload, segment, VERDICT_ALLOWED, RULE_DEFAULT);
+                emit(flow, segment, verdict, &Who { set: flow.set, workload, rule, cgroup_id });
             }
             return 1;
         }
-        (deny_or_audit(s.default_mode), RULE_DEFAULT)
+        (verdict, rule)
     } else {
-        segment_verdict(flow.set, workload, segment, flow.proto, flow.port)
+        segment_verdict(flow, workload, segment)
     };
 
     if workload <= MAX_WORKLOADS {
         bump(&COUNTERS, flow.set.counter(workload, verdict));
     }
-    emit(flow, cgroup_id, workload, segment, verdict, rule);
+    emit(flow, segment, verdict, &Who { set: flow.set, workload, rule, cgroup_id });
     if verdict == VERDICT_DENIED { 0 } else { 1 }
 }
 
 /// Verdict and rule for a flow to a protected segment.
 #[inline(always)]
-fn segment_verdict(set: Set, workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u32) {
-    if workload != WORKLOAD_UNIDENTIFIED {
+fn segment_verdict(flow: &Flow, workload: u32, segment: u16) -> (u8, u32) {
+    let entry = if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        if let Some(a) = unsafe { allow(set).get(key) } {
-            let n = a.count as usize;
-            for i in 0..MAX_ALLOW_PORTS {
-                if i >= n {
-                    break;
-                }
-                if a.ports[i].matches(proto, port) {
-                    return (VERDICT_ALLOWED, a.ports[i].rule_id);
-                }
-            }
-            return (deny_or_audit(a.deny_mode), a.deny_rule_id);
-        }
-    }
-    let mode = segment_info(set).get(segment as u32).map(|i| i.mode).unwrap_or(0);
-    (deny_or_audit(mode), RULE_DEFAULT)
+        unsafe { allow(flow.set).get(key) }
+    } else {
+        None
+    };
+    net_verdict(entry, flow.proto, flow.port, || flow.set.segment_mode(segment))
 }
 
 #[inline(always)]
-fn emit(flow: &Flow, cgroup_id: u64, workload: u32, segment: u16, verdict: u8, rule: u32) {
+fn emit(flow: &Flow, segment: u16, verdict: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<NetEvent>(verdict) else { return };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let ev = NetEvent {
-        kind: EVENT_NET,
+    entry.write(NetEvent {
+        header: header(EVENT_NET, verdict, segment, who),
         op: flow.op,
         proto: flow.proto,
         family: flow.family,
-        verdict,
-        policy_set: flow.set.0,
+        _pad: 0,
         dport: flow.port,
-        segment_id: segment,
         _pad2: 0,
-        workload_id: workload,
-        rule_id: rule,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
-        _pad3: 0,
-        // SAFETY: helper without preconditions.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id,
         daddr: flow.addr,
-        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
-    };
-    entry.write(ev);
+    });
     entry.submit(submit_flags(verdict));
     bump(&STATS, STAT_EVENTS);
 }

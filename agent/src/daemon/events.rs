@@ -79,13 +79,20 @@ impl Pipeline {
 }
 
 fn summary_key(rec: &Record) -> Option<Key> {
-    let (kind, verdict, set, workload, segment, rule) = match rec {
-        Record::Net(e) => ("network", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
-        Record::File(e) => ("file", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
-        Record::Device(e) => ("device", e.verdict, e.policy_set, e.workload_id, e.segment_id, e.rule_id),
+    let (kind, h) = match rec {
+        Record::Net(e) => ("network", &e.header),
+        Record::File(e) => ("file", &e.header),
+        Record::Device(e) => ("device", &e.header),
         _ => return None,
     };
-    (verdict == VERDICT_ALLOWED).then_some(Key { kind, set, workload, segment, rule, backend: None })
+    (h.verdict == VERDICT_ALLOWED).then_some(Key {
+        kind,
+        set: h.policy_set,
+        workload: h.workload_id,
+        segment: h.segment_id,
+        rule: h.rule_id,
+        backend: None,
+    })
 }
 
 /// Turns growth of the kernel's drop counters into in-band `loss` events,
@@ -149,9 +156,9 @@ pub async fn run(
                         continue;
                     }
                     let ev = match rec {
-                        Record::Net(ev) => enricher.network(ev, tracker, policies.of(ev.policy_set)),
-                        Record::File(ev) => enricher.kernel_file(ev, tracker, policies.of(ev.policy_set)),
-                        Record::Device(ev) => enricher.device(ev, &devices, tracker, policies.of(ev.policy_set)),
+                        Record::Net(ev) => enricher.network(ev, tracker, policies.of(ev.header.policy_set)),
+                        Record::File(ev) => enricher.kernel_file(ev, tracker, policies.of(ev.header.policy_set)),
+                        Record::Device(ev) => enricher.device(ev, &devices, tracker, policies.of(ev.header.policy_set)),
                         _ => continue,
                     };
                     decided.push(ev);

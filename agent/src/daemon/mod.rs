@@ -92,8 +92,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     let (mut hooks, tracker, securityfs) = open_kernel(&policy, &opts)?;
     let (parts, set) = first_set(&opts, &policy, &compiled, &mut hooks, tracker)?;
-    let event_ring = hooks.take_ring("EVENTS")?;
-    let cgroup_ring = hooks.take_ring("CGROUP_EVENTS")?;
+    let event_ring = hooks.take_ring(warden_common::map_names::EVENTS)?;
+    let cgroup_ring = hooks.take_ring(warden_common::map_names::CGROUP_EVENTS)?;
     // Tracepoints first, then the scan: a cgroup made in between is seen twice
     // (harmless), never zero times.
     hooks.attach_tracepoints()?;

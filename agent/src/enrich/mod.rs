@@ -6,8 +6,8 @@ pub mod summary;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warden_common::{
-    AF_INET, FileEvent, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
-    WORKLOAD_UNIDENTIFIED,
+    AF_INET, DecisionHeader, FileEvent, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED,
+    VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
 };
 
 pub use event::{
@@ -81,7 +81,6 @@ impl Enricher {
         } else {
             IpAddr::V6(Ipv6Addr::from(ev.daddr))
         };
-        let who = kernel_who!(ev);
         DecisionEvent {
             operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
             protocol: Some(match ev.proto {
@@ -90,7 +89,7 @@ impl Enricher {
                 _ => "other",
             }),
             destination: Some(Destination { address: address_text(address), port: ev.dport }),
-            ..self.kernel_event("network", &who, cgroups, policy)
+            ..self.kernel_event("network", &ev.header, cgroups, policy)
         }
     }
 
@@ -108,12 +107,11 @@ impl Enricher {
             path.push('/');
             path.push_str(&c_string(name));
         }
-        let who = kernel_who!(ev);
         DecisionEvent {
             operation: file_op_name(ev.op),
             file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
             backend: Some("lsm"),
-            ..self.kernel_event("file", &who, cgroups, policy)
+            ..self.kernel_event("file", &ev.header, cgroups, policy)
         }
     }
 
@@ -132,7 +130,6 @@ impl Enricher {
             .filter(|(bit, _)| ev.access & bit != 0)
             .map(|(_, name)| *name)
             .collect();
-        let who = kernel_who!(ev);
         DecisionEvent {
             operation: if ev.access & DEV_ACC_MKNOD != 0 { "mknod" } else { "open" },
             device: Some(DeviceTarget {
@@ -142,7 +139,7 @@ impl Enricher {
                 minor: ev.minor,
                 access: access.join(","),
             }),
-            ..self.kernel_event("device", &who, cgroups, policy)
+            ..self.kernel_event("device", &ev.header, cgroups, policy)
         }
     }
 
@@ -156,7 +153,7 @@ impl Enricher {
     fn kernel_event(
         &mut self,
         kind: &'static str,
-        w: &KernelWho,
+        w: &DecisionHeader,
         cgroups: &CgroupTracker,
         policy: &CompiledPolicy,
     ) -> DecisionEvent {
@@ -175,7 +172,7 @@ impl Enricher {
             who: cgroups.get(w.cgroup_id).map(|i| i.who.clone()).unwrap_or_default(),
             pid: w.pid,
             tgid: w.tgid,
-            comm: c_string(w.comm),
+            comm: c_string(&w.comm),
             // Filled by `fill_exe` once the identity lock is released.
             exe: None,
             operation: "",
@@ -283,38 +280,6 @@ impl Enricher {
             backend: Some(backend),
         }
     }
-}
-
-/// The header fields every kernel decision record carries, under the same
-/// names in `NetEvent` and `FileEvent`.
-macro_rules! kernel_who {
-    ($ev:expr) => {
-        KernelWho {
-            ktime_ns: $ev.ktime_ns,
-            cgroup_id: $ev.cgroup_id,
-            workload_id: $ev.workload_id,
-            pid: $ev.pid,
-            tgid: $ev.tgid,
-            comm: &$ev.comm,
-            segment_id: $ev.segment_id,
-            verdict: $ev.verdict,
-            rule_id: $ev.rule_id,
-        }
-    };
-}
-use kernel_who;
-
-/// The header every kernel decision record carries.
-struct KernelWho<'a> {
-    ktime_ns: u64,
-    cgroup_id: u64,
-    workload_id: u32,
-    pid: u32,
-    tgid: u32,
-    comm: &'a [u8; 16],
-    segment_id: u16,
-    verdict: u8,
-    rule_id: u32,
 }
 
 /// Who made a userspace-decided file access.

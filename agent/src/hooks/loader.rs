@@ -5,6 +5,7 @@ use aya::{
     programs::{CgroupDevice, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
+use warden_common::map_names as names;
 
 use super::{
     maps::PolicyMaps,
@@ -77,7 +78,7 @@ pub struct Hooks {
 /// programs still write to it) is reused as it is: it keeps its size, and
 /// the object must say the same or the ring would be mapped wrongly.
 fn ring_size(pins: &Pins, configured: u32) -> u32 {
-    match aya::maps::MapInfo::from_pin(pins.maps_dir().join("EVENTS")) {
+    match aya::maps::MapInfo::from_pin(pins.maps_dir().join(names::EVENTS)) {
         Ok(pinned) if pinned.max_entries() != configured => {
             tracing::warn!(
                 pinned = pinned.max_entries(),
@@ -113,7 +114,7 @@ impl Hooks {
             .override_global("TP_OFF_PATH", &mk_path, true)
             .override_global("ROOT_CGROUP_LEVEL", &cgroup_root.0, true)
             .override_global("ROOT_CGROUP_ID", &cgroup_root.1, true)
-            .map_max_entries("EVENTS", ring_size(&pins, ring_buffer_bytes))
+            .map_max_entries(names::EVENTS, ring_size(&pins, ring_buffer_bytes))
             // Reused when an earlier agent pinned them: the policy in force,
             // counters and undelivered events carry over.
             .default_map_pin_directory(pins.maps_dir());
@@ -256,4 +257,19 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(HookError::MissingProgram(name))?;
     prog.try_into().map_err(|e| HookError::Verify { name, source: e })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The map names the agent takes (`warden_common::map_names`) are the
+    /// names of the `#[map]` statics in `ebpf/`: a mismatch fails here,
+    /// not at the start of an agent.
+    #[test]
+    fn every_map_name_is_in_the_object() {
+        let object = aya_obj::Object::parse(OBJECT).expect("the embedded object parses");
+        let missing: Vec<&str> = names::all().filter(|n| !object.maps.contains_key(*n)).collect();
+        assert!(missing.is_empty(), "missing from the eBPF object: {missing:?}; it has {:?}", object.maps.keys());
+    }
 }

@@ -8,8 +8,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
 use warden_common::{
-    AllowKey, AllowValue, COUNTER_SLOTS, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey,
-    MAX_WORKLOADS, POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS,
+    AllowKey, AllowValue, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey, MAX_WORKLOADS,
+    POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS, counter_slot, map_names as names,
 };
 
 use super::HookError;
@@ -103,17 +103,17 @@ fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> HookError {
 impl PolicySet {
     fn take(ebpf: &mut Ebpf, n: usize) -> Result<Self, HookError> {
         Ok(Self {
-            cgroups: take(ebpf, &format!("CGROUP_WL_{n}"))?,
-            v4: take(ebpf, &format!("SEG_V4_{n}"))?,
-            v6: take(ebpf, &format!("SEG_V6_{n}"))?,
-            segment_info: take(ebpf, &format!("SEG_INFO_{n}"))?,
-            allow: take(ebpf, &format!("ALLOW_{n}"))?,
-            settings: take(ebpf, &format!("SETTINGS_{n}"))?,
-            file_roots: take(ebpf, &format!("FILE_ROOTS_{n}"))?,
-            file_devs: take(ebpf, &format!("FILE_DEVS_{n}"))?,
-            file_allow: take(ebpf, &format!("FILE_ALLOW_{n}"))?,
-            device_segments: take(ebpf, &format!("DEV_SEGS_{n}"))?,
-            device_allow: take(ebpf, &format!("DEV_ALLOW_{n}"))?,
+            cgroups: take(ebpf, names::CGROUP_WL[n])?,
+            v4: take(ebpf, names::SEG_V4[n])?,
+            v6: take(ebpf, names::SEG_V6[n])?,
+            segment_info: take(ebpf, names::SEG_INFO[n])?,
+            allow: take(ebpf, names::ALLOW[n])?,
+            settings: take(ebpf, names::SETTINGS[n])?,
+            file_roots: take(ebpf, names::FILE_ROOTS[n])?,
+            file_devs: take(ebpf, names::FILE_DEVS[n])?,
+            file_allow: take(ebpf, names::FILE_ALLOW[n])?,
+            device_segments: take(ebpf, names::DEV_SEGS[n])?,
+            device_allow: take(ebpf, names::DEV_ALLOW[n])?,
         })
     }
 
@@ -171,16 +171,16 @@ impl PolicyMaps {
         let mut maps = Self {
             sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
             held: [None, None],
-            policy_set: take(ebpf, "POLICY_SET")?,
-            tags: take(ebpf, "POLICY_TAG")?,
+            policy_set: take(ebpf, names::POLICY_SET)?,
+            tags: take(ebpf, names::POLICY_TAG)?,
             active: 0,
             // Counters left by an earlier agent: all ids may be non-zero.
             workloads: [if adopted { MAX_WORKLOADS } else { 0 }; POLICY_SETS as usize],
-            counters: take(ebpf, "COUNTERS")?,
-            stats: take(ebpf, "STATS")?,
-            file_counters: take(ebpf, "FILE_COUNTERS")?,
-            device_assigned: take(ebpf, "DEVICE_ASSIGNED")?,
-            device_counters: take(ebpf, "DEVICE_COUNTERS")?,
+            counters: take(ebpf, names::COUNTERS)?,
+            stats: take(ebpf, names::STATS)?,
+            file_counters: take(ebpf, names::FILE_COUNTERS)?,
+            device_assigned: take(ebpf, names::DEVICE_ASSIGNED)?,
+            device_counters: take(ebpf, names::DEVICE_COUNTERS)?,
         };
         maps.active = maps.policy_set.get(&0, 0).map(|s| (s & 1) as usize).unwrap_or(0);
         Ok(maps)
@@ -204,9 +204,9 @@ impl PolicyMaps {
         // Until the fill completes the set's contents are unknown.
         let held = self.held[next].take();
         self.sets[next].fill(c, held.as_ref())?;
-        self.tags.set(next as u32, c.tag, 0).map_err(err("POLICY_TAG"))?;
+        self.tags.set(next as u32, c.tag, 0).map_err(err(names::POLICY_TAG))?;
         self.held[next] = Some(Held { policy: c.policy.clone(), cgroups: c.cgroups.iter().copied().collect() });
-        self.policy_set.set(0, next as u32, 0).map_err(err("POLICY_SET"))?;
+        self.policy_set.set(0, next as u32, 0).map_err(err(names::POLICY_SET))?;
         self.active = next;
         Ok(next as u8)
     }
@@ -258,14 +258,13 @@ impl PolicyMaps {
 
     /// The GPUs assigned to each container cgroup; others are removed.
     pub fn set_assigned(&mut self, assigned: &[(u64, GpuSet)]) -> Result<(), HookError> {
-        sync_hash(&mut self.device_assigned, assigned, "DEVICE_ASSIGNED")
+        sync_hash(&mut self.device_assigned, assigned, names::DEVICE_ASSIGNED)
     }
 
     /// Per-verdict network, file (in-kernel backend) and device decisions
     /// of a workload id of policy set `set`.
     pub fn counts(&self, set: u8, workload_id: u32) -> [VerdictCounts; 3] {
-        [&self.counters, &self.file_counters, &self.device_counters]
-            .map(|m| sum_counts(m, set as u32 * COUNTER_SLOTS, workload_id))
+        [&self.counters, &self.file_counters, &self.device_counters].map(|m| sum_counts(m, set, workload_id))
     }
 
     /// Workload ids of the policy set `set` holds (0 is unidentified).
@@ -279,12 +278,11 @@ impl PolicyMaps {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         // PerCpuValues is not Clone: one small Vec per slot.
         let zero = || aya::maps::PerCpuValues::<u64>::try_from(vec![0u64; cpus]);
-        let base = set as u32 * COUNTER_SLOTS;
         for id in self.workload_ids(set as u8) {
-            for v in 1..VERDICT_SLOTS {
+            for v in 1..VERDICT_SLOTS as u8 {
                 for m in [&mut self.counters, &mut self.file_counters, &mut self.device_counters] {
                     if let Ok(z) = zero() {
-                        let _ = m.set(base + id * VERDICT_SLOTS + v, z, 0);
+                        let _ = m.set(counter_slot(set as u8, id, v), z, 0);
                     }
                 }
             }
@@ -410,13 +408,12 @@ where
     Ok(())
 }
 
-fn sum_counts(map: &PerCpuArray<MapData, u64>, base: u32, workload_id: u32) -> VerdictCounts {
+fn sum_counts(map: &PerCpuArray<MapData, u64>, set: u8, workload_id: u32) -> VerdictCounts {
     if workload_id > MAX_WORKLOADS {
         return VerdictCounts::default();
     }
-    let slot = |v: u8| -> u64 {
-        map.get(&(base + workload_id * VERDICT_SLOTS + v as u32), 0).map(|vals| vals.iter().sum()).unwrap_or(0)
-    };
+    let slot =
+        |v: u8| -> u64 { map.get(&counter_slot(set, workload_id, v), 0).map(|vals| vals.iter().sum()).unwrap_or(0) };
     VerdictCounts {
         allowed: slot(warden_common::VERDICT_ALLOWED),
         denied: slot(warden_common::VERDICT_DENIED),

@@ -1,15 +1,9 @@
 //! The userspace file decision over a compiled policy's `FILE_ALLOW` table.
-use warden_common::{MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED};
-
 use super::compile::CompiledPolicy;
 
-fn deny(mode: u8) -> u8 {
-    if mode == MODE_AUDIT { VERDICT_AUDITED } else { VERDICT_DENIED }
-}
-
 impl CompiledPolicy {
-    /// Userspace mirror of the kernel's file decision (the fanotify backend
-    /// uses it; the LSM program implements the same table).
+    /// The kernel's file decision table (`warden_common::file_verdict`)
+    /// over this policy, for the fanotify backend.
     ///
     /// `workload`: `None` for an unidentified process. `segment_id`: the
     /// segment of the deepest protected root above the file. `want`:
@@ -25,23 +19,18 @@ impl CompiledPolicy {
     /// An id outside the policy's segments is treated as a segment with the
     /// global mode (fail closed).
     pub fn file_verdict(&self, workload: Option<u32>, segment_id: u16, want: u8) -> (u8, u32) {
-        let segment_mode = (segment_id as usize)
-            .checked_sub(1)
-            .and_then(|i| self.segment_info.get(i))
-            .map_or(self.settings.default_mode, |(_, info)| info.mode);
-        let Some(workload_id) = workload else {
-            return (deny(segment_mode), 0);
+        let segment_mode = || {
+            (segment_id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.segment_info.get(i))
+                .map_or(self.settings.default_mode, |(_, info)| info.mode)
         };
-        match self.file_allow.binary_search_by_key(&(workload_id, segment_id), |(k, _)| (k.workload_id, k.segment_id)) {
-            Ok(i) => {
-                let entry = &self.file_allow[i].1;
-                if entry.access & want == want {
-                    (VERDICT_ALLOWED, entry.rule_id)
-                } else {
-                    (deny(entry.deny_mode), entry.rule_id)
-                }
-            }
-            Err(_) => (deny(segment_mode), 0),
-        }
+        let entry = workload.and_then(|workload_id| {
+            self.file_allow
+                .binary_search_by_key(&(workload_id, segment_id), |(k, _)| (k.workload_id, k.segment_id))
+                .ok()
+                .map(|i| &self.file_allow[i].1)
+        });
+        warden_common::file_verdict(entry, want, segment_mode)
     }
 }

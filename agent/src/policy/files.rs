@@ -4,8 +4,8 @@
 //! the kernel decides by walking a file's ancestry up to the first protected
 //! root, so the deepest root governs nested paths. The decision itself, once
 //! the segment is known, is `CompiledPolicy::file_verdict` (`file_verdict.rs`):
-//! the fanotify backend calls it, the LSM program implements the same table
-//! over the `FILE_ALLOW` map and `SEGMENT_INFO`.
+//! the fanotify backend calls it, the LSM program calls the same table
+//! (`warden_common::file_verdict`) over the `FILE_ALLOW` and `SEG_INFO` maps.
 use std::path::PathBuf;
 
 use warden_common::{AllowKey, FileAllowValue};

@@ -12,7 +12,7 @@ use super::decode::{Record, decode};
 /// with an empty batch on a tick with nothing new.
 ///
 /// The kernel wakes us only once a batch is queued (see `EVENTS_WAKEUP_BYTES`
-/// in ebpf/src/net.rs), so we also drain every `tick`: that bounds latency.
+/// in ebpf/src/record.rs), so we also drain every `tick`: that bounds latency.
 pub async fn drain<F>(ring: RingBuf<MapData>, tick: Duration, mut on_batch: F) -> std::io::Result<()>
 where
     F: FnMut(&mut Vec<Record>, u64),

@@ -1,0 +1,65 @@
+//! Names of the kernel maps, as the agent takes them from the object and
+//! as they are pinned in bpffs (so they are ABI: never rename one).
+//!
+//! aya names a map after its `#[map]` static in `ebpf/` and the macro wants
+//! a literal, so the statics there spell these out; the agent's test
+//! `every_map_name_is_in_the_object` checks each name against the built object.
+
+/// Which policy set the hooks read.
+pub const POLICY_SET: &str = "POLICY_SET";
+/// Policy file digest per set.
+pub const POLICY_TAG: &str = "POLICY_TAG";
+/// Network, file and device decision counters (`counter_slot`).
+pub const COUNTERS: &str = "COUNTERS";
+pub const FILE_COUNTERS: &str = "FILE_COUNTERS";
+pub const DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
+/// Pipeline statistics (`STAT_*`).
+pub const STATS: &str = "STATS";
+/// Decision records and cgroup records (ring buffers).
+pub const EVENTS: &str = "EVENTS";
+pub const CGROUP_EVENTS: &str = "CGROUP_EVENTS";
+/// Kubelet's GPU assignment per container cgroup (one for both sets).
+pub const DEVICE_ASSIGNED: &str = "DEVICE_ASSIGNED";
+
+// Policy maps, one per set: index by set.
+pub const CGROUP_WL: [&str; 2] = ["CGROUP_WL_0", "CGROUP_WL_1"];
+pub const SEG_V4: [&str; 2] = ["SEG_V4_0", "SEG_V4_1"];
+pub const SEG_V6: [&str; 2] = ["SEG_V6_0", "SEG_V6_1"];
+pub const SEG_INFO: [&str; 2] = ["SEG_INFO_0", "SEG_INFO_1"];
+pub const ALLOW: [&str; 2] = ["ALLOW_0", "ALLOW_1"];
+pub const SETTINGS: [&str; 2] = ["SETTINGS_0", "SETTINGS_1"];
+pub const FILE_ROOTS: [&str; 2] = ["FILE_ROOTS_0", "FILE_ROOTS_1"];
+pub const FILE_DEVS: [&str; 2] = ["FILE_DEVS_0", "FILE_DEVS_1"];
+pub const FILE_ALLOW: [&str; 2] = ["FILE_ALLOW_0", "FILE_ALLOW_1"];
+pub const DEV_SEGS: [&str; 2] = ["DEV_SEGS_0", "DEV_SEGS_1"];
+pub const DEV_ALLOW: [&str; 2] = ["DEV_ALLOW_0", "DEV_ALLOW_1"];
+
+const SINGLE: [&str; 9] =
+    [POLICY_SET, POLICY_TAG, COUNTERS, FILE_COUNTERS, DEVICE_COUNTERS, STATS, EVENTS, CGROUP_EVENTS, DEVICE_ASSIGNED];
+const PER_SET: [[&str; 2]; 11] =
+    [CGROUP_WL, SEG_V4, SEG_V6, SEG_INFO, ALLOW, SETTINGS, FILE_ROOTS, FILE_DEVS, FILE_ALLOW, DEV_SEGS, DEV_ALLOW];
+
+/// Every map name above.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    SINGLE.into_iter().chain(PER_SET.into_iter().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_unique_and_sets_numbered() {
+        let names: std::vec::Vec<&str> = super::all().collect();
+        assert_eq!(names.len(), 9 + 2 * 11);
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "{names:?}");
+        for pair in super::PER_SET {
+            assert!(
+                pair[0].ends_with("_0")
+                    && pair[1].ends_with("_1")
+                    && pair[0][..pair[0].len() - 2] == pair[1][..pair[1].len() - 2]
+            );
+        }
+    }
+}
