@@ -163,7 +163,9 @@ impl Opener {
         }
         // SAFETY: both ends are fresh fds we own; the write end is the child's.
         unsafe { libc::close(pipe[1]) };
-        Self { pid, results: unsafe { OwnedFd::from_raw_fd(pipe[0]) } }
+        // SAFETY: the read end is a fresh fd nothing else owns.
+        let results = unsafe { OwnedFd::from_raw_fd(pipe[0]) };
+        Self { pid, results }
     }
 
     /// Waits for the child and returns its results, one byte per open.
@@ -185,7 +187,7 @@ impl Opener {
 unsafe fn open_until(path: &CString, until: libc::timespec, out: *mut u8, pipe: i32) -> ! {
     let mut n = 0;
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY (whole body): syscalls on valid pointers; `out` as the caller promised.
+    // SAFETY: syscalls on valid pointers; `out` as the caller promised.
     unsafe {
         while n < MAX_OPENS {
             libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
