@@ -38,7 +38,7 @@ pub async fn run(ring: RingBuf<MapData>, parts: Parts) -> anyhow::Result<()> {
             }
         }
         if removed {
-            identities.compact();
+            identities.compact(&mut cell.lock());
         }
     })
     .await?;
@@ -65,7 +65,7 @@ pub async fn reconcile_loop(agent: Arc<Agent>, period: Duration) -> anyhow::Resu
             last_dropped = dropped;
             since_full = Duration::ZERO;
             identities.reconcile(&mut cell.lock());
-            identities.compact();
+            identities.compact(&mut cell.lock());
         }
         agent.recheck(full);
     }

@@ -167,8 +167,9 @@ impl IdentityStore {
 
     /// After deletions: returns memory held for cgroups that are gone to the
     /// system, so churn (pods come and go all day) does not ratchet it up.
-    pub fn compact(&self) {
+    pub fn compact(&self, cell: &mut CellState) {
         if self.lock().tracker.compaction_due() {
+            cell.maps.compact();
             super::heap::trim();
         }
     }

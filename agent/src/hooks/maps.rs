@@ -289,6 +289,16 @@ impl PolicyMaps {
         }
     }
 
+    /// After cgroup churn: the remembered identities of each set give their
+    /// room back once most of it is empty (like the tracker's table).
+    pub fn compact(&mut self) {
+        for h in self.held.iter_mut().flatten() {
+            if h.cgroups.capacity() > 1024 && h.cgroups.len() * 4 < h.cgroups.capacity() {
+                h.cgroups.shrink_to_fit();
+            }
+        }
+    }
+
     pub fn cgroup_entries(&self) -> usize {
         self.sets[self.active].cgroups.keys().count()
     }

@@ -7,6 +7,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::decode::{Record, decode};
 
+/// Records a batch holds between bursts.
+const BATCH: usize = 1024;
+
 /// Runs forever, calling `on_batch` with each batch of decoded records
 /// (batches let sinks flush once per wake-up instead of per record), and
 /// with an empty batch on a tick with nothing new.
@@ -21,7 +24,7 @@ where
     // returns the same fd; the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut batch = Vec::with_capacity(1024);
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
@@ -50,7 +53,14 @@ where
             }
         }
         // Also on an empty tick: consumers flush timed work (summaries).
+        let quiet = batch.len() < BATCH;
         on_batch(&mut batch, bad);
         batch.clear();
+        // A burst (10,000 cgroups made at once) grew the batch to 4096
+        // records of up to ~0.5 KiB: once it has passed, give that back
+        // rather than keep it for the agent's lifetime.
+        if quiet && batch.capacity() > BATCH {
+            batch.shrink_to(BATCH);
+        }
     }
 }

@@ -1,15 +1,9 @@
 //! BPF-LSM file backend: lsm/file_open and the namespace hooks decide in
 //! the kernel from the policy set's roots and grants; a restart leaves
-//! them running from their pinned links.
-use crate::{
-    daemon::lifecycle::{Enforcer, SetParts, StartCx},
-    policy::{CompiledPolicy, Policy},
-    report::EnforcementStatus,
-};
-
-use super::{Choice, FileRoots};
-
-pub struct Lsm(pub(super) FileRoots);
+//! them running from their pinned links. Once attached, only the roots need
+//! upkeep (`FileRoots` is its enforcer).
+use super::Choice;
+use crate::daemon::lifecycle::StartCx;
 
 /// Probes BPF-LSM and attaches the file hooks; `Err` says why not.
 pub(super) fn start(cx: &mut StartCx<'_>) -> Result<Choice, String> {
@@ -23,18 +17,4 @@ pub(super) fn start(cx: &mut StartCx<'_>) -> Result<Choice, String> {
         reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
         not_enforced: vec![],
     })
-}
-
-impl Enforcer for Lsm {
-    fn commit(&self, _old: &CompiledPolicy, set: &SetParts) {
-        self.0.commit(set);
-    }
-
-    fn recheck(&self, _full: bool) {
-        self.0.recheck_missing();
-    }
-
-    fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {
-        self.0.report(policy, compiled)
-    }
 }

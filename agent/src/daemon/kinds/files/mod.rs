@@ -123,7 +123,7 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match lsm::start(cx) {
-            Ok(choice) => return Ok(Some(Arc::new(lsm::Lsm(FileRoots::new(cx, roots, choice))))),
+            Ok(choice) => return Ok(Some(Arc::new(FileRoots::new(cx, roots, choice)))),
             Err(why) => reasons.push(format!("BPF-LSM unavailable: {why}")),
         }
     }
@@ -141,7 +141,7 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     let choice = Choice { backend: "none", reason: why.clone(), not_enforced: vec!["all".into()] };
     let none = FileRoots::new(cx, roots, choice);
     *none.failure() = Some(why);
-    Ok(Some(Arc::new(Unenforced(none))))
+    Ok(Some(Arc::new(none)))
 }
 
 impl FileRoots {
@@ -150,23 +150,19 @@ impl FileRoots {
     }
 }
 
-/// Audit mode with no backend: roots are still resolved and reported.
-struct Unenforced(FileRoots);
-
-impl Enforcer for Unenforced {
+/// The in-kernel backend (BPF-LSM), and audit mode with no backend: the
+/// kernel's own maps and counters do the rest, so what is left here is
+/// keeping the roots current and reporting them.
+impl Enforcer for FileRoots {
     fn commit(&self, _old: &CompiledPolicy, set: &SetParts) {
-        self.0.commit(set);
+        FileRoots::commit(self, set);
     }
 
     fn recheck(&self, _full: bool) {
-        self.0.recheck_missing();
+        self.recheck_missing();
     }
 
     fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {
-        self.0.report(policy, compiled)
-    }
-
-    fn counts(&self, _name: &str, _id: u32) -> Option<crate::hooks::maps::VerdictCounts> {
-        Some(Default::default())
+        FileRoots::report(self, policy, compiled)
     }
 }
