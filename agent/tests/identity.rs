@@ -122,26 +122,37 @@ fn a_churn_of_10000_cgroups_leaves_no_entries_behind() {
     let rss_kib = |pid| memory(pid, "RssAnon") / 1024;
     let base_rss = rss_kib(agent.pid());
 
-    create(pods.len());
-    let full = settle(&agent, 3 + 10_000, 10_000);
-    assert_eq!(full["identity"]["cgroups_identified"], 10_000, "{}", full["identity"]);
-    let peak_rss = rss_kib(agent.pid());
-    delete(pods.len());
-    let after = settle(&agent, 3, 0);
-    let limit = base_rss + (peak_rss.saturating_sub(base_rss) / 8).max(1024);
-    // The agent compacts right after applying a batch of deletions.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut end_rss = rss_kib(agent.pid());
-    while end_rss > limit && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        end_rss = rss_kib(agent.pid());
-    }
-    assert_eq!(after["identity"]["cgroups_identified"], base["identity"]["cgroups_identified"]);
-    eprintln!("agent anonymous RSS: baseline {base_rss} KiB, with 10,000 cgroups {peak_rss} KiB, after {end_rss} KiB");
+    let churn = || {
+        create(pods.len());
+        let full = settle(&agent, 3 + 10_000, 10_000);
+        assert_eq!(full["identity"]["cgroups_identified"], 10_000, "{}", full["identity"]);
+        let peak = rss_kib(agent.pid());
+        delete(pods.len());
+        let after = settle(&agent, 3, 0);
+        assert_eq!(after["identity"]["cgroups_identified"], base["identity"]["cgroups_identified"]);
+        // The agent compacts right after applying a batch of deletions.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        (peak, rss_kib(agent.pid()))
+    };
+    let (peak_rss, end_rss) = churn();
     let grown = peak_rss.saturating_sub(base_rss);
+    eprintln!("agent anonymous RSS: baseline {base_rss} KiB, with 10,000 cgroups {peak_rss} KiB, after {end_rss} KiB");
     assert!(grown > 0, "10,000 tracked cgroups must cost something: {base_rss} → {peak_rss} KiB");
+    // What stays is heap fragmentation (glibc keeps a page while one live
+    // allocation sits in it): measured at 5-15% of the growth, settling
+    // after a few churns. A leak keeping a quarter of what a cgroup costs
+    // would add a quarter of the growth with every churn.
+    let limit = base_rss + (grown / 4).max(2048);
     assert!(
         end_rss <= limit,
-        "memory did not return: baseline {base_rss} KiB, peak {peak_rss} KiB, after {end_rss} KiB"
+        "memory did not return: baseline {base_rss} KiB, peak {peak_rss} KiB, after {end_rss} KiB; held in:{}",
+        anon_mappings(agent.pid())
+    );
+    let (_, again_rss) = churn();
+    eprintln!("after a second churn: {again_rss} KiB");
+    assert!(
+        again_rss <= end_rss + (grown / 4).max(2048),
+        "memory ratchets with churn: after one {end_rss} KiB, after two {again_rss} KiB; held in:{}",
+        anon_mappings(agent.pid())
     );
 }

@@ -3,10 +3,19 @@ use std::collections::VecDeque;
 
 const KEEP: usize = 4096;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DelayStats {
     samples_us: VecDeque<u64>,
     total: u64,
+}
+
+impl Default for DelayStats {
+    /// Sized once: grown during a burst of new cgroups, the window's
+    /// buffers would land among the burst's allocations and keep their
+    /// heap pages from returning when the cgroups go.
+    fn default() -> Self {
+        Self { samples_us: VecDeque::with_capacity(KEEP), total: 0 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq, Eq)]

@@ -443,3 +443,22 @@ pub fn memory(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok());
     kib.unwrap_or(0) * 1024
 }
+
+/// The anonymous mappings of `pid` holding more than 256 KiB resident, for
+/// a failure message that says where memory stayed.
+pub fn anon_mappings(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out = String::new();
+    let mut head = "";
+    for line in smaps.lines() {
+        if line.split_whitespace().next().is_some_and(|f| f.contains('-')) {
+            head = line;
+        } else if let Some(v) = line.strip_prefix("Anonymous:") {
+            let kib: u64 = v.trim().trim_end_matches(" kB").parse().unwrap_or(0);
+            if kib > 256 {
+                out.push_str(&format!("\n  {kib:>7} KiB  {head}"));
+            }
+        }
+    }
+    out
+}
