@@ -24,5 +24,6 @@ pub mod probe;
 pub mod probe_flood;
 pub mod report;
 pub mod ringbuf;
+pub mod settings;
 pub mod sinks;
 pub mod system;

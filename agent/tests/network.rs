@@ -223,3 +223,22 @@ fn multi_attach_keeps_other_programs_working() {
     inner_tree.remove_pins();
     std::mem::forget(inner_tree);
 }
+
+/// `agent.events.logUnprotected` (a daemon setting, not policy) reaches the
+/// kernel: allowed flows to destinations in no segment become events.
+#[test]
+fn log_unprotected_reports_flows_outside_segments() {
+    let tree = TestTree::new("logunprot");
+    let stranger = tree.mkdir("stranger");
+    let port = tcp_listener("127.0.0.2");
+    let open_port = tcp_listener("127.0.0.1");
+    let yaml =
+        policy("enforce", port).replace("events: { allowed: each }", "events: { allowed: each, logUnprotected: true }");
+    let agent = Agent::start(&tree, &yaml);
+    let free = netprobe(&stranger, "tcp", "127.0.0.1", open_port);
+    assert!(free.ok(), "defaultAction allow: {free:?}");
+    let events = agent.wait_events(1, |e| e["tgid"] == free.pid);
+    let e = &events[0];
+    assert_eq!(str_of(e, "verdict"), "allowed", "{e}");
+    assert_eq!(e["destination"]["port"], open_port, "{e}");
+}

@@ -20,7 +20,8 @@ pub fn all() -> anyhow::Result<()> {
     // BPF-LSM is refused on this host: prove it in QEMU on Debian 6.1 and 6.12.
     crate::vm::cases::vm_test(crate::vm::cases::Args::default())?;
     // Unit tests and privileged integration tests (real hooks, as root).
-    let (passed, failed) = cargo_test(&["test", "--workspace", "--all-targets"])?;
+    // Every binary runs: one failure must not hide the next.
+    let (passed, failed) = cargo_test(&["test", "--workspace", "--all-targets", "--no-fail-fast"])?;
     // One closing line for the whole suite (cargo prints one per binary).
     println!("warden: {passed} passed, {failed} failed");
     if failed > 0 {

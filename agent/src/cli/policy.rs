@@ -26,7 +26,7 @@ fn check(files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     for f in files {
         match policy::load_file(&f) {
             Ok(p) => {
-                let c = p.compile();
+                let c = p.policy.compile();
                 println!(
                     "{}: ok ({} segments, {} workloads, {} rules, {} IPv4 + {} IPv6 prefixes)",
                     f.display(),

@@ -33,6 +33,7 @@ use crate::{
     },
     policy::{CompiledPolicy, Policy},
     report::{EnforcementStatus, StatusReport},
+    settings::AgentConfig,
 };
 
 /// A long-running task an enforcer hands the daemon (its event writer).
@@ -68,6 +69,8 @@ pub struct StartCx<'a> {
     pub parts: &'a Parts,
     pub hooks: &'a mut Hooks,
     pub compiled: &'a Arc<CompiledPolicy>,
+    /// The `agent:` section the agent started with.
+    pub settings: &'a AgentConfig,
     /// What the first set holds (already in the kernel).
     pub set: &'a SetParts,
     /// Enforce mode: a kind that cannot start stops the agent; in audit mode
@@ -133,5 +136,5 @@ pub struct Kind {
     /// Whether `policy` has segments of this kind.
     pub configured: fn(&CompiledPolicy) -> bool,
     /// Fills this kind's part of a kernel set for a policy.
-    pub resolve: fn(&CompiledPolicy, &mut SetParts),
+    pub resolve: fn(&CompiledPolicy, &AgentConfig, &mut SetParts),
 }

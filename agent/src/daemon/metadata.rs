@@ -8,13 +8,18 @@ use crate::{
     clock::now_rfc3339,
     identity::meta::Changed,
     kube::pods::{self, PodUpdate},
-    policy::{MetaSelector, SlurmConfig},
+    policy::MetaSelector,
+    settings::{KubernetesConfig, SlurmConfig},
 };
 
 /// Starts the Kubernetes pod watch if `agent.kubernetes` enables one.
-pub fn start_kubernetes(parts: &Parts, node: &str, tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>) {
-    let k = parts.cell.with_policy(|p| p.agent.kubernetes.clone());
-    let config = match pods::client_config(&k) {
+pub fn start_kubernetes(
+    parts: &Parts,
+    k: &KubernetesConfig,
+    node: &str,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) {
+    let config = match pods::client_config(k) {
         Ok(Some(c)) => c,
         Ok(None) => {
             // Not under the sources lock: `unserved` takes the state lock.
@@ -107,8 +112,8 @@ fn apply_pod_update(parts: &Parts, update: PodUpdate) {
 
 /// Looks up Slurm jobs that have cgroups here but no record yet, and
 /// forgets jobs whose cgroups are gone.
-pub async fn slurm_loop(parts: Parts) -> anyhow::Result<()> {
-    let scontrol = match parts.cell.with_policy(|p| p.agent.slurm.clone()) {
+pub async fn slurm_loop(parts: Parts, slurm: SlurmConfig) -> anyhow::Result<()> {
+    let scontrol = match slurm {
         SlurmConfig::Off => {
             let why = unserved(&parts, "Slurm job records", "agent.slurm", |m| m.needs_slurm_metadata());
             {

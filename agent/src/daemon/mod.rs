@@ -41,6 +41,7 @@ use crate::{
     hooks::{Hooks, maps::PolicyMaps, pins::Pins},
     identity::CgroupTracker,
     policy,
+    settings::{AgentConfig, EventsConfig, MetricsConfig},
     sinks::{Fanout, JsonlSink},
     system::{self, kernel, mountinfo, mounts},
 };
@@ -67,6 +68,9 @@ pub struct Parts {
 /// The running agent: its parts, the started enforcers, the sinks.
 pub struct Agent {
     parts: Parts,
+    /// The file's `agent:` section as the agent started with it: a reload
+    /// never changes these, it only says which changed (`pending_restart`).
+    settings: Arc<AgentConfig>,
     node: String,
     started_at: String,
     /// One per kind in `kinds::KINDS` order; `None`: not started (the first
@@ -82,16 +86,18 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     system::require_root()?;
     heap::fix_thresholds();
     // Refuse bad policy before touching the kernel.
-    let policy = policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
+    let policy::Config { agent: settings, policy } =
+        policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
+    let settings = Arc::new(settings);
     let compiled = Arc::new(policy.compile());
     // Bind first: a second agent must fail before it touches the kernel.
-    let socket_path = opts.socket.clone().unwrap_or_else(|| policy.agent.socket.clone());
+    let socket_path = opts.socket.clone().unwrap_or_else(|| settings.socket.clone());
     let listener =
         control::server::bind(&socket_path).with_context(|| format!("control socket {}", socket_path.display()))?;
     let _socket_guard = SocketGuard(socket_path.clone());
 
-    let (mut hooks, tracker, securityfs) = open_kernel(&policy, &opts)?;
-    let (parts, set) = first_set(&opts, &policy, &compiled, &mut hooks, tracker)?;
+    let (mut hooks, tracker, securityfs) = open_kernel(&settings, &opts)?;
+    let (parts, set) = first_set(&opts, &settings, &policy, &compiled, &mut hooks, tracker)?;
     let event_ring = hooks.take_ring(warden_common::map_names::EVENTS)?;
     let cgroup_ring = hooks.take_ring(warden_common::map_names::CGROUP_EVENTS)?;
     // Tracepoints first, then the scan: a cgroup made in between is seen twice
@@ -99,15 +105,16 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     hooks.attach_tracepoints()?;
     parts.identities.reconcile(&mut parts.cell.lock());
 
-    let node = node_name(&opts, &policy);
-    let (pipeline, enricher, sinks) = start_sinks(&policy.agent.events, &opts, &node)?;
-    let metrics_listener = bind_metrics(&parts.health, &policy.agent.metrics, &opts).await?;
+    let node = node_name(&opts, &settings);
+    let (pipeline, enricher, sinks) = start_sinks(&settings.events, &opts, &node)?;
+    let metrics_listener = bind_metrics(&parts.health, &settings.metrics, &opts).await?;
     let events_target = pipeline.fanout.jsonl_target.clone();
     // Identities are in the map: now enforcement can start, kind by kind.
     let mut cx = StartCx {
         parts: &parts,
         hooks: &mut hooks,
         compiled: &compiled,
+        settings: &settings,
         set: &set,
         enforce: policy.mode == policy::Mode::Enforce,
         securityfs,
@@ -124,6 +131,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     parts.health.set_programs(&hooks);
     let agent = Arc::new(Agent {
         parts: parts.clone(),
+        settings: settings.clone(),
         node: node.clone(),
         started_at: crate::clock::now_rfc3339(),
         enforcers,
@@ -156,7 +164,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 /// Checks what the kernel must offer, mounts what is missing, finds the
 /// cgroup root and loads the object over this instance's pins. Returns
 /// the loaded hooks, the cgroup tracker and whether securityfs is mounted.
-fn open_kernel(policy: &policy::Policy, opts: &AgentOptions) -> anyhow::Result<(Hooks, CgroupTracker, bool)> {
+fn open_kernel(settings: &AgentConfig, opts: &AgentOptions) -> anyhow::Result<(Hooks, CgroupTracker, bool)> {
     kernel::require_btf()?;
     mounts::ensure_all()?;
     let securityfs = mounts::ensure("securityfs", "none", mounts::SECURITYFS).is_ok();
@@ -164,7 +172,7 @@ fn open_kernel(policy: &policy::Policy, opts: &AgentOptions) -> anyhow::Result<(
     kernel::require_sock_addr_hooks()?;
     let mounts = mountinfo::current().context("reading /proc/self/mountinfo")?;
     let cg2 = mountinfo::cgroup2(&mounts).ok_or(system::SystemError::NoCgroup2)?;
-    let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| policy.agent.cgroup_root.clone());
+    let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| settings.cgroup_root.clone());
     let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
     let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
     let pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
@@ -172,7 +180,7 @@ fn open_kernel(policy: &policy::Policy, opts: &AgentOptions) -> anyhow::Result<(
     if pins.adopted {
         tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
     }
-    let hooks = Hooks::load(policy.agent.ring_buffer_bytes, root_level_id, pins)?;
+    let hooks = Hooks::load(settings.ring_buffer_bytes, root_level_id, pins)?;
     Ok((hooks, tracker, securityfs))
 }
 
@@ -182,12 +190,13 @@ fn open_kernel(policy: &policy::Policy, opts: &AgentOptions) -> anyhow::Result<(
 /// now, so nothing may go missing.
 fn first_set(
     opts: &AgentOptions,
+    settings: &AgentConfig,
     policy: &policy::Policy,
     compiled: &Arc<policy::CompiledPolicy>,
     hooks: &mut Hooks,
     tracker: CgroupTracker,
 ) -> anyhow::Result<(Parts, lifecycle::SetParts)> {
-    let maps = hooks.take_maps()?;
+    let maps = hooks.take_maps(settings.events.log_unprotected)?;
     let tag = policy::digest_tag(&policy.source_sha256);
     // Some when the earlier agent's set (about to become the other one) was
     // filled from this very file: its ids then name the same workloads.
@@ -195,17 +204,17 @@ fn first_set(
     let previous_same = carried.is_some();
     let identities = Arc::new(IdentityStore::new(tracker, carried.unwrap_or_default(), compiled.clone()));
     let cell = Arc::new(PolicyCell::new(opts.config.clone(), policy.clone(), compiled.clone(), maps, previous_same));
-    let set = kinds::resolve(compiled);
+    let set = kinds::resolve(compiled, settings);
     let staged = identities.scan(compiled);
     cell.lock().install(policy.clone(), &set.contents(compiled, &staged.entries(), tag))?;
     Ok((Parts { cell, identities, health: Arc::new(Health::default()) }, set))
 }
 
 /// `--node-name`, then the policy, then `NODE_NAME`, then the hostname.
-fn node_name(opts: &AgentOptions, policy: &policy::Policy) -> String {
+fn node_name(opts: &AgentOptions, settings: &AgentConfig) -> String {
     opts.node_name
         .clone()
-        .or_else(|| policy.agent.node_name.clone())
+        .or_else(|| settings.node_name.clone())
         .or_else(|| std::env::var("NODE_NAME").ok())
         .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default())
 }
@@ -220,8 +229,8 @@ fn spawn_services(
 ) {
     let parts = &agent.parts;
     tasks.spawn(cgroup_task::reconcile_loop(agent.clone(), Duration::from_secs(30)));
-    metadata::start_kubernetes(parts, &agent.node, tasks);
-    tasks.spawn(metadata::slurm_loop(parts.clone()));
+    metadata::start_kubernetes(parts, &agent.settings.kubernetes, &agent.node, tasks);
+    tasks.spawn(metadata::slurm_loop(parts.clone(), agent.settings.slurm.clone()));
     if let Some(listener) = metrics {
         let source: Arc<dyn crate::metrics::Source> = agent.clone();
         tasks.spawn(async move {
@@ -266,7 +275,7 @@ impl Agent {
 /// and the exporters; returns the pipeline, the kernel task's enricher and
 /// what status and the control socket see of the sinks.
 fn start_sinks(
-    cfg: &policy::EventsConfig,
+    cfg: &EventsConfig,
     opts: &AgentOptions,
     node: &str,
 ) -> anyhow::Result<(events::Pipeline, Enricher, events::SinkHandle)> {
@@ -290,7 +299,7 @@ fn start_sinks(
     let enricher = Enricher::new(node.into());
     let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
     let handle = events::SinkHandle { fanout: fanout.clone(), seq: enricher.seq_handle(), otlp: otlp_status };
-    let summary_ms = (cfg.allowed == policy::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
+    let summary_ms = (cfg.allowed == crate::settings::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher, handle))
 }
 
@@ -316,7 +325,7 @@ fn carried_identities(maps: &PolicyMaps, tag: [u8; 32]) -> Option<HashMap<u64, u
 /// the probes of a DaemonSet depend on it.
 async fn bind_metrics(
     health: &Health,
-    cfg: &policy::MetricsConfig,
+    cfg: &MetricsConfig,
     opts: &AgentOptions,
 ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     let addr = match opts.metrics_address.as_deref() {

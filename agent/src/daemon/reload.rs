@@ -13,8 +13,9 @@ use super::{
 };
 use crate::{
     clock::now_rfc3339,
-    policy::{self, CompiledPolicy, Policy},
+    policy::{self, CompiledPolicy, Config, Policy},
     report::ReloadStatus,
+    settings::AgentConfig,
 };
 
 pub use crate::report::ReloadOutcome as Outcome;
@@ -29,7 +30,7 @@ impl Agent {
         let cell = &self.parts.cell;
         let loaded =
             policy::load_file(cell.config_path()).map_err(|e| format!("invalid policy, kept the last good one:\n{e}"));
-        let sha256 = loaded.as_ref().map(|p| p.source_sha256.clone()).unwrap_or_default();
+        let sha256 = loaded.as_ref().map(|c| c.policy.source_sha256.clone()).unwrap_or_default();
         let result = loaded.and_then(|p| self.apply(p));
         let duration_us = t0.elapsed().as_micros() as u64;
         let (applied, error, pending_restart) = match result {
@@ -45,11 +46,12 @@ impl Agent {
     /// Switches to `policy`. Everything that can fail (compiling, resolving
     /// roots and devices, a kind that cannot take the change) happens
     /// before the switch; an error leaves the old policy in force.
-    fn apply(&self, policy: Policy) -> Result<Vec<String>, String> {
+    fn apply(&self, config: Config) -> Result<Vec<String>, String> {
+        let Config { agent, policy } = config;
         let compiled = Arc::new(policy.compile());
         self.check_started(&compiled)?;
-        let pending = self.parts.cell.with_policy(|old| restart_only_changes(old, &policy));
-        let set = kinds::resolve(&compiled);
+        let pending = restart_only_changes(&self.settings, &agent);
+        let set = kinds::resolve(&compiled, &self.settings);
         for e in self.enforcers() {
             e.prepare(&compiled, &set)?;
         }
@@ -130,10 +132,10 @@ impl Agent {
     }
 }
 
-/// `agent:` settings a running agent cannot change (sockets, sinks, ring
-/// size, cgroup root): named so status can say a restart is due.
-fn restart_only_changes(old: &Policy, new: &Policy) -> Vec<String> {
-    let (a, b) = (&old.agent, &new.agent);
+/// `agent:` settings that differ from those the agent started with (a
+/// running agent keeps its sockets, sinks, ring size, cgroup root and
+/// sources): named so status can say a restart is due.
+fn restart_only_changes(a: &AgentConfig, b: &AgentConfig) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |name: &str, differs: bool| {
         if differs {

@@ -17,7 +17,7 @@ use std::{
 
 use warden_common::{GpuSet, NVIDIA_MAX_GPUS};
 
-use crate::{identity::CgroupTracker, kube, policy::DevicesConfig};
+use crate::{identity::CgroupTracker, kube, settings::DevicesConfig};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -33,10 +33,10 @@ fn cri_socket(cfg: &DevicesConfig) -> Result<PathBuf, String> {
     if let Some(s) = &cfg.cri_socket {
         return Ok(s.clone());
     }
-    crate::policy::DEFAULT_CRI_SOCKETS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
+    crate::settings::DEFAULT_CRI_SOCKETS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
         format!(
             "no container runtime socket found ({}); set agent.devices.criSocket",
-            crate::policy::DEFAULT_CRI_SOCKETS.join(", ")
+            crate::settings::DEFAULT_CRI_SOCKETS.join(", ")
         )
     })
 }

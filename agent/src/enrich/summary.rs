@@ -127,6 +127,7 @@ mod tests {
             "t.yaml",
         )
         .unwrap()
+        .policy
         .compile();
         let mut en = Enricher::new("n1".into());
         let mut s = Summarizer::new(10_000);

@@ -132,8 +132,9 @@ impl Hooks {
     }
 
     /// Takes the typed maps out of the object.
-    pub fn take_maps(&mut self) -> Result<PolicyMaps, HookError> {
-        PolicyMaps::take(&mut self.ebpf, self.pins.adopted)
+    /// The policy maps; `log_unprotected` (`agent.events`) goes into every set.
+    pub fn take_maps(&mut self, log_unprotected: bool) -> Result<PolicyMaps, HookError> {
+        PolicyMaps::take(&mut self.ebpf, self.pins.adopted, log_unprotected)
     }
 
     pub fn take_ring(&mut self, name: &'static str) -> Result<aya::maps::RingBuf<aya::maps::MapData>, HookError> {

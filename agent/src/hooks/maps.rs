@@ -70,6 +70,8 @@ pub struct PolicyMaps {
     file_counters: PerCpuArray<MapData, u64>,
     device_assigned: HashMap<MapData, u64, GpuSet>,
     device_counters: PerCpuArray<MapData, u64>,
+    /// `agent.events.logUnprotected`: a daemon setting every set carries.
+    log_unprotected: bool,
 }
 
 /// Per-verdict decision counts of one workload id.
@@ -120,9 +122,10 @@ impl PolicySet {
     /// Makes this set hold exactly `c`. With `held` (what it holds now)
     /// only changed entries are written and removed; otherwise every entry
     /// is written and the kernel's keys are scanned for stale ones.
-    fn fill(&mut self, c: &SetContents, held: Option<&Held>) -> Result<(), HookError> {
+    fn fill(&mut self, c: &SetContents, held: Option<&Held>, log_unprotected: bool) -> Result<(), HookError> {
         let p = c.policy;
-        self.settings.set(0, p.settings, 0).map_err(err("SETTINGS"))?;
+        let settings = Settings { log_unprotected: u8::from(log_unprotected), ..p.settings };
+        self.settings.set(0, settings, 0).map_err(err("SETTINGS"))?;
         for (id, info) in &p.segment_info {
             self.segment_info.set(*id, *info, 0).map_err(err("SEG_INFO"))?;
         }
@@ -167,7 +170,7 @@ impl PolicySet {
 impl PolicyMaps {
     /// `adopted`: the maps are an earlier agent's pins (counters may hold
     /// anything); otherwise they were just created, all zero.
-    pub(super) fn take(ebpf: &mut Ebpf, adopted: bool) -> Result<Self, HookError> {
+    pub(super) fn take(ebpf: &mut Ebpf, adopted: bool, log_unprotected: bool) -> Result<Self, HookError> {
         let mut maps = Self {
             sets: [PolicySet::take(ebpf, 0)?, PolicySet::take(ebpf, 1)?],
             held: [None, None],
@@ -181,6 +184,7 @@ impl PolicyMaps {
             file_counters: take(ebpf, names::FILE_COUNTERS)?,
             device_assigned: take(ebpf, names::DEVICE_ASSIGNED)?,
             device_counters: take(ebpf, names::DEVICE_COUNTERS)?,
+            log_unprotected,
         };
         maps.active = maps.policy_set.get(&0, 0).map(|s| (s & 1) as usize).unwrap_or(0);
         Ok(maps)
@@ -203,7 +207,7 @@ impl PolicyMaps {
         self.workloads[next] = c.policy.workloads.len() as u32;
         // Until the fill completes the set's contents are unknown.
         let held = self.held[next].take();
-        self.sets[next].fill(c, held.as_ref())?;
+        self.sets[next].fill(c, held.as_ref(), self.log_unprotected)?;
         self.tags.set(next as u32, c.tag, 0).map_err(err(names::POLICY_TAG))?;
         self.held[next] = Some(Held { policy: c.policy.clone(), cgroups: c.cgroups.iter().copied().collect() });
         self.policy_set.set(0, next as u32, 0).map_err(err(names::POLICY_SET))?;

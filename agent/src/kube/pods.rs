@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::identity::meta::{ContainerMeta, PodMeta};
-use crate::policy::{ApiServer, KubernetesConfig};
+use crate::settings::{ApiServer, KubernetesConfig};
 
 /// What the watch delivers, already reduced to what identity needs.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use warden_common::{
 use super::allow::allow_table;
 use super::devices::{DeviceSegmentSpec, compile_devices};
 use super::files::{FileRoot, compile_files};
-use super::model::{FileBackend, Policy, windows};
+use super::model::{Policy, windows};
 use super::prefixes::{inherited, own_entries};
 use super::select::{Facts, Selector};
 use crate::name::Name;
@@ -36,12 +36,10 @@ pub struct CompiledPolicy {
     pub files: Vec<FileRoot>,
     /// Pairs with segments that have paths, sorted by (workload id, segment id).
     pub file_allow: Vec<(AllowKey, FileAllowValue)>,
-    pub file_backend: FileBackend,
     /// Segments with `devices`, resolved to nodes by the agent.
     pub devices: Vec<DeviceSegmentSpec>,
     /// Pairs with device segments, sorted by (workload id, segment id).
     pub device_allow: Vec<(AllowKey, DeviceAllowValue)>,
-    pub devices_config: super::model::DevicesConfig,
     /// `workloads[id - 1]` is the name of workload `id`. Names are shared
     /// with every event that carries them.
     pub workloads: Vec<Name>,
@@ -66,7 +64,8 @@ impl Policy {
         let settings = Settings {
             default_action: self.default_action.kernel(),
             default_mode: global.kernel(),
-            log_unprotected: u8::from(self.agent.events.log_unprotected),
+            // A daemon setting (`agent.events`): the kernel maps add it.
+            log_unprotected: 0,
             _pad: [0; 5],
         };
 
@@ -138,10 +137,8 @@ impl Policy {
             allow,
             files,
             file_allow,
-            file_backend: self.agent.files.backend,
             devices,
             device_allow,
-            devices_config: self.agent.devices.clone(),
             workloads: self.workloads.iter().map(|w| Name::from(w.name.as_str())).collect(),
             segments: self.segments.iter().map(|s| Name::from(s.name.as_str())).collect(),
             rules: self

@@ -1,5 +1,6 @@
-//! The policy language: YAML file → validated [`Policy`] → [`CompiledPolicy`]
-//! (kernel map contents).
+//! The policy language: YAML file → validated [`Config`] (the policy
+//! proper, [`Policy`], and the daemon's `agent:` settings,
+//! [`crate::settings::AgentConfig`]) → [`CompiledPolicy`] (kernel map contents).
 //!
 //! # Format
 //!
@@ -130,17 +131,19 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::settings::AgentConfig;
+
 mod allow;
 mod compile;
 mod devices;
 mod error;
-mod events;
 mod file_verdict;
 mod files;
 mod labels;
 mod model;
 mod names;
 mod parse;
+mod parse_agent;
 mod parse_events;
 mod parse_selector;
 mod prefixes;
@@ -156,23 +159,28 @@ mod tests;
 pub use compile::{CompiledPolicy, RuleInfo};
 pub use devices::{DeviceSegmentSpec, device_access};
 pub use error::{Loc, Origin, PolicyError, PolicyErrors};
-pub use events::{AllowedEvents, DEFAULT_METRICS_ADDRESS, MetricsConfig, OtlpConfig, Rotate};
 pub use files::FileRoot;
 pub use labels::{LabelOp, LabelRequirement, LabelSelector};
 pub use model::{
-    Access, AgentConfig, AllowRule, ApiServer, DEFAULT_CRI_SOCKETS, DefaultAction, DevicePath, DeviceSpec,
-    DevicesConfig, EventsConfig, FileBackend, FilesConfig, GpuSelection, KubernetesConfig, MetaSelector, Mode, NameRef,
-    NetworkEntry, PathEntry, Policy, PortRange, Protocol, RuleGpus, Segment, SlurmConfig, Workload,
+    Access, AllowRule, DefaultAction, DevicePath, DeviceSpec, GpuSelection, MetaSelector, Mode, NameRef, NetworkEntry,
+    PathEntry, Policy, PortRange, Protocol, RuleGpus, Segment, Workload,
 };
 pub use select::{Facts, Selector, SelectorSpec};
 
 use error::Diag;
 
+/// One config file: the daemon's `agent:` settings and the policy proper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub policy: Policy,
+}
+
 /// Largest policy file accepted (keeps parsing cheap and bounded).
 pub const MAX_FILE_BYTES: usize = 8 << 20;
 
 /// Reads, parses and validates a policy file.
-pub fn load_file(path: &Path) -> Result<Policy, PolicyErrors> {
+pub fn load_file(path: &Path) -> Result<Config, PolicyErrors> {
     let label = path.display().to_string();
     let io_error = |reason: String| {
         let mut diag = Diag::new(&label);
@@ -187,11 +195,11 @@ pub fn load_file(path: &Path) -> Result<Policy, PolicyErrors> {
 }
 
 /// Parses and validates policy text; `file_label` is used in error messages.
-pub fn load_str(text: &str, file_label: &str) -> Result<Policy, PolicyErrors> {
+pub fn load_str(text: &str, file_label: &str) -> Result<Config, PolicyErrors> {
     load_bytes(text.as_bytes(), file_label)
 }
 
-fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
+fn load_bytes(bytes: &[u8], label: &str) -> Result<Config, PolicyErrors> {
     let mut diag = Diag::new(label);
     if bytes.len() > MAX_FILE_BYTES {
         diag.at(Loc::default(), "file", format!("larger than {MAX_FILE_BYTES} bytes"));
@@ -213,13 +221,13 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Policy, PolicyErrors> {
     if root.is_none() && !diag.is_empty() {
         return Err(diag.finish()); // syntax error: nothing to read
     }
-    let mut policy = parse::read(root.as_ref(), &mut diag);
-    validate::check(&policy, &mut diag);
+    let mut config = parse::read(root.as_ref(), &mut diag);
+    validate::check(&config.policy, &mut diag);
     if !diag.is_empty() {
         return Err(diag.finish());
     }
-    policy.source_sha256 = hex::encode(Sha256::digest(bytes));
-    Ok(policy)
+    config.policy.source_sha256 = hex::encode(Sha256::digest(bytes));
+    Ok(config)
 }
 
 /// The `POLICY_TAG` value for a policy file's sha256 (hex): all zero,
@@ -234,8 +242,8 @@ pub fn digest_tag(sha256_hex: &str) -> [u8; 32] {
 
 /// Entry point for a cargo-fuzz target: must never panic, whatever the bytes.
 pub fn fuzz_parse(bytes: &[u8]) {
-    if let Ok(policy) = load_bytes(bytes, "fuzz") {
-        let compiled = policy.compile();
+    if let Ok(config) = load_bytes(bytes, "fuzz") {
+        let compiled = config.policy.compile();
         let labels = [("app".to_string(), "x".to_string())].into_iter().collect();
         let facts =
             Facts { namespace: Some("ml"), pod_labels: Some(&labels), slurm_job: Some(7), ..Default::default() };

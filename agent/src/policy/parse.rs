@@ -3,50 +3,32 @@
 //!
 //! Errors are collected, never fatal: a bad item is reported and skipped (or
 //! kept with its raw name, so later references to it don't cascade).
-use std::path::{Path, PathBuf};
 
 use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENTS, MAX_WORKLOADS};
 
+use super::Config;
 use super::error::{Diag, Loc, Origin};
 use super::model::*;
 use super::reader::{MapView, Reader, describe};
 use super::values::{parse_cidr, port_window, protected_path};
 use super::yaml::{Node, Value};
+use crate::settings::AgentConfig;
 
 const TOP_KEYS: &[&str] = &["version", "mode", "defaultAction", "agent", "segments", "workloads", "allow"];
-const AGENT_KEYS: &[&str] = &[
-    "cgroupRoot",
-    "socket",
-    "nodeName",
-    "events",
-    "ringBufferBytes",
-    "files",
-    "devices",
-    "kubernetes",
-    "slurm",
-    "metrics",
-];
-const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
-const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
-const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
 const DEVICES_KEYS: &[&str] = &["gpus", "nvidiaControl", "paths"];
-const FILES_KEYS: &[&str] = &["backend"];
 const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths", "devices"];
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
 const RULE_KEYS: &[&str] =
     &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "gpus", "mode"];
 
-pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
-pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
-
 /// Reads the whole policy; `root` is `None` for an empty stream.
-pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
+pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Config {
+    let mut agent = AgentConfig::default();
     let mut policy = Policy {
         version: 1,
         mode: Mode::default(),
         default_action: DefaultAction::default(),
-        agent: AgentConfig::default(),
         segments: Vec::new(),
         workloads: Vec::new(),
         allow: Vec::new(),
@@ -57,17 +39,17 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
         other => {
             let loc = other.map_or(Loc { line: 1, column: 1 }, |n| n.loc);
             diag.at(loc, "document", "the policy is empty; it needs at least `version: 1`");
-            return policy;
+            return Config { agent, policy };
         }
     };
     if !matches!(root.value, Value::Map(_)) {
         let found = describe(root);
         diag.at(root.loc, "document", format!("the policy must be a mapping (`version: 1`, ...), found {found}"));
-        return policy;
+        return Config { agent, policy };
     }
     let mut r = Reader { diag };
     let Some(top) = r.map(root, "", TOP_KEYS) else {
-        return policy;
+        return Config { agent, policy };
     };
 
     if let Some(node) = r.required(&top, "version")
@@ -83,7 +65,7 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
         policy.default_action = r.default_action(node, "defaultAction").unwrap_or_default();
     }
     if let Some(node) = top.get("agent") {
-        policy.agent = r.agent(node);
+        agent = r.agent(node);
     }
     for (i, item) in r.list_or_null(top.get("segments"), "segments", MAX_SEGMENTS as usize).iter().enumerate() {
         if let Some(s) = r.segment(item, &format!("segments[{i}]")) {
@@ -100,156 +82,10 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Policy {
             policy.allow.push(rule);
         }
     }
-    policy
+    Config { agent, policy }
 }
 
 impl Reader<'_> {
-    fn agent(&mut self, node: &Node) -> AgentConfig {
-        let mut agent = AgentConfig::default();
-        let Some(m) = self.map(node, "agent", AGENT_KEYS) else {
-            return agent;
-        };
-        if let Some(n) = m.get("cgroupRoot") {
-            let field = m.field("cgroupRoot");
-            if let Some(s) = self.nonempty_string(n, &field) {
-                if s.split('/').any(|c| c == "..") {
-                    self.err(n, &field, "must stay inside the cgroup2 mount (no `..`)");
-                }
-                agent.cgroup_root = s;
-            }
-        }
-        if let Some(n) = m.get("socket") {
-            let field = m.field("socket");
-            if let Some(s) = self.nonempty_string(n, &field) {
-                if !Path::new(&s).is_absolute() {
-                    self.err(n, &field, format!("`{s}` must be an absolute path"));
-                }
-                agent.socket = PathBuf::from(s);
-            }
-        }
-        if let Some(n) = m.get("nodeName") {
-            agent.node_name = self.nonempty_string(n, &m.field("nodeName"));
-        }
-        if let Some(n) = m.get("events") {
-            agent.events = self.agent_events(n);
-        }
-        if let Some(n) = m.get("metrics") {
-            agent.metrics = self.agent_metrics(n);
-        }
-        if let Some(n) = m.get("ringBufferBytes") {
-            let field = m.field("ringBufferBytes");
-            if let Some(v) = self.integer(n, &field) {
-                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v) && (v as u64).is_power_of_two();
-                if ok {
-                    agent.ring_buffer_bytes = v as u32;
-                } else {
-                    let reason = format!(
-                        "{v} must be a power of two between {MIN_RING_BUFFER_BYTES} (64 KiB) and {MAX_RING_BUFFER_BYTES} (1 GiB)"
-                    );
-                    self.err(n, &field, reason);
-                }
-            }
-        }
-        if let Some(n) = m.get("files")
-            && let Some(f) = self.map(n, "agent.files", FILES_KEYS)
-            && let Some(n) = f.get("backend")
-        {
-            let options = [("auto", FileBackend::Auto), ("lsm", FileBackend::Lsm), ("fanotify", FileBackend::Fanotify)];
-            agent.files.backend = self.keyword(n, &f.field("backend"), &options).unwrap_or_default();
-        }
-        if let Some(n) = m.get("devices") {
-            agent.devices = self.agent_devices(n);
-        }
-        if let Some(n) = m.get("kubernetes") {
-            agent.kubernetes = self.agent_kubernetes(n);
-        }
-        if let Some(n) = m.get("slurm")
-            && let Some(s) = self.map(n, "agent.slurm", SLURM_AGENT_KEYS)
-            && let Some(n) = s.get("scontrol")
-            && let Some(v) = self.nonempty_string(n, &s.field("scontrol"))
-        {
-            agent.slurm = match v.as_str() {
-                "auto" => SlurmConfig::Auto,
-                "off" => SlurmConfig::Off,
-                p if Path::new(p).is_absolute() => SlurmConfig::Scontrol(PathBuf::from(p)),
-                _ => {
-                    self.err(n, &s.field("scontrol"), format!("`{v}`: expected auto, off or an absolute path"));
-                    SlurmConfig::Auto
-                }
-            };
-        }
-        agent
-    }
-
-    fn agent_kubernetes(&mut self, node: &Node) -> KubernetesConfig {
-        let mut k = KubernetesConfig::default();
-        let Some(m) = self.map(node, "agent.kubernetes", KUBERNETES_KEYS) else { return k };
-        if let Some(n) = m.get("apiServer")
-            && let Some(v) = self.nonempty_string(n, &m.field("apiServer"))
-        {
-            k.api_server = match v.as_str() {
-                "auto" => ApiServer::Auto,
-                "in-cluster" => ApiServer::InCluster,
-                "off" => ApiServer::Off,
-                u if (u.starts_with("https://") || u.starts_with("http://"))
-                    && u.parse::<tonic::transport::Uri>().is_ok() =>
-                {
-                    ApiServer::Url(u.trim_end_matches('/').to_string())
-                }
-                _ => {
-                    let reason = format!("`{v}`: expected auto, in-cluster, off or an http(s):// URL");
-                    self.err(n, &m.field("apiServer"), reason);
-                    ApiServer::Auto
-                }
-            };
-        }
-        if let Some(n) = m.get("tokenFile")
-            && let Some(s) = self.nonempty_string(n, &m.field("tokenFile"))
-        {
-            if !Path::new(&s).is_absolute() {
-                self.err(n, &m.field("tokenFile"), format!("`{s}` must be an absolute path"));
-            }
-            k.token_file = Some(PathBuf::from(s));
-        }
-        k
-    }
-
-    fn agent_devices(&mut self, node: &Node) -> DevicesConfig {
-        let mut d = DevicesConfig::default();
-        let Some(m) = self.map(node, "agent.devices", AGENT_DEVICES_KEYS) else { return d };
-        let abs = |r: &mut Self, key: &str| -> Option<PathBuf> {
-            let n = m.get(key)?;
-            let field = m.field(key);
-            let s = r.nonempty_string(n, &field)?;
-            if !Path::new(&s).is_absolute() {
-                r.err(n, &field, format!("`{s}` must be an absolute path"));
-                return None;
-            }
-            Some(PathBuf::from(s))
-        };
-        if let Some(p) = abs(self, "procRoot") {
-            d.proc_root = p;
-        }
-        if let Some(p) = abs(self, "kubeletSocket") {
-            d.kubelet_socket = p;
-        }
-        d.cri_socket = abs(self, "criSocket");
-        if let Some(n) = m.get("gpuResource")
-            && let Some(s) = self.nonempty_string(n, &m.field("gpuResource"))
-        {
-            d.gpu_resource = s;
-        }
-        if let Some(n) = m.get("refreshMs") {
-            let field = m.field("refreshMs");
-            match self.integer(n, &field) {
-                Some(v) if (100..=600_000).contains(&v) => d.refresh_ms = v as u32,
-                Some(v) => self.err(n, &field, format!("{v} must be between 100 and 600000 (ms)")),
-                None => {}
-            }
-        }
-        d
-    }
-
     /// `devices:` of a segment: `gpus: all | [indices]`, `nvidiaControl`
     /// (default true when `gpus` is given), `paths: [device node paths]`.
     fn devices(&mut self, node: &Node, path: &str) -> Option<DeviceSpec> {

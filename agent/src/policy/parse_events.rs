@@ -1,9 +1,9 @@
 //! Reading `agent.events` and `agent.metrics`.
 use std::path::{Path, PathBuf};
 
-use super::events::{AllowedEvents, EventsConfig, MetricsConfig, OtlpConfig};
 use super::reader::Reader;
 use super::yaml::{Node, Value};
+use crate::settings::{AllowedEvents, EventsConfig, MetricsConfig, OtlpConfig};
 
 const EVENTS_KEYS: &[&str] = &["jsonl", "rotate", "logUnprotected", "allowed", "summaryIntervalMs", "otlp"];
 const ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{enrich::Event, policy::Rotate};
+use crate::{enrich::Event, settings::Rotate};
 
 pub struct JsonlSink {
     out: BufWriter<Box<dyn Write + Send>>,

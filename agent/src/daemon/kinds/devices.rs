@@ -16,6 +16,7 @@ use crate::{
     devices::{DeviceTable, assigned},
     policy::{CompiledPolicy, Policy},
     report::{AssignmentReport, EnforcementStatus, StatusReport},
+    settings::{AgentConfig, DevicesConfig},
 };
 
 #[derive(Default, Clone, Debug)]
@@ -39,6 +40,8 @@ struct State {
 
 pub struct CgroupDev {
     parts: Parts,
+    /// `agent.devices` as the agent started with it.
+    config: DevicesConfig,
     state: Mutex<State>,
 }
 
@@ -52,7 +55,8 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     if !configured(cx.compiled) {
         return Ok(None);
     }
-    let me = Arc::new(CgroupDev { parts: cx.parts.clone(), state: Default::default() });
+    let me =
+        Arc::new(CgroupDev { parts: cx.parts.clone(), config: cx.settings.devices.clone(), state: Default::default() });
     // The first kernel set holds the nodes already.
     let table = cx.set.devices.clone();
     for m in &table.missing {
@@ -71,13 +75,13 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     Ok(Some(me))
 }
 
-fn resolve_table(c: &CompiledPolicy) -> DeviceTable {
-    crate::devices::resolve(&c.devices, &c.devices_config.proc_root)
+fn resolve_table(c: &CompiledPolicy, config: &DevicesConfig) -> DeviceTable {
+    crate::devices::resolve(&c.devices, &config.proc_root)
 }
 
 /// The protected nodes of `policy` as they exist on this node.
-pub fn resolve(policy: &CompiledPolicy, set: &mut SetParts) {
-    let t = resolve_table(policy);
+pub fn resolve(policy: &CompiledPolicy, settings: &AgentConfig, set: &mut SetParts) {
+    let t = resolve_table(policy, &settings.devices);
     set.device_nodes = t.entries();
     set.devices = Arc::new(t);
 }
@@ -143,7 +147,7 @@ impl Enforcer for CgroupDev {
         if !configured(&compiled) || !(full || wildcards || !old.missing.is_empty()) {
             return;
         }
-        let table = resolve_table(&compiled);
+        let table = resolve_table(&compiled, &self.config);
         if table == *old {
             return;
         }
@@ -201,10 +205,10 @@ async fn assignment_loop(me: Arc<CgroupDev>) -> anyhow::Result<()> {
     let wake = me.parts.identities.cgroup_created.clone();
     loop {
         let compiled = me.parts.cell.compiled();
-        let cfg = compiled.uses_assigned_gpus().then(|| compiled.devices_config.clone());
+        let cfg = compiled.uses_assigned_gpus().then_some(&me.config);
         let refresh = cfg.as_ref().map_or(Duration::from_secs(5), |c| Duration::from_millis(c.refresh_ms as u64));
         if let Some(cfg) = cfg {
-            match assigned::fetch(&cfg).await {
+            match assigned::fetch(cfg).await {
                 Ok(a) => me.apply(a),
                 Err(e) => {
                     let mut s = me.state();

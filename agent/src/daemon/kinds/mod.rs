@@ -5,7 +5,10 @@ pub mod files;
 pub mod network;
 
 use super::lifecycle::{Kind, SetParts};
-use crate::policy::{CompiledPolicy, Mode, Segment};
+use crate::{
+    policy::{CompiledPolicy, Mode, Segment},
+    settings::AgentConfig,
+};
 
 /// Every kind, in the order they start and appear in status. Network
 /// first: once identities are in the maps, the sock_addr hooks attach.
@@ -14,7 +17,7 @@ pub const KINDS: [Kind; 3] = [
         name: "network",
         start: network::start,
         configured: network::configured,
-        resolve: |_, _| {},
+        resolve: |_, _, _| {},
         not_started: "",
     },
     Kind {
@@ -37,10 +40,10 @@ pub const KINDS: [Kind; 3] = [
 
 /// Resolves every kind's part of a kernel set for `policy` (stat() of
 /// roots, /dev and /proc reads: done outside the cell lock).
-pub fn resolve(policy: &CompiledPolicy) -> SetParts {
+pub fn resolve(policy: &CompiledPolicy, settings: &AgentConfig) -> SetParts {
     let mut set = SetParts::default();
     for k in &KINDS {
-        (k.resolve)(policy, &mut set);
+        (k.resolve)(policy, settings, &mut set);
     }
     set
 }

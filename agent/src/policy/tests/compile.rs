@@ -3,7 +3,7 @@ use warden_common::{
     PROTO_ANY, PROTO_TCP, PROTO_UDP, SegmentEntries, SegmentEntry,
 };
 
-use super::{EXAMPLE, MODES, NESTED, names, ok};
+use super::{EXAMPLE, MODES, NESTED, config, names, ok};
 use crate::policy::Facts;
 
 fn entry(segment_id: u16, proto_mask: u8, port_lo: u16, port_hi: u16) -> SegmentEntry {
@@ -119,7 +119,9 @@ fn allow_windows_and_mode_precedence() {
     let c = ok(MODES).compile();
     assert_eq!(c.settings.default_action, DEFAULT_DENY);
     assert_eq!(c.settings.default_mode, MODE_ENFORCE);
-    assert_eq!(c.settings.log_unprotected, 1);
+    // `agent.events.logUnprotected` is a daemon setting: the kernel maps add it.
+    assert!(config(MODES).agent.events.log_unprotected);
+    assert_eq!(c.settings.log_unprotected, 0);
     // Unidentified / rule-less pairs: the segment's mode, else the global one.
     let modes: Vec<u8> = c.segment_info.iter().map(|(_, i)| i.mode).collect();
     assert_eq!(modes, [MODE_AUDIT, MODE_ENFORCE, MODE_ENFORCE]);

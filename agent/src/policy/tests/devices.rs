@@ -7,8 +7,9 @@ use warden_common::{
     MODE_AUDIT, MODE_ENFORCE,
 };
 
-use super::super::{Access, DEFAULT_CRI_SOCKETS, DevicesConfig, GpuSelection, RuleGpus, device_access};
-use super::{DEVICES, FILES, errs, names, ok};
+use super::super::{Access, GpuSelection, RuleGpus, device_access};
+use super::{DEVICES, FILES, config, errs, names, ok};
+use crate::settings::{DEFAULT_CRI_SOCKETS, DevicesConfig};
 
 const R: u8 = DEV_ACC_READ;
 const RWM: u8 = DEV_ACC_READ | DEV_ACC_WRITE | DEV_ACC_MKNOD;
@@ -44,8 +45,8 @@ fn gpu_policy(extra: &str, rule: &str) -> String {
 
 #[test]
 fn device_segments_read_as_written() {
+    let d = &config(DEVICES).agent.devices;
     let p = ok(DEVICES);
-    let d = &p.agent.devices;
     assert_eq!(d.proc_root, Path::new("/host/proc"));
     assert_eq!(d.kubelet_socket, Path::new("/run/kubelet/pod-resources.sock"));
     assert_eq!(d.cri_socket.as_deref(), Some(Path::new("/run/containerd/containerd.sock")));
@@ -105,17 +106,14 @@ fn agent_devices_defaults() {
         refresh_ms: 5000,
     };
     assert_eq!(DevicesConfig::default(), defaults);
-    assert_eq!(ok("version: 1\n").agent.devices, defaults);
-    assert_eq!(ok("version: 1\nagent: {devices: {}}\n").agent.devices, defaults);
-    assert_eq!(ok("version: 1\nagent: {devices: {refreshMs: 100}}\n").agent.devices.refresh_ms, 100);
-    assert_eq!(ok("version: 1\nagent: {devices: {refreshMs: 600000}}\n").agent.devices.refresh_ms, 600000);
-    let only_cri = ok("version: 1\nagent: {devices: {criSocket: /run/crio/crio.sock}}\n").agent.devices;
+    assert_eq!(config("version: 1\n").agent.devices, defaults);
+    assert_eq!(config("version: 1\nagent: {devices: {}}\n").agent.devices, defaults);
+    assert_eq!(config("version: 1\nagent: {devices: {refreshMs: 100}}\n").agent.devices.refresh_ms, 100);
+    assert_eq!(config("version: 1\nagent: {devices: {refreshMs: 600000}}\n").agent.devices.refresh_ms, 600000);
+    let only_cri = config("version: 1\nagent: {devices: {criSocket: /run/crio/crio.sock}}\n").agent.devices;
     assert_eq!(only_cri, DevicesConfig { cri_socket: Some(PathBuf::from(DEFAULT_CRI_SOCKETS[1])), ..defaults.clone() });
     assert_eq!(DEFAULT_CRI_SOCKETS, ["/run/containerd/containerd.sock", "/run/crio/crio.sock"]);
-    // The compiled policy carries the settings for the agent.
-    assert_eq!(ok(DEVICES).compile().devices_config, ok(DEVICES).agent.devices);
     let c = ok(FILES).compile();
-    assert_eq!(c.devices_config, defaults);
     assert!(!c.has_device_segments());
     assert!(c.devices.is_empty() && c.device_allow.is_empty());
 }

@@ -7,8 +7,9 @@ use warden_common::{
     VERDICT_AUDITED, VERDICT_DENIED,
 };
 
-use super::super::{Access, FileBackend, FileRoot};
-use super::{FILES, NESTED, errs, names, ok};
+use super::super::{Access, FileRoot};
+use super::{FILES, NESTED, config, errs, names, ok};
+use crate::settings::FileBackend;
 
 const R: u8 = ACCESS_READ;
 const RW: u8 = ACCESS_READ | ACCESS_WRITE;
@@ -23,8 +24,8 @@ fn keys<V>(list: &[(AllowKey, V)]) -> Vec<(u32, u16)> {
 
 #[test]
 fn segments_with_paths_read_as_written() {
+    assert_eq!(config(FILES).agent.files.backend, FileBackend::Fanotify);
     let p = ok(FILES);
-    assert_eq!(p.agent.files.backend, FileBackend::Fanotify);
     let paths: Vec<Vec<&Path>> =
         p.segments.iter().map(|s| s.paths.iter().map(|e| e.path.as_path()).collect()).collect();
     assert_eq!(paths[0], Vec::<&Path>::new());
@@ -40,9 +41,9 @@ fn segments_with_paths_read_as_written() {
     assert_eq!(Access::ReadWrite.bits(), RW);
     assert_eq!(Access::Read.bits(), R);
     // Backend defaults to auto; Display is the YAML keyword.
-    assert_eq!(ok("version: 1\n").agent.files.backend, FileBackend::Auto);
-    assert_eq!(ok("version: 1\nagent: {files: {}}\n").agent.files.backend, FileBackend::Auto);
-    assert_eq!(ok("version: 1\nagent: {files: {backend: lsm}}\n").agent.files.backend, FileBackend::Lsm);
+    assert_eq!(config("version: 1\n").agent.files.backend, FileBackend::Auto);
+    assert_eq!(config("version: 1\nagent: {files: {}}\n").agent.files.backend, FileBackend::Auto);
+    assert_eq!(config("version: 1\nagent: {files: {backend: lsm}}\n").agent.files.backend, FileBackend::Lsm);
     let shown: Vec<String> = [FileBackend::Auto, FileBackend::Lsm, FileBackend::Fanotify].map(|b| b.to_string()).into();
     assert_eq!(shown, ["auto", "lsm", "fanotify"]);
 }
@@ -55,7 +56,6 @@ fn compiled_roots_ids_and_backend() {
         c.files,
         [root(2, "/mnt/datasets"), root(2, "/data/imagenet"), root(3, "/models"), root(4, "/mnt/datasets/scratch")]
     );
-    assert_eq!(c.file_backend, FileBackend::Fanotify);
     assert!(c.has_file_segments());
     assert!(!ok(NESTED).compile().has_file_segments());
     // One id per segment, shared by network and paths; path-only segments have infos too.
@@ -133,7 +133,6 @@ fn file_verdict_falls_back_to_the_global_mode() {
     assert_eq!(c.file_verdict(Some(1), 1, RW), (VERDICT_AUDITED, 1));
     assert_eq!(c.file_verdict(Some(1), 2, R), (VERDICT_DENIED, 0));
     assert_eq!(c.file_verdict(Some(1), 3, R), (VERDICT_AUDITED, 0));
-    assert_eq!(c.file_backend, FileBackend::Auto);
 }
 
 #[test]

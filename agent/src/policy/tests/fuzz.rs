@@ -89,7 +89,7 @@ fn mutated_inputs_never_panic() {
         let input = mutate(&mut rng, bases[i % bases.len()]);
         fuzz_parse(&input);
         let text = String::from_utf8_lossy(&input);
-        if let Ok(p) = load_str(&text, "fuzz") {
+        if let Ok(super::super::Config { policy: p, .. }) = load_str(&text, "fuzz") {
             loaded += 1;
             let c = p.compile();
             assert_eq!(c.segment_info.len(), p.segments.len());

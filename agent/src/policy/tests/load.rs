@@ -2,21 +2,23 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::super::{Access, DefaultAction, FileBackend, GpuSelection, Mode, RuleGpus, load_file};
-use super::{EXAMPLE, ok};
+use super::super::{Access, Config, DefaultAction, GpuSelection, Mode, RuleGpus, load_file};
+use super::{EXAMPLE, config, ok};
+use crate::settings::FileBackend;
 
 #[test]
 fn example_loads_with_its_settings() {
+    let a = config(EXAMPLE).agent;
     let p = ok(EXAMPLE);
     assert_eq!(p.version, 1);
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.default_action, DefaultAction::Allow);
-    assert_eq!(p.agent.cgroup_root, "warden-demo");
-    assert_eq!(p.agent.socket, Path::new("/run/warden/warden.sock"));
-    assert_eq!(p.agent.node_name, None);
-    assert_eq!(p.agent.events.jsonl, "-");
-    assert!(!p.agent.events.log_unprotected);
-    assert_eq!(p.agent.ring_buffer_bytes, 4 << 20);
+    assert_eq!(a.cgroup_root, "warden-demo");
+    assert_eq!(a.socket, Path::new("/run/warden/warden.sock"));
+    assert_eq!(a.node_name, None);
+    assert_eq!(a.events.jsonl, "-");
+    assert!(!a.events.log_unprotected);
+    assert_eq!(a.ring_buffer_bytes, 4 << 20);
     let names: Vec<&str> = p.segments.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
@@ -26,7 +28,7 @@ fn example_loads_with_its_settings() {
     assert_eq!(names, ["trainer", "inference"]);
     assert_eq!(p.workloads[0].cgroup, ["training/*"]);
     assert_eq!(p.allow.len(), 6);
-    assert_eq!(p.agent.files.backend, FileBackend::Auto);
+    assert_eq!(a.files.backend, FileBackend::Auto);
     let paths: Vec<Vec<&Path>> =
         p.segments.iter().map(|s| s.paths.iter().map(|e| e.path.as_path()).collect()).collect();
     assert!(paths[..4].iter().all(Vec::is_empty));
@@ -46,13 +48,34 @@ fn example_loads_with_its_settings() {
     assert_eq!(crate::policy::digest_tag("zz"), [0; 32]);
 }
 
+/// The `agent:` section is the daemon's, not the policy's: the same policy
+/// with other settings compiles to the same kernel contents.
+#[test]
+fn agent_settings_are_apart_from_the_policy() {
+    let plain = config(EXAMPLE);
+    // Same line count, so every origin in the policy stays where it was.
+    let tuned = EXAMPLE.replacen("ringBufferBytes: 4194304", "devices: {procRoot: /host/proc}", 1);
+    let tuned = tuned.replacen("backend: auto", "backend: fanotify", 1).replacen(
+        "logUnprotected: false",
+        "logUnprotected: true",
+        1,
+    );
+    let tuned = config(&tuned);
+    assert_ne!(plain.agent, tuned.agent);
+    assert_eq!(tuned.agent.files.backend, FileBackend::Fanotify);
+    let same = |p: &crate::policy::Policy| crate::policy::Policy { source_sha256: String::new(), ..p.clone() };
+    assert_eq!(same(&plain.policy), same(&tuned.policy));
+    let (a, b) = (plain.policy.compile(), tuned.policy.compile());
+    assert_eq!((a.settings, &a.files, &a.devices), (b.settings, &b.files, &b.devices));
+}
+
 #[test]
 fn defaults_for_a_minimal_policy() {
-    let p = ok("version: 1\n");
+    let Config { agent: a, policy: p } = config("version: 1\n");
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.default_action, DefaultAction::Allow);
-    assert_eq!(p.agent, Default::default());
-    assert_eq!(p.agent.cgroup_root, "/");
+    assert_eq!(a, Default::default());
+    assert_eq!(a.cgroup_root, "/");
     assert!(p.segments.is_empty() && p.workloads.is_empty() && p.allow.is_empty());
     let p = ok("version: 1\nsegments: []\nworkloads:\nallow: []\n");
     assert!(p.segments.is_empty() && p.workloads.is_empty());
@@ -66,7 +89,7 @@ fn load_file_reads_and_hashes_bytes() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policy.yaml");
     std::fs::write(&path, EXAMPLE).unwrap();
-    let p = load_file(&path).unwrap();
+    let p = load_file(&path).unwrap().policy;
     assert_eq!(p.source_sha256, hex::encode(Sha256::digest(EXAMPLE.as_bytes())));
 
     std::fs::write(&path, b"version: 1\nmode: \"au\xffdit\"\n").unwrap();

@@ -1,5 +1,5 @@
 //! Tests across the policy modules: error reporting, compilation, schema, fuzzing.
-use super::{Policy, load_str};
+use super::{Config, Policy, load_str};
 
 mod compile;
 mod devices;
@@ -181,9 +181,15 @@ pub(super) fn names(v: &[crate::name::Name]) -> Vec<&str> {
     v.iter().map(|n| &**n).collect()
 }
 
+/// The policy proper of a file that must load.
 pub(super) fn ok(text: &str) -> Policy {
+    config(text).policy
+}
+
+/// The whole file (`agent:` settings and policy) that must load.
+pub(super) fn config(text: &str) -> Config {
     match load_str(text, "p.yaml") {
-        Ok(p) => p,
+        Ok(c) => c,
         Err(e) => panic!("policy should load:\n{e}"),
     }
 }

@@ -11,7 +11,7 @@ use tonic::{
 };
 
 use super::OtlpError;
-use crate::policy::OtlpConfig;
+use crate::settings::OtlpConfig;
 
 /// Reads a PEM file and checks it holds at least one certificate.
 fn certificates(path: &Path) -> Result<Vec<u8>, OtlpError> {

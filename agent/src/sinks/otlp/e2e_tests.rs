@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use super::OtlpSink;
 use crate::{
     enrich::{Event, LossEvent},
-    policy::OtlpConfig,
     report::OtlpStatus,
+    settings::OtlpConfig,
     sinks::{otlp::convert::tests::deny, queue::tests::event},
 };
 use warden_testkit::rotel::{self, Rotel};

@@ -18,7 +18,7 @@ use std::{
 use anyhow::Context;
 
 use super::queue::EventQueue;
-use crate::{enrich::Event, policy::OtlpConfig, report::OtlpStatus};
+use crate::{enrich::Event, report::OtlpStatus, settings::OtlpConfig};
 
 mod channel;
 pub mod convert;

@@ -14,8 +14,9 @@ use crate::{
         lifecycle::{Enforcer, SetParts, StartCx},
     },
     files::roots::Roots,
-    policy::{CompiledPolicy, FileBackend, Mode, Policy},
+    policy::{CompiledPolicy, Mode, Policy},
     report::EnforcementStatus,
+    settings::{AgentConfig, FileBackend},
 };
 
 pub fn configured(c: &CompiledPolicy) -> bool {
@@ -23,7 +24,7 @@ pub fn configured(c: &CompiledPolicy) -> bool {
 }
 
 /// The segment roots of `policy` as they exist on this node (by inode).
-pub fn resolve(policy: &CompiledPolicy, set: &mut SetParts) {
+pub fn resolve(policy: &CompiledPolicy, _: &AgentConfig, set: &mut SetParts) {
     let roots = Roots::resolve(&policy.files);
     set.file_roots = roots.kernel_entries();
     set.roots = Arc::new(roots);
@@ -119,7 +120,7 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     for m in &roots.missing {
         tracing::warn!(root = %m.display(), "file segment root does not exist: not protected until it does");
     }
-    let pref = cx.compiled.file_backend;
+    let pref = cx.settings.files.backend;
     let mut reasons = Vec::new();
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match lsm::start(cx) {

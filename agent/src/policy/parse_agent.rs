@@ -1,0 +1,174 @@
+//! Reading the `agent:` section (daemon settings, typed apart from the
+//! policy in `crate::settings`).
+use std::path::{Path, PathBuf};
+
+use super::reader::Reader;
+use super::yaml::Node;
+use crate::settings::{AgentConfig, ApiServer, DevicesConfig, FileBackend, KubernetesConfig, SlurmConfig};
+
+const AGENT_KEYS: &[&str] = &[
+    "cgroupRoot",
+    "socket",
+    "nodeName",
+    "events",
+    "ringBufferBytes",
+    "files",
+    "devices",
+    "kubernetes",
+    "slurm",
+    "metrics",
+];
+const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
+const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
+const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
+const FILES_KEYS: &[&str] = &["backend"];
+pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
+pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
+
+impl Reader<'_> {
+    pub(super) fn agent(&mut self, node: &Node) -> AgentConfig {
+        let mut agent = AgentConfig::default();
+        let Some(m) = self.map(node, "agent", AGENT_KEYS) else {
+            return agent;
+        };
+        if let Some(n) = m.get("cgroupRoot") {
+            let field = m.field("cgroupRoot");
+            if let Some(s) = self.nonempty_string(n, &field) {
+                if s.split('/').any(|c| c == "..") {
+                    self.err(n, &field, "must stay inside the cgroup2 mount (no `..`)");
+                }
+                agent.cgroup_root = s;
+            }
+        }
+        if let Some(n) = m.get("socket") {
+            let field = m.field("socket");
+            if let Some(s) = self.nonempty_string(n, &field) {
+                if !Path::new(&s).is_absolute() {
+                    self.err(n, &field, format!("`{s}` must be an absolute path"));
+                }
+                agent.socket = PathBuf::from(s);
+            }
+        }
+        if let Some(n) = m.get("nodeName") {
+            agent.node_name = self.nonempty_string(n, &m.field("nodeName"));
+        }
+        if let Some(n) = m.get("events") {
+            agent.events = self.agent_events(n);
+        }
+        if let Some(n) = m.get("metrics") {
+            agent.metrics = self.agent_metrics(n);
+        }
+        if let Some(n) = m.get("ringBufferBytes") {
+            let field = m.field("ringBufferBytes");
+            if let Some(v) = self.integer(n, &field) {
+                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v) && (v as u64).is_power_of_two();
+                if ok {
+                    agent.ring_buffer_bytes = v as u32;
+                } else {
+                    let reason = format!(
+                        "{v} must be a power of two between {MIN_RING_BUFFER_BYTES} (64 KiB) and {MAX_RING_BUFFER_BYTES} (1 GiB)"
+                    );
+                    self.err(n, &field, reason);
+                }
+            }
+        }
+        if let Some(n) = m.get("files")
+            && let Some(f) = self.map(n, "agent.files", FILES_KEYS)
+            && let Some(n) = f.get("backend")
+        {
+            let options = [("auto", FileBackend::Auto), ("lsm", FileBackend::Lsm), ("fanotify", FileBackend::Fanotify)];
+            agent.files.backend = self.keyword(n, &f.field("backend"), &options).unwrap_or_default();
+        }
+        if let Some(n) = m.get("devices") {
+            agent.devices = self.agent_devices(n);
+        }
+        if let Some(n) = m.get("kubernetes") {
+            agent.kubernetes = self.agent_kubernetes(n);
+        }
+        if let Some(n) = m.get("slurm")
+            && let Some(s) = self.map(n, "agent.slurm", SLURM_AGENT_KEYS)
+            && let Some(n) = s.get("scontrol")
+            && let Some(v) = self.nonempty_string(n, &s.field("scontrol"))
+        {
+            agent.slurm = match v.as_str() {
+                "auto" => SlurmConfig::Auto,
+                "off" => SlurmConfig::Off,
+                p if Path::new(p).is_absolute() => SlurmConfig::Scontrol(PathBuf::from(p)),
+                _ => {
+                    self.err(n, &s.field("scontrol"), format!("`{v}`: expected auto, off or an absolute path"));
+                    SlurmConfig::Auto
+                }
+            };
+        }
+        agent
+    }
+
+    fn agent_kubernetes(&mut self, node: &Node) -> KubernetesConfig {
+        let mut k = KubernetesConfig::default();
+        let Some(m) = self.map(node, "agent.kubernetes", KUBERNETES_KEYS) else { return k };
+        if let Some(n) = m.get("apiServer")
+            && let Some(v) = self.nonempty_string(n, &m.field("apiServer"))
+        {
+            k.api_server = match v.as_str() {
+                "auto" => ApiServer::Auto,
+                "in-cluster" => ApiServer::InCluster,
+                "off" => ApiServer::Off,
+                u if (u.starts_with("https://") || u.starts_with("http://"))
+                    && u.parse::<tonic::transport::Uri>().is_ok() =>
+                {
+                    ApiServer::Url(u.trim_end_matches('/').to_string())
+                }
+                _ => {
+                    let reason = format!("`{v}`: expected auto, in-cluster, off or an http(s):// URL");
+                    self.err(n, &m.field("apiServer"), reason);
+                    ApiServer::Auto
+                }
+            };
+        }
+        if let Some(n) = m.get("tokenFile")
+            && let Some(s) = self.nonempty_string(n, &m.field("tokenFile"))
+        {
+            if !Path::new(&s).is_absolute() {
+                self.err(n, &m.field("tokenFile"), format!("`{s}` must be an absolute path"));
+            }
+            k.token_file = Some(PathBuf::from(s));
+        }
+        k
+    }
+
+    fn agent_devices(&mut self, node: &Node) -> DevicesConfig {
+        let mut d = DevicesConfig::default();
+        let Some(m) = self.map(node, "agent.devices", AGENT_DEVICES_KEYS) else { return d };
+        let abs = |r: &mut Self, key: &str| -> Option<PathBuf> {
+            let n = m.get(key)?;
+            let field = m.field(key);
+            let s = r.nonempty_string(n, &field)?;
+            if !Path::new(&s).is_absolute() {
+                r.err(n, &field, format!("`{s}` must be an absolute path"));
+                return None;
+            }
+            Some(PathBuf::from(s))
+        };
+        if let Some(p) = abs(self, "procRoot") {
+            d.proc_root = p;
+        }
+        if let Some(p) = abs(self, "kubeletSocket") {
+            d.kubelet_socket = p;
+        }
+        d.cri_socket = abs(self, "criSocket");
+        if let Some(n) = m.get("gpuResource")
+            && let Some(s) = self.nonempty_string(n, &m.field("gpuResource"))
+        {
+            d.gpu_resource = s;
+        }
+        if let Some(n) = m.get("refreshMs") {
+            let field = m.field("refreshMs");
+            match self.integer(n, &field) {
+                Some(v) if (100..=600_000).contains(&v) => d.refresh_ms = v as u32,
+                Some(v) => self.err(n, &field, format!("{v} must be between 100 and 600000 (ms)")),
+                None => {}
+            }
+        }
+        d
+    }
+}
