@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod name;
 pub mod policy;
 pub mod probe;
+pub mod probe_bypass;
 pub mod probe_flood;
 pub mod report;
 pub mod ringbuf;

@@ -23,7 +23,8 @@ pub fn setup(mut args: Vec<String>) -> (Vec<String>, Duration) {
 /// Lingers (so the agent can still read /proc/<pid>/exe), prints the
 /// outcome and exits: 0 success, 2 denied (EPERM/EACCES), 4 no such device
 /// (ENXIO/ENODEV: every hook allowed the open and found no driver behind
-/// the node), 3 any other error.
+/// the node), 5 timed out or no reply, 6 not supported by this kernel,
+/// 3 any other error.
 pub fn finish(result: std::io::Result<()>, linger: Duration) -> ! {
     std::thread::sleep(linger);
     match result {
@@ -36,6 +37,9 @@ pub fn finish(result: std::io::Result<()>, linger: Duration) -> ! {
             let code = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => 2,
                 Some(libc::ENXIO) | Some(libc::ENODEV) => 4,
+                Some(libc::ETIMEDOUT) => 5,
+                Some(libc::EPROTONOSUPPORT) | Some(libc::EAFNOSUPPORT) | Some(libc::ESOCKTNOSUPPORT) => 6,
+                None if e.kind() == std::io::ErrorKind::TimedOut => 5,
                 _ => 3,
             };
             std::process::exit(code)

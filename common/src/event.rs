@@ -68,6 +68,8 @@ pub struct DecisionHeader {
 /// Network operations.
 pub const OP_CONNECT: u8 = 1;
 pub const OP_SENDMSG: u8 = 2;
+/// A packet judged by the egress backstop.
+pub const OP_PACKET: u8 = 3;
 
 /// Address families as in the kernel.
 pub const AF_INET: u8 = 2;
@@ -79,11 +81,12 @@ pub const AF_INET6: u8 = 10;
 pub struct NetEvent {
     pub header: DecisionHeader,
     pub op: u8,
-    /// `PROTO_TCP` or `PROTO_UDP` (0 if neither).
+    /// `PROTO_TCP`, `PROTO_UDP` or `PROTO_OTHER`.
     pub proto: u8,
     /// `AF_INET` or `AF_INET6` (IPv4-mapped IPv6 is reported as `AF_INET`).
     pub family: u8,
-    pub _pad: u8,
+    /// The IP protocol number of a backstop packet (0 from the sock_addr hooks).
+    pub ip_proto: u8,
     /// Destination port, host order.
     pub dport: u16,
     pub _pad2: u16,

@@ -74,7 +74,10 @@ pub const DEFAULT_DENY: u8 = 1;
 /// Protocol bits used in masks.
 pub const PROTO_TCP: u8 = 1;
 pub const PROTO_UDP: u8 = 2;
-pub const PROTO_ANY: u8 = PROTO_TCP | PROTO_UDP;
+/// Every other IP protocol (ICMP, raw IP, SCTP...). It has no port: it
+/// matches only windows open on every port.
+pub const PROTO_OTHER: u8 = 4;
+pub const PROTO_ANY: u8 = PROTO_TCP | PROTO_UDP | PROTO_OTHER;
 
 /// Indices into the `STATS` per-CPU array.
 pub const STAT_EVENTS: u32 = 0;
@@ -87,6 +90,8 @@ pub const STAT_DENIES_DROPPED: u32 = 5;
 /// Allowed decisions not queued: the ring was over half full, and that
 /// half is kept for denies.
 pub const STAT_ALLOWED_SHED: u32 = 6;
+/// Packets the egress backstop dropped.
+pub const STAT_BACKSTOP_DROPS: u32 = 7;
 pub const STAT_SLOTS: u32 = 8;
 
 /// Global settings written by the agent into the `SETTINGS` array (index 0).

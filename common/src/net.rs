@@ -101,16 +101,26 @@ const _: () = assert!(core::mem::size_of::<AllowKey>() == 8);
 const _: () = assert!(core::mem::size_of::<AllowPorts>() == 12);
 const _: () = assert!(core::mem::size_of::<AllowValue>() == 16 + 12 * MAX_ALLOW_PORTS);
 
+/// Whether a (protocol mask, port window) covers a flow. A portless
+/// protocol (`PROTO_OTHER`) is covered only by a window of every port.
+#[inline(always)]
+fn window_matches(mask: u8, lo: u16, hi: u16, proto_bit: u8, port: u16) -> bool {
+    if proto_bit == crate::PROTO_OTHER {
+        return mask & proto_bit != 0 && lo == 0 && hi == u16::MAX;
+    }
+    mask & proto_bit != 0 && port >= lo && port <= hi
+}
+
 impl SegmentEntry {
     #[inline(always)]
     pub fn matches(&self, proto_bit: u8, port: u16) -> bool {
-        self.proto_mask & proto_bit != 0 && port >= self.port_lo && port <= self.port_hi
+        window_matches(self.proto_mask, self.port_lo, self.port_hi, proto_bit, port)
     }
 }
 
 impl AllowPorts {
     #[inline(always)]
     pub fn matches(&self, proto_bit: u8, port: u16) -> bool {
-        self.proto_mask & proto_bit != 0 && port >= self.port_lo && port <= self.port_hi
+        window_matches(self.proto_mask, self.port_lo, self.port_hi, proto_bit, port)
     }
 }

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod backstop;
 mod cgroup_tp;
 mod devices;
 mod files;

@@ -4,7 +4,8 @@ use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
 };
 use warden_common::{
-    AF_INET, AF_INET6, AllowKey, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_TCP, PROTO_UDP,
+    AF_INET, AF_INET6, AllowKey, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_OTHER, PROTO_TCP,
+    PROTO_UDP,
     SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
     match_segment, net_verdict, unprotected_verdict,
 };
@@ -52,7 +53,8 @@ fn proto_bit(ctx: &SockAddrContext) -> u8 {
     match unsafe { (*ctx.sock_addr).protocol } {
         IPPROTO_TCP => PROTO_TCP,
         IPPROTO_UDP => PROTO_UDP,
-        _ => 0,
+        // SCTP, ping sockets' connect...: portless for the policy.
+        _ => PROTO_OTHER,
     }
 }
 
@@ -129,7 +131,7 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
         }
         (verdict, rule)
     } else {
-        segment_verdict(flow, workload, segment)
+        segment_verdict(flow.set, workload, segment, flow.proto, flow.port)
     };
 
     if workload <= MAX_WORKLOADS {
@@ -139,17 +141,17 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
     if verdict == VERDICT_DENIED { 0 } else { 1 }
 }
 
-/// Verdict and rule for a flow to a protected segment.
+/// Verdict and rule for a flow to a protected segment (also the backstop's).
 #[inline(always)]
-fn segment_verdict(flow: &Flow, workload: u32, segment: u16) -> (u8, u32) {
+pub(crate) fn segment_verdict(set: Set, workload: u32, segment: u16, proto: u8, port: u16) -> (u8, u32) {
     let entry = if workload != WORKLOAD_UNIDENTIFIED {
         let key = AllowKey { workload_id: workload, segment_id: segment, _pad: 0 };
         // SAFETY: values are written whole by the agent.
-        unsafe { allow(flow.set).get(key) }
+        unsafe { allow(set).get(key) }
     } else {
         None
     };
-    net_verdict(entry, flow.proto, flow.port, || flow.set.segment_mode(segment))
+    net_verdict(entry, proto, port, || set.segment_mode(segment))
 }
 
 #[inline(always)]
@@ -160,7 +162,7 @@ fn emit(flow: &Flow, segment: u16, verdict: u8, who: &Who) {
         op: flow.op,
         proto: flow.proto,
         family: flow.family,
-        _pad: 0,
+        ip_proto: 0,
         dport: flow.port,
         _pad2: 0,
         daddr: flow.addr,

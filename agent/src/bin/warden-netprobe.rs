@@ -3,7 +3,10 @@
 //!
 //! `warden-netprobe [--cgroup DIR] [--linger-ms N] tcp|udp-connect|udp-sendto ADDR PORT`
 //! `warden-netprobe [--cgroup DIR] flood|flood-udp ADDR PORT SECONDS RATE` (JSON counts; RATE 0 = unlimited)
-//! Exit codes: 0 success, 2 EPERM/EACCES (denied by a hook), 3 any other error.
+//! `warden-netprobe [--cgroup DIR] MODE ARGS...` for the modes of `warden::probe_bypass` (raw, packet,
+//! ICMP, unspecified address, sendmmsg, Fast Open, SCTP, handoff).
+//! Exit codes: 0 success, 2 EPERM/EACCES (denied by a hook), 3 any other error, 5 no reply or timed out,
+//! 6 unsupported by this kernel.
 use std::{
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
     time::Duration,
@@ -18,6 +21,9 @@ fn main() {
         let counts = warden::probe_flood::flood(dest, secs, rate, udp);
         println!("{}", serde_json::to_string(&counts.expect("socket")).unwrap());
         return;
+    }
+    if let Some(result) = warden::probe_bypass::run(&args[0], &args[1..]) {
+        warden::probe::finish(result, linger)
     }
     let [mode, addr, port] = <[String; 3]>::try_from(args).expect("usage: MODE ADDR PORT");
     let ip: IpAddr = addr.parse().expect("address");

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use warden_common::{
-    STAT_ALLOWED_SHED, STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_DENIES_DROPPED,
+    STAT_ALLOWED_SHED, STAT_BACKSTOP_DROPS, STAT_CGROUP_EVENTS, STAT_CGROUP_EVENTS_DROPPED, STAT_DECISIONS, STAT_DENIES_DROPPED,
     STAT_EVENTS, STAT_EVENTS_DROPPED,
 };
 
@@ -112,6 +112,7 @@ impl Agent {
             kernel_dropped: m.stat(STAT_EVENTS_DROPPED),
             kernel_dropped_denies: m.stat(STAT_DENIES_DROPPED),
             kernel_allowed_shed: m.stat(STAT_ALLOWED_SHED),
+            backstop_drops: m.stat(STAT_BACKSTOP_DROPS),
             kernel_dropped_per_cpu: m.stat_per_cpu(STAT_EVENTS_DROPPED),
             decode_errors: self.parts.health.decode_errors(),
             cgroup_events: m.stat(STAT_CGROUP_EVENTS),

@@ -6,8 +6,8 @@ pub mod summary;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warden_common::{
-    AF_INET, DecisionHeader, FileEvent, NetEvent, OP_CONNECT, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED, VERDICT_AUDITED,
-    VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    AF_INET, DecisionHeader, FileEvent, NetEvent, OP_CONNECT, OP_PACKET, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED,
+    VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
 };
 
 pub use event::{
@@ -82,10 +82,16 @@ impl Enricher {
             IpAddr::V6(Ipv6Addr::from(ev.daddr))
         };
         DecisionEvent {
-            operation: if ev.op == OP_CONNECT { "connect" } else { "sendmsg" },
-            protocol: Some(match ev.proto {
-                PROTO_TCP => "tcp",
-                PROTO_UDP => "udp",
+            operation: match ev.op {
+                OP_CONNECT => "connect",
+                OP_PACKET => "packet",
+                _ => "sendmsg",
+            },
+            protocol: Some(match (ev.proto, ev.ip_proto) {
+                (PROTO_TCP, _) => "tcp",
+                (PROTO_UDP, _) => "udp",
+                (_, 1 | 58) => "icmp",
+                (_, 132) => "sctp",
                 _ => "other",
             }),
             destination: Some(Destination { address: address_text(address), port: ev.dport }),

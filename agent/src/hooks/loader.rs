@@ -2,7 +2,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupDevice, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupDevice, CgroupSkb, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
 use warden_common::map_names as names;
@@ -169,6 +169,12 @@ impl Hooks {
         Ok(())
     }
 
+    /// The packet-level backstop (cgroup_skb/egress) at `cgroup_dir`:
+    /// judges each packet leaving a workload by its final destination.
+    pub fn attach_backstop(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
+        self.attach_cgroup::<CgroupSkb>("egress", "cgroup_skb", cgroup_dir, pins::BPF_CGROUP_INET_EGRESS)
+    }
+
     /// Device hook at `cgroup_dir`. Through a bpf_link it runs alongside the
     /// container runtime's own device programs (every program must allow).
     pub fn attach_devices(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
@@ -250,6 +256,7 @@ macro_rules! cgroup_program {
 }
 cgroup_program!(CgroupSockAddr);
 cgroup_program!(CgroupDevice);
+cgroup_program!(CgroupSkb);
 
 /// A program of the object, as its concrete type.
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, HookError>

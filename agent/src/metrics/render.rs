@@ -211,6 +211,8 @@ fn events(o: &mut Out, e: &EventStatus) {
     }
     let help = "Allowed decisions not queued because the ring buffer was over half full.";
     o.one("warden_events_kernel_allowed_shed_total", Counter, help, e.kernel_allowed_shed);
+    let help = "Packets the egress backstop dropped (every packet; its events are rate-limited).";
+    o.one("warden_network_backstop_drops_total", Counter, help, e.backstop_drops);
     o.family("warden_events_written_total", Counter, "Events written, per sink.");
     o.sample("warden_events_written_total", &[("sink", "jsonl")], e.written);
     o.family("warden_events_write_errors_total", Counter, "Event writes that failed, per sink.");

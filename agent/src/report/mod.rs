@@ -207,6 +207,11 @@ pub struct EventStatus {
     /// over half full: that half is kept for denies.
     #[serde(default)]
     pub kernel_allowed_shed: u64,
+    /// Packets the egress backstop dropped (raw, ICMP, unspecified address,
+    /// sockets made in another workload). Its events are one per second
+    /// per workload and segment; this counts every packet.
+    #[serde(default)]
+    pub backstop_drops: u64,
     /// `kernel_dropped` per CPU.
     #[serde(default)]
     pub kernel_dropped_per_cpu: Vec<u64>,

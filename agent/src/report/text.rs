@@ -202,6 +202,7 @@ impl fmt::Display for EventStatus {
             e.kernel_dropped_per_cpu.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
             e.kernel_allowed_shed
         )?;
+        writeln!(f, "  packets dropped by the network backstop {}", e.backstop_drops)?;
         writeln!(
             f,
             "  cgroup events {}, cgroup events dropped {}, decisions {}",

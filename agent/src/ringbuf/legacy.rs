@@ -171,7 +171,7 @@ impl From<NetEventV0> for NetEvent {
             op: e.op,
             proto: e.proto,
             family: e.family,
-            _pad: 0,
+            ip_proto: 0,
             dport: e.dport,
             _pad2: 0,
             daddr: e.daddr,

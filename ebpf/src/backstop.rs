@@ -1,0 +1,197 @@
+//! cgroup_skb/egress: the packet-level backstop. Judges packets leaving a
+//! workload by their final destination, against the same policy set the
+//! connect hooks read: raw and ICMP sockets, which no sock_addr hook sees,
+//! and the unspecified address, which those hooks see before the kernel
+//! picks the real (local) destination. Return 1 to pass, 0 to drop.
+//!
+//! A TCP stream socket is judged on its connection-opening SYN only: a
+//! connection's other packets follow a SYN that was judged (or an inbound
+//! connection the policy does not govern). Every other packet is judged:
+//! UDP datagram by datagram, raw and ICMP packet by packet. Non-first IP
+//! fragments pass; their first fragment, which carries the ports, was judged.
+use aya_ebpf::{
+    bindings::{__sk_buff, bpf_sock},
+    helpers::{bpf_ktime_get_ns, bpf_sk_fullsock, bpf_skb_cgroup_id},
+    macros::{cgroup_skb, map},
+    maps::{LruHashMap, lpm_trie::Key},
+    programs::SkBuffContext,
+};
+use warden_common::{
+    AF_INET, AF_INET6, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_PACKET, PROTO_OTHER, PROTO_TCP, PROTO_UDP, SEGMENT_NONE,
+    STAT_BACKSTOP_DROPS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, match_segment,
+    unprotected_verdict,
+};
+
+use crate::maps::{COUNTERS, STATS, Set, bump, cgroups, segments_v4, segments_v6, settings};
+use crate::net::segment_verdict;
+use crate::record::{Who, header, reserve_decision, submit_flags};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const SOCK_STREAM: u32 = 1;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+/// At most one event per (set, workload, segment, verdict) per second: a
+/// raw flood is counted packet by packet but reported once a second.
+const EVENT_GAP_NS: u64 = 1_000_000_000;
+
+/// When the last backstop event of a key was written.
+#[map]
+static BACKSTOP_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+#[cgroup_skb(egress)]
+pub fn egress(ctx: SkBuffContext) -> i32 {
+    // SAFETY: the context is the kernel's __sk_buff for this packet.
+    let skb = ctx.skb.skb;
+    let stream = is_tcp_stream(skb);
+    match u16::from_be(unsafe { (*skb).protocol } as u16) {
+        ETH_P_IP => v4(&ctx, skb, stream),
+        ETH_P_IPV6 => v6(&ctx, skb, stream),
+        _ => 1,
+    }
+}
+
+/// Whether the sending socket is an ordinary TCP socket (not raw).
+#[inline(always)]
+fn is_tcp_stream(skb: *mut __sk_buff) -> bool {
+    // SAFETY: reading the context's socket pointer; NULL-checked below.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: helper on a socket pointer from the context.
+    let full = unsafe { bpf_sk_fullsock(sk) } as *const bpf_sock;
+    if full.is_null() {
+        return false;
+    }
+    // SAFETY: a full socket the verifier checked.
+    unsafe { (*full).type_ == SOCK_STREAM && (*full).protocol == u32::from(IPPROTO_TCP) }
+}
+
+/// Protocol bit and destination port; `None`: the packet passes unjudged.
+#[inline(always)]
+fn transport(ctx: &SkBuffContext, l4: usize, proto: u8, first_fragment: bool, stream: bool) -> Option<(u8, u16)> {
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP if !first_fragment => None,
+        IPPROTO_TCP => {
+            let ports: [u8; 4] = ctx.load(l4).ok()?;
+            if stream {
+                let flags: u8 = ctx.load(l4 + 13).ok()?;
+                if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+                    return None;
+                }
+            }
+            Some((PROTO_TCP, u16::from_be_bytes([ports[2], ports[3]])))
+        }
+        IPPROTO_UDP => {
+            let ports: [u8; 4] = ctx.load(l4).ok()?;
+            Some((PROTO_UDP, u16::from_be_bytes([ports[2], ports[3]])))
+        }
+        // Raw IP, ICMP, SCTP...: no port; only segments open on every port
+        // and protocol cover them.
+        _ if first_fragment => Some((PROTO_OTHER, 0)),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
+    let Ok(h) = ctx.load::<[u8; 20]>(0) else { return 1 };
+    let l4 = usize::from(h[0] & 0x0f) * 4;
+    let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
+    if l4 < 20 {
+        return 1;
+    }
+    let Some((proto, port)) = transport(ctx, l4, h[9], first, stream) else { return 1 };
+    let daddr = [h[16], h[17], h[18], h[19]];
+    let set = Set::active();
+    let entries = segments_v4(set).get(Key::new(32, daddr));
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&daddr);
+    judge(skb, &Packet { set, proto, family: AF_INET, port, addr, ip_proto: h[9] }, entries)
+}
+
+#[inline(always)]
+fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
+    let Ok(h) = ctx.load::<[u8; 40]>(0) else { return 1 };
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&h[24..40]);
+    // Extension headers are not walked: a packet whose first next-header is
+    // not TCP or UDP is judged as "other" (all-ports segments only).
+    let Some((proto, port)) = transport(ctx, 40, h[6], true, stream) else { return 1 };
+    let set = Set::active();
+    let entries = segments_v6(set).get(Key::new(128, addr));
+    judge(skb, &Packet { set, proto, family: AF_INET6, port, addr, ip_proto: h[6] }, entries)
+}
+
+struct Packet {
+    set: Set,
+    proto: u8,
+    family: u8,
+    port: u16,
+    addr: [u8; 16],
+    ip_proto: u8,
+}
+
+#[inline(always)]
+fn judge(skb: *mut __sk_buff, p: &Packet, entries: Option<&warden_common::SegmentEntries>) -> i32 {
+    let segment = match_segment(entries, p.proto, p.port);
+    // SAFETY: helper on the program's own context.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
+    // SAFETY: values are plain u32 written whole by the agent.
+    let workload = unsafe { cgroups(p.set).get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let (verdict, rule) = if segment == SEGMENT_NONE {
+        let Some(s) = settings(p.set).get(0) else { return 1 };
+        unprotected_verdict(s)
+    } else {
+        segment_verdict(p.set, workload, segment, p.proto, p.port)
+    };
+    if verdict == VERDICT_ALLOWED {
+        return 1;
+    }
+    if workload <= MAX_WORKLOADS {
+        bump(&COUNTERS, p.set.counter(workload, verdict));
+    }
+    if verdict == VERDICT_DENIED {
+        bump(&STATS, STAT_BACKSTOP_DROPS);
+    }
+    if due(p.set, workload, segment, verdict) {
+        emit(p, segment, verdict, &Who { set: p.set, workload, rule, cgroup_id });
+    }
+    if verdict == VERDICT_DENIED { 0 } else { 1 }
+}
+
+/// Whether this key's last event is more than `EVENT_GAP_NS` old.
+#[inline(always)]
+fn due(set: Set, workload: u32, segment: u16, verdict: u8) -> bool {
+    let key = (u64::from(workload) << 32) | (u64::from(segment) << 16) | (u64::from(set.0) << 8) | u64::from(verdict);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: values are plain u64.
+    if let Some(last) = unsafe { BACKSTOP_LAST.get(&key) }
+        && now.saturating_sub(*last) < EVENT_GAP_NS
+    {
+        return false;
+    }
+    let _ = BACKSTOP_LAST.insert(&key, &now, 0);
+    true
+}
+
+#[inline(always)]
+fn emit(p: &Packet, segment: u16, verdict: u8, who: &Who) {
+    let Some(mut entry) = reserve_decision::<NetEvent>(verdict) else { return };
+    entry.write(NetEvent {
+        header: header(EVENT_NET, verdict, segment, who),
+        op: OP_PACKET,
+        proto: p.proto,
+        family: p.family,
+        ip_proto: p.ip_proto,
+        dport: p.port,
+        _pad2: 0,
+        daddr: p.addr,
+    });
+    entry.submit(submit_flags(verdict));
+    bump(&STATS, STAT_EVENTS);
+}
