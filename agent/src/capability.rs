@@ -23,6 +23,10 @@ pub struct Check {
 pub struct SegmentKind {
     pub kind: String,
     pub enforced: bool,
+    /// Enforced, but some ways around it cannot be closed on this node
+    /// (listed in `notes`).
+    #[serde(default)]
+    pub partial: bool,
     pub backend: String,
     /// What holds while the agent restarts, and what is not enforced.
     pub notes: Vec<String>,
@@ -63,6 +67,11 @@ pub fn probe() -> Report {
         .ok_or_else(|| "no cgroup2 mount (hooks attach to cgroup v2)".to_string());
     let bpffs = bpffs_writable(Path::new(mounts::BPFFS), &mounts);
     let sock_addr = program_type(ProgramType::CgroupSockAddr, "BPF_PROG_TYPE_CGROUP_SOCK_ADDR");
+    let skb = program_type(ProgramType::CgroupSkb, "BPF_PROG_TYPE_CGROUP_SKB (egress backstop)");
+    let sock = program_type(ProgramType::CgroupSock, "BPF_PROG_TYPE_CGROUP_SOCK (raw socket creation)");
+    let lsm_socket = crate::files::require_bpf_lsm().and_then(|_| {
+        program_type(ProgramType::Lsm(aya::programs::LsmAttachType::Mac), "BPF_PROG_TYPE_LSM (packet socket creation)")
+    });
     let device = program_type(ProgramType::CgroupDevice, "BPF_PROG_TYPE_CGROUP_DEVICE");
     let tracepoint = program_type(ProgramType::TracePoint, "BPF_PROG_TYPE_TRACEPOINT");
     let lsm = lsm_usable();
@@ -75,16 +84,30 @@ pub fn probe() -> Report {
         if yes { "keeps enforcing while the agent restarts (pinned links)" } else { "pauses while the agent restarts" }
     };
     let base = btf.is_ok() && cgroup2.is_ok() && tracepoint.is_ok();
+    let mut network_gaps = Vec::new();
+    for (r, what) in [
+        (&skb, "raw and ICMP packets and the unspecified address are not judged"),
+        (&sock, "raw sockets cannot be refused"),
+        (&lsm_socket, "packet sockets (AF_PACKET) cannot be refused; deny pods CAP_NET_RAW to close this"),
+    ] {
+        if let Err(why) = r {
+            network_gaps.push(format!("{what}: {why}"));
+        }
+    }
     let mut segments = vec![
         SegmentKind {
             kind: "network".into(),
             enforced: base && sock_addr.is_ok(),
-            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), in kernel".into(),
-            notes: vec![survives(restart_safe).into()],
+            partial: !network_gaps.is_empty(),
+            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), cgroup_skb/egress backstop, socket-creation guard \
+                      (cgroup/sock_create, BPF-LSM socket_create), in kernel"
+                .into(),
+            notes: [vec![survives(restart_safe).to_string()], network_gaps].concat(),
         },
         SegmentKind {
             kind: "devices".into(),
             enforced: base && device.is_ok(),
+            partial: false,
             backend: "cgroup/dev, in kernel".into(),
             notes: vec![survives(restart_safe).into()],
         },
@@ -93,12 +116,14 @@ pub fn probe() -> Report {
         (Ok(_), _) => SegmentKind {
             kind: "files".into(),
             enforced: base,
+            partial: false,
             backend: "BPF-LSM, in kernel".into(),
             notes: vec![survives(restart_safe).into()],
         },
         (Err(why), Ok(_)) => SegmentKind {
             kind: "files".into(),
             enforced: base,
+            partial: false,
             backend: "fanotify permission events (BPF-LSM unavailable)".into(),
             notes: vec![
                 format!("BPF-LSM: {why}"),
@@ -109,6 +134,7 @@ pub fn probe() -> Report {
         (Err(a), Err(b)) => SegmentKind {
             kind: "files".into(),
             enforced: false,
+            partial: false,
             backend: "none".into(),
             notes: vec![format!("BPF-LSM: {a}"), format!("fanotify: {b}")],
         },
@@ -122,6 +148,9 @@ pub fn probe() -> Report {
             check("cgroup v2", cgroup2),
             check("bpffs (restart safety)", bpffs),
             check("hook: cgroup sock_addr", sock_addr),
+            check("hook: cgroup_skb", skb),
+            check("hook: cgroup/sock_create", sock),
+            check("hook: BPF-LSM socket_create", lsm_socket),
             check("hook: cgroup/dev", device),
             check("hook: tracepoint", tracepoint),
             check("hook: BPF-LSM", lsm),
@@ -160,7 +189,12 @@ impl std::fmt::Display for Report {
         }
         writeln!(f, "\nSEGMENT KIND   ENFORCED  BACKEND")?;
         for s in &self.segments {
-            writeln!(f, "  {:<13}{:<10}{}", s.kind, if s.enforced { "yes" } else { "NO" }, s.backend)?;
+            let enforced = match (s.enforced, s.partial) {
+                (false, _) => "NO",
+                (true, true) => "partial",
+                (true, false) => "yes",
+            };
+            writeln!(f, "  {:<13}{:<10}{}", s.kind, enforced, s.backend)?;
             for n in &s.notes {
                 writeln!(f, "  {:<23}{n}", "")?;
             }

@@ -122,7 +122,13 @@ fn bind(fd: &OwnedFd, at: &Sockaddr) -> Result<()> {
 fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> Result<()> {
     // SAFETY: an int option, passed by pointer and size.
     let ret = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
     };
     check(ret).map(|_| ())
 }
@@ -334,25 +340,11 @@ fn sendmmsg(dst: IpAddr, port: u16) -> Result<()> {
     if sent == 2 { Ok(()) } else { Err(Error::other(format!("sendmmsg sent {sent} of 2"))) }
 }
 
-/// TCP Fast Open: the SYN carries data, sent by sendto() without connect().
+/// TCP Fast Open: the SYN carries data, sent by sendto() without connect()
+/// (a blocking socket returns once connected and the data is queued).
 fn fast_open(dst: IpAddr, port: u16) -> Result<()> {
     let fd = stream_socket(family(dst), 0)?;
-    sendto(&fd, PAYLOAD, libc::MSG_FASTOPEN, &Sockaddr::new(SocketAddr::new(dst, port)))?;
-    settle_connect(&fd)
-}
-
-/// Waits until a non-blocking-style handshake ends; `Ok` once connected.
-fn settle_connect(fd: &OwnedFd) -> Result<()> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-    // SAFETY: one valid pollfd.
-    check(unsafe { libc::poll(&mut pfd, 1, 2000) })?;
-    let mut err: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: an int option, by pointer and size.
-    check(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
-    })?;
-    if err != 0 { Err(Error::from_raw_os_error(err)) } else { Ok(()) }
+    sendto(&fd, PAYLOAD, libc::MSG_FASTOPEN, &Sockaddr::new(SocketAddr::new(dst, port)))
 }
 
 fn sctp(dst: IpAddr, port: u16) -> Result<()> {
@@ -375,4 +367,3 @@ fn handoff(dst: IpAddr, port: u16, then_join: &str, ty: libc::c_int) -> Result<(
         sendto(&fd, PAYLOAD, 0, &to)
     }
 }
-

@@ -35,6 +35,9 @@ fn probe_agrees_with_the_agent() {
         "cgroup v2",
         "bpffs (restart safety)",
         "hook: cgroup sock_addr",
+        "hook: cgroup_skb",
+        "hook: cgroup/sock_create",
+        "hook: BPF-LSM socket_create",
         "hook: cgroup/dev",
         "hook: tracepoint",
         "hook: BPF-LSM",
@@ -63,7 +66,21 @@ fn probe_agrees_with_the_agent() {
     let st = agent.status();
     let row = |k: &str| st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == k).unwrap().clone();
     let enforced = |k: &str| row(k)["state"] == "enforced";
-    assert_eq!(check("hook: cgroup sock_addr")["ok"] == true, enforced("network"), "{}", row("network"));
+    let network = row("network");
+    let network_on = network["state"] == "enforced" || network["state"] == "partial";
+    assert_eq!(check("hook: cgroup sock_addr")["ok"] == true, network_on, "{network}");
+    // Partial exactly where the probe says a way around cannot be closed,
+    // and the agent names it (packet sockets without BPF-LSM).
+    assert_eq!(
+        network["state"] == "partial",
+        kind("network")["partial"] == true,
+        "{network}
+{}",
+        kind("network")
+    );
+    let lsm_socket = check("hook: BPF-LSM socket_create")["ok"] == true;
+    let not_enforced = network["not_enforced"].to_string();
+    assert_eq!(!lsm_socket, not_enforced.contains("packet sockets"), "{network}");
     assert_eq!(check("hook: cgroup/dev")["ok"] == true, enforced("devices"), "{}", row("devices"));
     let programs: Vec<&str> = st["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(check("hook: tracepoint")["ok"] == true, programs.contains(&"cgroup_mkdir"), "{programs:?}");

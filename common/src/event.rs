@@ -70,6 +70,8 @@ pub const OP_CONNECT: u8 = 1;
 pub const OP_SENDMSG: u8 = 2;
 /// A packet judged by the egress backstop.
 pub const OP_PACKET: u8 = 3;
+/// A raw or packet socket's creation (`cgroup/sock_create`).
+pub const OP_SOCKET: u8 = 4;
 
 /// Address families as in the kernel.
 pub const AF_INET: u8 = 2;

@@ -104,7 +104,11 @@ pub struct Settings {
     pub default_mode: u8,
     /// Emit an event for flows allowed to non-segment destinations (noisy).
     pub log_unprotected: u8,
-    pub _pad: [u8; 5],
+    /// Refuse raw and packet sockets without a grant (`SOCKET_GRANTS`): on
+    /// when the policy has network segments, which such sockets would
+    /// otherwise reach around every hook.
+    pub guard_sockets: u8,
+    pub _pad: [u8; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
@@ -118,6 +122,7 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for net::SegmentEntries {}
     unsafe impl aya::Pod for net::SegmentInfo {}
+    unsafe impl aya::Pod for net::SocketGrant {}
     unsafe impl aya::Pod for net::AllowKey {}
     unsafe impl aya::Pod for net::AllowValue {}
     unsafe impl aya::Pod for net::Ipv4Key {}

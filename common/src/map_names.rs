@@ -33,11 +33,36 @@ pub const FILE_DEVS: [&str; 2] = ["FILE_DEVS_0", "FILE_DEVS_1"];
 pub const FILE_ALLOW: [&str; 2] = ["FILE_ALLOW_0", "FILE_ALLOW_1"];
 pub const DEV_SEGS: [&str; 2] = ["DEV_SEGS_0", "DEV_SEGS_1"];
 pub const DEV_ALLOW: [&str; 2] = ["DEV_ALLOW_0", "DEV_ALLOW_1"];
+pub const SOCKET_GRANTS: [&str; 2] = ["SOCKET_GRANTS_0", "SOCKET_GRANTS_1"];
+/// When the backstop and socket hooks last reported each key (rate limit).
+pub const REPORTED: &str = "REPORTED";
 
-const SINGLE: [&str; 9] =
-    [POLICY_SET, POLICY_TAG, COUNTERS, FILE_COUNTERS, DEVICE_COUNTERS, STATS, EVENTS, CGROUP_EVENTS, DEVICE_ASSIGNED];
-const PER_SET: [[&str; 2]; 11] =
-    [CGROUP_WL, SEG_V4, SEG_V6, SEG_INFO, ALLOW, SETTINGS, FILE_ROOTS, FILE_DEVS, FILE_ALLOW, DEV_SEGS, DEV_ALLOW];
+const SINGLE: [&str; 10] = [
+    POLICY_SET,
+    POLICY_TAG,
+    COUNTERS,
+    FILE_COUNTERS,
+    DEVICE_COUNTERS,
+    STATS,
+    EVENTS,
+    CGROUP_EVENTS,
+    DEVICE_ASSIGNED,
+    REPORTED,
+];
+const PER_SET: [[&str; 2]; 12] = [
+    CGROUP_WL,
+    SEG_V4,
+    SEG_V6,
+    SEG_INFO,
+    ALLOW,
+    SETTINGS,
+    FILE_ROOTS,
+    FILE_DEVS,
+    FILE_ALLOW,
+    DEV_SEGS,
+    DEV_ALLOW,
+    SOCKET_GRANTS,
+];
 
 /// Every map name above.
 pub fn all() -> impl Iterator<Item = &'static str> {
@@ -49,7 +74,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_sets_numbered() {
         let names: std::vec::Vec<&str> = super::all().collect();
-        assert_eq!(names.len(), 9 + 2 * 11);
+        assert_eq!(names.len(), 10 + 2 * 12);
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();

@@ -57,6 +57,24 @@ pub struct SegmentInfo {
     pub _pad: [u8; 7],
 }
 
+/// Kinds of socket the socket-creation hook guards (`SocketGrant::grants`).
+pub const SOCK_GRANT_RAW: u8 = 1;
+pub const SOCK_GRANT_PACKET: u8 = 2;
+
+/// What a workload may create of the guarded sockets, indexed by workload
+/// id in `SOCKET_GRANTS` (index 0: unidentified cgroups).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketGrant {
+    /// `SOCK_GRANT_*` bits.
+    pub grants: u8,
+    /// Mode of a refusal: the workload's, else the policy's.
+    pub deny_mode: u8,
+    pub _pad: [u8; 2],
+    /// The rule that granted the socket kinds (0: none).
+    pub rule_id: u32,
+}
+
 /// Key of the `ALLOW` hash: which workload, which segment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -97,6 +115,7 @@ const _: () = assert!(core::mem::size_of::<Ipv6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<SegmentEntry>() == 8);
 const _: () = assert!(core::mem::size_of::<SegmentEntries>() == 8 + 8 * MAX_SEGMENT_ENTRIES);
 const _: () = assert!(core::mem::size_of::<SegmentInfo>() == 8);
+const _: () = assert!(core::mem::size_of::<SocketGrant>() == 8);
 const _: () = assert!(core::mem::size_of::<AllowKey>() == 8);
 const _: () = assert!(core::mem::size_of::<AllowPorts>() == 12);
 const _: () = assert!(core::mem::size_of::<AllowValue>() == 16 + 12 * MAX_ALLOW_PORTS);

@@ -6,8 +6,8 @@
 //! container's assigned GPUs) are passed as closures and stay lazy.
 use crate::{
     AllowValue, DEFAULT_DENY, DeviceAllowValue, FileAllowValue, GPU_NONE, GPUS_ASSIGNED, GpuSet, MAX_ALLOW_PORTS,
-    MAX_SEGMENT_ENTRIES, MODE_AUDIT, RULE_DEFAULT, SEGMENT_NONE, SegmentEntries, Settings, VERDICT_ALLOWED,
-    VERDICT_AUDITED, VERDICT_DENIED,
+    MAX_SEGMENT_ENTRIES, MODE_AUDIT, RULE_DEFAULT, SEGMENT_NONE, SegmentEntries, Settings, SocketGrant,
+    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
 };
 
 /// The verdict of a refused access under a mode (`MODE_*`).
@@ -77,6 +77,19 @@ pub fn match_segment(entries: Option<&SegmentEntries>, proto: u8, port: u16) -> 
         }
     }
     SEGMENT_NONE
+}
+
+/// Decision on creating a guarded socket (`kind`: a `SOCK_GRANT_*` bit).
+/// `grant`: the workload's `SOCKET_GRANTS` entry (`None` if unreadable):
+/// allowed by its rule when it grants the kind, otherwise denied or
+/// audited per its mode (enforce without an entry).
+#[inline(always)]
+pub fn socket_verdict(grant: Option<&SocketGrant>, kind: u8) -> (u8, u32) {
+    match grant {
+        Some(g) if g.grants & kind != 0 => (VERDICT_ALLOWED, g.rule_id),
+        Some(g) => (deny_or_audit(g.deny_mode), RULE_DEFAULT),
+        None => (VERDICT_DENIED, RULE_DEFAULT),
+    }
 }
 
 /// Network decision for a flow to a destination in no segment: the default

@@ -11,9 +11,9 @@
 //! fragments pass; their first fragment, which carries the ports, was judged.
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock},
-    helpers::{bpf_ktime_get_ns, bpf_sk_fullsock, bpf_skb_cgroup_id},
-    macros::{cgroup_skb, map},
-    maps::{LruHashMap, lpm_trie::Key},
+    helpers::{bpf_sk_fullsock, bpf_skb_cgroup_id},
+    macros::cgroup_skb,
+    maps::lpm_trie::Key,
     programs::SkBuffContext,
 };
 use warden_common::{
@@ -24,7 +24,7 @@ use warden_common::{
 
 use crate::maps::{COUNTERS, STATS, Set, bump, cgroups, segments_v4, segments_v6, settings};
 use crate::net::segment_verdict;
-use crate::record::{Who, header, reserve_decision, submit_flags};
+use crate::record::{Who, due, header, reserve_decision, submit_flags};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -33,14 +33,6 @@ const IPPROTO_UDP: u8 = 17;
 const SOCK_STREAM: u32 = 1;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
-/// At most one event per (set, workload, segment, verdict) per second: a
-/// raw flood is counted packet by packet but reported once a second.
-const EVENT_GAP_NS: u64 = 1_000_000_000;
-
-/// When the last backstop event of a key was written.
-#[map]
-static BACKSTOP_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
-
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: the context is the kernel's __sk_buff for this packet.
@@ -157,26 +149,10 @@ fn judge(skb: *mut __sk_buff, p: &Packet, entries: Option<&warden_common::Segmen
     if verdict == VERDICT_DENIED {
         bump(&STATS, STAT_BACKSTOP_DROPS);
     }
-    if due(p.set, workload, segment, verdict) {
+    if due(OP_PACKET, p.set, workload, segment, verdict) {
         emit(p, segment, verdict, &Who { set: p.set, workload, rule, cgroup_id });
     }
     if verdict == VERDICT_DENIED { 0 } else { 1 }
-}
-
-/// Whether this key's last event is more than `EVENT_GAP_NS` old.
-#[inline(always)]
-fn due(set: Set, workload: u32, segment: u16, verdict: u8) -> bool {
-    let key = (u64::from(workload) << 32) | (u64::from(segment) << 16) | (u64::from(set.0) << 8) | u64::from(verdict);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: values are plain u64.
-    if let Some(last) = unsafe { BACKSTOP_LAST.get(&key) }
-        && now.saturating_sub(*last) < EVENT_GAP_NS
-    {
-        return false;
-    }
-    let _ = BACKSTOP_LAST.insert(&key, &now, 0);
-    true
 }
 
 #[inline(always)]

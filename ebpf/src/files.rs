@@ -6,7 +6,7 @@
 //! running kernel's BTF, read by the agent and set as globals at load time.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel_str_bytes},
     macros::{lsm, map},
     maps::{HashMap, PerCpuArray},
     programs::LsmContext,
@@ -17,6 +17,7 @@ use warden_common::{
     MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
+use crate::scope::governed;
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
 
@@ -60,10 +61,6 @@ global!(OFF_QSTR_NAME, u32);
 global!(OFF_INODE_I_INO, u32);
 global!(OFF_INODE_I_SB, u32);
 global!(OFF_SB_S_DEV, u32);
-// Processes outside the agent's cgroup root are not governed: the root's
-// level and id (level 0 = the whole hierarchy).
-global!(ROOT_CGROUP_LEVEL, u32);
-global!(ROOT_CGROUP_ID, u64);
 
 #[inline(always)]
 fn g32(v: &'static u32) -> usize {
@@ -84,18 +81,6 @@ fn read<T: Copy>(base: *const u8, off: usize) -> Option<T> {
     Some(unsafe { core::ptr::read_volatile(base.wrapping_add(off) as *const T) })
 }
 
-#[inline(always)]
-fn governed() -> bool {
-    // SAFETY: reading statics / helper without preconditions.
-    let level = unsafe { core::ptr::read_volatile(&ROOT_CGROUP_LEVEL) };
-    if level == 0 {
-        return true;
-    }
-    // SAFETY: as above.
-    let root = unsafe { core::ptr::read_volatile(&ROOT_CGROUP_ID) };
-    // SAFETY: as above.
-    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == root }
-}
 
 /// Where a dentry is: segment (0 = none), root index, the file's identity,
 /// and the matched root's dentry (where event path names stop).

@@ -14,6 +14,8 @@ mod files;
 mod maps;
 mod net;
 mod record;
+mod scope;
+mod sockets;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -8,11 +8,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use warden_common::{
-    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings,
-    counter_slot,
+    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, MAX_WORKLOADS, POLICY_SETS, STAT_SLOTS, SegmentEntries,
+    SegmentInfo, Settings, SocketGrant, counter_slot,
 };
 
 /// Which policy set the hooks read (index 0; 0 or 1).
@@ -82,6 +82,12 @@ per_set! {
         HashMap::pinned(65536, BPF_F_NO_PREALLOC)
 }
 per_set! {
+    /// Raw and packet sockets each workload may create, by workload id
+    /// (index 0: unidentified cgroups).
+    pub fn socket_grants -> Array<SocketGrant>: SOCKET_GRANTS_0, SOCKET_GRANTS_1 =
+        Array::pinned(MAX_WORKLOADS + 1, 0)
+}
+per_set! {
     /// Global settings at index 0.
     pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::pinned(1, 0)
 }
@@ -91,6 +97,11 @@ per_set! {
 /// know whether the pinned cgroup identities still name its workloads.
 #[map]
 pub static POLICY_TAG: Array<[u8; 32]> = Array::pinned(POLICY_SETS, 0);
+
+/// When the backstop and the socket hook last reported each key
+/// (`record::due`); least recently used keys go first.
+#[map]
+pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::pinned(4096, 0);
 
 /// Network decision counters, `Set::counter` slots of both sets.
 #[map]

@@ -8,7 +8,7 @@ use warden_common::{
     DecisionHeader, HEADER_VERSION, STAT_ALLOWED_SHED, STAT_DENIES_DROPPED, STAT_EVENTS_DROPPED, VERDICT_ALLOWED,
 };
 
-use crate::maps::{EVENTS, STATS, Set, bump};
+use crate::maps::{EVENTS, REPORTED, STATS, Set, bump};
 
 /// Queued bytes at which a submit wakes the agent (set by the loader).
 #[unsafe(no_mangle)]
@@ -89,4 +89,30 @@ pub fn submit_flags(verdict: u8) -> u64 {
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
+}
+
+/// At most one event per (operation, set, workload, segment, verdict) a
+/// second: a flood of raw packets or socket() calls is counted one by one
+/// but reported once a second.
+const REPORT_GAP_NS: u64 = 1_000_000_000;
+
+/// Whether this key's last event is more than `REPORT_GAP_NS` old (and if
+/// so, records now as its last).
+#[inline(always)]
+pub fn due(op: u8, set: Set, workload: u32, segment: u16, verdict: u8) -> bool {
+    let key = (u64::from(workload) << 32)
+        | (u64::from(segment) << 16)
+        | (u64::from(op) << 10)
+        | (u64::from(set.0) << 8)
+        | u64::from(verdict);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: values are plain u64.
+    if let Some(last) = unsafe { REPORTED.get(&key) }
+        && now.saturating_sub(*last) < REPORT_GAP_NS
+    {
+        return false;
+    }
+    let _ = REPORTED.insert(&key, &now, 0);
+    true
 }

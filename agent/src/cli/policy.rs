@@ -26,6 +26,9 @@ fn check(files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     for f in files {
         match policy::load_file(&f) {
             Ok(p) => {
+                for w in &p.warnings {
+                    eprintln!("warning: {w}");
+                }
                 let c = p.policy.compile();
                 println!(
                     "{}: ok ({} segments, {} workloads, {} rules, {} IPv4 + {} IPv6 prefixes)",

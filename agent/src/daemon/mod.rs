@@ -86,8 +86,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     system::require_root()?;
     heap::fix_thresholds();
     // Refuse bad policy before touching the kernel.
-    let policy::Config { agent: settings, policy } =
+    let policy::Config { agent: settings, policy, warnings } =
         policy::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid policy, not starting:\n{e}"))?;
+    for w in &warnings {
+        tracing::warn!("policy: {w}");
+    }
     let settings = Arc::new(settings);
     let compiled = Arc::new(policy.compile());
     // Bind first: a second agent must fail before it touches the kernel.

@@ -47,7 +47,10 @@ impl Agent {
     /// roots and devices, a kind that cannot take the change) happens
     /// before the switch; an error leaves the old policy in force.
     fn apply(&self, config: Config) -> Result<Vec<String>, String> {
-        let Config { agent, policy } = config;
+        let Config { agent, policy, warnings } = config;
+        for w in &warnings {
+            tracing::warn!("policy: {w}");
+        }
         let compiled = Arc::new(policy.compile());
         self.check_started(&compiled)?;
         let pending = restart_only_changes(&self.settings, &agent);

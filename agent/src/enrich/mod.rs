@@ -6,8 +6,8 @@ pub mod summary;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warden_common::{
-    AF_INET, DecisionHeader, FileEvent, NetEvent, OP_CONNECT, OP_PACKET, PROTO_TCP, PROTO_UDP, VERDICT_ALLOWED,
-    VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    AF_INET, DecisionHeader, FileEvent, NetEvent, OP_CONNECT, OP_PACKET, OP_SOCKET, PROTO_TCP, PROTO_UDP,
+    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
 };
 
 pub use event::{
@@ -85,6 +85,7 @@ impl Enricher {
             operation: match ev.op {
                 OP_CONNECT => "connect",
                 OP_PACKET => "packet",
+                OP_SOCKET => "socket",
                 _ => "sendmsg",
             },
             protocol: Some(match (ev.proto, ev.ip_proto) {

@@ -2,7 +2,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupDevice, CgroupSkb, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupDevice, CgroupSkb, CgroupSock, CgroupSockAddr, Lsm, TracePoint},
 };
 use thiserror::Error;
 use warden_common::map_names as names;
@@ -175,6 +175,12 @@ impl Hooks {
         self.attach_cgroup::<CgroupSkb>("egress", "cgroup_skb", cgroup_dir, pins::BPF_CGROUP_INET_EGRESS)
     }
 
+    /// The socket-creation guard (cgroup/sock_create) at `cgroup_dir`:
+    /// raw and packet sockets need a grant.
+    pub fn attach_socket_guard(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
+        self.attach_cgroup::<CgroupSock>("sock_create", "cgroup_sock", cgroup_dir, pins::BPF_CGROUP_INET_SOCK_CREATE)
+    }
+
     /// Device hook at `cgroup_dir`. Through a bpf_link it runs alongside the
     /// container runtime's own device programs (every program must allow).
     pub fn attach_devices(&mut self, cgroup_dir: &Path) -> Result<(), HookError> {
@@ -216,14 +222,26 @@ impl Hooks {
         self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         for name in LSM_HOOKS {
-            let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
-            prog.load(name, &btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
-            let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", crate::system::error_chain(&e)))?;
-            let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
-            self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;
-            let id = prog.info().map(|i| i.id()).unwrap_or(0);
-            self.record(name, "lsm", format!("lsm/{name}"), id);
+            self.attach_lsm_hook(name, &btf)?;
         }
+        Ok(())
+    }
+
+    /// The BPF-LSM `socket_create` hook, which refuses packet sockets (no
+    /// cgroup hook sees their creation). Errors say why.
+    pub fn attach_socket_lsm(&mut self) -> Result<(), String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+        self.attach_lsm_hook("socket_create", &btf)
+    }
+
+    fn attach_lsm_hook(&mut self, name: &'static str, btf: &aya::Btf) -> Result<(), String> {
+        let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+        prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
+        let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", crate::system::error_chain(&e)))?;
+        let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
+        self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        self.record(name, "lsm", format!("lsm/{name}"), id);
         Ok(())
     }
 
@@ -257,6 +275,7 @@ macro_rules! cgroup_program {
 cgroup_program!(CgroupSockAddr);
 cgroup_program!(CgroupDevice);
 cgroup_program!(CgroupSkb);
+cgroup_program!(CgroupSock);
 
 /// A program of the object, as its concrete type.
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, HookError>

@@ -9,7 +9,8 @@ use aya::{
 };
 use warden_common::{
     AllowKey, AllowValue, DeviceAllowValue, DeviceKey, DeviceSegment, FileAllowValue, GpuSet, InodeKey, MAX_WORKLOADS,
-    POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, VERDICT_SLOTS, counter_slot, map_names as names,
+    POLICY_SETS, STAT_SLOTS, SegmentEntries, SegmentInfo, Settings, SocketGrant, VERDICT_SLOTS, counter_slot,
+    map_names as names,
 };
 
 use super::HookError;
@@ -28,6 +29,7 @@ struct PolicySet {
     file_allow: HashMap<MapData, AllowKey, FileAllowValue>,
     device_segments: HashMap<MapData, DeviceKey, DeviceSegment>,
     device_allow: HashMap<MapData, AllowKey, DeviceAllowValue>,
+    socket_grants: Array<MapData, SocketGrant>,
 }
 
 /// Everything a policy set holds: the compiled policy plus what the agent
@@ -116,6 +118,7 @@ impl PolicySet {
             file_allow: take(ebpf, names::FILE_ALLOW[n])?,
             device_segments: take(ebpf, names::DEV_SEGS[n])?,
             device_allow: take(ebpf, names::DEV_ALLOW[n])?,
+            socket_grants: take(ebpf, names::SOCKET_GRANTS[n])?,
         })
     }
 
@@ -128,6 +131,11 @@ impl PolicySet {
         self.settings.set(0, settings, 0).map_err(err("SETTINGS"))?;
         for (id, info) in &p.segment_info {
             self.segment_info.set(*id, *info, 0).map_err(err("SEG_INFO"))?;
+        }
+        // Entries past this policy's workload ids are never read: the set's
+        // cgroups carry only this policy's ids.
+        for (id, grant) in p.socket_grants.iter().enumerate() {
+            self.socket_grants.set(id as u32, *grant, 0).map_err(err("SOCKET_GRANTS"))?;
         }
         match held {
             Some(h) => {

@@ -25,6 +25,7 @@ const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_LINK_CREATE: libc::c_long = 28;
 pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
+pub const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 pub const BPF_CGROUP_DEVICE: u32 = 6;
 pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
 pub const BPF_CGROUP_INET6_CONNECT: u32 = 11;

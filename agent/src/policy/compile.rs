@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use warden_common::{
     AllowKey, AllowPorts, AllowValue, DeviceAllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry,
-    SegmentInfo, Settings,
+    SegmentInfo, Settings, SocketGrant,
 };
 
 use super::allow::allow_table;
@@ -40,6 +40,8 @@ pub struct CompiledPolicy {
     pub devices: Vec<DeviceSegmentSpec>,
     /// Pairs with device segments, sorted by (workload id, segment id).
     pub device_allow: Vec<(AllowKey, DeviceAllowValue)>,
+    /// `SOCKET_GRANTS` by workload id; index 0 is unidentified cgroups.
+    pub socket_grants: Vec<SocketGrant>,
     /// `workloads[id - 1]` is the name of workload `id`. Names are shared
     /// with every event that carries them.
     pub workloads: Vec<Name>,
@@ -66,7 +68,8 @@ impl Policy {
             default_mode: global.kernel(),
             // A daemon setting (`agent.events`): the kernel maps add it.
             log_unprotected: 0,
-            _pad: [0; 5],
+            guard_sockets: u8::from(self.segments.iter().any(|s| !s.network.is_empty())),
+            _pad: [0; 4],
         };
 
         let table = own_entries(self);
@@ -139,6 +142,7 @@ impl Policy {
             file_allow,
             devices,
             device_allow,
+            socket_grants: socket_grants(self),
             workloads: self.workloads.iter().map(|w| Name::from(w.name.as_str())).collect(),
             segments: self.segments.iter().map(|s| Name::from(s.name.as_str())).collect(),
             rules: self
@@ -203,4 +207,26 @@ impl CompiledPolicy {
         let i = (id as usize).checked_sub(1)?;
         self.rules.get(i).map(|r| &*r.label)
     }
+}
+
+/// Raw and packet sockets per workload id: granted by `sockets:` of the
+/// rules naming the workload (the first such rule is reported), refused
+/// otherwise in the workload's mode, else the policy's.
+fn socket_grants(policy: &Policy) -> Vec<SocketGrant> {
+    let global = policy.mode.kernel();
+    let mut out = vec![SocketGrant { deny_mode: global, ..Default::default() }];
+    for w in &policy.workloads {
+        let mut g = SocketGrant { deny_mode: w.mode.map_or(global, |m| m.kernel()), ..Default::default() };
+        for (i, rule) in policy.allow.iter().enumerate() {
+            if rule.sockets.is_empty() || !rule.workloads.iter().any(|r| r.name == w.name) {
+                continue;
+            }
+            if g.rule_id == 0 {
+                g.rule_id = (i + 1) as u32;
+            }
+            g.grants |= rule.sockets.iter().fold(0, |bits, k| bits | k.bit());
+        }
+        out.push(g);
+    }
+    out
 }

@@ -75,11 +75,14 @@ pub(crate) struct Diag {
     file: String,
     errors: Vec<PolicyError>,
     dropped: usize,
+    /// Accepted, but worth a look (`warden policy check` and the agent's
+    /// log show them).
+    warnings: Vec<PolicyError>,
 }
 
 impl Diag {
     pub fn new(file: &str) -> Self {
-        Self { file: file.to_string(), errors: Vec::new(), dropped: 0 }
+        Self { file: file.to_string(), errors: Vec::new(), dropped: 0, warnings: Vec::new() }
     }
 
     pub fn at(&mut self, loc: Loc, field: &str, reason: impl Into<String>) {
@@ -98,6 +101,23 @@ impl Diag {
 
     pub fn at_origin(&mut self, origin: &Origin, reason: impl Into<String>) {
         self.at(origin.loc, &origin.field, reason);
+    }
+
+    pub fn warn(&mut self, origin: &Origin, reason: impl Into<String>) {
+        self.warnings.push(PolicyError {
+            file: self.file.clone(),
+            line: origin.loc.line,
+            column: origin.loc.column,
+            field: origin.field.clone(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The warnings, in file order.
+    pub fn take_warnings(&mut self) -> Vec<PolicyError> {
+        let mut w = std::mem::take(&mut self.warnings);
+        w.sort_by_key(|e| (e.line, e.column));
+        w
     }
 
     pub fn is_empty(&self) -> bool {

@@ -163,7 +163,7 @@ pub use files::FileRoot;
 pub use labels::{LabelOp, LabelRequirement, LabelSelector};
 pub use model::{
     Access, AllowRule, DefaultAction, DevicePath, DeviceSpec, GpuSelection, MetaSelector, Mode, NameRef, NetworkEntry,
-    PathEntry, Policy, PortRange, Protocol, RuleGpus, Segment, Workload,
+    PathEntry, Policy, PortRange, Protocol, RuleGpus, Segment, SocketKind, Workload,
 };
 pub use select::{Facts, Selector, SelectorSpec};
 
@@ -174,6 +174,9 @@ use error::Diag;
 pub struct Config {
     pub agent: AgentConfig,
     pub policy: Policy,
+    /// Accepted, but worth a look: `warden policy check` prints them and
+    /// the agent logs them at start and reload.
+    pub warnings: Vec<PolicyError>,
 }
 
 /// Largest policy file accepted (keeps parsing cheap and bounded).
@@ -226,6 +229,7 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Config, PolicyErrors> {
     if !diag.is_empty() {
         return Err(diag.finish());
     }
+    config.warnings = diag.take_warnings();
     config.policy.source_sha256 = hex::encode(Sha256::digest(bytes));
     Ok(config)
 }

@@ -136,6 +136,36 @@ pub fn windows(ports: &[PortRange]) -> Vec<PortRange> {
     if ports.is_empty() { vec![PortRange::ALL] } else { ports.to_vec() }
 }
 
+/// A kind of socket that reaches around the connect hooks, granted by
+/// `sockets:` in an allow rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketKind {
+    /// Raw IPv4/IPv6 sockets (hand-built packets; the backstop judges them).
+    Raw,
+    /// Packet sockets (AF_PACKET: whole frames, past every IP-level hook).
+    Packet,
+}
+
+impl SocketKind {
+    /// `SOCK_GRANT_*` bit.
+    pub fn bit(self) -> u8 {
+        match self {
+            SocketKind::Raw => warden_common::SOCK_GRANT_RAW,
+            SocketKind::Packet => warden_common::SOCK_GRANT_PACKET,
+        }
+    }
+}
+
+impl fmt::Display for SocketKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SocketKind::Raw => "raw",
+            SocketKind::Packet => "packet",
+        })
+    }
+}
+
 /// What an allow rule grants on a segment's paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -317,6 +347,10 @@ pub struct AllowRule {
     /// Position of `gpus` (else the rule).
     pub gpus_origin: Origin,
     pub mode: Option<Mode>,
+    /// Raw and packet sockets granted to the rule's workloads (`sockets:`).
+    pub sockets: Vec<SocketKind>,
+    /// Position of `sockets` (else the rule).
+    pub sockets_origin: Origin,
     /// Position of the rule's mapping, field `allow[i]`.
     pub origin: Origin,
     /// Position of `ports` (else `protocol`, else the rule) for narrowing errors.
@@ -334,6 +368,10 @@ impl AllowRule {
     /// Human label used in events: `allow[0] trainer->object-store`.
     pub fn label(&self) -> String {
         let join = |refs: &[NameRef]| refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",");
+        if self.segments.is_empty() {
+            let kinds: Vec<String> = self.sockets.iter().map(ToString::to_string).collect();
+            return format!("{} {} sockets:{}", self.origin.field, join(&self.workloads), kinds.join(","));
+        }
         format!("{} {}->{}", self.origin.field, join(&self.workloads), join(&self.segments))
     }
 }

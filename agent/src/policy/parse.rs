@@ -20,7 +20,7 @@ const SEGMENT_KEYS: &[&str] = &["name", "description", "mode", "network", "paths
 const NETWORK_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 const WORKLOAD_KEYS: &[&str] = &["name", "mode", "selector"];
 const RULE_KEYS: &[&str] =
-    &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "gpus", "mode"];
+    &["workload", "workloads", "segment", "segments", "ports", "protocol", "access", "gpus", "mode", "sockets"];
 
 /// Reads the whole policy; `root` is `None` for an empty stream.
 pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Config {
@@ -39,17 +39,17 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Config {
         other => {
             let loc = other.map_or(Loc { line: 1, column: 1 }, |n| n.loc);
             diag.at(loc, "document", "the policy is empty; it needs at least `version: 1`");
-            return Config { agent, policy };
+            return Config { agent, policy, warnings: Vec::new() };
         }
     };
     if !matches!(root.value, Value::Map(_)) {
         let found = describe(root);
         diag.at(root.loc, "document", format!("the policy must be a mapping (`version: 1`, ...), found {found}"));
-        return Config { agent, policy };
+        return Config { agent, policy, warnings: Vec::new() };
     }
     let mut r = Reader { diag };
     let Some(top) = r.map(root, "", TOP_KEYS) else {
-        return Config { agent, policy };
+        return Config { agent, policy, warnings: Vec::new() };
     };
 
     if let Some(node) = r.required(&top, "version")
@@ -82,7 +82,7 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Config {
             policy.allow.push(rule);
         }
     }
-    Config { agent, policy }
+    Config { agent, policy, warnings: Vec::new() }
 }
 
 impl Reader<'_> {
@@ -253,7 +253,14 @@ impl Reader<'_> {
     fn rule(&mut self, node: &Node, path: &str) -> Option<AllowRule> {
         let m = self.map(node, path, RULE_KEYS)?;
         let workloads = self.refs(&m, "workload", "workloads");
-        let segments = self.refs(&m, "segment", "segments");
+        let sockets = m.get("sockets").map(|n| self.sockets(n, &m.field("sockets")));
+        // A rule that only grants sockets names no segment.
+        let segments = match &sockets {
+            Some(_) if m.get("segment").is_none() && m.get("segments").is_none() => Some(Vec::new()),
+            _ => self.refs(&m, "segment", "segments"),
+        };
+        let sockets_origin =
+            m.get("sockets").map_or_else(|| Origin::new(m.loc, path), |n| Origin::new(n.loc, m.field("sockets")));
         let ports = m.get("ports").and_then(|n| self.ports(n, &m.field("ports"), MAX_ALLOW_PORTS));
         let protocol = m.get("protocol").and_then(|n| self.protocol(n, &m.field("protocol")));
         let access_options = [("read", Access::Read), ("read-write", Access::ReadWrite)];
@@ -277,10 +284,33 @@ impl Reader<'_> {
             gpus,
             gpus_origin,
             mode,
+            sockets: sockets.flatten().unwrap_or_default(),
+            sockets_origin,
             origin,
             narrowing_origin,
             access_origin,
         })
+    }
+
+    /// `sockets: [raw, packet]`: each kind once, at least one.
+    fn sockets(&mut self, node: &Node, field: &str) -> Option<Vec<SocketKind>> {
+        let options = [("raw", SocketKind::Raw), ("packet", SocketKind::Packet)];
+        let items = self.list(node, field)?;
+        if items.is_empty() {
+            self.err(node, field, "an empty list grants nothing; give `raw`, `packet` or both, or leave it out");
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, n) in items.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let Some(kind) = self.keyword(n, &f, &options) else { continue };
+            if out.contains(&kind) {
+                self.err(n, &f, format!("`{kind}` is listed twice"));
+                continue;
+            }
+            out.push(kind);
+        }
+        Some(out)
     }
 
     /// Exactly one of `one: name` or `many: [names]`.

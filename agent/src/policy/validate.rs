@@ -9,7 +9,7 @@ use std::path::Path;
 use warden_common::MAX_SEGMENT_ENTRIES;
 
 use super::error::{Diag, Origin};
-use super::model::{AllowRule, Policy, PortRange, Protocol, Segment, windows};
+use super::model::{AllowRule, Policy, PortRange, Protocol, Segment, SocketKind, windows};
 use super::names::hint;
 use super::prefixes::{Own, Table, inherited, own_entries};
 use super::select::Selector;
@@ -34,7 +34,44 @@ pub(crate) fn check(policy: &Policy, diag: &mut Diag) {
     overlapping_segments(policy, &table, diag);
     prefix_limits(&table, diag);
     rules(policy, &table, diag);
+    socket_grants(policy, diag);
     selectors(policy, diag);
+}
+
+/// A warning for each socket grant to a workload denied some network
+/// segment: a packet socket reaches it around every hook, and a raw one
+/// leaves only the packet-level backstop between them.
+fn socket_grants(policy: &Policy, diag: &mut Diag) {
+    let network: Vec<&str> =
+        policy.segments.iter().filter(|s| !s.network.is_empty()).map(|s| s.name.as_str()).collect();
+    for rule in policy.allow.iter().filter(|r| !r.sockets.is_empty()) {
+        for w in &rule.workloads {
+            let allowed = |s: &str| {
+                policy
+                    .allow
+                    .iter()
+                    .any(|r| r.workloads.iter().any(|x| x.name == w.name) && r.segments.iter().any(|x| x.name == s))
+            };
+            let denied: Vec<&str> = network.iter().copied().filter(|s| !allowed(s)).collect();
+            if denied.is_empty() {
+                continue;
+            }
+            let kinds: Vec<String> = rule.sockets.iter().map(ToString::to_string).collect();
+            let why = if rule.sockets.contains(&SocketKind::Packet) {
+                "a packet socket reaches them around every hook"
+            } else {
+                "only the packet-level backstop judges what a raw socket sends them"
+            };
+            let reason = format!(
+                "grants {} sockets to `{}`, which is denied segment{} {}: {why}",
+                kinds.join(" and "),
+                w.name,
+                if denied.len() == 1 { "" } else { "s" },
+                denied.join(", ")
+            );
+            diag.warn(&rule.sockets_origin, reason);
+        }
+    }
 }
 
 fn unique_names<'p>(items: impl Iterator<Item = (&'p String, &'p Origin)>, kind: &str, diag: &mut Diag) {
