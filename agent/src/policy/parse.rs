@@ -292,14 +292,11 @@ impl Reader<'_> {
         })
     }
 
-    /// `sockets: [raw, packet]`: each kind once, at least one.
+    /// `sockets: [raw, packet]`: each kind once, at least one (`list`
+    /// refuses an empty one).
     fn sockets(&mut self, node: &Node, field: &str) -> Option<Vec<SocketKind>> {
         let options = [("raw", SocketKind::Raw), ("packet", SocketKind::Packet)];
         let items = self.list(node, field)?;
-        if items.is_empty() {
-            self.err(node, field, "an empty list grants nothing; give `raw`, `packet` or both, or leave it out");
-            return None;
-        }
         let mut out = Vec::new();
         for (i, n) in items.iter().enumerate() {
             let f = format!("{field}[{i}]");

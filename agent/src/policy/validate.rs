@@ -288,6 +288,21 @@ impl Pairs {
 /// listed segments that exist and kept valid entries; `all_known`: all listed
 /// ones are (else "none has X" could be a cascade of another error).
 fn rule_fits_segments(policy: &Policy, rule: &AllowRule, known: &[usize], all_known: bool, diag: &mut Diag) {
+    if rule.segments.is_empty() {
+        // Only `sockets`: keys that narrow a segment grant have nothing to narrow.
+        let written = [(&rule.narrowing_origin, rule.narrows()), (&rule.access_origin, rule.access.is_some())];
+        let gpus = (&rule.gpus_origin, rule.gpus.is_some());
+        for (origin, given) in written.into_iter().chain([gpus]) {
+            if given {
+                let key = origin.field.rsplit('.').next().unwrap_or_default();
+                diag.at_origin(
+                    origin,
+                    format!("`{key}` applies to segments, and this rule names none (only `sockets`)"),
+                );
+            }
+        }
+        return;
+    }
     let any_paths = known.iter().any(|&si| !policy.segments[si].paths.is_empty());
     let any_network = known.iter().any(|&si| !policy.segments[si].network.is_empty());
     let any_devices = known.iter().any(|&si| policy.segments[si].devices.is_some());

@@ -472,7 +472,7 @@ fn unknown_keys_in_devices() {
             "p.yaml:6:7: segments[0].devices.nvidiaControll: unknown key `nvidiaControll` (did you mean `nvidiaControl`?); allowed keys: gpus, nvidiaControl, paths",
             "p.yaml:7:7: segments[0].devices.path: unknown key `path` (did you mean `paths`?); allowed keys: gpus, nvidiaControl, paths",
             "p.yaml:9:15: allow[0].workload: unknown workload `w`",
-            "p.yaml:11:5: allow[0].gpu: unknown key `gpu` (did you mean `gpus`?); allowed keys: workload, workloads, segment, segments, ports, protocol, access, gpus, mode",
+            "p.yaml:11:5: allow[0].gpu: unknown key `gpu` (did you mean `gpus`?); allowed keys: workload, workloads, segment, segments, ports, protocol, access, gpus, mode, sockets",
         ]
     );
     assert_eq!(

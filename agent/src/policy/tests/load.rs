@@ -71,7 +71,8 @@ fn agent_settings_are_apart_from_the_policy() {
 
 #[test]
 fn defaults_for_a_minimal_policy() {
-    let Config { agent: a, policy: p } = config("version: 1\n");
+    let Config { agent: a, policy: p, warnings } = config("version: 1\n");
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.default_action, DefaultAction::Allow);
     assert_eq!(a, Default::default());

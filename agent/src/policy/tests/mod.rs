@@ -9,6 +9,7 @@ mod fuzz;
 mod load;
 mod schema;
 mod selectors;
+mod sockets;
 
 pub(super) const EXAMPLE: &str = include_str!("../../../../config/example.yaml");
 

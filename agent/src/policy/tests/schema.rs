@@ -42,6 +42,9 @@ fn accepts_every_valid_policy() {
                      keyFile: /etc/k.pem\n      headers: {authorization: \"Bearer x\", x-tenant: gpu}\n      \
                      resource: {k8s.cluster.name: a}\n      batchSize: 1\n      concurrency: 2\n      queueSize: 1\n      \
                      timeoutMs: 100\n";
+    let sockets = "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8}]}]\n\
+                   workloads: [{name: w, selector: {cgroup: w}}]\n\
+                   allow: [{workload: w, sockets: [raw, packet]}, {workload: w, segment: s, sockets: [raw]}]\n";
     let metrics_off =
         "version: 1\nagent: {metrics: {address: \"off\"}, events: {otlp: {endpoint: \"http://127.0.0.1:4317\"}}}\n";
     for text in [
@@ -59,6 +62,7 @@ fn accepts_every_valid_policy() {
         control_only,
         streaming,
         metrics_off,
+        sockets,
     ] {
         ok(text); // the reader agrees
         let instance = json(text);
@@ -106,6 +110,9 @@ fn rejects_invalid_policies() {
         "version: 1\nagent: {slurm: {scontrol: scontrol}}\n",
         "version: 1\nallow: [{workload: a, workloads: [b], segment: s}]\n",
         "version: 1\nallow: [{workload: a}]\n",
+        "version: 1\nallow: [{workload: a, sockets: []}]\n",
+        "version: 1\nallow: [{workload: a, sockets: [icmp]}]\n",
+        "version: 1\nallow: [{workload: a, sockets: [raw, raw]}]\n",
         "version: 1\nallow: [{workload: a, segment: s, ports: [1, 2, 3, 4, 5]}]\n",
         "- version: 1\n",
         // Device segments and GPU rules.
