@@ -173,6 +173,8 @@ fn no_socket_type_or_address_form_reaches_a_denied_segment() {
         case("sendmmsg v6", &["sendmmsg", "::1", &u6], l_u6),
         case("tcp fast open v4", &["tfo", "127.0.0.2", &t4], l_t4),
         case("tcp fast open v6", &["tfo", "::1", &t6], l_t6),
+        case("io_uring connect v4", &["io-uring-connect", "127.0.0.2", &t4], l_t4),
+        case("io_uring connect v6", &["io-uring-connect", "::1", &t6], l_t6),
         case("sctp v4", &["sctp", "127.0.0.2", &t4], l_t4),
     ];
     // Packet sockets are refused by the BPF-LSM hook alone; a kernel
