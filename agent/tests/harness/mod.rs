@@ -463,50 +463,6 @@ pub fn anon_mappings(pid: u32) -> String {
     out
 }
 
-/// A listener that counts what reached it: accepted TCP connections or UDP
-/// datagrams carrying the probe's payload. A denial test passes only if
-/// this stays at zero.
-pub struct Counted {
-    pub port: u16,
-    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Counted {
-    pub fn get(&self) -> u64 {
-        self.count.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub fn tcp(addr: &str) -> Self {
-        let l = std::net::TcpListener::bind((addr, 0)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let c = count.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                drop(s);
-            }
-        });
-        Self { port, count }
-    }
-
-    pub fn udp(addr: &str) -> Self {
-        let s = std::net::UdpSocket::bind((addr, 0)).unwrap();
-        let port = s.local_addr().unwrap().port();
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let c = count.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while let Ok(n) = s.recv(&mut buf) {
-                if buf[..n].ends_with(b"warden") {
-                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-        });
-        Self { port, count }
-    }
-}
-
 /// Runs `warden-netprobe` in `cgroup` with any arguments (the bypass modes).
 pub fn netprobe_args(cgroup: &Path, args: &[&str]) -> Probe {
     let child = Command::new(NETPROBE)
