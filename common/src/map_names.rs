@@ -34,10 +34,15 @@ pub const FILE_ALLOW: [&str; 2] = ["FILE_ALLOW_0", "FILE_ALLOW_1"];
 pub const DEV_SEGS: [&str; 2] = ["DEV_SEGS_0", "DEV_SEGS_1"];
 pub const DEV_ALLOW: [&str; 2] = ["DEV_ALLOW_0", "DEV_ALLOW_1"];
 pub const SOCKET_GRANTS: [&str; 2] = ["SOCKET_GRANTS_0", "SOCKET_GRANTS_1"];
+/// Per-/16 summaries: which destinations skip the prefix lookup.
+pub const CLEAR_V4: [&str; 2] = ["CLEAR_V4_0", "CLEAR_V4_1"];
+pub const CLEAR_V6: [&str; 2] = ["CLEAR_V6_0", "CLEAR_V6_1"];
 /// When the backstop and socket hooks last reported each key (rate limit).
 pub const REPORTED: &str = "REPORTED";
+/// Sockets a sock_addr hook audited (the backstop skips them).
+pub const AUDITED_SOCKETS: &str = "AUDITED_SOCKETS";
 
-const SINGLE: [&str; 10] = [
+const SINGLE: [&str; 11] = [
     POLICY_SET,
     POLICY_TAG,
     COUNTERS,
@@ -48,8 +53,9 @@ const SINGLE: [&str; 10] = [
     CGROUP_EVENTS,
     DEVICE_ASSIGNED,
     REPORTED,
+    AUDITED_SOCKETS,
 ];
-const PER_SET: [[&str; 2]; 12] = [
+const PER_SET: [[&str; 2]; 14] = [
     CGROUP_WL,
     SEG_V4,
     SEG_V6,
@@ -62,6 +68,8 @@ const PER_SET: [[&str; 2]; 12] = [
     DEV_SEGS,
     DEV_ALLOW,
     SOCKET_GRANTS,
+    CLEAR_V4,
+    CLEAR_V6,
 ];
 
 /// Every map name above.
@@ -74,7 +82,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_sets_numbered() {
         let names: std::vec::Vec<&str> = super::all().collect();
-        assert_eq!(names.len(), 10 + 2 * 12);
+        assert_eq!(names.len(), 11 + 2 * 14);
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();

@@ -57,6 +57,31 @@ pub struct SegmentInfo {
     pub _pad: [u8; 7],
 }
 
+/// Words of a per-family summary bitmap (`CLEAR_V4`, `CLEAR_V6`): one bit
+/// per value of an address's first 16 bits, set when no segment prefix
+/// reaches into that /16. All clear (a map never filled) sends every
+/// destination down the full lookup: the summary can only speed up, never
+/// open.
+pub const SUMMARY_WORDS: u32 = 1024;
+
+/// Whether a summary word says the /16 `top16` holds no segment prefix.
+#[inline(always)]
+pub fn summary_clear(word: u64, top16: u16) -> bool {
+    word & (1u64 << (top16 & 63)) != 0
+}
+
+/// Marks every /16 a prefix of `len` bits starting with `top16` reaches
+/// into as not clear (`words` starts all ones).
+pub fn summary_cover(words: &mut [u64], top16: u16, len: u32) {
+    let (first, count) =
+        if len >= 16 { (u32::from(top16), 1) } else { (u32::from(top16) & !((1 << (16 - len)) - 1), 1 << (16 - len)) };
+    for v in first..first + count {
+        if let Some(w) = words.get_mut((v >> 6) as usize) {
+            *w &= !(1u64 << (v & 63));
+        }
+    }
+}
+
 /// Kinds of socket the socket-creation hook guards (`SocketGrant::grants`).
 pub const SOCK_GRANT_RAW: u8 = 1;
 pub const SOCK_GRANT_PACKET: u8 = 2;

@@ -11,20 +11,20 @@
 //! fragments pass; their first fragment, which carries the ports, was judged.
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock},
-    helpers::{bpf_sk_fullsock, bpf_skb_cgroup_id},
+    helpers::{bpf_get_socket_cookie, bpf_sk_fullsock, bpf_skb_cgroup_id},
     macros::cgroup_skb,
     maps::lpm_trie::Key,
     programs::SkBuffContext,
 };
 use warden_common::{
     AF_INET, AF_INET6, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_PACKET, PROTO_OTHER, PROTO_TCP, PROTO_UDP, SEGMENT_NONE,
-    STAT_BACKSTOP_DROPS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, match_segment,
+    STAT_BACKSTOP_DROPS, STAT_EVENTS, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, match_segment,
     unprotected_verdict,
 };
 
-use crate::maps::{COUNTERS, STATS, Set, bump, cgroups, segments_v4, segments_v6, settings};
+use crate::maps::{AUDITED_SOCKETS, COUNTERS, STATS, Set, bump, cgroups, segments_v4, segments_v6, settings, unprotected_fast};
 use crate::net::segment_verdict;
-use crate::record::{Who, due, header, reserve_decision, submit_flags};
+use crate::record::{Who, due, reserve_decision, submit_flags, task_free_header};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -99,6 +99,9 @@ fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
     let Some((proto, port)) = transport(ctx, l4, h[9], first, stream) else { return 1 };
     let daddr = [h[16], h[17], h[18], h[19]];
     let set = Set::active();
+    if unprotected_fast(set, false, u16::from_be_bytes([h[16], h[17]])) {
+        return 1;
+    }
     let entries = segments_v4(set).get(Key::new(32, daddr));
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&daddr);
@@ -114,6 +117,9 @@ fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
     // not TCP or UDP is judged as "other" (all-ports segments only).
     let Some((proto, port)) = transport(ctx, 40, h[6], true, stream) else { return 1 };
     let set = Set::active();
+    if unprotected_fast(set, true, u16::from_be_bytes([h[24], h[25]])) {
+        return 1;
+    }
     let entries = segments_v6(set).get(Key::new(128, addr));
     judge(skb, &Packet { set, proto, family: AF_INET6, port, addr, ip_proto: h[6] }, entries)
 }
@@ -143,6 +149,16 @@ fn judge(skb: *mut __sk_buff, p: &Packet, entries: Option<&warden_common::Segmen
     if verdict == VERDICT_ALLOWED {
         return 1;
     }
+    if verdict == VERDICT_AUDITED {
+        // A connect or send a sock_addr hook already audited: its packets
+        // are that same flow, counted and reported once.
+        // SAFETY: helper on the program's own context.
+        let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+        // SAFETY: values are plain u16.
+        if unsafe { AUDITED_SOCKETS.get(&cookie) } == Some(&segment) {
+            return 1;
+        }
+    }
     if workload <= MAX_WORKLOADS {
         bump(&COUNTERS, p.set.counter(workload, verdict));
     }
@@ -159,7 +175,7 @@ fn judge(skb: *mut __sk_buff, p: &Packet, entries: Option<&warden_common::Segmen
 fn emit(p: &Packet, segment: u16, verdict: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<NetEvent>(verdict) else { return };
     entry.write(NetEvent {
-        header: header(EVENT_NET, verdict, segment, who),
+        header: task_free_header(EVENT_NET, verdict, segment, who),
         op: OP_PACKET,
         proto: p.proto,
         family: p.family,

@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use warden_common::{
-    AllowKey, AllowValue, COUNTER_SLOTS, MAX_SEGMENTS, MAX_WORKLOADS, POLICY_SETS, STAT_SLOTS, SegmentEntries,
-    SegmentInfo, Settings, SocketGrant, counter_slot,
+    AllowKey, AllowValue, COUNTER_SLOTS, DEFAULT_ALLOW, MAX_SEGMENTS, MAX_WORKLOADS, POLICY_SETS, STAT_SLOTS,
+    SUMMARY_WORDS, SegmentEntries, SegmentInfo, Settings, SocketGrant, counter_slot, summary_clear,
 };
 
 /// Which policy set the hooks read (index 0; 0 or 1).
@@ -88,6 +88,28 @@ per_set! {
         Array::pinned(MAX_WORKLOADS + 1, 0)
 }
 per_set! {
+    /// The /16s (by an address's first 16 bits) no segment prefix reaches
+    /// into, one bit each (`warden_common::summary_clear`).
+    pub fn clear_v4 -> Array<u64>: CLEAR_V4_0, CLEAR_V4_1 = Array::pinned(SUMMARY_WORDS, 0)
+}
+per_set! {
+    pub fn clear_v6 -> Array<u64>: CLEAR_V6_0, CLEAR_V6_1 = Array::pinned(SUMMARY_WORDS, 0)
+}
+
+/// The fast path for destinations in no segment (most traffic): the /16 is
+/// clear of segment prefixes, the default action allows and nothing asks
+/// for an event. One array word instead of the prefix and identity lookups.
+#[inline(always)]
+pub fn unprotected_fast(set: Set, v6: bool, top16: u16) -> bool {
+    let words = if v6 { clear_v6(set) } else { clear_v4(set) };
+    let Some(w) = words.get(u32::from(top16 >> 6)) else { return false };
+    if !summary_clear(*w, top16) {
+        return false;
+    }
+    matches!(settings(set).get(0), Some(s) if s.default_action == DEFAULT_ALLOW && s.log_unprotected == 0)
+}
+
+per_set! {
     /// Global settings at index 0.
     pub fn settings -> Array<Settings>: SETTINGS_0, SETTINGS_1 = Array::pinned(1, 0)
 }
@@ -102,6 +124,12 @@ pub static POLICY_TAG: Array<[u8; 32]> = Array::pinned(POLICY_SETS, 0);
 /// (`record::due`); least recently used keys go first.
 #[map]
 pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::pinned(4096, 0);
+
+/// Sockets whose connect or send to a segment was audited by a sock_addr
+/// hook (socket cookie → segment id): the backstop does not count their
+/// packets to that segment a second time.
+#[map]
+pub static AUDITED_SOCKETS: LruHashMap<u64, u16> = LruHashMap::pinned(16384, 0);
 
 /// Network decision counters, `Set::counter` slots of both sets.
 #[map]

@@ -1,16 +1,18 @@
 //! cgroup sock_addr hooks: connect4/6 (TCP and connected UDP) and
 //! sendmsg4/6 (unconnected UDP). Return 1 to allow, 0 to deny (EPERM).
 use aya_ebpf::{
-    helpers::bpf_get_current_cgroup_id, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie}, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
 };
 use warden_common::{
     AF_INET, AF_INET6, AllowKey, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_OTHER, PROTO_TCP,
     PROTO_UDP,
-    SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
+    SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
     match_segment, net_verdict, unprotected_verdict,
 };
 
-use crate::maps::{COUNTERS, STATS, Set, allow, bump, cgroups, segments_v4, segments_v6, settings};
+use crate::maps::{
+    AUDITED_SOCKETS, COUNTERS, STATS, Set, allow, bump, cgroups, segments_v4, segments_v6, settings, unprotected_fast,
+};
 use crate::record::{Who, header, reserve_decision, submit_flags};
 
 const IPPROTO_TCP: u32 = 6;
@@ -39,6 +41,8 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
 /// Destination of one flow, addresses in network order, and the policy
 /// set that decides it.
 struct Flow {
+    /// The hook's context, for the socket cookie of an audited flow.
+    ctx: *mut core::ffi::c_void,
     set: Set,
     op: u8,
     proto: u8,
@@ -69,10 +73,15 @@ fn dport(ctx: &SockAddrContext) -> u16 {
 fn on_v4(ctx: &SockAddrContext, op: u8) -> i32 {
     // SAFETY: as above.
     let ip = unsafe { (*ctx.sock_addr).user_ip4 };
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&ip.to_ne_bytes());
     let set = Set::active();
-    let flow = Flow { set, op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
+    let b = ip.to_ne_bytes();
+    if unprotected_fast(set, false, u16::from_be_bytes([b[0], b[1]])) {
+        bump(&STATS, STAT_DECISIONS);
+        return 1;
+    }
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&b);
+    let flow = Flow { ctx: ctx.sock_addr.cast(), set, op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
     decide(&flow, lookup_v4(set, &ip.to_ne_bytes()))
 }
 
@@ -95,14 +104,19 @@ fn on_v6(ctx: &SockAddrContext, op: u8) -> i32 {
     let (proto, port, set) = (proto_bit(ctx), dport(ctx), Set::active());
     // IPv4-mapped (::ffff:a.b.c.d): match against the IPv4 segments.
     let mapped = words[0] == 0 && words[1] == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
+    let top16 = if mapped { u16::from_be_bytes([addr[12], addr[13]]) } else { u16::from_be_bytes([addr[0], addr[1]]) };
+    if unprotected_fast(set, !mapped, top16) {
+        bump(&STATS, STAT_DECISIONS);
+        return 1;
+    }
     if mapped {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&addr[12..16]);
-        let flow = Flow { set, op, proto, family: AF_INET, port, addr: v4 };
+        let flow = Flow { ctx: ctx.sock_addr.cast(), set, op, proto, family: AF_INET, port, addr: v4 };
         let key4 = [addr[12], addr[13], addr[14], addr[15]];
         return decide(&flow, lookup_v4(set, &key4));
     }
-    let flow = Flow { set, op, proto, family: AF_INET6, port, addr };
+    let flow = Flow { ctx: ctx.sock_addr.cast(), set, op, proto, family: AF_INET6, port, addr };
     decide(&flow, segments_v6(set).get(Key::new(128, addr)))
 }
 
@@ -136,6 +150,11 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
 
     if workload <= MAX_WORKLOADS {
         bump(&COUNTERS, flow.set.counter(workload, verdict));
+    }
+    if verdict == VERDICT_AUDITED {
+        // SAFETY: helper on the program's own context.
+        let cookie = unsafe { bpf_get_socket_cookie(flow.ctx) };
+        let _ = AUDITED_SOCKETS.insert(&cookie, &segment, 0);
     }
     emit(flow, segment, verdict, &Who { set: flow.set, workload, rule, cgroup_id });
     if verdict == VERDICT_DENIED { 0 } else { 1 }

@@ -34,6 +34,20 @@ pub struct Who {
 pub fn header(kind: u8, verdict: u8, segment_id: u16, who: &Who) -> DecisionHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     DecisionHeader {
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+        ..task_free_header(kind, verdict, segment_id, who)
+    }
+}
+
+/// The header of a decision with no task behind it (a packet: it may leave
+/// from softirq context, and cgroup_skb programs on 6.1 and 6.12 may not
+/// ask for the current task): pid, tgid and comm stay 0; the cgroup names
+/// the workload.
+#[inline(always)]
+pub fn task_free_header(kind: u8, verdict: u8, segment_id: u16, who: &Who) -> DecisionHeader {
+    DecisionHeader {
         version: HEADER_VERSION,
         kind,
         verdict,
@@ -42,12 +56,12 @@ pub fn header(kind: u8, verdict: u8, segment_id: u16, who: &Who) -> DecisionHead
         _pad: 0,
         workload_id: who.workload,
         rule_id: who.rule,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
+        pid: 0,
+        tgid: 0,
         // SAFETY: helper without preconditions.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         cgroup_id: who.cgroup_id,
-        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+        comm: [0u8; 16],
     }
 }
 

@@ -30,6 +30,8 @@ struct PolicySet {
     device_segments: HashMap<MapData, DeviceKey, DeviceSegment>,
     device_allow: HashMap<MapData, AllowKey, DeviceAllowValue>,
     socket_grants: Array<MapData, SocketGrant>,
+    clear_v4: Array<MapData, u64>,
+    clear_v6: Array<MapData, u64>,
 }
 
 /// Everything a policy set holds: the compiled policy plus what the agent
@@ -119,6 +121,8 @@ impl PolicySet {
             device_segments: take(ebpf, names::DEV_SEGS[n])?,
             device_allow: take(ebpf, names::DEV_ALLOW[n])?,
             socket_grants: take(ebpf, names::SOCKET_GRANTS[n])?,
+            clear_v4: take(ebpf, names::CLEAR_V4[n])?,
+            clear_v6: take(ebpf, names::CLEAR_V6[n])?,
         })
     }
 
@@ -136,6 +140,20 @@ impl PolicySet {
         // cgroups carry only this policy's ids.
         for (id, grant) in p.socket_grants.iter().enumerate() {
             self.socket_grants.set(id as u32, *grant, 0).map_err(err("SOCKET_GRANTS"))?;
+        }
+        // After the prefix maps below would be as good: the hooks read this
+        // set only once the fill is complete. Only changed words are
+        // written when the set's contents are known.
+        let old = held.map(|h| (&h.policy.clear_v4, &h.policy.clear_v6));
+        for (map, new, old, name) in [
+            (&mut self.clear_v4, &p.clear_v4, old.map(|o| o.0), "CLEAR_V4"),
+            (&mut self.clear_v6, &p.clear_v6, old.map(|o| o.1), "CLEAR_V6"),
+        ] {
+            for (i, w) in new.iter().enumerate() {
+                if old.and_then(|o| o.get(i)) != Some(w) {
+                    map.set(i as u32, *w, 0).map_err(err(name))?;
+                }
+            }
         }
         match held {
             Some(h) => {

@@ -2,8 +2,8 @@
 //! every limit the maps impose, so here we only translate.
 use ipnet::IpNet;
 use warden_common::{
-    AllowKey, AllowPorts, AllowValue, DeviceAllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SegmentEntries, SegmentEntry,
-    SegmentInfo, Settings, SocketGrant,
+    AllowKey, AllowPorts, AllowValue, DeviceAllowValue, FileAllowValue, Ipv4Key, Ipv6Key, SUMMARY_WORDS,
+    SegmentEntries, SegmentEntry, SegmentInfo, Settings, SocketGrant, summary_cover,
 };
 
 use super::allow::allow_table;
@@ -40,6 +40,9 @@ pub struct CompiledPolicy {
     pub devices: Vec<DeviceSegmentSpec>,
     /// Pairs with device segments, sorted by (workload id, segment id).
     pub device_allow: Vec<(AllowKey, DeviceAllowValue)>,
+    /// `CLEAR_V4` / `CLEAR_V6`: the /16s no segment prefix reaches into.
+    pub clear_v4: Vec<u64>,
+    pub clear_v6: Vec<u64>,
     /// `SOCKET_GRANTS` by workload id; index 0 is unidentified cgroups.
     pub socket_grants: Vec<SocketGrant>,
     /// `workloads[id - 1]` is the name of workload `id`. Names are shared
@@ -132,6 +135,8 @@ impl Policy {
             // Validation built the same set; should it ever fail, nothing is identified (fail closed).
             .unwrap_or_default();
 
+        let clear_v4 = summary(v4.iter().map(|(k, _)| (u16::from_be_bytes([k.addr[0], k.addr[1]]), k.prefix_len)));
+        let clear_v6 = summary(v6.iter().map(|(k, _)| (u16::from_be_bytes([k.addr[0], k.addr[1]]), k.prefix_len)));
         CompiledPolicy {
             settings,
             v4,
@@ -142,6 +147,8 @@ impl Policy {
             file_allow,
             devices,
             device_allow,
+            clear_v4,
+            clear_v6,
             socket_grants: socket_grants(self),
             workloads: self.workloads.iter().map(|w| Name::from(w.name.as_str())).collect(),
             segments: self.segments.iter().map(|s| Name::from(s.name.as_str())).collect(),
@@ -229,4 +236,13 @@ fn socket_grants(policy: &Policy) -> Vec<SocketGrant> {
         out.push(g);
     }
     out
+}
+
+/// The summary bitmap of a family's prefixes: (first 16 bits, length).
+fn summary(prefixes: impl Iterator<Item = (u16, u32)>) -> Vec<u64> {
+    let mut words = vec![u64::MAX; SUMMARY_WORDS as usize];
+    for (top16, len) in prefixes {
+        summary_cover(&mut words, top16, len);
+    }
+    words
 }

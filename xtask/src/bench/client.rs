@@ -20,6 +20,10 @@ pub struct Args {
     pub rounds: usize,
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Instead of connects: bulk TCP throughput, this many bytes per side
+    /// and round.
+    #[arg(long)]
+    pub bulk_bytes: Option<u64>,
 }
 
 /// `name:cgroup_dir:listen_ip`
@@ -67,7 +71,74 @@ fn connect_once(addr: &SocketAddr) -> anyhow::Result<u64> {
     Ok(ns)
 }
 
+/// A listener that reads and discards everything it is sent.
+fn sink(ip: &str) -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind((ip, 0))?;
+    let addr = l.local_addr()?;
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Seconds to send `bytes` over one loopback TCP connection.
+fn bulk_once(addr: &SocketAddr, bytes: u64) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let buf = vec![0x5au8; 256 << 10];
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        s.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    // Wait for the reader to finish: it closes after reading everything.
+    let mut end = [0u8; 1];
+    let _ = std::io::Read::read(&mut s, &mut end);
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Bulk throughput, alternating the baseline cgroup and the case's.
+fn bulk(a: &Args, bytes: u64) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for (name, cg, ip) in &a.cases {
+        let (addr, base_addr) = (sink(ip)?, sink(ip)?);
+        let (mut with, mut base, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.rounds {
+            join(&a.baseline_cgroup)?;
+            let b = bulk_once(&base_addr, bytes)?;
+            join(cg)?;
+            let w = bulk_once(&addr, bytes)?;
+            let gib = bytes as f64 / (1u64 << 30) as f64;
+            base.push(gib / b);
+            with.push(gib / w);
+            ratios.push(b / w);
+        }
+        for v in [&mut with, &mut base, &mut ratios] {
+            v.sort_by(f64::total_cmp);
+        }
+        out.push(serde_json::json!({
+            "name": name,
+            "with_gib_s": with[with.len() / 2],
+            "base_gib_s": base[base.len() / 2],
+            "paired_ratio": ratios[ratios.len() / 2],
+        }));
+    }
+    println!("{}", serde_json::Value::Array(out));
+    Ok(())
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if let Some(bytes) = a.bulk_bytes {
+        return bulk(&a, bytes);
+    }
     let mut cases = Vec::new();
     for (name, cg, ip) in &a.cases {
         cases.push((name.clone(), cg.clone(), listener(ip)?, listener(ip)?));

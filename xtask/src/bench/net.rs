@@ -20,6 +20,9 @@ pub struct Args {
     rounds: usize,
     #[arg(long, default_value_t = 400)]
     batch: usize,
+    /// Bytes per side and round of the bulk TCP case.
+    #[arg(long, default_value_t = 1 << 30)]
+    bulk_bytes: u64,
 }
 
 /// Deterministic policy: `n` disjoint /24s in 100 segments, plus the
@@ -75,15 +78,18 @@ fn client(
     ip: &str,
     rounds: usize,
     batch: usize,
+    bulk_bytes: Option<u64>,
 ) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("bench-client")
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("bench-client")
         .arg("--baseline-cgroup")
         .arg(tree.join("base"))
         .args(["--case", &format!("{name}:{}:{ip}", cg.display())])
-        .args(["--rounds", &rounds.to_string(), "--batch", &batch.to_string()])
-        .stderr(Stdio::inherit())
-        .output()?;
+        .args(["--rounds", &rounds.to_string(), "--batch", &batch.to_string()]);
+    if let Some(b) = bulk_bytes {
+        cmd.args(["--bulk-bytes", &b.to_string()]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         bail!("bench client failed: {}", String::from_utf8_lossy(&out.stdout));
     }
@@ -102,11 +108,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let agent = Agent::start(&format!("{rel}/agent"), &policy(a.prefixes), None)?;
     let agent_pid = agent.pid();
     let status = agent.status()?;
-    let connect4 = status["programs"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "connect4"))
-        .and_then(|p| p["program_id"].as_u64())
-        .context("connect4 not attached")?;
+    let program = |name: &str| {
+        status["programs"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["program_id"].as_u64())
+            .with_context(|| format!("{name} not attached"))
+    };
+    let (connect4, egress) = (program("connect4")?, program("egress")?);
     let rss_idle = status_field(agent_pid, "VmRSS:");
     let bench_cg = tree.join("agent/bench");
     let mut rows = Vec::new();
@@ -114,29 +123,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         // Latency with kernel.bpf_stats_enabled=0, as in production (the
         // stats add two clock reads per program run)...
         std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
-        let result = client(&tree, &bench_cg, name, ip, a.rounds, a.batch)?;
-        // ...then a short pass with stats on for the hook's own ns/call.
+        let result = client(&tree, &bench_cg, name, ip, a.rounds, a.batch, None)?;
+        // ...then a short pass with stats on for the hooks' own ns/call.
         std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
-        let before = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
-        client(&tree, &bench_cg, name, ip, 5, a.batch)?;
-        let after = prog_stats(agent_pid, connect4).context("reading connect4 run stats")?;
-        let (dt, dc) = (after.0 - before.0, after.1 - before.1);
-        rows.push((result, dt as f64 / dc.max(1) as f64));
+        let stats = || -> anyhow::Result<[(u64, u64); 2]> {
+            let read = |id| prog_stats(agent_pid, id).context("reading program run stats");
+            Ok([read(connect4)?, read(egress)?])
+        };
+        let before = stats()?;
+        client(&tree, &bench_cg, name, ip, 5, a.batch, None)?;
+        let after = stats()?;
+        let ns = |i: usize| (after[i].0 - before[i].0) as f64 / (after[i].1 - before[i].1).max(1) as f64;
+        rows.push((result, ns(0), ns(1)));
     }
+    // Bulk TCP through the backstop: every packet of an established
+    // connection passes it, with stats off as in production.
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
+    let bulk = client(&tree, &bench_cg, "bulk", "127.0.0.1", 5, 1, Some(a.bulk_bytes))?;
     let rss = status_field(agent_pid, "VmRSS:");
     let hwm = status_field(agent_pid, "VmHWM:");
     let final_status = agent.status()?;
 
     println!("\nwarden bench net — {} prefixes, {} rounds x {} connects per case", a.prefixes, a.rounds, a.batch);
     println!(
-        "{:<20}{:>12}{:>12}{:>8}{:>12}{:>12}{:>8}{:>11}",
-        "case", "base p50", "warden p50", "ratio", "base p99", "warden p99", "ratio", "hook ns"
+        "{:<20}{:>12}{:>12}{:>8}{:>12}{:>12}{:>8}{:>11}{:>14}",
+        "case", "base p50", "warden p50", "ratio", "base p99", "warden p99", "ratio", "hook ns", "backstop ns"
     );
     let mut paired = Vec::new();
-    for (r, hook_ns) in &rows {
+    for (r, hook_ns, egress_ns) in &rows {
         let f = |k: &str| r[k].as_u64().unwrap_or(0) as f64;
         println!(
-            "{:<20}{:>10.1}µs{:>10.1}µs{:>8.3}{:>10.1}µs{:>10.1}µs{:>8.3}{:>11.0}",
+            "{:<20}{:>10.1}µs{:>10.1}µs{:>8.3}{:>10.1}µs{:>10.1}µs{:>8.3}{:>11.0}{:>14.0}",
             r["name"].as_str().unwrap_or(""),
             f("base_p50_ns") / 1e3,
             f("with_p50_ns") / 1e3,
@@ -145,6 +162,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             f("with_p99_ns") / 1e3,
             f("with_p99_ns") / f("base_p99_ns"),
             hook_ns,
+            egress_ns,
         );
         paired.push(format!(
             "{} {:.3}",
@@ -154,6 +172,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     println!("paired p50 ratio (median over rounds of per-round p50 ratios): {}", paired.join(", "));
     println!("hook ns = connect4 run_time_ns / run_cnt from the kernel (kernel.bpf_stats_enabled=1)");
+    println!("backstop ns = egress (cgroup_skb) run_time_ns / run_cnt over the same connects' packets");
+    let f = |k: &str| bulk[k].as_f64().unwrap_or(0.0);
+    println!(
+        "bulk TCP over loopback, {:.1} GiB per side and round, median of 5: base {:.2} GiB/s, warden {:.2} GiB/s, \
+         paired ratio {:.3}",
+        a.bulk_bytes as f64 / (1u64 << 30) as f64,
+        f("base_gib_s"),
+        f("with_gib_s"),
+        f("paired_ratio")
+    );
     println!("agent RSS: idle {rss_idle}, after {rss}, peak {hwm}");
     println!(
         "events: kernel emitted {}, written {}, dropped {}",
