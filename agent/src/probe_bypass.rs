@@ -31,6 +31,12 @@ pub fn run(mode: &str, args: &[String]) -> Option<Result<()>> {
         "sctp" => sctp(ip(0), port(1)),
         "handoff-tcp" => handoff(ip(0), port(1), &args[2], libc::SOCK_STREAM),
         "handoff-udp" => handoff(ip(0), port(1), &args[2], libc::SOCK_DGRAM),
+        "flood-raw" | "flood-icmp" => {
+            let secs: f64 = args[2].parse().expect("seconds");
+            let counts = raw_flood(ip(0), port(1), secs, mode == "flood-icmp");
+            println!("{}", serde_json::to_string(&counts.as_ref().ok()).unwrap());
+            counts.map(|_| ())
+        }
         _ => return None,
     })
 }
@@ -385,4 +391,69 @@ fn handoff(dst: IpAddr, port: u16, then_join: &str, ty: libc::c_int) -> Result<(
     } else {
         sendto(&fd, PAYLOAD, 0, &to)
     }
+}
+
+/// Counts of a raw or ICMP flood: sends the kernel accepted or refused,
+/// and echo replies that came back (ICMP).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RawCounts {
+    pub attempts: u64,
+    pub ok: u64,
+    pub denied: u64,
+    pub other: u64,
+    pub replies: u64,
+}
+
+/// Hand-built UDP datagrams on one raw socket (or echo requests on one
+/// ICMP datagram socket, `icmp`) to `dst` for `secs`, paced at 1 kHz.
+pub fn raw_flood(dst: IpAddr, port: u16, secs: f64, icmp: bool) -> Result<RawCounts> {
+    let fd = if icmp {
+        let proto = if dst.is_ipv4() { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 };
+        socket(family(dst), libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, proto)?
+    } else {
+        socket(family(dst), libc::SOCK_RAW, libc::IPPROTO_UDP)?
+    };
+    if !icmp && dst.is_ipv6() {
+        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, 6)?;
+    }
+    let msg = if icmp {
+        let mut m = vec![if dst.is_ipv4() { 8u8 } else { 128 }, 0, 0, 0, 0, 0, 0, 1];
+        m.extend_from_slice(PAYLOAD);
+        if dst.is_ipv4() {
+            let sum = checksum(&[&m]);
+            m[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        m
+    } else {
+        let mut d = udp_datagram(loopback_of(dst), dst, 40003, port);
+        d[6..8].copy_from_slice(&[0, 0]);
+        d
+    };
+    let to = Sockaddr::new(SocketAddr::new(dst, 0));
+    let mut c = RawCounts::default();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1500];
+    let mut read_replies = |c: &mut RawCounts| {
+        // SAFETY: valid buffer; the socket is non-blocking.
+        while unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) } > 0 {
+            c.replies += 1;
+        }
+    };
+    while start.elapsed().as_secs_f64() < secs {
+        c.attempts += 1;
+        match sendto(&fd, &msg, 0, &to) {
+            Ok(()) => c.ok += 1,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => c.denied += 1,
+            Err(_) => c.other += 1,
+        }
+        if icmp {
+            read_replies(&mut c);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if icmp {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        read_replies(&mut c);
+    }
+    Ok(c)
 }

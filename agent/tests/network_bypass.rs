@@ -98,3 +98,65 @@ fn destinations_outside_segments_are_unaffected() {
     wait_for(|| denied_count(&agent, "other") > denies, "the refused raw socket is counted");
     assert_eq!(agent.status()["events"]["backstop_drops"], 0);
 }
+
+/// The fast path for destinations in no segment skips the prefix lookup
+/// only where no segment prefix reaches, follows reloads, and never
+/// applies under `defaultAction: deny`.
+#[test]
+fn the_fast_path_never_opens_a_segment() {
+    let tree = TestTree::new("fastpath");
+    let other = tree.mkdir("other/a");
+    let (inside, outside) = (tcp_listener("127.100.0.1"), tcp_listener("127.200.0.1"));
+    // 127.64.0.0/10 reaches into the /16s 127.64 to 127.127.
+    let policy = |default: &str, extra: &str| {
+        format!(
+            "version: 1\ndefaultAction: {default}\nsegments:\n  - name: wide\n    network:\n      - cidr: 127.64.0.0/10\n{extra}\
+             workloads:\n  - name: other\n    selector: {{cgroup: \"other/*\"}}\n"
+        )
+    };
+    let mut agent = Agent::start(&tree, &policy("allow", ""));
+    let reload = |agent: &Agent, yaml: &str| {
+        std::fs::write(&agent.config, yaml).unwrap();
+        let out = std::process::Command::new(WARDEN).args(["reload", "--socket"]).arg(&agent.socket).output();
+        assert!(out.unwrap().status.success());
+    };
+    assert!(netprobe(&other, "tcp", "127.100.0.1", inside).eperm(), "inside a /10 segment");
+    assert!(netprobe(&other, "tcp", "127.200.0.1", outside).ok(), "a /16 no segment reaches");
+    // A segment added by reload: its /16 leaves the fast path at the switch.
+    reload(&agent, &policy("allow", "  - name: late\n    network:\n      - cidr: 127.200.0.1/32\n"));
+    assert!(netprobe(&other, "tcp", "127.200.0.1", outside).eperm(), "the new segment holds at once");
+    // Default deny: destinations in no segment are denied, fast path or not.
+    reload(&agent, &policy("deny", ""));
+    assert!(netprobe(&other, "tcp", "127.200.0.1", outside).eperm(), "defaultAction deny");
+    agent.stop();
+    // An agent restarted on the same pins: still the same answers.
+    let _restarted = Agent::start(&tree, &policy("allow", ""));
+    assert!(netprobe(&other, "tcp", "127.200.0.1", outside).ok());
+    assert!(netprobe(&other, "tcp", "127.100.0.1", inside).eperm());
+}
+
+/// Audit mode applies to the backstop and the socket guard: packets and
+/// sockets go through, and are reported and counted as audited.
+#[test]
+fn audit_mode_lets_backstop_packets_through_and_reports_them() {
+    let tree = TestTree::new("bypass-audit");
+    let other = tree.mkdir("other/a");
+    let prober = tree.mkdir("prober/a");
+    let seg = Counted::udp("127.0.0.2");
+    let agent = Agent::start(&tree, &POLICY.replacen("version: 1\n", "version: 1\nmode: audit\n", 1));
+    let port = seg.port.to_string();
+    for cgroup in [&prober, &other] {
+        let before = seg.get();
+        let p = netprobe_args(cgroup, &["raw-udp", "127.0.0.2", &port]);
+        assert!(p.ok(), "audit mode lets it through: {p:?}");
+        wait_for(|| seg.get() > before, "the audited datagram arrives");
+    }
+    let packet = agent.wait_events(1, |e| e["operation"] == "packet" && e["workload"] == "prober");
+    assert_eq!(str_of(&packet[0], "verdict"), "audited", "{}", packet[0]);
+    let socket = agent.wait_events(1, |e| e["operation"] == "socket" && e["workload"] == "other");
+    assert_eq!(str_of(&socket[0], "verdict"), "audited", "{}", socket[0]);
+    let st = agent.status();
+    assert!(workload(&st, "prober")["audited"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(workload(&st, "prober")["denied"], 0);
+    assert_eq!(st["events"]["backstop_drops"], 0, "audited packets are not dropped");
+}

@@ -3,6 +3,8 @@
 //! them over, and `warden uninstall` removes everything. The hammer test
 //! keeps connects going through 100 reloads, a restart and a SIGKILL.
 mod harness;
+#[path = "net_cases/mod.rs"]
+mod net_cases;
 
 use std::{
     path::Path,
@@ -35,7 +37,9 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     let st = first.status();
     assert_eq!(st["pins"]["adopted"], false);
     let links: Vec<&str> = st["pins"]["links"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert_eq!(links, ["connect4", "connect6", "sendmsg4", "sendmsg6"]);
+    // The packet socket hook (lsm/socket_create) only where BPF-LSM loads.
+    let links: Vec<&str> = links.into_iter().filter(|l| *l != "socket_create").collect();
+    assert_eq!(links, ["connect4", "connect6", "egress", "sendmsg4", "sendmsg6", "sock_create"]);
 
     first.kill9();
     // No agent at all: the kernel still decides from the pinned maps.
@@ -69,7 +73,9 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("detached 4 programs"), "{text}");
+    // connect4/6, sendmsg4/6, the backstop and sock_create (+ the packet
+    // socket LSM hook where BPF-LSM loads).
+    assert!(text.contains("detached 6 programs") || text.contains("detached 7 programs"), "{text}");
     assert!(!pin_dir(&tree).exists(), "nothing left in bpffs");
     assert!(netprobe(&other, "tcp", "127.0.0.2", port).ok(), "uninstalled: no program decides any more");
 }
@@ -100,12 +106,21 @@ fn hammer_reloads_restart_and_sigkill_never_flip_a_decision() {
     let tree = TestTree::new("hammer");
     let trainer = tree.mkdir("trainer/a");
     let other = tree.mkdir("other/a");
+    let prober = tree.mkdir("prober/a");
     let port = tcp_listener("127.0.0.2");
     // Two valid policies that shift every id: an extra segment and workload
     // before the real ones. Neither changes who may reach `store`.
-    let plain = policy(port, "");
-    let shifted = policy(port, "  - name: decoy\n    network:\n      - cidr: 10.99.0.0/16\n")
-        .replace("workloads:\n", "workloads:\n  - name: decoy\n    selector: { cgroup: \"decoy/*\" }\n");
+    // `raw-store` (127.0.0.3, every protocol and port) is what the raw and
+    // ICMP senders aim at; `prober` may make raw sockets but not reach it.
+    let raw_store = "  - name: raw-store\n    network:\n      - cidr: 127.0.0.3/32\n";
+    let with_prober = |y: String| {
+        y.replace("workloads:\n", "workloads:\n  - name: prober\n    selector: { cgroup: \"prober/*\" }\n")
+            + "  - workload: prober\n    sockets: [raw]\n"
+    };
+    let plain = with_prober(policy(port, raw_store));
+    let shifted =
+        with_prober(policy(port, &format!("{raw_store}  - name: decoy\n    network:\n      - cidr: 10.99.0.0/16\n")))
+            .replace("workloads:\n", "workloads:\n  - name: decoy\n    selector: { cgroup: \"decoy/*\" }\n");
     let mut agent = Agent::start(&tree, &plain);
 
     // Both floods run through everything below. Paced: every allowed
@@ -114,6 +129,19 @@ fn hammer_reloads_restart_and_sigkill_never_flip_a_decision() {
     let (t, o) = (trainer.clone(), other.clone());
     let allowed = std::thread::spawn(move || flood(&t, "flood", port, secs, 400));
     let denied = std::thread::spawn(move || flood(&o, "flood", port, secs, 400));
+    // Raw and ICMP senders join: a workload granted raw sockets but not the
+    // segment, and one with no grant at all sending ping datagrams. Not one
+    // packet may reach the segment through it all.
+    let udp = net_cases::Counted::udp("127.0.0.3");
+    let (p, o, up) = (prober.clone(), other.clone(), udp.port.to_string());
+    let raw = std::thread::spawn(move || {
+        let secs = secs.to_string();
+        netprobe_args(&p, &["flood-raw", "127.0.0.3", &up, &secs]).output
+    });
+    let icmp = std::thread::spawn(move || {
+        net_cases::allow_ping_sockets();
+        netprobe_args(&o, &["flood-icmp", "127.0.0.3", "0", &secs.to_string()]).output
+    });
     let t0 = Instant::now();
 
     for i in 0..100 {
@@ -130,6 +158,12 @@ fn hammer_reloads_restart_and_sigkill_never_flip_a_decision() {
     agent = Agent::start(&tree, &shifted);
     assert!(t0.elapsed().as_secs_f64() < secs - 2.0, "the floods must outlast the hammering");
 
+    // The counts' line, then the probe's own "ok".
+    let first = |s: String| serde_json::from_str::<Value>(s.lines().next().unwrap_or("")).unwrap();
+    let (raw, icmp) = (first(raw.join().unwrap()), first(icmp.join().unwrap()));
+    assert_eq!(udp.get(), 0, "raw datagrams reached the segment: {raw}");
+    assert!(raw["attempts"].as_u64().unwrap() > 1_000 && raw["ok"] == 0, "{raw}");
+    assert!(icmp["attempts"].as_u64().unwrap() > 1_000 && icmp["replies"] == 0, "echo replies came back: {icmp}");
     let (a, a_ok, a_denied, a_other) = counts(&allowed.join().unwrap());
     let (d, d_ok, d_denied, d_other) = counts(&denied.join().unwrap());
     assert!(a > 6_000 && d > 6_000, "floods ran: {a} and {d} attempts");

@@ -168,3 +168,37 @@ impl AllowPorts {
         window_matches(self.proto_mask, self.port_lo, self.port_hi, proto_bit, port)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words all ones, then the /16s each prefix reaches into cleared.
+    fn summary(prefixes: &[(u16, u32)]) -> [u64; SUMMARY_WORDS as usize] {
+        let mut w = [u64::MAX; SUMMARY_WORDS as usize];
+        for &(top16, len) in prefixes {
+            summary_cover(&mut w, top16, len);
+        }
+        w
+    }
+
+    fn clear(w: &[u64], top16: u16) -> bool {
+        summary_clear(w[usize::from(top16 >> 6)], top16)
+    }
+
+    #[test]
+    fn a_summary_clears_exactly_the_16s_prefixes_reach() {
+        // 10.20.0.0/16, 127.0.0.2/32, 172.16.0.0/12 (172.16 .. 172.31), and
+        // 100.64.0.0/10 (100.64 .. 100.127).
+        let w = summary(&[(0x0a14, 16), (0x7f00, 32), (0xac10, 12), (0x6440, 10)]);
+        for covered in [0x0a14, 0x7f00, 0xac10, 0xac1f, 0x6440, 0x647f] {
+            assert!(!clear(&w, covered), "{covered:#06x}");
+        }
+        for free in [0x0a13, 0x0a15, 0x7f01, 0xac0f, 0xac20, 0x643f, 0x6480, 0x0000, 0xffff] {
+            assert!(clear(&w, free), "{free:#06x}");
+        }
+        // /0 reaches everywhere; an unfilled map (all zero) clears nothing.
+        assert!(summary(&[(0, 0)]).iter().all(|&x| x == 0));
+        assert!(!summary_clear(0, 0x1234));
+    }
+}
