@@ -40,6 +40,17 @@ fn policy_check_reports_file_line_field_reason() {
     let (code, out, err) = run(&["policy", "check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(": ok ("), "{out}");
+    assert!(err.is_empty(), "no warnings for the example: {err}");
+    // Valid, with a warning naming the rule: packet sockets for a
+    // workload denied a network segment.
+    let risky = dir.0.join("risky.yaml");
+    let grant = "version: 1\nsegments: [{name: s, network: [{cidr: 10.0.0.0/8}]}]\n\
+                 workloads: [{name: w, selector: {cgroup: w}}]\nallow:\n  - workload: w\n    sockets: [packet]\n";
+    std::fs::write(&risky, grant).unwrap();
+    let (code, out, err) = run(&["policy", "check", risky.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = risky.display().to_string();
+    assert!(err.contains(&format!("warning: {r}:6:14: allow[0].sockets: grants packet sockets to `w`")), "{err}");
 }
 
 #[test]

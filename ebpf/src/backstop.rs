@@ -35,12 +35,11 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    // SAFETY: the context is the kernel's __sk_buff for this packet.
     let skb = ctx.skb.skb;
-    let stream = is_tcp_stream(skb);
+    // SAFETY: the context is the kernel's __sk_buff for this packet.
     match u16::from_be(unsafe { (*skb).protocol } as u16) {
-        ETH_P_IP => v4(&ctx, skb, stream),
-        ETH_P_IPV6 => v6(&ctx, skb, stream),
+        ETH_P_IP => v4(&ctx, skb),
+        ETH_P_IPV6 => v6(&ctx, skb),
         _ => 1,
     }
 }
@@ -62,24 +61,38 @@ fn is_tcp_stream(skb: *mut __sk_buff) -> bool {
     unsafe { (*full).type_ == SOCK_STREAM && (*full).protocol == u32::from(IPPROTO_TCP) }
 }
 
-/// Protocol bit and destination port; `None`: the packet passes unjudged.
+/// The first 16 bytes of the transport header: read with the IP header in
+/// one helper call when they follow it directly, else on their own.
 #[inline(always)]
-fn transport(ctx: &SkBuffContext, l4: usize, proto: u8, first_fragment: bool, stream: bool) -> Option<(u8, u16)> {
+fn l4_bytes(ctx: &SkBuffContext, with_ip: Option<&[u8]>, l4: usize) -> Option<[u8; 16]> {
+    if let Some(b) = with_ip {
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&b[..16]);
+        return Some(out);
+    }
+    // A short packet: its transport header may be under 16 bytes (UDP, ICMP).
+    let head: [u8; 8] = ctx.load(l4).ok()?;
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&head);
+    Some(out)
+}
+
+/// Protocol bit and destination port; `None`: the packet passes unjudged.
+/// A TCP stream socket's packets pass unless they open a connection.
+#[inline(always)]
+fn transport(skb: *mut __sk_buff, l4: Option<[u8; 16]>, proto: u8, first_fragment: bool) -> Option<(u8, u16)> {
     match proto {
         IPPROTO_TCP | IPPROTO_UDP if !first_fragment => None,
         IPPROTO_TCP => {
-            let ports: [u8; 4] = ctx.load(l4).ok()?;
-            if stream {
-                let flags: u8 = ctx.load(l4 + 13).ok()?;
-                if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
-                    return None;
-                }
+            let h = l4?;
+            if h[13] & (TCP_SYN | TCP_ACK) != TCP_SYN && is_tcp_stream(skb) {
+                return None;
             }
-            Some((PROTO_TCP, u16::from_be_bytes([ports[2], ports[3]])))
+            Some((PROTO_TCP, u16::from_be_bytes([h[2], h[3]])))
         }
         IPPROTO_UDP => {
-            let ports: [u8; 4] = ctx.load(l4).ok()?;
-            Some((PROTO_UDP, u16::from_be_bytes([ports[2], ports[3]])))
+            let h = l4?;
+            Some((PROTO_UDP, u16::from_be_bytes([h[2], h[3]])))
         }
         // Raw IP, ICMP, SCTP...: no port; only segments open on every port
         // and protocol cover them.
@@ -89,19 +102,34 @@ fn transport(ctx: &SkBuffContext, l4: usize, proto: u8, first_fragment: bool, st
 }
 
 #[inline(always)]
-fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
-    let Ok(h) = ctx.load::<[u8; 20]>(0) else { return 1 };
-    let l4 = usize::from(h[0] & 0x0f) * 4;
-    let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
-    if l4 < 20 {
+fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
+    // IP header and the start of TCP/UDP in one load; a shorter packet
+    // (small UDP or ICMP) reads its header alone.
+    let long = ctx.load::<[u8; 36]>(0).ok();
+    let h: [u8; 20] = match &long {
+        Some(b) => {
+            let mut h = [0u8; 20];
+            h.copy_from_slice(&b[..20]);
+            h
+        }
+        None => match ctx.load(0) {
+            Ok(h) => h,
+            Err(_) => return 1,
+        },
+    };
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if ihl < 20 {
         return 1;
     }
-    let Some((proto, port)) = transport(ctx, l4, h[9], first, stream) else { return 1 };
-    let daddr = [h[16], h[17], h[18], h[19]];
+    let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
+    let with_ip = long.as_ref().filter(|_| ihl == 20).map(|b| &b[20..36]);
+    let l4 = if matches!(h[9], IPPROTO_TCP | IPPROTO_UDP) && first { l4_bytes(ctx, with_ip, ihl) } else { None };
+    let Some((proto, port)) = transport(skb, l4, h[9], first) else { return 1 };
     let set = Set::active();
     if unprotected_fast(set, false, u16::from_be_bytes([h[16], h[17]])) {
         return 1;
     }
+    let daddr = [h[16], h[17], h[18], h[19]];
     let entries = segments_v4(set).get(Key::new(32, daddr));
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&daddr);
@@ -109,13 +137,26 @@ fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
 }
 
 #[inline(always)]
-fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff, stream: bool) -> i32 {
-    let Ok(h) = ctx.load::<[u8; 40]>(0) else { return 1 };
+fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
+    let long = ctx.load::<[u8; 56]>(0).ok();
+    let h: [u8; 40] = match &long {
+        Some(b) => {
+            let mut h = [0u8; 40];
+            h.copy_from_slice(&b[..40]);
+            h
+        }
+        None => match ctx.load(0) {
+            Ok(h) => h,
+            Err(_) => return 1,
+        },
+    };
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&h[24..40]);
     // Extension headers are not walked: a packet whose first next-header is
     // not TCP or UDP is judged as "other" (all-ports segments only).
-    let Some((proto, port)) = transport(ctx, 40, h[6], true, stream) else { return 1 };
+    let with_ip = long.as_ref().map(|b| &b[40..56]);
+    let l4 = if matches!(h[6], IPPROTO_TCP | IPPROTO_UDP) { l4_bytes(ctx, with_ip, 40) } else { None };
+    let Some((proto, port)) = transport(skb, l4, h[6], true) else { return 1 };
     let set = Set::active();
     if unprotected_fast(set, true, u16::from_be_bytes([h[24], h[25]])) {
         return 1;
