@@ -107,18 +107,24 @@ fn connect(fd: &OwnedFd, to: &Sockaddr) -> Result<()> {
 /// SYN is retransmitted for minutes otherwise).
 fn stream_socket(family: libc::c_int, proto: libc::c_int) -> Result<OwnedFd> {
     let fd = socket(family, libc::SOCK_STREAM, proto)?;
+    one_second(&fd, libc::SO_SNDTIMEO)?;
+    Ok(fd)
+}
+
+/// Sets a one-second `SO_SNDTIMEO` or `SO_RCVTIMEO`.
+fn one_second(fd: &OwnedFd, option: libc::c_int) -> Result<()> {
     let timeout = libc::timeval { tv_sec: 1, tv_usec: 0 };
     // SAFETY: a timeval option, by pointer and size.
     check(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
+            option,
             (&timeout as *const libc::timeval).cast(),
             size_of::<libc::timeval>() as u32,
         )
-    })?;
-    Ok(fd)
+    })
+    .map(|_| ())
 }
 
 fn bind(fd: &OwnedFd, at: &Sockaddr) -> Result<()> {
@@ -285,17 +291,7 @@ fn ping(dst: IpAddr, raw: bool) -> Result<()> {
         msg[2..4].copy_from_slice(&sum.to_be_bytes());
     }
     sendto(&fd, &msg, 0, &Sockaddr::new(SocketAddr::new(dst, 0)))?;
-    let timeout = libc::timeval { tv_sec: 1, tv_usec: 0 };
-    // SAFETY: a timeval option, by pointer and size.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as u32,
-        )
-    })?;
+    one_second(&fd, libc::SO_RCVTIMEO)?;
     let mut buf = [0u8; 1500];
     loop {
         // SAFETY: valid buffer.

@@ -366,10 +366,15 @@ pub const FILEPROBE: &str = env!("CARGO_BIN_EXE_warden-fileprobe");
 
 /// Runs the real client inside `cgroup`: mode is tcp | udp-connect | udp-sendto.
 pub fn netprobe(cgroup: &Path, mode: &str, addr: &str, port: u16) -> Probe {
+    run_netprobe(cgroup, 150, &[mode, addr, &port.to_string()])
+}
+
+fn run_netprobe(cgroup: &Path, linger_ms: u32, args: &[&str]) -> Probe {
     let child = Command::new(NETPROBE)
         .arg("--cgroup")
         .arg(cgroup)
-        .args(["--linger-ms", "150", mode, addr, &port.to_string()])
+        .args(["--linger-ms", &linger_ms.to_string()])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -465,15 +470,5 @@ pub fn anon_mappings(pid: u32) -> String {
 
 /// Runs `warden-netprobe` in `cgroup` with any arguments (the bypass modes).
 pub fn netprobe_args(cgroup: &Path, args: &[&str]) -> Probe {
-    let child = Command::new(NETPROBE)
-        .arg("--cgroup")
-        .arg(cgroup)
-        .args(["--linger-ms", "50"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    Probe { code: out.status.code().unwrap_or(-1), pid, output: String::from_utf8_lossy(&out.stdout).into_owned() }
+    run_netprobe(cgroup, 50, args)
 }
