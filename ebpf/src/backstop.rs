@@ -101,20 +101,35 @@ fn transport(skb: *mut __sk_buff, l4: Option<[u8; 16]>, proto: u8, first_fragmen
     }
 }
 
+/// The first `N` bytes of the packet: read in place when the linear part
+/// holds them (no helper call: most packets), else copied by the helper;
+/// `None` if the packet is shorter.
+#[inline(always)]
+fn head<const N: usize>(ctx: &SkBuffContext, skb: *mut __sk_buff) -> Option<[u8; N]> {
+    // SAFETY: the context's packet pointers; the read below is bounds-checked
+    // against data_end, as the verifier requires.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if data + N <= end {
+        // SAFETY: checked above.
+        return Some(unsafe { core::ptr::read_unaligned(data as *const [u8; N]) });
+    }
+    ctx.load::<[u8; N]>(0).ok()
+}
+
 #[inline(always)]
 fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
-    // IP header and the start of TCP/UDP in one load; a shorter packet
+    // IP header and the start of TCP/UDP in one read; a shorter packet
     // (small UDP or ICMP) reads its header alone.
-    let long = ctx.load::<[u8; 36]>(0).ok();
+    let long = head::<36>(ctx, skb);
     let h: [u8; 20] = match &long {
         Some(b) => {
             let mut h = [0u8; 20];
             h.copy_from_slice(&b[..20]);
             h
         }
-        None => match ctx.load(0) {
-            Ok(h) => h,
-            Err(_) => return 1,
+        None => match head::<20>(ctx, skb) {
+            Some(h) => h,
+            None => return 1,
         },
     };
     let ihl = usize::from(h[0] & 0x0f) * 4;
@@ -138,16 +153,16 @@ fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
 
 #[inline(always)]
 fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
-    let long = ctx.load::<[u8; 56]>(0).ok();
+    let long = head::<56>(ctx, skb);
     let h: [u8; 40] = match &long {
         Some(b) => {
             let mut h = [0u8; 40];
             h.copy_from_slice(&b[..40]);
             h
         }
-        None => match ctx.load(0) {
-            Ok(h) => h,
-            Err(_) => return 1,
+        None => match head::<40>(ctx, skb) {
+            Some(h) => h,
+            None => return 1,
         },
     };
     let mut addr = [0u8; 16];
