@@ -64,11 +64,9 @@ fn is_tcp_stream(skb: *mut __sk_buff) -> bool {
 /// The first 16 bytes of the transport header: read with the IP header in
 /// one helper call when they follow it directly, else on their own.
 #[inline(always)]
-fn l4_bytes(ctx: &SkBuffContext, with_ip: Option<&[u8]>, l4: usize) -> Option<[u8; 16]> {
-    if let Some(b) = with_ip {
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&b[..16]);
-        return Some(out);
+fn l4_bytes(ctx: &SkBuffContext, with_ip: Option<[u8; 16]>, l4: usize) -> Option<[u8; 16]> {
+    if with_ip.is_some() {
+        return with_ip;
     }
     // A short packet: its transport header may be under 16 bytes (UDP, ICMP).
     let head: [u8; 8] = ctx.load(l4).ok()?;
@@ -116,28 +114,33 @@ fn head<const N: usize>(ctx: &SkBuffContext, skb: *mut __sk_buff) -> Option<[u8;
     ctx.load::<[u8; N]>(0).ok()
 }
 
+/// An IP header of `H` bytes and, read with it in one go when the packet
+/// holds them (`T` = `H` + 16), the 16 bytes after it; a shorter packet
+/// (small UDP or ICMP) reads its header alone.
+#[inline(always)]
+fn ip_and_after<const H: usize, const T: usize>(
+    ctx: &SkBuffContext,
+    skb: *mut __sk_buff,
+) -> Option<([u8; H], Option<[u8; 16]>)> {
+    if let Some(b) = head::<T>(ctx, skb) {
+        let (mut h, mut after) = ([0u8; H], [0u8; 16]);
+        h.copy_from_slice(&b[..H]);
+        after.copy_from_slice(&b[H..H + 16]);
+        return Some((h, Some(after)));
+    }
+    head::<H>(ctx, skb).map(|h| (h, None))
+}
+
 #[inline(always)]
 fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
-    // IP header and the start of TCP/UDP in one read; a shorter packet
-    // (small UDP or ICMP) reads its header alone.
-    let long = head::<36>(ctx, skb);
-    let h: [u8; 20] = match &long {
-        Some(b) => {
-            let mut h = [0u8; 20];
-            h.copy_from_slice(&b[..20]);
-            h
-        }
-        None => match head::<20>(ctx, skb) {
-            Some(h) => h,
-            None => return 1,
-        },
-    };
+    let Some((h, after)) = ip_and_after::<20, 36>(ctx, skb) else { return 1 };
     let ihl = usize::from(h[0] & 0x0f) * 4;
     if ihl < 20 {
         return 1;
     }
     let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
-    let with_ip = long.as_ref().filter(|_| ihl == 20).map(|b| &b[20..36]);
+    // IP options push the transport header past what was read.
+    let with_ip = after.filter(|_| ihl == 20);
     let l4 = if matches!(h[9], IPPROTO_TCP | IPPROTO_UDP) && first { l4_bytes(ctx, with_ip, ihl) } else { None };
     let Some((proto, port)) = transport(skb, l4, h[9], first) else { return 1 };
     let set = Set::active();
@@ -153,24 +156,12 @@ fn v4(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
 
 #[inline(always)]
 fn v6(ctx: &SkBuffContext, skb: *mut __sk_buff) -> i32 {
-    let long = head::<56>(ctx, skb);
-    let h: [u8; 40] = match &long {
-        Some(b) => {
-            let mut h = [0u8; 40];
-            h.copy_from_slice(&b[..40]);
-            h
-        }
-        None => match head::<40>(ctx, skb) {
-            Some(h) => h,
-            None => return 1,
-        },
-    };
+    let Some((h, after)) = ip_and_after::<40, 56>(ctx, skb) else { return 1 };
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&h[24..40]);
     // Extension headers are not walked: a packet whose first next-header is
     // not TCP or UDP is judged as "other" (all-ports segments only).
-    let with_ip = long.as_ref().map(|b| &b[40..56]);
-    let l4 = if matches!(h[6], IPPROTO_TCP | IPPROTO_UDP) { l4_bytes(ctx, with_ip, 40) } else { None };
+    let l4 = if matches!(h[6], IPPROTO_TCP | IPPROTO_UDP) { l4_bytes(ctx, after, 40) } else { None };
     let Some((proto, port)) = transport(skb, l4, h[6], true) else { return 1 };
     let set = Set::active();
     if unprotected_fast(set, true, u16::from_be_bytes([h[24], h[25]])) {
