@@ -23,8 +23,12 @@ pub fn run(mode: &str, args: &[String]) -> Option<Result<()>> {
         "packet" => packet(ip(0), port(1)),
         "icmp" => ping(ip(0), false),
         "raw-icmp" => ping(ip(0), true),
-        "tcp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_STREAM),
-        "udp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM),
+        "tcp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_STREAM, Extra::None),
+        "udp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::None),
+        "tcp-unspec-ipopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_STREAM, Extra::IpOptions),
+        "udp-unspec-ipopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::IpOptions),
+        "udp-unspec-dstopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::DestOptions),
+        "xdp-socket" => socket(libc::AF_XDP, libc::SOCK_RAW, 0).map(drop),
         "sendmmsg" => sendmmsg(ip(0), port(1)),
         "tfo" => fast_open(ip(0), port(1)),
         "io-uring-connect" => uring_connect(ip(0), port(1)),
@@ -313,10 +317,30 @@ fn ping(dst: IpAddr, raw: bool) -> Result<()> {
     }
 }
 
+/// Headers that push the transport header away from where a parser
+/// expects it.
+enum Extra {
+    None,
+    /// IPv4 options (four NOPs): no privilege needed.
+    IpOptions,
+    /// An IPv6 destination options header (PadN).
+    DestOptions,
+}
+
 /// bind() to `local`, then connect (TCP) or send (UDP) to the unspecified
 /// address `unspec`: the kernel delivers it to a local address.
-fn unspecified(local: IpAddr, unspec: IpAddr, port: u16, ty: libc::c_int) -> Result<()> {
+fn unspecified(local: IpAddr, unspec: IpAddr, port: u16, ty: libc::c_int, extra: Extra) -> Result<()> {
     let fd = if ty == libc::SOCK_STREAM { stream_socket(family(unspec), 0)? } else { socket(family(unspec), ty, 0)? };
+    let (level, name, value): (libc::c_int, libc::c_int, &[u8]) = match extra {
+        Extra::None => (0, 0, &[]),
+        Extra::IpOptions => (libc::IPPROTO_IP, libc::IP_OPTIONS, &[1, 1, 1, 1]),
+        // Next header (filled by the kernel), length 0, PadN of 4 bytes.
+        Extra::DestOptions => (libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, &[0, 0, 1, 4, 0, 0, 0, 0]),
+    };
+    if !value.is_empty() {
+        // SAFETY: a byte buffer option, by pointer and size.
+        check(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), value.len() as u32) })?;
+    }
     let local = match (local, unspec) {
         (IpAddr::V4(l), IpAddr::V6(_)) => IpAddr::V6(l.to_ipv6_mapped()),
         _ => local,

@@ -52,7 +52,7 @@ fn no_socket_type_or_address_form_reaches_a_denied_segment() {
     assert!(out.failures.is_empty(), "{}", out.failures.join("\n"));
     // Every case ran but SCTP (a module this kernel may lack) and, where
     // status says packet sockets cannot be refused, the two packet cases.
-    assert!(out.ran >= 21, "ran {} cases:\n{}", out.ran, out.lines.join("\n"));
+    assert!(out.ran >= 26, "ran {} cases:\n{}", out.ran, out.lines.join("\n"));
 
     // Drops show in status and as events of the socket's workload.
     let st = agent.status();
@@ -159,4 +159,32 @@ fn audit_mode_lets_backstop_packets_through_and_reports_them() {
     assert!(workload(&st, "prober")["audited"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(workload(&st, "prober")["denied"], 0);
     assert_eq!(st["events"]["backstop_drops"], 0, "audited packets are not dropped");
+}
+
+/// A port-restricted segment holds against a datagram whose transport
+/// header sits behind an IPv6 extension header, sent to the unspecified
+/// address (which the sendmsg hook sees as no segment): the backstop walks
+/// the chain to the port.
+#[test]
+fn extension_headers_do_not_hide_the_port() {
+    let tree = TestTree::new("bypass-ext");
+    let trainer = tree.mkdir("trainer/a");
+    let other = tree.mkdir("other/a");
+    let db = Counted::udp("::1");
+    let port = db.port.to_string();
+    let policy = format!(
+        "version: 1\nsegments:\n  - name: db\n    network:\n      - {{cidr: ::1/128, ports: [{port}], protocol: udp}}\n\
+         workloads:\n  - {{name: trainer, selector: {{cgroup: \"trainer/*\"}}}}\n  - {{name: other, selector: {{cgroup: \"other/*\"}}}}\n\
+         allow:\n  - {{workload: trainer, segment: db}}\n"
+    );
+    let agent = Agent::start(&tree, &policy);
+    let args = ["udp-unspec-dstopts", "::1", "::", &port];
+    let before = db.get();
+    assert!(netprobe_args(&trainer, &args).ok());
+    wait_for(|| db.get() > before, "the allowed datagram arrives");
+    let (before, denies) = (db.get(), denied_count(&agent, "other"));
+    let p = netprobe_args(&other, &args);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(db.get(), before, "a datagram behind a destination options header reached the segment: {p:?}");
+    wait_for(|| denied_count(&agent, "other") > denies, "the drop is counted");
 }

@@ -17,9 +17,9 @@ use warden_common::{
     MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
-use crate::scope::governed;
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
+use crate::scope::governed;
 
 const EPERM: i32 = 1;
 const FMODE_WRITE: u32 = 0x2;
@@ -80,7 +80,6 @@ fn read<T: Copy>(base: *const u8, off: usize) -> Option<T> {
     // SAFETY: see above; the verifier rejects the program otherwise.
     Some(unsafe { core::ptr::read_volatile(base.wrapping_add(off) as *const T) })
 }
-
 
 /// Where a dentry is: segment (0 = none), root index, the file's identity,
 /// and the matched root's dentry (where event path names stop).

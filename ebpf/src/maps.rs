@@ -126,10 +126,10 @@ pub static POLICY_TAG: Array<[u8; 32]> = Array::pinned(POLICY_SETS, 0);
 pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::pinned(4096, 0);
 
 /// Sockets whose connect or send to a segment was audited by a sock_addr
-/// hook (socket cookie → segment id): the backstop does not count their
+/// hook (socket cookie → `net::audited_key`): the backstop does not count their
 /// packets to that segment a second time.
 #[map]
-pub static AUDITED_SOCKETS: LruHashMap<u64, u16> = LruHashMap::pinned(16384, 0);
+pub static AUDITED_SOCKETS: LruHashMap<u64, u32> = LruHashMap::pinned(16384, 0);
 
 /// Network decision counters, `Set::counter` slots of both sets.
 #[map]

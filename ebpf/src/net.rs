@@ -1,13 +1,15 @@
 //! cgroup sock_addr hooks: connect4/6 (TCP and connected UDP) and
 //! sendmsg4/6 (unconnected UDP). Return 1 to allow, 0 to deny (EPERM).
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie}, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    maps::lpm_trie::Key,
+    programs::SockAddrContext,
 };
 use warden_common::{
     AF_INET, AF_INET6, AllowKey, EVENT_NET, MAX_WORKLOADS, NetEvent, OP_CONNECT, OP_SENDMSG, PROTO_OTHER, PROTO_TCP,
-    PROTO_UDP,
-    SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED,
-    match_segment, net_verdict, unprotected_verdict,
+    PROTO_UDP, SEGMENT_NONE, STAT_DECISIONS, STAT_EVENTS, SegmentEntries, VERDICT_ALLOWED, VERDICT_AUDITED,
+    VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, match_segment, net_verdict, unprotected_verdict,
 };
 
 use crate::maps::{
@@ -81,7 +83,8 @@ fn on_v4(ctx: &SockAddrContext, op: u8) -> i32 {
     }
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&b);
-    let flow = Flow { ctx: ctx.sock_addr.cast(), set, op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
+    let flow =
+        Flow { ctx: ctx.sock_addr.cast(), set, op, proto: proto_bit(ctx), family: AF_INET, port: dport(ctx), addr };
     decide(&flow, lookup_v4(set, &ip.to_ne_bytes()))
 }
 
@@ -154,10 +157,17 @@ fn decide(flow: &Flow, entries: Option<&SegmentEntries>) -> i32 {
     if verdict == VERDICT_AUDITED {
         // SAFETY: helper on the program's own context.
         let cookie = unsafe { bpf_get_socket_cookie(flow.ctx) };
-        let _ = AUDITED_SOCKETS.insert(&cookie, &segment, 0);
+        let _ = AUDITED_SOCKETS.insert(cookie, audited_key(flow.set, segment), 0);
     }
     emit(flow, segment, verdict, &Who { set: flow.set, workload, rule, cgroup_id });
     if verdict == VERDICT_DENIED { 0 } else { 1 }
+}
+
+/// What `AUDITED_SOCKETS` holds for a socket: the set and the segment it
+/// was audited for (segment ids are renumbered by a reload).
+#[inline(always)]
+pub(crate) fn audited_key(set: Set, segment: u16) -> u32 {
+    (u32::from(set.0) << 16) | u32::from(segment)
 }
 
 /// Verdict and rule for a flow to a protected segment (also the backstop's).

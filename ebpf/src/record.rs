@@ -122,11 +122,11 @@ pub fn due(op: u8, set: Set, workload: u32, segment: u16, verdict: u8) -> bool {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: values are plain u64.
-    if let Some(last) = unsafe { REPORTED.get(&key) }
+    if let Some(last) = unsafe { REPORTED.get(key) }
         && now.saturating_sub(*last) < REPORT_GAP_NS
     {
         return false;
     }
-    let _ = REPORTED.insert(&key, &now, 0);
+    let _ = REPORTED.insert(key, now, 0);
     true
 }

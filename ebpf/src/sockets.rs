@@ -23,6 +23,9 @@ use crate::maps::{COUNTERS, STATS, Set, bump, cgroups, settings, socket_grants};
 use crate::record::{Who, due, header, reserve_decision, submit_flags};
 
 const AF_PACKET: u32 = 17;
+/// AF_XDP sockets hand frames to the driver too (copy mode needs no
+/// special NIC): guarded as packet sockets.
+const AF_XDP: u32 = 44;
 const SOCK_RAW: u32 = 3;
 
 const EPERM: i32 = 1;
@@ -37,12 +40,14 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     i32::from(allowed(family, ty, protocol))
 }
 
-/// `socket_create(family, type, protocol, kern)`: packet sockets only (raw
-/// inet sockets are the cgroup hook's), of tasks in the agent's root.
+/// `socket_create(family, type, protocol, kern)`: packet and AF_XDP
+/// sockets only (raw inet sockets are the cgroup hook's), of tasks in the
+/// agent's root.
 #[lsm(hook = "socket_create")]
 pub fn socket_create(ctx: LsmContext) -> i32 {
     let (family, kern): (i32, i32) = (ctx.arg(0), ctx.arg(3));
-    if family as u32 != AF_PACKET || kern != 0 || !crate::scope::governed() {
+    let frames = family as u32 == AF_PACKET || family as u32 == AF_XDP;
+    if !frames || kern != 0 || !crate::scope::governed() {
         return 0;
     }
     let (ty, protocol): (i32, i32) = (ctx.arg(1), ctx.arg(2));
@@ -54,7 +59,7 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn allowed(family: u32, ty: u32, protocol: u32) -> bool {
     let kind = match family {
-        AF_PACKET => SOCK_GRANT_PACKET,
+        AF_PACKET | AF_XDP => SOCK_GRANT_PACKET,
         f if (f == u32::from(AF_INET) || f == u32::from(AF_INET6)) && ty == SOCK_RAW => SOCK_GRANT_RAW,
         _ => return true,
     };

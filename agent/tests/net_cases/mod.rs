@@ -103,6 +103,8 @@ enum Reach {
     Tcp6,
     /// An echo reply came back (the probe exits 0 only then).
     Echo,
+    /// The socket was created (the probe exits 0 only then).
+    Created,
 }
 
 struct Listeners {
@@ -119,7 +121,7 @@ impl Listeners {
             Reach::Udp6 => Some(&self.udp6),
             Reach::Tcp4 => Some(&self.tcp4),
             Reach::Tcp6 => Some(&self.tcp6),
-            Reach::Echo => None,
+            Reach::Echo | Reach::Created => None,
         }
     }
 }
@@ -144,6 +146,10 @@ const CASES: &[(&str, &str, &[&str], Reach)] = &[
     ("tcp to 0.0.0.0", "tcp-unspec", &["127.0.0.2", "0.0.0.0"], Reach::Tcp4),
     ("tcp to ::ffff:0.0.0.0", "tcp-unspec", &["127.0.0.2", "::ffff:0.0.0.0"], Reach::Tcp4),
     ("tcp to ::", "tcp-unspec", &["::1", "::"], Reach::Tcp6),
+    ("tcp to 0.0.0.0 with IP options", "tcp-unspec-ipopts", &["127.0.0.2", "0.0.0.0"], Reach::Tcp4),
+    ("udp to 0.0.0.0 with IP options", "udp-unspec-ipopts", &["127.0.0.2", "0.0.0.0"], Reach::Udp4),
+    ("udp to :: behind a destination options header", "udp-unspec-dstopts", &["::1", "::"], Reach::Udp6),
+    ("AF_XDP socket", "xdp-socket", &[], Reach::Created),
     ("sendmmsg v4", "sendmmsg", &["127.0.0.2"], Reach::Udp4),
     ("sendmmsg v6", "sendmmsg", &["::1"], Reach::Udp6),
     ("tcp fast open v4", "tfo", &["127.0.0.2"], Reach::Tcp4),
@@ -230,7 +236,8 @@ pub fn run(env: &impl Env, root: &Path) -> Outcome {
         out.failures.push(format!("network state and its gaps disagree: {network}"));
     }
     for &(name, mode, addrs, reach) in CASES {
-        if mode == "packet" && !packet_guarded {
+        let frames = mode == "packet" || mode == "xdp-socket";
+        if frames && !packet_guarded {
             out.lines.push(format!("SKIP {name}: not refused on this kernel, as status says: {}", network["reason"]));
             continue;
         }
@@ -244,7 +251,7 @@ pub fn run(env: &impl Env, root: &Path) -> Outcome {
         // guarded, so a workload granted one is not judged (policy check
         // warns about exactly this grant).
         let denied: Vec<(&str, &PathBuf)> =
-            if mode == "packet" { vec![("other", &other)] } else { vec![("other", &other), ("prober", &prober)] };
+            if frames { vec![("other", &other)] } else { vec![("other", &other), ("prober", &prober)] };
         match check(env, &l, reach, &args, &trainer, &denied) {
             Ok(true) => {
                 out.ran += 1;
@@ -322,7 +329,7 @@ fn check(
         let (code, text) = env.probe(cgroup, args);
         std::thread::sleep(Duration::from_millis(300));
         let moved = match reach {
-            Reach::Echo => code == 0,
+            Reach::Echo | Reach::Created => code == 0,
             _ => count() != before,
         };
         if moved {
