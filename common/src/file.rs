@@ -15,6 +15,65 @@ pub const FOP_TRUNCATE: u8 = 6;
 pub const FOP_MKDIR: u8 = 7;
 pub const FOP_RMDIR: u8 = 8;
 
+/// Why a file decision was made beyond the rules (events' `reason`).
+pub const FILE_REASON_NONE: u8 = 0;
+/// The file's dentry is not connected to its filesystem's root (reached
+/// through a file handle after the dentry cache dropped its parents): its
+/// place cannot be known, so governed openers are denied.
+pub const FILE_REASON_DISCONNECTED: u8 = 1;
+/// More than `MAX_FILE_DEPTH` directories above the file: its place cannot
+/// be known, so governed openers are denied.
+pub const FILE_REASON_TOO_DEEP: u8 = 2;
+/// Protected because it left a tree (renamed or hard-linked out): the
+/// protection follows the file.
+pub const FILE_REASON_ESCAPED: u8 = 3;
+/// The access mode could not be known for certain (fanotify: flags in
+/// memory the opener can still change), so a read-only grant denies it.
+pub const FILE_REASON_MODE_UNKNOWN: u8 = 4;
+/// Seen, not prevented (fanotify cannot block this operation).
+pub const FILE_REASON_DETECTED: u8 = 5;
+
+/// `FILE_ESCAPED` values: the root a file (or directory) left, so it keeps
+/// that root's protection wherever it is reached from. `generation` is the
+/// inode's generation when recorded (0: not checked): a reused inode
+/// number with another generation is a different file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EscapedValue {
+    pub root: InodeKey,
+    pub generation: u32,
+    pub _pad: u32,
+}
+
+/// Result bits of the `file_locate` program (its return value): bit 31 set
+/// means the place could not be known (`FILE_REASON_*` in the low byte);
+/// otherwise 0 = outside every segment, else `root_value` with bit 30 set
+/// when the file is protected because it escaped a tree.
+pub const LOCATE_UNKNOWN: u32 = 1 << 31;
+pub const LOCATE_ESCAPED: u32 = 1 << 30;
+/// The descriptor named no open file.
+pub const LOCATE_BAD_FD: u32 = LOCATE_UNKNOWN | 0xff;
+/// Slots of `FILE_LOCATED` (one per agent thread that locates).
+pub const LOCATE_SLOTS: u32 = 8;
+
+/// What `file_locate` saw, written to its slot of `FILE_LOCATED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub dev: u64,
+    pub ino: u64,
+    pub generation: u32,
+    pub nlink: u32,
+    /// Names below the root, file first (as `FileEvent::names`).
+    pub components: u8,
+    pub truncated: u8,
+    pub _pad: [u8; 6],
+    pub names: [[u8; FILE_EVENT_NAME_LEN]; FILE_EVENT_COMPONENTS],
+}
+
+const _: () = assert!(core::mem::size_of::<EscapedValue>() == 24);
+const _: () = assert!(core::mem::size_of::<Located>() == 32 + FILE_EVENT_NAME_LEN * FILE_EVENT_COMPONENTS);
+
 /// `FILE_ROOTS` values: segment id in the low 16 bits, root index above.
 pub const fn root_value(segment: u16, root_index: u16) -> u32 {
     (root_index as u32) << 16 | segment as u32
@@ -75,7 +134,9 @@ pub struct FileEvent {
     pub truncated: u8,
     /// Which root of the segment matched (index in the agent's root list).
     pub root_index: u16,
-    pub _pad: u16,
+    /// `FILE_REASON_*`: why the decision was made as it was, beyond the rules.
+    pub reason: u8,
+    pub _pad: u8,
     pub dev: u64,
     pub ino: u64,
     pub names: [[u8; FILE_EVENT_NAME_LEN]; FILE_EVENT_COMPONENTS],

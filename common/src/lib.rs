@@ -129,6 +129,8 @@ mod pod {
     unsafe impl aya::Pod for net::Ipv6Key {}
     unsafe impl aya::Pod for file::InodeKey {}
     unsafe impl aya::Pod for file::FileAllowValue {}
+    unsafe impl aya::Pod for file::EscapedValue {}
+    unsafe impl aya::Pod for file::Located {}
     unsafe impl aya::Pod for device::DeviceKey {}
     unsafe impl aya::Pod for device::DeviceSegment {}
     unsafe impl aya::Pod for device::DeviceAllowValue {}

@@ -42,7 +42,14 @@ pub const REPORTED: &str = "REPORTED";
 /// Sockets a sock_addr hook audited (the backstop skips them).
 pub const AUDITED_SOCKETS: &str = "AUDITED_SOCKETS";
 
-const SINGLE: [&str; 11] = [
+/// Files and directories that left a segment tree: (dev, ino) → root.
+pub const FILE_ESCAPED: &str = "FILE_ESCAPED";
+/// Whether `FILE_ESCAPED` holds anything (the walk skips it otherwise).
+pub const FILE_ESCAPED_ANY: &str = "FILE_ESCAPED_ANY";
+/// Output slots of the `file_locate` program.
+pub const FILE_LOCATED: &str = "FILE_LOCATED";
+
+const SINGLE: [&str; 14] = [
     POLICY_SET,
     POLICY_TAG,
     COUNTERS,
@@ -54,6 +61,9 @@ const SINGLE: [&str; 11] = [
     DEVICE_ASSIGNED,
     REPORTED,
     AUDITED_SOCKETS,
+    FILE_ESCAPED,
+    FILE_ESCAPED_ANY,
+    FILE_LOCATED,
 ];
 const PER_SET: [[&str; 2]; 14] = [
     CGROUP_WL,

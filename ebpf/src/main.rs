@@ -10,7 +10,9 @@
 mod backstop;
 mod cgroup_tp;
 mod devices;
+mod file_place;
 mod files;
+mod locate;
 mod maps;
 mod net;
 mod record;

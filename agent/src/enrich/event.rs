@@ -61,6 +61,12 @@ pub struct FileTarget {
     /// read | write | any (the verdict did not depend on the mode, so the
     /// fanotify backend did not read it)
     pub access: &'static str,
+    /// Why, beyond the rules: `escaped` (protected after leaving its tree),
+    /// `disconnected` / `too deep` (place unknown: denied), `mode unknown`
+    /// (flags the opener could still change: judged a write), `detected`
+    /// (seen, not prevented).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -104,19 +104,15 @@ impl Enricher {
     /// appended to the matched root's configured path (`root_index` indexes
     /// `policy.files`), since names in the kernel are filesystem-relative.
     pub fn kernel_file(&mut self, ev: &FileEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
-        let mut path =
-            policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
-        if ev.truncated != 0 {
-            path.push_str("/…");
-        }
-        let n = (ev.components as usize).min(ev.names.len());
-        for name in ev.names[..n].iter().rev() {
-            path.push('/');
-            path.push_str(&c_string(name));
-        }
+        let root = policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
+        let path = crate::files::event_path(&root, ev.components, ev.truncated, &ev.names);
         DecisionEvent {
             operation: file_op_name(ev.op),
-            file: Some(FileTarget { path, access: if ev.write != 0 { "write" } else { "read" } }),
+            file: Some(FileTarget {
+                path,
+                access: if ev.write != 0 { "write" } else { "read" },
+                reason: crate::files::reason_name(ev.reason),
+            }),
             backend: Some("lsm"),
             ..self.kernel_event("file", &ev.header, cgroups, policy)
         }
@@ -273,6 +269,7 @@ impl Enricher {
             protocol: None,
             destination: None,
             file: Some(FileTarget {
+                reason: crate::files::reason_name(d.reason),
                 path: d.path.to_string_lossy().into_owned(),
                 access: match d.write {
                     Some(true) => "write",

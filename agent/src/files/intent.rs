@@ -3,8 +3,13 @@
 //!
 //! While the agent decides a permission event the opening thread is blocked
 //! inside that very syscall, so `/proc/<tid>/syscall` shows its number and
-//! arguments exactly. Anything unreadable or unknown counts as a write
-//! (fail closed): a read-only workload is then denied, never let through.
+//! register arguments exactly (registers the opener cannot change any
+//! more). Flags passed in memory (openat2's `open_how`, an io_uring
+//! submission) were copied by the kernel before the event and can be
+//! rewritten by another thread after it, so they are never trusted: such
+//! an open, and anything unreadable or unknown, counts as a write that was
+//! not known for certain (fail closed): a read-only workload is denied,
+//! never let through, and the event says why.
 use warden_common::{ACCESS_READ, ACCESS_WRITE};
 
 const O_ACCMODE: u64 = 0o3;
@@ -37,9 +42,8 @@ pub fn parse_syscall(text: &str) -> Option<(i64, [u64; 6])> {
 
 /// Where the flags are for syscalls that open files, or what they imply.
 enum Flags {
+    /// In a register argument: exact.
     Arg(usize),
-    /// openat2: `struct open_how *` whose first field is the flags.
-    OpenHow(usize),
     Read,
     Write,
 }
@@ -53,7 +57,6 @@ fn flags_of(nr: i64) -> Option<Flags> {
         n if n == SYS_creat => Flags::Write,
         n if n == SYS_openat => Flags::Arg(2),
         n if n == SYS_open_by_handle_at => Flags::Arg(2),
-        n if n == SYS_openat2 => Flags::OpenHow(2),
         n if n == SYS_execve || n == SYS_execveat => Flags::Read,
         _ => return None,
     })
@@ -63,16 +66,17 @@ fn flags_of(nr: i64) -> Option<Flags> {
 /// (/proc/<tid> is valid for any thread id). Tests only: the agent keeps one
 /// `Proc` open and calls `access_via`.
 #[cfg(test)]
-fn access_of(tid: i32) -> u8 {
+fn access_of(tid: i32) -> (u8, bool) {
     match super::procfs::Proc::open() {
         Ok(p) => access_via(&p, tid),
-        Err(_) => ACCESS_READ | ACCESS_WRITE,
+        Err(_) => (ACCESS_READ | ACCESS_WRITE, false),
     }
 }
 
-/// As `access_of`, through an already open /proc.
-pub fn access_via(proc: &super::procfs::Proc, tid: i32) -> u8 {
-    let fail_closed = ACCESS_READ | ACCESS_WRITE;
+/// As `access_of`, through an already open /proc: the access and whether
+/// it is known for certain (if not, it is read + write).
+pub fn access_via(proc: &super::procfs::Proc, tid: i32) -> (u8, bool) {
+    let fail_closed = (ACCESS_READ | ACCESS_WRITE, false);
     let mut buf = [0u8; 256];
     // The opener is about to sleep until we answer, but may still be on a
     // CPU on its way there: the kernel then reports "running". Wait for it
@@ -94,21 +98,12 @@ pub fn access_via(proc: &super::procfs::Proc, tid: i32) -> u8 {
     }
     let Some((nr, args)) = parsed else { return fail_closed };
     match flags_of(nr) {
-        Some(Flags::Arg(i)) => access_for_flags(args[i]),
-        Some(Flags::OpenHow(i)) => read_u64(tid, args[i]).map(access_for_flags).unwrap_or(fail_closed),
-        Some(Flags::Read) => ACCESS_READ,
-        Some(Flags::Write) | None => fail_closed,
+        Some(Flags::Arg(i)) => (access_for_flags(args[i]), true),
+        Some(Flags::Read) => (ACCESS_READ, true),
+        Some(Flags::Write) => (ACCESS_READ | ACCESS_WRITE, true),
+        // openat2 (flags in memory), io_uring workers, anything else.
+        None => fail_closed,
     }
-}
-
-/// Reads a u64 from another process (root may, via process_vm_readv).
-fn read_u64(pid: i32, addr: u64) -> Option<u64> {
-    let mut buf = [0u8; 8];
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 8 };
-    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: 8 };
-    // SAFETY: both iovecs describe 8 valid bytes (remote is checked by the kernel).
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    (n == 8).then(|| u64::from_ne_bytes(buf))
 }
 
 /// Fuzzing entry point for the /proc text parser.
@@ -165,7 +160,7 @@ mod tests {
             }
             std::hint::spin_loop();
         };
-        assert_eq!(access_of(t), ACCESS_READ, "read-only open judged from its flags");
+        assert_eq!(access_of(t), (ACCESS_READ, true), "read-only open judged from its flags");
         let _w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         h.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -194,7 +189,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(parse_syscall(&text).map(|(nr, _)| nr), Some(libc::SYS_read));
-        assert_eq!(access_of(tid.load(std::sync::atomic::Ordering::SeqCst)), ACCESS_READ | ACCESS_WRITE);
+        assert_eq!(access_of(tid.load(std::sync::atomic::Ordering::SeqCst)), (ACCESS_READ | ACCESS_WRITE, false));
         nix::unistd::write(&w, b"x").unwrap();
         h.join().unwrap();
     }

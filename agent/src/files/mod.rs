@@ -4,7 +4,9 @@
 //! Backends, strongest first: BPF-LSM (in kernel, sees namespace ops too)
 //! and fanotify permission events (userspace decision, opens only).
 pub mod fanotify;
+pub mod escaped;
 pub mod intent;
+pub mod locate;
 pub mod procfs;
 pub mod roots;
 
@@ -25,16 +27,25 @@ pub enum Identity {
 pub struct FileDecision {
     pub tid: u32,
     pub workload: Option<u32>,
+    /// 0 when the file's place is unknown (`reason` says why).
     pub segment: u16,
+    /// Index of the matched root in the policy's root list.
+    pub root: u16,
     pub path: PathBuf,
     /// Some(true) write, Some(false) read, None: not checked (irrelevant).
     pub write: Option<bool>,
     pub verdict: u8,
     pub rule: u32,
+    /// `FILE_REASON_*`
+    pub reason: u8,
 }
 
 /// What a backend needs from the daemon.
 pub trait Context: Send + Sync {
+    /// Where the file behind `fd` (the agent's own descriptor) is.
+    fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<locate::Place>;
+    /// The path an event names for `d`, from the walk `locate` just made.
+    fn path_of(&self, d: &FileDecision) -> PathBuf;
     /// Identity of a thread from its cgroup v2 path (None: unreadable).
     fn identify_path(&self, cgroup: Option<&str>) -> Identity;
     fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32);
@@ -48,6 +59,40 @@ pub trait Context: Send + Sync {
     fn emit(&self, decision: FileDecision);
     fn note_error(&self);
     fn backend_failed(&self, reason: String);
+}
+
+/// The path an event names: the matched root's configured path, then the
+/// names the kernel walk collected below it (file first in `names`), with
+/// `/…` where levels were left out.
+pub fn event_path(
+    root: &str,
+    components: u8,
+    truncated: u8,
+    names: &[[u8; warden_common::FILE_EVENT_NAME_LEN]],
+) -> String {
+    let mut path = root.to_string();
+    if truncated != 0 {
+        path.push_str("/…");
+    }
+    let n = (components as usize).min(names.len());
+    for name in names[..n].iter().rev() {
+        path.push('/');
+        path.push_str(&crate::ringbuf::decode::c_string(name));
+    }
+    path
+}
+
+/// The event word for a `FILE_REASON_*`.
+pub fn reason_name(reason: u8) -> Option<&'static str> {
+    use warden_common::*;
+    match reason {
+        FILE_REASON_DISCONNECTED => Some("disconnected"),
+        FILE_REASON_TOO_DEEP => Some("too deep"),
+        FILE_REASON_ESCAPED => Some("escaped"),
+        FILE_REASON_MODE_UNKNOWN => Some("mode unknown"),
+        FILE_REASON_DETECTED => Some("detected"),
+        _ => None,
+    }
 }
 
 /// Active LSMs, from securityfs (mounted by the agent when missing).

@@ -5,7 +5,6 @@ use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
 };
 
 use warden_common::{InodeKey, kernel_dev};
@@ -23,15 +22,11 @@ pub struct Roots {
     pub missing: Vec<PathBuf>,
     /// One path per filesystem holding a root (for fanotify marks).
     pub filesystems: HashMap<u64, PathBuf>,
-    /// Unique per resolution: caches built on other roots are stale.
-    id: u64,
 }
-
-static RESOLUTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Roots {
     pub fn resolve(files: &[FileRoot]) -> Self {
-        let mut r = Roots { id: RESOLUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed), ..Roots::default() };
+        let mut r = Roots::default();
         for (i, f) in files.iter().enumerate() {
             match std::fs::metadata(&f.path) {
                 Ok(m) if m.is_dir() => {
@@ -58,68 +53,15 @@ impl Roots {
     pub fn segment_of_inode(&self, dev: u64, ino: u64) -> Option<u16> {
         self.by_inode.get(&(dev, ino)).copied()
     }
-}
 
-/// Finds the segment of a path by walking its ancestors' identities,
-/// deepest first. Directory answers are cached briefly: a directory moved
-/// into or out of a tree is seen within `TTL`.
-pub struct Locator {
-    cache: HashMap<PathBuf, (Option<u16>, Instant)>,
-    /// The roots the cache was built on.
-    roots: u64,
-}
-
-const TTL: Duration = Duration::from_secs(1);
-const MAX_CACHE: usize = 16384;
-
-impl Default for Locator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Locator {
-    pub fn new() -> Self {
-        Self { cache: HashMap::new(), roots: 0 }
+    /// The configured path of the root with this index in the policy's list.
+    pub fn root_path(&self, index: u16) -> Option<&Path> {
+        self.resolved.iter().find(|r| r.3 == index).map(|r| r.0.as_path())
     }
 
-    /// `Err` when the path cannot be checked (fail closed at the caller).
-    pub fn segment_of(&mut self, roots: &Roots, path: &Path) -> Result<Option<u16>, std::io::Error> {
-        if roots.id != self.roots {
-            // New roots (a reload, a root that appeared): nothing cached holds.
-            self.cache.clear();
-            self.roots = roots.id;
-        }
-        let m = std::fs::metadata(path)?;
-        if let Some(s) = roots.segment_of_inode(m.dev(), m.ino()) {
-            return Ok(Some(s));
-        }
-        match path.parent() {
-            Some(dir) => self.dir_segment(roots, dir),
-            None => Ok(None),
-        }
-    }
-
-    fn dir_segment(&mut self, roots: &Roots, dir: &Path) -> Result<Option<u16>, std::io::Error> {
-        let now = Instant::now();
-        if let Some((seg, at)) = self.cache.get(dir)
-            && now.duration_since(*at) < TTL
-        {
-            return Ok(*seg);
-        }
-        let m = std::fs::metadata(dir)?;
-        let seg = match roots.segment_of_inode(m.dev(), m.ino()) {
-            Some(s) => Some(s),
-            None => match dir.parent() {
-                Some(up) => self.dir_segment(roots, up)?,
-                None => None,
-            },
-        };
-        if self.cache.len() >= MAX_CACHE {
-            self.cache.clear();
-        }
-        self.cache.insert(dir.to_path_buf(), (seg, now));
-        Ok(seg)
+    /// The identity of the root with this index in the policy's list.
+    pub fn root_key(&self, index: u16) -> Option<InodeKey> {
+        self.resolved.iter().find(|r| r.3 == index).map(|r| r.2)
     }
 }
 
@@ -128,26 +70,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ancestry_by_identity_not_by_string() {
+    fn roots_resolve_by_identity() {
         let base = std::env::temp_dir().join(format!("warden-roots-{}", std::process::id()));
         let data = base.join("data");
-        std::fs::create_dir_all(data.join("a/b")).unwrap();
-        std::fs::create_dir_all(base.join("other")).unwrap();
-        std::fs::write(data.join("a/b/f"), "x").unwrap();
-        std::os::unix::fs::symlink(&data, base.join("other/link")).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::os::unix::fs::symlink(&data, base.join("link")).unwrap();
         let roots = Roots::resolve(&[
-            FileRoot { segment_id: 7, path: data.clone() },
+            FileRoot { segment_id: 7, path: base.join("link") },
             FileRoot { segment_id: 8, path: base.join("nope") },
         ]);
         assert_eq!(roots.missing, vec![base.join("nope")]);
-        let mut loc = Locator::new();
-        assert_eq!(loc.segment_of(&roots, &data.join("a/b/f")).unwrap(), Some(7));
-        assert_eq!(loc.segment_of(&roots, &data).unwrap(), Some(7), "the root itself");
-        // Through a symlink and a `..` detour: same inode, same answer.
-        assert_eq!(loc.segment_of(&roots, &base.join("other/link/a/b/f")).unwrap(), Some(7));
-        assert_eq!(loc.segment_of(&roots, &base.join("other/../data/a/b/f")).unwrap(), Some(7));
-        assert_eq!(loc.segment_of(&roots, &base.join("other")).unwrap(), None);
-        assert!(loc.segment_of(&roots, &base.join("missing-file")).is_err());
+        let m = std::fs::metadata(&data).unwrap();
+        assert_eq!(roots.segment_of_inode(m.dev(), m.ino()), Some(7), "a root named through a symlink is its target");
+        assert_eq!(roots.root_path(0), Some(base.join("link").as_path()));
+        assert_eq!(roots.root_key(0), Some(InodeKey { dev: kernel_dev(m.dev()), ino: m.ino() }));
+        assert_eq!(roots.root_path(1), None, "missing roots have no place");
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -176,18 +176,30 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
 pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
     let btf =
         Btf::from_sys_fs().map_err(|e| format!("reading /sys/kernel/btf/vmlinux: {e}"))?.map_err(|e| e.to_string())?;
-    let fields: [(&str, &str, &str); 11] = [
+    let fields: [(&str, &str, &str); 22] = [
         ("OFF_FILE_F_PATH", "file", "f_path"),
         ("OFF_FILE_F_MODE", "file", "f_mode"),
         ("OFF_FILE_F_FLAGS", "file", "f_flags"),
+        ("OFF_FILE_F_INODE", "file", "f_inode"),
         ("OFF_PATH_DENTRY", "path", "dentry"),
         ("OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
         ("OFF_DENTRY_D_INODE", "dentry", "d_inode"),
         ("OFF_DENTRY_D_NAME", "dentry", "d_name"),
+        ("OFF_DENTRY_D_SB", "dentry", "d_sb"),
+        // d_alias is the first member of the d_u union.
+        ("OFF_DENTRY_D_ALIAS", "dentry", "d_u"),
         ("OFF_QSTR_NAME", "qstr", "name"),
         ("OFF_INODE_I_INO", "inode", "i_ino"),
         ("OFF_INODE_I_SB", "inode", "i_sb"),
+        ("OFF_INODE_I_GENERATION", "inode", "i_generation"),
+        ("OFF_INODE_I_NLINK", "inode", "i_nlink"),
+        ("OFF_INODE_I_DENTRY", "inode", "i_dentry"),
         ("OFF_SB_S_DEV", "super_block", "s_dev"),
+        ("OFF_SB_S_ROOT", "super_block", "s_root"),
+        ("OFF_TASK_FILES", "task_struct", "files"),
+        ("OFF_FILES_FDT", "files_struct", "fdt"),
+        ("OFF_FDT_MAX_FDS", "fdtable", "max_fds"),
+        ("OFF_FDT_FD", "fdtable", "fd"),
     ];
     fields.iter().map(|(g, st, m)| btf.offset(st, m).map(|o| (*g, o)).map_err(|e| e.to_string())).collect()
 }

@@ -2,7 +2,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupDevice, CgroupSkb, CgroupSock, CgroupSockAddr, Lsm, TracePoint},
+    programs::{CgroupDevice, CgroupSkb, CgroupSock, CgroupSockAddr, Lsm, RawTracePoint, TracePoint},
 };
 use thiserror::Error;
 use warden_common::map_names as names;
@@ -215,6 +215,32 @@ impl Hooks {
         self.pins.replace_link(name, link).map_err(|source| HookError::Pin { what: name.into(), source })?;
         self.record(name, kind, target, id);
         Ok(())
+    }
+
+    /// The `file_locate` program (never attached: run on demand) and its
+    /// output map, for a backend that decides in userspace.
+    pub fn load_file_locate(&mut self) -> Result<crate::files::locate::Locate, String> {
+        self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
+        let name = "file_locate";
+        let prog: &mut RawTracePoint = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+        prog.load().map_err(|e| format!("loading {name}: {}", crate::system::error_chain(&e)))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| e.to_string())?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("{name}: {e}"))?;
+        let located = super::maps::take(&mut self.ebpf, names::FILE_LOCATED).map_err(|e| e.to_string())?;
+        Ok(crate::files::locate::Locate::new(fd, located))
+    }
+
+    /// The files that left a segment tree (`FILE_ESCAPED`), to record
+    /// those found by a scan or seen by a userspace backend.
+    pub fn take_escaped(&mut self) -> Result<crate::files::escaped::Escaped, HookError> {
+        Ok(crate::files::escaped::Escaped::new(
+            super::maps::take(&mut self.ebpf, names::FILE_ESCAPED)?,
+            super::maps::take(&mut self.ebpf, names::FILE_ESCAPED_ANY)?,
+        ))
     }
 
     /// BPF-LSM file hooks. Errors say why (the caller falls back).

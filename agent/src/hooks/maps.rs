@@ -94,7 +94,7 @@ impl std::ops::AddAssign for VerdictCounts {
     }
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, HookError>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, HookError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {

@@ -188,6 +188,7 @@ impl From<FileEventV0> for FileEvent {
             components: e.components,
             truncated: e.truncated,
             root_index: e.root_index,
+            reason: warden_common::FILE_REASON_NONE,
             _pad: 0,
             dev: e.dev,
             ino: e.ino,

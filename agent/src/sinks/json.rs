@@ -57,6 +57,9 @@ fn decision(o: &mut Obj, e: &DecisionEvent) {
         let mut n = Obj::open(o.out);
         n.str("path", &f.path);
         n.str("access", f.access);
+        if let Some(r) = f.reason {
+            n.str("reason", r);
+        }
         n.close();
     }
     if let Some(d) = &e.device {
@@ -281,7 +284,11 @@ mod tests {
 
         let mut file = deny(11, "x");
         (file.kind, file.destination, file.protocol, file.backend) = ("file", None, None, Some("fanotify"));
-        file.file = Some(FileTarget { path: "/data/a \"quoted\"\\ name\n\t\u{1}\u{7f}é".into(), access: "read" });
+        file.file = Some(FileTarget {
+            path: "/data/a \"quoted\"\\ name\n\t\u{1}\u{7f}é".into(),
+            access: "read",
+            reason: Some("escaped"),
+        });
         same_as_serde(&Event::Decision(file));
 
         let mut dev = deny(12, "x");

@@ -16,20 +16,15 @@ mod tests;
 
 use std::{
     collections::HashMap,
-    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use warden_common::{ACCESS_READ, ACCESS_WRITE, VERDICT_DENIED};
+use warden_common::{ACCESS_READ, ACCESS_WRITE, FILE_REASON_MODE_UNKNOWN, VERDICT_DENIED};
 
-use super::{
-    Context, FileDecision, Identity,
-    intent::access_via,
-    procfs::Proc,
-    roots::{Locator, Roots},
-};
+use super::{Context, FileDecision, Identity, intent::access_via, locate::Place, procfs::Proc, roots::Roots};
 
 /// How long a decision may take before the watchdog denies it.
 const STUCK_AFTER: Duration = Duration::from_secs(1);
@@ -134,7 +129,6 @@ impl Fanotify {
     fn decision_loop(&self, ctx: Arc<dyn Context>) {
         raise_priority();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut locator = Locator::new();
         loop {
             let events = match self.group.read(&mut buf) {
                 Ok(events) => events,
@@ -150,7 +144,7 @@ impl Fanotify {
                 self.in_flight.start(fd.clone());
                 // Our share keeps the number open while it is read, even
                 // if the watchdog answers meanwhile.
-                let (allow, decision) = self.decide(&ctx, &mut locator, fd.as_raw_fd(), ev.tid);
+                let (allow, decision) = self.decide(&ctx, fd.as_fd(), ev.tid);
                 // None: the watchdog answered (deny); answer nothing more.
                 let answered = self.in_flight.answer(&self.group, allow);
                 if let Some(Err(e)) = &answered
@@ -166,6 +160,8 @@ impl Fanotify {
                     if answered.is_none() {
                         d.verdict = VERDICT_DENIED;
                     }
+                    // Names from the walk just made (before the next one).
+                    d.path = ctx.path_of(&d);
                     ctx.emit(d);
                 }
             }
@@ -175,26 +171,17 @@ impl Fanotify {
     /// Decides one open; any failure on a protected path denies. Only what
     /// the decision needs is read here; event details (tgid, comm, exe) are
     /// looked up by the event task after the opener has its answer.
-    fn decide(
-        &self,
-        ctx: &Arc<dyn Context>,
-        locator: &mut Locator,
-        fd: RawFd,
-        tid: i32,
-    ) -> (bool, Option<FileDecision>) {
+    fn decide(&self, ctx: &Arc<dyn Context>, fd: BorrowedFd<'_>, tid: i32) -> (bool, Option<FileDecision>) {
         // The agent's own opens (e.g. its event file on a marked fs) pass.
         if self.proc.is_own_thread(tid) {
             return (true, None);
         }
-        let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
-            ctx.note_error();
-            return (false, None);
-        };
-        // Roots, identity and rules are read separately: a reload between
-        // them would mix two policies, so such a decision is made again.
+        // Where the file is and what the rules say are read separately: a
+        // reload between them would mix two policies, so such a decision is
+        // made again.
         for _ in 0..8 {
             let generation = ctx.policy_generation();
-            let decided = self.decide_path(ctx, locator, tid, &path);
+            let decided = self.decide_once(ctx, fd, tid);
             if ctx.policy_generation() == generation {
                 return decided;
             }
@@ -203,17 +190,14 @@ impl Fanotify {
         (false, None)
     }
 
-    fn decide_path(
-        &self,
-        ctx: &Arc<dyn Context>,
-        locator: &mut Locator,
-        tid: i32,
-        path: &std::path::Path,
-    ) -> (bool, Option<FileDecision>) {
-        let roots = ctx.roots();
-        let segment = match locator.segment_of(&roots, path) {
-            Ok(Some(s)) => s,
-            Ok(None) => return (true, None),
+    fn decide_once(&self, ctx: &Arc<dyn Context>, fd: BorrowedFd<'_>, tid: i32) -> (bool, Option<FileDecision>) {
+        // The file's place comes from the file itself (the kernel walks the
+        // dentry behind our descriptor), never from a path: the opener's
+        // mount namespace, bind mounts and overlays change nothing.
+        let (segment, root, reason) = match ctx.locate(fd) {
+            Ok(Place::Outside) => return (true, None),
+            Ok(Place::In { segment, root, reason }) => (segment, root, reason),
+            Ok(Place::Unknown(reason)) => (0, 0, reason),
             Err(_) => {
                 ctx.note_error();
                 return (false, None);
@@ -222,17 +206,27 @@ impl Fanotify {
         let mut buf = [0u8; 4096];
         let cgroup = self.proc.cgroup(tid, &mut buf);
         let Identity::Governed(workload) = ctx.identify_path(cgroup) else { return (true, None) };
-        let want = if ctx.needs_intent(workload, segment) { Some(access_via(&self.proc, tid)) } else { None };
-        let (verdict, rule) = ctx.verdict(workload, segment, want.unwrap_or(ACCESS_READ | ACCESS_WRITE));
-        let decision = FileDecision {
-            tid: tid as u32,
-            workload,
-            segment,
-            path: PathBuf::from(path),
-            write: want.map(|w| w & ACCESS_WRITE != 0),
-            verdict,
-            rule,
+        let mut decision =
+            FileDecision { tid: tid as u32, workload, segment, root, path: PathBuf::new(), write: None, verdict: 0, rule: 0, reason };
+        if segment == 0 {
+            // Unknown place (disconnected dentry, too deep): it may be in a
+            // tree, so every governed opener is denied.
+            decision.verdict = VERDICT_DENIED;
+            return (false, Some(decision));
+        }
+        let (want, certain) = if ctx.needs_intent(workload, segment) {
+            let (want, certain) = access_via(&self.proc, tid);
+            (Some(want), certain)
+        } else {
+            (None, true)
         };
+        let (verdict, rule) = ctx.verdict(workload, segment, want.unwrap_or(ACCESS_READ | ACCESS_WRITE));
+        if !certain && verdict == VERDICT_DENIED {
+            decision.reason = FILE_REASON_MODE_UNKNOWN;
+        }
+        decision.write = want.map(|w| w & ACCESS_WRITE != 0);
+        decision.verdict = verdict;
+        decision.rule = rule;
         (verdict != VERDICT_DENIED, Some(decision))
     }
 }

@@ -18,7 +18,7 @@ use warden_common::{VERDICT_ALLOWED, VERDICT_DENIED};
 
 use super::Fanotify;
 use crate::{
-    files::{Context, FileDecision, Identity, roots::Roots},
+    files::{Context, FileDecision, Identity, locate::Place, roots::Roots},
     policy::FileRoot,
 };
 
@@ -55,6 +55,21 @@ impl Racy {
 }
 
 impl Context for Racy {
+    /// Files here sit directly in a root: the parent names the segment.
+    fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Place> {
+        use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        let dir = std::fs::metadata(path.parent().unwrap_or(Path::new("/")))?;
+        Ok(match self.roots.segment_of_inode(dir.dev(), dir.ino()) {
+            Some(segment) => Place::In { segment, root: 0, reason: 0 },
+            None => Place::Outside,
+        })
+    }
+
+    fn path_of(&self, _: &FileDecision) -> PathBuf {
+        PathBuf::new()
+    }
+
     fn identify_path(&self, _: Option<&str>) -> Identity {
         Identity::Governed(Some(1))
     }

@@ -156,6 +156,7 @@ fn decision_attrs(e: &DecisionEvent, a: &mut Attrs) {
     if let Some(f) = &e.file {
         a.str("file.path", &f.path);
         a.str("warden.file.access", f.access);
+        a.opt("warden.file.reason", f.reason);
     }
     if let Some(d) = &e.device {
         a.str("warden.device.path", &d.path);
@@ -428,7 +429,7 @@ pub(crate) mod tests {
         let mut f = deny(2, "x");
         (f.kind, f.operation, f.destination, f.protocol, f.verdict, f.segment) =
             ("file", "open", None, None, "audited", None);
-        f.file = Some(FileTarget { path: "/data/train.bin".into(), access: "write" });
+        f.file = Some(FileTarget { path: "/data/train.bin".into(), access: "write", reason: None });
         f.backend = Some("fanotify");
         let r = record(&Event::Decision(f), 0);
         assert_eq!(body(&r), "audited open /data/train.bin (write) by trainer (no segment)");

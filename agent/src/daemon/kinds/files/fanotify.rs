@@ -19,7 +19,12 @@ use crate::{
         policy_cell::workload_name,
         writer_priority::WriterPriority,
     },
-    files::{Context, FileDecision, Identity, fanotify::Fanotify, roots::Roots},
+    files::{
+        Context, FileDecision, Identity,
+        fanotify::Fanotify,
+        locate::{Locate, Place, SLOT_DECISIONS},
+        roots::Roots,
+    },
     hooks::maps::VerdictCounts,
     policy::{CompiledPolicy, Policy},
     report::{EnforcementStatus, StatusReport},
@@ -41,6 +46,7 @@ const BLIND: [&str; 6] = [
 /// What the decision thread and the status read.
 struct Decisions {
     files: FileRoots,
+    locate: Arc<Locate>,
     fan: Arc<Fanotify>,
     tx: mpsc::Sender<FileDecision>,
     writer: Arc<WriterPriority>,
@@ -60,6 +66,7 @@ pub struct FanotifyFiles(Arc<Decisions>);
 pub(super) fn start(
     cx: &mut StartCx<'_>,
     roots: Arc<Roots>,
+    locate: Arc<Locate>,
     reasons: &mut Vec<String>,
 ) -> std::io::Result<Arc<dyn Enforcer>> {
     let fan = Arc::new(Fanotify::new(&roots)?);
@@ -69,6 +76,7 @@ pub(super) fn start(
     let (tx, rx) = mpsc::channel(QUEUE);
     let d = Arc::new(Decisions {
         files: FileRoots::new(cx, roots, choice),
+        locate,
         fan: fan.clone(),
         tx,
         writer: Arc::new(WriterPriority::default()),
@@ -97,6 +105,23 @@ impl Decisions {
 }
 
 impl Context for Decisions {
+    fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Place> {
+        self.locate.locate(fd, SLOT_DECISIONS)
+    }
+
+    fn path_of(&self, d: &FileDecision) -> std::path::PathBuf {
+        match self.locate.located(SLOT_DECISIONS) {
+            Ok(l) if d.segment != 0 => {
+                let roots = self.files.roots();
+                let root = roots.root_path(d.root).map(|p| p.display().to_string()).unwrap_or_default();
+                crate::files::event_path(&root, l.components, l.truncated, &l.names).into()
+            }
+            // No walk to a root: name the file by identity.
+            Ok(l) => format!("(no path: device {}:{}, inode {})", l.dev >> 20, l.dev & 0xfffff, l.ino).into(),
+            Err(_) => "(unknown)".into(),
+        }
+    }
+
     fn identify_path(&self, cgroup: Option<&str>) -> Identity {
         match cgroup {
             Some(path) => {

@@ -129,9 +129,14 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
         }
     }
     if matches!(pref, FileBackend::Auto | FileBackend::Fanotify) {
-        match fanotify::start(cx, roots.clone(), &mut reasons) {
-            Ok(e) => return Ok(Some(e)),
-            Err(e) => reasons.push(format!("fanotify unavailable: {e}")),
+        // fanotify names a file by the descriptor it hands the agent; the
+        // kernel walk behind that descriptor says where the file is.
+        match cx.hooks.load_file_locate() {
+            Ok(locate) => match fanotify::start(cx, roots.clone(), Arc::new(locate), &mut reasons) {
+                Ok(e) => return Ok(Some(e)),
+                Err(e) => reasons.push(format!("fanotify unavailable: {e}")),
+            },
+            Err(e) => reasons.push(format!("fanotify unusable: the file_locate program: {e}")),
         }
     }
     let why = format!("no backend can enforce file segments on this node ({})", reasons.join("; "));

@@ -1,0 +1,138 @@
+//! Where a file is, asked of the kernel: the `file_locate` program walks the
+//! dentry behind one of the agent's own descriptors (a fanotify event's
+//! file, a file opened while scanning) exactly as the LSM hooks walk an
+//! opener's, so the answer does not depend on the path the opener used,
+//! its mount namespace, a bind mount or an overlay.
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd, OwnedFd},
+};
+
+use aya::maps::{Array, MapData};
+use warden_common::{
+    FILE_REASON_ESCAPED, FILE_REASON_NONE, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_SLOTS, LOCATE_UNKNOWN, Located,
+};
+
+/// A file's place as the kernel walk found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Outside every segment.
+    Outside,
+    /// In a segment: its id, the root's index in the policy's root list,
+    /// and `FILE_REASON_ESCAPED` when it is protected for having left it.
+    In { segment: u16, root: u16, reason: u8 },
+    /// Its place cannot be known (`FILE_REASON_*`): fail closed.
+    Unknown(u8),
+}
+
+impl Place {
+    /// Decodes the program's return value (`warden_common::LOCATE_*`).
+    pub fn from_retval(v: u32) -> Self {
+        if v & LOCATE_UNKNOWN != 0 {
+            return Place::Unknown((v & 0xff) as u8);
+        }
+        if v == 0 {
+            return Place::Outside;
+        }
+        let reason = if v & LOCATE_ESCAPED != 0 { FILE_REASON_ESCAPED } else { FILE_REASON_NONE };
+        let v = v & !LOCATE_ESCAPED;
+        Place::In { segment: v as u16, root: (v >> 16) as u16, reason }
+    }
+}
+
+/// The loaded program and its output slots. Each thread that locates uses
+/// its own slot (`Locator::slot`), so outputs are never mixed.
+pub struct Locate {
+    prog: OwnedFd,
+    located: std::sync::Mutex<Array<MapData, Located>>,
+}
+
+/// `BPF_PROG_TEST_RUN`'s part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+impl Locate {
+    pub fn new(prog: OwnedFd, located: Array<MapData, Located>) -> Self {
+        Self { prog, located: std::sync::Mutex::new(located) }
+    }
+
+    /// Runs the walk on `fd` (one of ours) in this thread; `slot` receives
+    /// the file's identity and names.
+    pub fn locate(&self, fd: BorrowedFd<'_>, slot: u32) -> io::Result<Place> {
+        let args: [u64; 3] = [fd.as_raw_fd() as u64, u64::from(slot % LOCATE_SLOTS), 1];
+        let mut attr = TestRunAttr {
+            prog_fd: self.prog.as_raw_fd() as u32,
+            ctx_size_in: std::mem::size_of_val(&args) as u32,
+            ctx_in: args.as_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: attr is a valid, fully initialized test-run attribute whose
+        // ctx_in points at `args`, alive for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRunAttr,
+                std::mem::size_of::<TestRunAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if attr.retval == LOCATE_BAD_FD {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the descriptor names no open file"));
+        }
+        Ok(Place::from_retval(attr.retval))
+    }
+
+    /// What the last `locate` in `slot` saw (identity, names below the root).
+    pub fn located(&self, slot: u32) -> io::Result<Located> {
+        let map = self.located.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(slot % LOCATE_SLOTS), 0).map_err(io::Error::other)
+    }
+}
+
+/// Output slots: one per thread that locates.
+pub const SLOT_DECISIONS: u32 = 0;
+pub const SLOT_CHANGES: u32 = 1;
+pub const SLOT_SCAN: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_common::{FILE_REASON_DISCONNECTED, root_value};
+
+    #[test]
+    fn decodes_the_program_result() {
+        assert_eq!(Place::from_retval(0), Place::Outside);
+        assert_eq!(Place::from_retval(root_value(3, 7)), Place::In { segment: 3, root: 7, reason: FILE_REASON_NONE });
+        assert_eq!(
+            Place::from_retval(root_value(3, 7) | LOCATE_ESCAPED),
+            Place::In { segment: 3, root: 7, reason: FILE_REASON_ESCAPED }
+        );
+        assert_eq!(
+            Place::from_retval(LOCATE_UNKNOWN | FILE_REASON_DISCONNECTED as u32),
+            Place::Unknown(FILE_REASON_DISCONNECTED)
+        );
+    }
+}

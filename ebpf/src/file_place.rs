@@ -1,0 +1,312 @@
+//! Where a file is: its segment, found by walking its dentry's ancestors
+//! and comparing (device, inode) with the segment roots, plus the files
+//! that left a tree (`FILE_ESCAPED`), which keep their root's protection.
+//! Shared by the LSM hooks (typed pointers, direct loads) and the
+//! `file_locate` program (probe reads).
+//!
+//! Struct offsets (`dentry.d_parent`, …) come from the running kernel's
+//! BTF, read by the agent and set as globals at load time.
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::map,
+    maps::{Array, HashMap},
+};
+use warden_common::{
+    EscapedValue, FILE_EVENT_COMPONENTS, FILE_EVENT_NAME_LEN, FILE_REASON_DISCONNECTED, FILE_REASON_ESCAPED,
+    FILE_REASON_NONE, FILE_REASON_TOO_DEEP, InodeKey, MAX_FILE_DEPTH,
+};
+
+use crate::maps::{Set, per_set};
+
+per_set! {
+    /// (device, inode) of each segment root → segment id.
+    pub fn roots -> HashMap<InodeKey, u32>: FILE_ROOTS_0, FILE_ROOTS_1 = HashMap::pinned(4096, 0)
+}
+per_set! {
+    /// Filesystems (kernel dev_t) holding at least one root: opens elsewhere
+    /// skip the ancestry walk entirely.
+    pub fn devs -> HashMap<u64, u8>: FILE_DEVS_0, FILE_DEVS_1 = HashMap::pinned(256, 0)
+}
+
+/// Files and directories that left a tree by rename or hard link, keyed by
+/// identity: they keep the root they left (one map for both sets: it is a
+/// fact about files, and roots are named by identity, not by policy index).
+#[map]
+pub static FILE_ESCAPED: HashMap<InodeKey, EscapedValue> =
+    HashMap::pinned(1 << 20, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Index 0 is non-zero once `FILE_ESCAPED` holds an entry: until then the
+/// walk does one lookup per level, not two.
+#[map]
+pub static FILE_ESCAPED_ANY: Array<u32> = Array::pinned(1, 0);
+
+macro_rules! global {
+    ($name:ident) => {
+        #[unsafe(no_mangle)]
+        pub static $name: u32 = 0;
+    };
+}
+global!(OFF_FILE_F_PATH);
+global!(OFF_FILE_F_MODE);
+global!(OFF_FILE_F_FLAGS);
+global!(OFF_FILE_F_INODE);
+global!(OFF_PATH_DENTRY);
+global!(OFF_DENTRY_D_PARENT);
+global!(OFF_DENTRY_D_INODE);
+global!(OFF_DENTRY_D_NAME);
+global!(OFF_DENTRY_D_SB);
+global!(OFF_DENTRY_D_ALIAS);
+global!(OFF_QSTR_NAME);
+global!(OFF_INODE_I_INO);
+global!(OFF_INODE_I_SB);
+global!(OFF_INODE_I_GENERATION);
+global!(OFF_INODE_I_NLINK);
+global!(OFF_INODE_I_DENTRY);
+global!(OFF_SB_S_DEV);
+global!(OFF_SB_S_ROOT);
+global!(OFF_TASK_FILES);
+global!(OFF_FILES_FDT);
+global!(OFF_FDT_MAX_FDS);
+global!(OFF_FDT_FD);
+
+#[inline(always)]
+pub fn g32(v: &'static u32) -> usize {
+    // SAFETY: reading a static the loader patched.
+    unsafe { core::ptr::read_volatile(v) as usize }
+}
+
+/// How kernel memory is read.
+pub trait Mem {
+    fn read<T: Copy>(base: *const u8, off: usize) -> Option<T>;
+
+    fn ptr(base: *const u8, off: usize) -> *const u8 {
+        Self::read(base, off).unwrap_or(core::ptr::null())
+    }
+}
+
+/// LSM hooks get BTF-typed pointers and the offsets are verifier-known
+/// constants (frozen .rodata), so a field is a plain load the verifier
+/// checks against BTF and guards with an exception entry (a NULL or bad
+/// pointer reads as 0): no helper call per field.
+pub struct Direct;
+
+impl Mem for Direct {
+    #[inline(always)]
+    fn read<T: Copy>(base: *const u8, off: usize) -> Option<T> {
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: see above; the verifier rejects the program otherwise.
+        Some(unsafe { core::ptr::read_volatile(base.wrapping_add(off) as *const T) })
+    }
+}
+
+/// Programs without typed pointers read through the helper.
+pub struct Probe;
+
+impl Mem for Probe {
+    #[inline(always)]
+    fn read<T: Copy>(base: *const u8, off: usize) -> Option<T> {
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: the helper checks the address; a fault returns an error.
+        unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const T) }.ok()
+    }
+}
+
+/// A file's identity and its root, if any.
+pub struct Place {
+    /// Segment id (0 = none).
+    pub segment: u16,
+    /// Root index in the agent's root list.
+    pub root: u16,
+    /// `FILE_REASON_*`: DISCONNECTED / TOO_DEEP when the place is unknown
+    /// (then `segment` is 0), ESCAPED when protected for leaving a tree.
+    pub reason: u8,
+    pub dev: u64,
+    pub ino: u64,
+    /// The matched root (where event names stop) and its identity.
+    pub root_dentry: *const u8,
+    pub root_key: InodeKey,
+}
+
+impl Place {
+    /// Whether the walk could not tell where the file is.
+    pub fn unknown(&self) -> bool {
+        self.segment == 0 && self.reason != FILE_REASON_NONE
+    }
+}
+
+/// (dev, ino) of an inode, or (0, 0) for none.
+#[inline(always)]
+pub fn inode_identity<M: Mem>(inode: *const u8) -> (u64, u64) {
+    if inode.is_null() {
+        return (0, 0);
+    }
+    let ino: u64 = M::read(inode, g32(&OFF_INODE_I_INO)).unwrap_or(0);
+    let sb = M::ptr(inode, g32(&OFF_INODE_I_SB));
+    let dev: u32 = M::read(sb, g32(&OFF_SB_S_DEV)).unwrap_or(0);
+    (dev as u64, ino)
+}
+
+/// (dev, ino) of a dentry's inode, or (0, 0) for a negative dentry.
+#[inline(always)]
+pub fn identity<M: Mem>(d: *const u8) -> (u64, u64) {
+    inode_identity::<M>(M::ptr(d, g32(&OFF_DENTRY_D_INODE)))
+}
+
+/// Whether an escaped entry still names the file it was recorded for.
+#[inline(always)]
+fn escaped_root<M: Mem>(d: *const u8, key: &InodeKey) -> Option<InodeKey> {
+    // SAFETY: values are written whole by the agent or a hook.
+    let e = unsafe { FILE_ESCAPED.get(key) }?;
+    if e.generation != 0 {
+        let inode = M::ptr(d, g32(&OFF_DENTRY_D_INODE));
+        let generation: u32 = M::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
+        if generation != e.generation {
+            return None;
+        }
+    }
+    Some(e.root)
+}
+
+/// Walks up from `dentry` looking for a segment root, or an ancestor that
+/// escaped one. The loop only yields the root's map value and dentry,
+/// never its depth, so every exit leaves the verifier an equivalent state.
+#[inline(always)]
+pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
+    let (dev, ino) = identity::<M>(dentry);
+    let mut place = Place {
+        segment: 0,
+        root: 0,
+        reason: FILE_REASON_NONE,
+        dev,
+        ino,
+        root_dentry: core::ptr::null(),
+        root_key: InodeKey::default(),
+    };
+    // A negative dentry (creation) has no inode yet: its parent is checked
+    // by the caller. Otherwise the walk only runs on marked filesystems.
+    // SAFETY: values are written whole by the agent.
+    if dev != 0 && unsafe { devs(set).get(dev) }.is_none() {
+        return place;
+    }
+    let any_escaped = FILE_ESCAPED_ANY.get(0).is_some_and(|v| *v != 0);
+    let mut d = dentry;
+    let mut found = 0u32;
+    let mut top = false;
+    for _ in 0..MAX_FILE_DEPTH {
+        let (kdev, kino) = identity::<M>(d);
+        let key = InodeKey { dev: kdev, ino: kino };
+        // SAFETY: values are written whole by the agent.
+        if let Some(v) = unsafe { roots(set).get(key) } {
+            found = *v;
+            place.root_dentry = d;
+            place.root_key = key;
+            break;
+        }
+        if any_escaped
+            && let Some(root) = escaped_root::<M>(d, &key)
+            // SAFETY: as above.
+            && let Some(v) = unsafe { roots(set).get(root) }
+        {
+            found = *v;
+            place.root_dentry = d;
+            place.root_key = root;
+            place.reason = FILE_REASON_ESCAPED;
+            break;
+        }
+        let parent = M::ptr(d, g32(&OFF_DENTRY_D_PARENT));
+        if parent.is_null() || parent == d {
+            top = true;
+            break;
+        }
+        d = parent;
+    }
+    place.segment = found as u16;
+    place.root = (found >> 16) as u16;
+    if found == 0 && dev != 0 {
+        // The walk must end at its filesystem's root: anything else is a
+        // file whose place is not known, never "outside every tree".
+        if !top {
+            place.reason = FILE_REASON_TOO_DEEP;
+        } else {
+            let sb = M::ptr(d, g32(&OFF_DENTRY_D_SB));
+            if M::ptr(sb, g32(&OFF_SB_S_ROOT)) != d {
+                place.reason = FILE_REASON_DISCONNECTED;
+            }
+        }
+    }
+    place
+}
+
+/// The dentry a file was opened through, or, when its inode is not that
+/// dentry's (an overlayfs real file opened under the overlay's path, as
+/// 6.1 does), a dentry of its real inode.
+#[inline(always)]
+pub fn file_dentry<M: Mem>(file: *const u8) -> *const u8 {
+    let path = file.wrapping_add(g32(&OFF_FILE_F_PATH));
+    let dentry = M::ptr(path, g32(&OFF_PATH_DENTRY));
+    let inode = M::ptr(file, g32(&OFF_FILE_F_INODE));
+    if inode.is_null() || M::ptr(dentry, g32(&OFF_DENTRY_D_INODE)) == inode {
+        return dentry;
+    }
+    // i_dentry is an hlist_head: its first node is a dentry's d_alias.
+    let node = M::ptr(inode, g32(&OFF_INODE_I_DENTRY));
+    if node.is_null() {
+        // No alias: walking the overlay path would say "outside"; the
+        // inode's place is unknown instead (it has no name to walk).
+        return core::ptr::null();
+    }
+    node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS))
+}
+
+/// Fills `names` with the names below `place`'s root, file first; returns
+/// (components, truncated).
+#[inline(always)]
+pub fn names_below<M: Mem>(
+    dentry: *const u8,
+    place: &Place,
+    names: &mut [[u8; FILE_EVENT_NAME_LEN]; FILE_EVENT_COMPONENTS],
+) -> (u8, u8) {
+    let mut d = dentry;
+    let mut n = 0u8;
+    let mut truncated = 1u8;
+    for name in names.iter_mut() {
+        name[0] = 0;
+    }
+    for name in names.iter_mut() {
+        if d == place.root_dentry || d.is_null() {
+            truncated = 0;
+            break;
+        }
+        let s = M::ptr(d, g32(&OFF_DENTRY_D_NAME) + g32(&OFF_QSTR_NAME));
+        if !s.is_null() {
+            // SAFETY: the helper bounds the copy by the buffer.
+            let _ = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(s, name) };
+        }
+        n += 1;
+        d = M::ptr(d, g32(&OFF_DENTRY_D_PARENT));
+    }
+    if d == place.root_dentry {
+        truncated = 0;
+    }
+    (n, truncated)
+}
+
+/// Records that the file at `dentry` (found under `place`'s root) gets a
+/// name outside that root: it keeps the root's protection.
+#[inline(always)]
+pub fn record_escape<M: Mem>(dentry: *const u8, place: &Place) {
+    let inode = M::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
+    let generation: u32 = M::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
+    let key = InodeKey { dev: place.dev, ino: place.ino };
+    let value = EscapedValue { root: place.root_key, generation, _pad: 0 };
+    if FILE_ESCAPED.insert(key, value, 0).is_ok()
+        && let Some(any) = FILE_ESCAPED_ANY.get_ptr_mut(0)
+    {
+        // SAFETY: a valid array slot.
+        unsafe { *any = 1 };
+    }
+}
