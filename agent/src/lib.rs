@@ -22,6 +22,7 @@ pub mod name;
 pub mod policy;
 pub mod probe;
 pub mod probe_bypass;
+pub mod probe_files;
 pub mod probe_flood;
 pub mod report;
 pub mod ringbuf;

@@ -14,6 +14,13 @@ pub const FOP_LINK: u8 = 5;
 pub const FOP_TRUNCATE: u8 = 6;
 pub const FOP_MKDIR: u8 = 7;
 pub const FOP_RMDIR: u8 = 8;
+/// Mode, owner or times changed.
+pub const FOP_SETATTR: u8 = 9;
+/// Extended attribute set or removed.
+pub const FOP_XATTR: u8 = 10;
+/// Content changed without an open the agent judged (fanotify: truncate(2)
+/// by path, or a write through a descriptor opened before).
+pub const FOP_MODIFY: u8 = 11;
 
 /// Why a file decision was made beyond the rules (events' `reason`).
 pub const FILE_REASON_NONE: u8 = 0;

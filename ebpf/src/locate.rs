@@ -7,20 +7,18 @@
 //! named it: no path string, no mount namespace, no overlay in between.
 //!
 //! Arguments: fd, output slot (< LOCATE_SLOTS), whether to fill names.
-use aya_ebpf::{
-    helpers::bpf_get_current_task,
-    macros::map,
-    maps::Array,
-    programs::RawTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_task, macros::map, maps::Array, programs::RawTracePointContext};
 use warden_common::{
     FILE_REASON_ESCAPED, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_SLOTS, LOCATE_UNKNOWN, Located, root_value,
 };
 
 use crate::file_place::{
-    Mem, OFF_DENTRY_D_INODE, OFF_FDT_FD, OFF_FDT_MAX_FDS, OFF_FILES_FDT, OFF_INODE_I_GENERATION, OFF_INODE_I_NLINK,
-    OFF_TASK_FILES, Probe, file_dentry, g32, names_below, segment_of,
+    Mem, OFF_DENTRY_D_ALIAS, OFF_DENTRY_D_INODE, OFF_FDT_FD, OFF_FDT_MAX_FDS, OFF_FILES_FDT, OFF_INODE_I_DENTRY,
+    OFF_INODE_I_GENERATION, OFF_INODE_I_NLINK, OFF_TASK_FILES, Probe, file_dentry, g32, names_below, segment_of,
 };
+
+/// Other cached names of a multi-linked file looked at.
+const MAX_ALIASES: usize = 3;
 use crate::maps::Set;
 
 #[map]
@@ -62,18 +60,44 @@ fn locate(ctx: RawTracePointContext) -> u32 {
     if dentry.is_null() {
         return LOCATE_UNKNOWN | warden_common::FILE_REASON_DISCONNECTED as u32;
     }
-    let place = segment_of::<Probe>(Set::active(), dentry);
+    let set = Set::active();
+    let mut place = segment_of::<Probe>(set, dentry);
+    let mut named = dentry;
+    let inode = Probe::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
+    let nlink: u32 = Probe::read(inode, g32(&OFF_INODE_I_NLINK)).unwrap_or(0);
+    if place.segment == 0 && !place.unknown() && nlink > 1 {
+        // Reached through a name outside every tree, but it has others:
+        // any cached one inside a tree makes it protected here too (a
+        // hard link just made, before the change watcher records it).
+        let mut node = Probe::ptr(inode, g32(&OFF_INODE_I_DENTRY));
+        for _ in 0..MAX_ALIASES {
+            if node.is_null() {
+                break;
+            }
+            let alias = node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS));
+            if alias != dentry {
+                let p = segment_of::<Probe>(set, alias);
+                if p.segment != 0 {
+                    place = p;
+                    place.reason = FILE_REASON_ESCAPED;
+                    named = alias;
+                    break;
+                }
+            }
+            // hlist_node.next is its first field.
+            node = Probe::ptr(node, 0);
+        }
+    }
     if let Some(out) = FILE_LOCATED.get_ptr_mut(slot as u32) {
-        let inode = Probe::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
         // SAFETY: a valid array slot, written by this thread only (its slot).
         unsafe {
             (*out).dev = place.dev;
             (*out).ino = place.ino;
             (*out).generation = Probe::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
-            (*out).nlink = Probe::read(inode, g32(&OFF_INODE_I_NLINK)).unwrap_or(0);
+            (*out).nlink = nlink;
             (*out)._pad = [0; 6];
             if with_names != 0 && place.segment != 0 {
-                let (n, truncated) = names_below::<Probe>(dentry, &place, &mut (*out).names);
+                let (n, truncated) = names_below::<Probe>(named, &place, &mut (*out).names);
                 (*out).components = n;
                 (*out).truncated = truncated;
             } else {

@@ -7,6 +7,8 @@
 //! for reading until STOPFILE exists (JSON counts; RATE 0 = unlimited)
 //! OP: read | write | append | trunc | create | truncate | unlink | rmdir |
 //!     mkdir | rename | link | mknod (PATH2 = MAJOR:MINOR, a char device)
+//! or an attack of `warden::probe_files` (shadow-read, overlay-lower-read,
+//! openat2-race, uring-read, handle-read, …), which print what moved.
 //! Exit codes: 0 success, 2 EPERM/EACCES (denied), 4 ENXIO/ENODEV (a
 //! device node no driver serves: allowed), 3 any other error.
 use std::{fs::OpenOptions, io::Read, os::unix::fs::OpenOptionsExt};
@@ -20,6 +22,9 @@ fn main() {
         return;
     }
     let op = args.first().cloned().unwrap_or_default();
+    if let Some(result) = warden::probe_files::run(&op, &args[1.min(args.len())..]) {
+        warden::probe::finish(result, linger)
+    }
     let path = args.get(1).cloned().unwrap_or_default();
     let second = args.get(2).cloned().unwrap_or_default();
     let result: std::io::Result<()> = match op.as_str() {

@@ -265,7 +265,7 @@ impl Enricher {
             tgid: p.tgid,
             comm: p.comm,
             exe: p.exe,
-            operation: "open",
+            operation: file_op_name(d.op),
             protocol: None,
             destination: None,
             file: Some(FileTarget {
@@ -343,6 +343,9 @@ pub fn file_op_name(op: u8) -> &'static str {
         FOP_TRUNCATE => "truncate",
         FOP_MKDIR => "mkdir",
         FOP_RMDIR => "rmdir",
+        FOP_SETATTR => "setattr",
+        FOP_XATTR => "xattr",
+        FOP_MODIFY => "modify",
         _ => "unknown",
     }
 }

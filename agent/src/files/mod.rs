@@ -3,8 +3,8 @@
 //!
 //! Backends, strongest first: BPF-LSM (in kernel, sees namespace ops too)
 //! and fanotify permission events (userspace decision, opens only).
-pub mod fanotify;
 pub mod escaped;
+pub mod fanotify;
 pub mod intent;
 pub mod locate;
 pub mod procfs;
@@ -25,6 +25,8 @@ pub enum Identity {
 /// One decision on a protected path, for events and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDecision {
+    /// `FOP_*`
+    pub op: u8,
     pub tid: u32,
     pub workload: Option<u32>,
     /// 0 when the file's place is unknown (`reason` says why).
@@ -44,8 +46,14 @@ pub struct FileDecision {
 pub trait Context: Send + Sync {
     /// Where the file behind `fd` (the agent's own descriptor) is.
     fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<locate::Place>;
-    /// The path an event names for `d`, from the walk `locate` just made.
-    fn path_of(&self, d: &FileDecision) -> PathBuf;
+    /// Applies the changes queued so far (renames, links); true when one
+    /// made a file protected, so a decision that found it unprotected
+    /// looks again.
+    fn settle(&self) -> bool {
+        false
+    }
+    /// The path an event names for `d`, from the walk last made in `slot`.
+    fn path_of(&self, d: &FileDecision, slot: u32) -> PathBuf;
     /// Identity of a thread from its cgroup v2 path (None: unreadable).
     fn identify_path(&self, cgroup: Option<&str>) -> Identity;
     fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32);

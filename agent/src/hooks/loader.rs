@@ -224,12 +224,8 @@ impl Hooks {
         let name = "file_locate";
         let prog: &mut RawTracePoint = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
         prog.load().map_err(|e| format!("loading {name}: {}", crate::system::error_chain(&e)))?;
-        let fd = prog
-            .fd()
-            .map_err(|e| e.to_string())?
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("{name}: {e}"))?;
+        let fd =
+            prog.fd().map_err(|e| e.to_string())?.as_fd().try_clone_to_owned().map_err(|e| format!("{name}: {e}"))?;
         let located = super::maps::take(&mut self.ebpf, names::FILE_LOCATED).map_err(|e| e.to_string())?;
         Ok(crate::files::locate::Locate::new(fd, located))
     }

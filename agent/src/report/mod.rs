@@ -122,6 +122,25 @@ pub struct EnforcementStatus {
     /// by a root on each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marked: Vec<String>,
+    /// Operations this node cannot block but reports as events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detected: Vec<String>,
+    /// Files: the protection that follows files out of their trees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowStatus>,
+}
+
+/// Files kept protected after leaving their tree, and the tree scans that
+/// find those with names elsewhere already.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FollowStatus {
+    /// scanning | done
+    pub scan: String,
+    pub files_scanned: u64,
+    pub multi_linked: u64,
+    pub scan_errors: u64,
+    /// Entries of the kernel's escaped-file map.
+    pub escaped: u64,
 }
 
 impl EnforcementStatus {
@@ -135,6 +154,8 @@ impl EnforcementStatus {
             not_enforced: vec![],
             missing: vec![],
             marked: vec![],
+            detected: vec![],
+            follow: None,
         }
     }
 }

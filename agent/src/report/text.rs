@@ -117,6 +117,16 @@ impl fmt::Display for EnforcementStatus {
         if !e.marked.is_empty() {
             writeln!(f, "  {:<10} opens wait for the agent on the filesystems of: {}", "", e.marked.join(", "))?;
         }
+        if !e.detected.is_empty() {
+            writeln!(f, "  {:<10} detected, not prevented: {}", "", e.detected.join(", "))?;
+        }
+        if let Some(s) = &e.follow {
+            writeln!(
+                f,
+                "  {:<10} follows files out of their trees: {} kept (tree scan {}: {} files, {} with other links, {} errors)",
+                "", s.escaped, s.scan, s.files_scanned, s.multi_linked, s.scan_errors
+            )?;
+        }
         Ok(())
     }
 }

@@ -114,3 +114,173 @@ pub fn cgroup_of(who: Who) -> &'static str {
         Who::Unidentified => "stranger",
     }
 }
+
+/// What must hold after an attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Refused with EPERM, the protected bytes neither read nor changed.
+    Denied,
+    /// It worked (the bytes were read).
+    Allowed,
+    /// fanotify cannot refuse it: it went through, and an `audited` event
+    /// with reason `detected` and this operation names it.
+    Detected(&'static str),
+}
+
+/// One way a workload might get around a segment. `args` are paths under
+/// the test base, except literals starting with `@` (passed without it).
+#[derive(Debug, Clone, Copy)]
+pub struct Attack {
+    pub name: &'static str,
+    pub who: Who,
+    pub op: &'static str,
+    pub args: &'static [&'static str],
+    /// A protected file whose bytes must be unchanged afterwards ("" none).
+    pub guard: &'static str,
+    pub lsm: Expect,
+    pub fanotify: Expect,
+}
+
+const fn attack(
+    name: &'static str,
+    who: Who,
+    op: &'static str,
+    args: &'static [&'static str],
+    guard: &'static str,
+    lsm: Expect,
+    fanotify: Expect,
+) -> Attack {
+    Attack { name, who, op, args, guard, lsm, fanotify }
+}
+
+use Expect::*;
+
+/// Protected files the attacks use (content: `SECRET:<path>`), and a
+/// hard link to one made before the agent starts.
+pub const ATTACK_FILES: &[&str] = &[
+    "data/a-shadow",
+    "data/a-ov",
+    "data/ovu/g",
+    "data/a-ren",
+    "data/a-lnk",
+    "data/a-pre",
+    "data/a-race",
+    "data/a-trunc",
+    "data/a-meta",
+    "data/a-ro",
+];
+pub const ATTACK_DIRS: &[&str] = &["outside/decoy", "outside/ov", "outside/ov-ns", "outside/ovu"];
+/// (existing protected file, link made outside before the agent starts)
+pub const PRE_LINK: (&str, &str) = ("data/a-pre", "outside/pre-hl");
+
+pub const ATTACKS: &[Attack] = &[
+    // Mount namespaces: the tree bound over an unprotected decoy of the
+    // same name, as root and as uid 65534 in a user namespace.
+    attack(
+        "other: shadow bind, root",
+        Who::Other,
+        "shadow-read",
+        &["data", "outside/decoy", "@root", "@a-shadow"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "other: shadow bind, userns",
+        Who::Other,
+        "shadow-read",
+        &["data", "outside/decoy", "@userns", "@a-shadow"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "reader: append via shadow",
+        Who::Reader,
+        "shadow-append",
+        &["data", "outside/decoy", "@root", "@a-shadow"],
+        "data/a-shadow",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "reader: reads via shadow, userns",
+        Who::Reader,
+        "shadow-read",
+        &["data", "outside/decoy", "@userns", "@a-shadow"],
+        "",
+        Allowed,
+        Allowed,
+    ),
+    // overlayfs with the tree as lower layer, and a tree dir as upper.
+    attack(
+        "other: overlay lower",
+        Who::Other,
+        "overlay-lower-read",
+        &["data", "outside/ov", "@a-ov", "@root"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "other: overlay lower, userns",
+        Who::Other,
+        "overlay-lower-read",
+        &["data", "outside/ov-ns", "@a-ov", "@userns"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "reader: append via overlay upper",
+        Who::Reader,
+        "overlay-upper",
+        &["data/ovu", "outside/ovu", "@g", "@append"],
+        "data/ovu/g",
+        Denied,
+        Denied,
+    ),
+    // Names outside the tree: renamed out, linked out, linked before start.
+    attack("other: rename out, read", Who::Other, "rename-read", &["data/a-ren", "outside/a-ren"], "", Denied, Denied),
+    attack("other: link out, read", Who::Other, "link-read", &["data/a-lnk", "outside/a-lnk"], "", Denied, Denied),
+    attack("other: old hard link", Who::Other, "read-bytes", &["outside/pre-hl"], "", Denied, Denied),
+    attack(
+        "reader: append via old hard link",
+        Who::Reader,
+        "append-bytes",
+        &["outside/pre-hl"],
+        "data/a-pre",
+        Denied,
+        Denied,
+    ),
+    // Access mode: racing openat2 flags; opens whose flags sit in memory.
+    attack(
+        "reader: openat2 flag race",
+        Who::Reader,
+        "openat2-race",
+        &["data/a-race", "@3000"],
+        "data/a-race",
+        Denied,
+        Denied,
+    ),
+    attack("reader: openat2 read-only", Who::Reader, "openat2-read", &["data/a-ro"], "", Allowed, Denied),
+    attack("reader: io_uring read-only open", Who::Reader, "uring-read", &["data/a-ro"], "", Allowed, Denied),
+    attack("other: io_uring open", Who::Other, "uring-read", &["data/a-ro"], "", Denied, Denied),
+    // What fanotify cannot refuse: seen, reported.
+    attack(
+        "reader: truncate(2) by path",
+        Who::Reader,
+        "truncate-path",
+        &["data/a-trunc"],
+        "data/a-trunc",
+        Denied,
+        Detected("modify"),
+    ),
+    attack("other: chmod", Who::Other, "chmod", &["data/a-meta"], "", Denied, Detected("setattr")),
+    attack("other: utimes", Who::Other, "utimes", &["data/a-meta"], "", Denied, Detected("setattr")),
+];
+
+/// The content of an attack file.
+pub fn secret(rel: &str) -> String {
+    format!("SECRET:{rel}")
+}

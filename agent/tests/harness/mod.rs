@@ -258,6 +258,18 @@ impl Agent {
         }
     }
 
+    /// Events matching `pred` within `wait` (empty when none came).
+    pub fn wait_events_for(&self, wait: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let found: Vec<Value> = self.events().into_iter().filter(|e| pred(e)).collect();
+            if !found.is_empty() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls `f` until it holds (15 s at most); on timeout shows the
     /// identity status and the agent's non-debug log.
     pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {

@@ -10,6 +10,7 @@
 //! a closed number is given to the next event. So the event in flight owns
 //! its fd, and whoever answers first takes it out under one lock and answers
 //! there: the other finds it gone, and no answer can reach a later event.
+pub mod changes;
 pub mod sys;
 #[cfg(test)]
 mod tests;
@@ -161,7 +162,7 @@ impl Fanotify {
                         d.verdict = VERDICT_DENIED;
                     }
                     // Names from the walk just made (before the next one).
-                    d.path = ctx.path_of(&d);
+                    d.path = ctx.path_of(&d, super::locate::SLOT_DECISIONS);
                     ctx.emit(d);
                 }
             }
@@ -194,7 +195,13 @@ impl Fanotify {
         // The file's place comes from the file itself (the kernel walks the
         // dentry behind our descriptor), never from a path: the opener's
         // mount namespace, bind mounts and overlays change nothing.
-        let (segment, root, reason) = match ctx.locate(fd) {
+        let mut place = ctx.locate(fd);
+        if matches!(place, Ok(Place::Outside)) && ctx.settle() {
+            // A rename or link queued before this open made a file
+            // protected: this may be it.
+            place = ctx.locate(fd);
+        }
+        let (segment, root, reason) = match place {
             Ok(Place::Outside) => return (true, None),
             Ok(Place::In { segment, root, reason }) => (segment, root, reason),
             Ok(Place::Unknown(reason)) => (0, 0, reason),
@@ -206,8 +213,18 @@ impl Fanotify {
         let mut buf = [0u8; 4096];
         let cgroup = self.proc.cgroup(tid, &mut buf);
         let Identity::Governed(workload) = ctx.identify_path(cgroup) else { return (true, None) };
-        let mut decision =
-            FileDecision { tid: tid as u32, workload, segment, root, path: PathBuf::new(), write: None, verdict: 0, rule: 0, reason };
+        let mut decision = FileDecision {
+            op: warden_common::FOP_OPEN,
+            tid: tid as u32,
+            workload,
+            segment,
+            root,
+            path: PathBuf::new(),
+            write: None,
+            verdict: 0,
+            rule: 0,
+            reason,
+        };
         if segment == 0 {
             // Unknown place (disconnected dentry, too deep): it may be in a
             // tree, so every governed opener is denied.

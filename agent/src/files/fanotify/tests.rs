@@ -66,7 +66,7 @@ impl Context for Racy {
         })
     }
 
-    fn path_of(&self, _: &FileDecision) -> PathBuf {
+    fn path_of(&self, _: &FileDecision, _: u32) -> PathBuf {
         PathBuf::new()
     }
 

@@ -21,7 +21,7 @@ use crate::{
     },
     files::{
         Context, FileDecision, Identity,
-        fanotify::Fanotify,
+        fanotify::{Fanotify, changes::Changes},
         locate::{Locate, Place, SLOT_DECISIONS},
         roots::Roots,
     },
@@ -34,19 +34,22 @@ use crate::{
 const QUEUE: usize = 65536;
 
 /// fanotify can block opens only; these it cannot see or stop.
-const BLIND: [&str; 6] = [
+const BLIND: [&str; 7] = [
     "create (file appears before the open is denied)",
     "rename",
     "unlink",
     "hard link",
     "truncate(2) by path",
     "mkdir/rmdir",
+    "chmod/chown/utimes/xattr",
 ];
 
 /// What the decision thread and the status read.
 struct Decisions {
     files: FileRoots,
     locate: Arc<Locate>,
+    /// The change watcher, where the filesystems allow one.
+    changes: Option<Arc<Changes>>,
     fan: Arc<Fanotify>,
     tx: mpsc::Sender<FileDecision>,
     writer: Arc<WriterPriority>,
@@ -67,16 +70,32 @@ pub(super) fn start(
     cx: &mut StartCx<'_>,
     roots: Arc<Roots>,
     locate: Arc<Locate>,
+    follow: Arc<super::Follow>,
     reasons: &mut Vec<String>,
 ) -> std::io::Result<Arc<dyn Enforcer>> {
     let fan = Arc::new(Fanotify::new(&roots)?);
     reasons.push("fanotify permission events on the filesystems holding segment roots".into());
-    let choice =
-        Choice { backend: "fanotify", reason: reasons.join("; "), not_enforced: BLIND.map(String::from).to_vec() };
+    let changes = match Changes::new() {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            reasons.push(format!("changes are not watched: {e}"));
+            None
+        }
+    };
+    let mut blind: Vec<String> = BLIND.map(String::from).to_vec();
+    if let Some(c) = &changes {
+        for (path, e) in c.watch(&roots) {
+            reasons.push(format!("changes on the filesystem of {} are not watched: {e}", path.display()));
+        }
+    } else {
+        blind.push("files renamed out of a tree or linked out after the open check".into());
+    }
+    let choice = Choice { backend: "fanotify", reason: reasons.join("; "), not_enforced: blind };
     let (tx, rx) = mpsc::channel(QUEUE);
     let d = Arc::new(Decisions {
-        files: FileRoots::new(cx, roots, choice),
+        files: FileRoots::new(cx, roots, choice, follow),
         locate,
+        changes: changes.clone(),
         fan: fan.clone(),
         tx,
         writer: Arc::new(WriterPriority::default()),
@@ -86,6 +105,12 @@ pub(super) fn start(
         harvested: Default::default(),
     });
     fan.spawn(d.clone())?;
+    if let Some(c) = changes {
+        let d2 = d.clone();
+        std::thread::Builder::new()
+            .name("warden-fan-changes".into())
+            .spawn(move || c.run(&*d2, &d2.locate, &d2.files.follow.escaped))?;
+    }
     let writer = crate::daemon::events::FileWriter {
         parts: cx.parts.clone(),
         pipeline: cx.pipeline.clone(),
@@ -106,11 +131,23 @@ impl Decisions {
 
 impl Context for Decisions {
     fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Place> {
-        self.locate.locate(fd, SLOT_DECISIONS)
+        let place = self.locate.locate(fd, SLOT_DECISIONS)?;
+        if let (Place::In { root, reason: warden_common::FILE_REASON_ESCAPED, .. }, Some(changes)) =
+            (place, &self.changes)
+        {
+            // Found through another cached name (a hard link out): kept, so
+            // it stays protected once that name leaves the cache.
+            changes.record_located(self, &self.locate, &self.files.follow.escaped, root, SLOT_DECISIONS);
+        }
+        Ok(place)
     }
 
-    fn path_of(&self, d: &FileDecision) -> std::path::PathBuf {
-        match self.locate.located(SLOT_DECISIONS) {
+    fn settle(&self) -> bool {
+        self.changes.as_ref().is_some_and(|c| c.settle(self, &self.locate, &self.files.follow.escaped))
+    }
+
+    fn path_of(&self, d: &FileDecision, slot: u32) -> std::path::PathBuf {
+        match self.locate.located(slot) {
             Ok(l) if d.segment != 0 => {
                 let roots = self.files.roots();
                 let root = roots.root_path(d.root).map(|p| p.display().to_string()).unwrap_or_default();
@@ -189,10 +226,15 @@ impl Enforcer for FanotifyFiles {
     /// fanotify only sees filesystems it marked: those of new roots are
     /// marked before the switch, so no open on them escapes a decision.
     fn prepare(&self, _next: &CompiledPolicy, set: &SetParts) -> Result<(), String> {
-        match self.0.fan.mark_added(&set.roots).into_iter().next() {
-            Some((path, e)) => Err(format!("cannot mark the filesystem of {}: {e}", path.display())),
-            None => Ok(()),
+        if let Some((path, e)) = self.0.fan.mark_added(&set.roots).into_iter().next() {
+            return Err(format!("cannot mark the filesystem of {}: {e}", path.display()));
         }
+        if let Some(c) = &self.0.changes {
+            for (path, e) in c.watch(&set.roots) {
+                tracing::error!(path = %path.display(), error = %e, "changes on this filesystem are not watched");
+            }
+        }
+        Ok(())
     }
 
     /// The roots switch with the rules (before the generation moves, so a
@@ -221,6 +263,11 @@ impl Enforcer for FanotifyFiles {
             for (path, e) in self.0.fan.mark_added(&roots) {
                 tracing::error!(path = %path.display(), error = %e, "cannot mark a new segment filesystem");
             }
+            if let Some(c) = &self.0.changes {
+                for (path, e) in c.watch(&roots) {
+                    tracing::error!(path = %path.display(), error = %e, "changes on this filesystem are not watched");
+                }
+            }
         }
     }
 
@@ -228,6 +275,9 @@ impl Enforcer for FanotifyFiles {
         let mut e = self.0.files.report(policy, compiled);
         if super::configured(compiled) {
             e.marked = self.0.fan.marked().iter().map(|p| p.display().to_string()).collect();
+            if self.0.changes.is_some() {
+                e.detected = crate::files::fanotify::changes::DETECTED.map(String::from).to_vec();
+            }
         }
         e
     }

@@ -6,16 +6,28 @@
 mod fanotify;
 mod lsm;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use warden_common::InodeKey;
 
 use crate::{
     daemon::{
         Parts,
         lifecycle::{Enforcer, SetParts, StartCx},
     },
-    files::roots::Roots,
+    files::{
+        escaped::{Escaped, ScanReport},
+        locate::{Locate, SLOT_SCAN},
+        roots::Roots,
+    },
     policy::{CompiledPolicy, Mode, Policy},
-    report::EnforcementStatus,
+    report::{EnforcementStatus, FollowStatus},
     settings::{AgentConfig, FileBackend},
 };
 
@@ -45,6 +57,62 @@ struct FileRoots {
     roots: Mutex<Arc<Roots>>,
     choice: Choice,
     failure: Mutex<Option<String>>,
+    follow: Arc<Follow>,
+}
+
+/// Files that keep their tree's protection elsewhere, and the scans that
+/// find those with other names already.
+struct Follow {
+    escaped: Escaped,
+    locate: Option<Arc<Locate>>,
+    /// Roots (by identity) scanned or being scanned.
+    scanned: Mutex<HashSet<InodeKey>>,
+    running: AtomicU64,
+    report: Mutex<ScanReport>,
+}
+
+impl Follow {
+    /// Scans, on a thread of its own, the roots not scanned yet: a tree of
+    /// millions of files must not hold up the start or a reload. Files with
+    /// other links are protected from the moment they are recorded; until
+    /// the scan is done, status says so.
+    fn scan_new(self: &Arc<Self>, roots: &Roots) {
+        let todo: Vec<(std::path::PathBuf, InodeKey)> = {
+            let mut scanned = self.scanned.lock().unwrap_or_else(|p| p.into_inner());
+            roots.resolved.iter().filter(|r| scanned.insert(r.2)).map(|r| (r.0.clone(), r.2)).collect()
+        };
+        if todo.is_empty() {
+            return;
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new().name("warden-file-scan".into()).spawn(move || {
+            for (path, key) in todo {
+                let r = me.escaped.scan(&path, key, me.locate.as_deref(), SLOT_SCAN);
+                tracing::info!(root = %path.display(), files = r.files, multi_linked = r.multi_linked, errors = r.errors, "segment tree scanned");
+                let mut total = me.report.lock().unwrap_or_else(|p| p.into_inner());
+                total.files += r.files;
+                total.multi_linked += r.multi_linked;
+                total.errors += r.errors;
+            }
+            me.running.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(error = %e, "cannot start the segment tree scan");
+        }
+    }
+
+    fn status(&self) -> FollowStatus {
+        let r = *self.report.lock().unwrap_or_else(|p| p.into_inner());
+        FollowStatus {
+            scan: if self.running.load(Ordering::SeqCst) > 0 { "scanning" } else { "done" }.into(),
+            files_scanned: r.files,
+            multi_linked: r.multi_linked,
+            scan_errors: r.errors,
+            escaped: self.escaped.len() as u64,
+        }
+    }
 }
 
 impl FileRoots {
@@ -62,6 +130,7 @@ impl FileRoots {
 
     fn commit(&self, set: &SetParts) {
         self.set_roots(set.roots.clone());
+        self.follow.scan_new(&set.roots);
     }
 
     /// Re-resolves roots that did not exist (a dataset volume mounted after
@@ -85,6 +154,7 @@ impl FileRoots {
         }
         let roots = Arc::new(roots);
         self.set_roots(roots.clone());
+        self.follow.scan_new(&roots);
         Some(roots)
     }
 
@@ -102,6 +172,7 @@ impl FileRoots {
             _ => super::kernel_state(policy.mode, policy.segments.iter().filter(|s| !s.paths.is_empty())),
         };
         e.missing = self.roots().missing.iter().map(|p| p.display().to_string()).collect();
+        e.follow = Some(self.follow.status());
         if let Some(why) = &*self.failure() {
             e.state = "failed".into();
             e.reason = why.clone();
@@ -122,17 +193,25 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     }
     let pref = cx.settings.files.backend;
     let mut reasons = Vec::new();
+    // The kernel walk behind one of the agent's descriptors: how fanotify
+    // learns where a file is, and how scans read inode generations.
+    let locate = cx.hooks.load_file_locate().map(Arc::new);
+    let follow = Arc::new(Follow {
+        escaped: cx.hooks.take_escaped()?,
+        locate: locate.as_ref().ok().cloned(),
+        scanned: Mutex::default(),
+        running: AtomicU64::new(0),
+        report: Mutex::default(),
+    });
     if matches!(pref, FileBackend::Auto | FileBackend::Lsm) {
         match lsm::start(cx) {
-            Ok(choice) => return Ok(Some(Arc::new(FileRoots::new(cx, roots, choice)))),
+            Ok(choice) => return Ok(Some(Arc::new(FileRoots::new(cx, roots, choice, follow)))),
             Err(why) => reasons.push(format!("BPF-LSM unavailable: {why}")),
         }
     }
     if matches!(pref, FileBackend::Auto | FileBackend::Fanotify) {
-        // fanotify names a file by the descriptor it hands the agent; the
-        // kernel walk behind that descriptor says where the file is.
-        match cx.hooks.load_file_locate() {
-            Ok(locate) => match fanotify::start(cx, roots.clone(), Arc::new(locate), &mut reasons) {
+        match &locate {
+            Ok(locate) => match fanotify::start(cx, roots.clone(), locate.clone(), follow.clone(), &mut reasons) {
                 Ok(e) => return Ok(Some(e)),
                 Err(e) => reasons.push(format!("fanotify unavailable: {e}")),
             },
@@ -145,14 +224,15 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     }
     tracing::error!("{why}");
     let choice = Choice { backend: "none", reason: why.clone(), not_enforced: vec!["all".into()] };
-    let none = FileRoots::new(cx, roots, choice);
+    let none = FileRoots::new(cx, roots, choice, follow);
     *none.failure() = Some(why);
     Ok(Some(Arc::new(none)))
 }
 
 impl FileRoots {
-    fn new(cx: &StartCx<'_>, roots: Arc<Roots>, choice: Choice) -> Self {
-        Self { parts: cx.parts.clone(), roots: Mutex::new(roots), choice, failure: Mutex::new(None) }
+    fn new(cx: &StartCx<'_>, roots: Arc<Roots>, choice: Choice, follow: Arc<Follow>) -> Self {
+        follow.scan_new(&roots);
+        Self { parts: cx.parts.clone(), roots: Mutex::new(roots), choice, failure: Mutex::new(None), follow }
     }
 }
 
