@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing warden needs, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
-# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-test`; Slurm and
+# busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-test` (xz and e2fsprogs: its overlay and
+# loop modules and ext4 image); Slurm and
 # munge for the Slurm metadata test; python3-venv for the PyPI tools), rotel (an OTLP collector, from PyPI), Helm's
 # SDK and the Kubernetes schemas (PyPI, for the manifest test), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
@@ -18,7 +19,7 @@ fi
 # slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for agent/tests/slurm.rs;
 # systemd for `systemd-analyze verify` of the unit file (agent/tests/packaging.rs);
 # python3-venv for rotel and the Helm SDK below.
-PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio
+PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio xz-utils e2fsprogs
   slurmctld slurmd slurm-client munge systemd python3 python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do

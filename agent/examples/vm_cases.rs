@@ -151,6 +151,8 @@ fn main() {
         std::fs::write(Path::new(BASE).join(f), "payload").unwrap();
     }
     std::os::unix::fs::symlink(Path::new(BASE).join("data"), Path::new(BASE).join("outside/link")).unwrap();
+    make_attack_files(Path::new(BASE));
+    let ext4 = mount_ext4();
     for w in [Who::Reader, Who::Writer, Who::Other, Who::Unidentified] {
         std::fs::create_dir_all(Path::new(CG).join(cgroup_of(w))).unwrap();
     }
@@ -174,6 +176,11 @@ fn main() {
     yaml =
         yaml.replace("workloads:", "  - name: gpus\n    devices: { gpus: [0, 1], nvidiaControl: false }\nworkloads:");
     yaml.push_str("  - workload: writer\n    segment: gpus\n    gpus: [1]\n");
+    if ext4 {
+        // A second root on ext4 (a loop device): file handles there decode to
+        // disconnected dentries once the dentry cache is dropped.
+        yaml = yaml.replace("paths: [\"", &format!("paths: [\"{EXT4}/data\", \""));
+    }
     std::fs::write("/tmp/policy.yaml", &yaml).unwrap();
 
     // Bench: this process becomes a reader; measure with no agent first.
@@ -283,6 +290,7 @@ fn main() {
             failures.push(format!("{}: exit {code}", c.name));
         }
     }
+    attack_table(ext4, &mut failures);
     // The in-kernel backend also stops the side effect of a denied create.
     if Path::new(BASE).join("data/new-by-reader").exists() {
         failures.push("a denied create left a file behind".into());
@@ -376,6 +384,70 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+const EXT4: &str = "/mnt/ext4";
+
+/// Mounts the ext4 image the payload ships (/ext4.img) at `EXT4` through a
+/// loop device, with a protected file under `EXT4`/data; false if it
+/// cannot (reported as a failure by the attack table).
+fn mount_ext4() -> bool {
+    std::fs::create_dir_all(EXT4).unwrap();
+    let ok = Command::new("losetup").args(["/dev/loop0", "/ext4.img"]).status().is_ok_and(|s| s.success())
+        && Command::new("mount").args(["-t", "ext4", "/dev/loop0", EXT4]).status().is_ok_and(|s| s.success());
+    if ok {
+        std::fs::create_dir_all(format!("{EXT4}/data")).unwrap();
+        std::fs::write(format!("{EXT4}/data/w"), secret("ext4/w")).unwrap();
+    }
+    ok
+}
+
+/// The attack table (`file_cases::ATTACKS`) with the BPF-LSM expectations,
+/// then open_by_handle_at after the dentry cache is dropped, on ext4.
+fn attack_table(ext4: bool, failures: &mut Vec<String>) {
+    for a in ATTACKS {
+        let args = attack_args(a, Path::new(BASE));
+        let guard = || (!a.guard.is_empty()).then(|| std::fs::read_to_string(Path::new(BASE).join(a.guard)).ok());
+        let before = guard();
+        let mut argv = vec![a.op];
+        argv.extend(args.iter().map(String::as_str));
+        let (code, out) = probe_output("warden-fileprobe", &Path::new(CG).join(cgroup_of(a.who)), &argv);
+        let r = judge(a, a.lsm, code, &out, guard() != before);
+        println!(
+            "{} attack: {}{}",
+            if r.is_ok() { "PASS" } else { "FAIL" },
+            a.name,
+            r.as_ref().err().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        if let Err(e) = r {
+            failures.push(format!("attack {}: {e}", a.name));
+        }
+    }
+    if !ext4 {
+        failures.push("no ext4 loop filesystem: the file-handle attack did not run".into());
+        return;
+    }
+    let w = format!("{EXT4}/data/w");
+    for who in [Who::Other, Who::Reader] {
+        let (code, out) =
+            probe_output("warden-fileprobe", &Path::new(CG).join(cgroup_of(who)), &["handle-read", &w, EXT4]);
+        // A disconnected dentry's place is unknown: every governed opener
+        // is denied (fail closed), the reader too.
+        let ok = code == 2 && !out.contains("read:SECRET");
+        println!(
+            "{} attack: {who:?}: open_by_handle_at after drop_caches (ext4), exit {code}",
+            if ok { "PASS" } else { "FAIL" }
+        );
+        if !ok {
+            failures.push(format!("handle-read by {who:?}: exit {code} {out:?}"));
+        }
+    }
+}
+
+fn probe_output(bin: &str, cgroup: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(format!("{BIN}/{bin}")).arg("--cgroup").arg(cgroup).args(args).output();
+    out.map(|o| (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned()))
+        .unwrap_or((-1, String::new()))
 }
 
 /// The network bypass table (`net_cases`) against an agent on its policy:

@@ -287,79 +287,31 @@ fn denies_are_logged_while_every_cpu_is_busy() {
     assert_eq!(allowed, 3000, "every allowed open before the deny is logged too");
 }
 
-/// The attack table's files, made before the agent starts (a hard link
-/// made then must be found by the agent's scan of the tree).
-fn attack_fs(name: &str) -> TestFs {
-    let fs = TestFs::new(name);
-    let b = fs.base();
-    for d in ATTACK_DIRS.iter().chain(&["data/ovu"]) {
-        std::fs::create_dir_all(b.join(d)).unwrap();
-        // Scratch dirs are used by uid 65534 in a user namespace too.
-        std::fs::set_permissions(b.join(d), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    }
-    for f in ATTACK_FILES {
-        std::fs::write(b.join(f), secret(f)).unwrap();
-    }
-    std::fs::write(b.join("outside/decoy/a-shadow"), "decoy").unwrap();
-    std::fs::hard_link(b.join(PRE_LINK.0), b.join(PRE_LINK.1)).unwrap();
-    fs
-}
-
 /// Runs one attack; `Err` says what went wrong.
 fn run_attack(tree: &TestTree, fs: &TestFs, agent: &Agent, a: &Attack, expect: Expect) -> Result<(), String> {
-    let args: Vec<String> = a
-        .args
-        .iter()
-        .map(|s| match s.strip_prefix('@') {
-            Some(lit) => lit.to_string(),
-            None => fs.base().join(s).to_string_lossy().into_owned(),
-        })
-        .collect();
-    let guard = (!a.guard.is_empty()).then(|| std::fs::read_to_string(fs.base().join(a.guard)).unwrap());
+    let args = attack_args(a, fs.base());
+    let guard = |a: &Attack| (!a.guard.is_empty()).then(|| std::fs::read_to_string(fs.base().join(a.guard)).unwrap());
+    let before = guard(a);
     let mut argv = vec![a.op];
     argv.extend(args.iter().map(String::as_str));
     let r = fileprobe(&tree.abs.join(cgroup_of(a.who)), &argv);
-    let leaked = r.output.contains("read:SECRET") || r.output.contains("wrote") || r.output.contains("\"wrote\":true");
-    if let Some(before) = &guard {
-        let after = std::fs::read_to_string(fs.base().join(a.guard)).unwrap();
-        if matches!(expect, Expect::Denied) && after != *before {
-            return Err(format!("{} changed: {after:?} ({r:?})", a.guard));
-        }
-    }
-    match expect {
-        Expect::Denied if a.op == "openat2-race" => {
-            let line = r.output.lines().next().unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {r:?}"))?;
-            if v["writable"] != 0 || v["wrote"] != false || v["tries"].as_u64() < Some(3000) {
-                return Err(format!("writable descriptors: {v}"));
-            }
-            Ok(())
-        }
-        Expect::Denied if !r.eperm() || leaked => Err(format!("expected EPERM with nothing moved, got {r:?}")),
-        Expect::Denied => Ok(()),
-        Expect::Allowed if !r.ok() || !r.output.contains("read:SECRET") => Err(format!("expected the read, got {r:?}")),
-        Expect::Allowed => Ok(()),
-        Expect::Detected(op) => {
-            if !r.ok() {
-                return Err(format!("expected it to go through (fanotify cannot refuse it), got {r:?}"));
-            }
-            let who = match a.who {
-                Who::Reader => "reader",
-                Who::Writer => "writer",
-                Who::Other => "other",
-                Who::Unidentified => "(unidentified)",
-            };
-            let seen = agent.wait_events_for(Duration::from_secs(5), |e| {
-                e["kind"] == "file"
-                    && e["operation"] == op
-                    && e["workload"] == who
-                    && e["verdict"] == "audited"
-                    && e["file"]["reason"] == "detected"
-                    && e["file"]["path"].as_str().is_some_and(|p| p.ends_with(a.args[0].trim_start_matches("data")))
-            });
-            if seen.is_empty() { Err(format!("no `detected` {op} event by {who}")) } else { Ok(()) }
-        }
-    }
+    judge(a, expect, r.code, &r.output, guard(a) != before)?;
+    let Expect::Detected(op) = expect else { return Ok(()) };
+    let who = match a.who {
+        Who::Reader => "reader",
+        Who::Writer => "writer",
+        Who::Other => "other",
+        Who::Unidentified => "(unidentified)",
+    };
+    let seen = agent.wait_events_for(Duration::from_secs(5), |e| {
+        e["kind"] == "file"
+            && e["operation"] == op
+            && e["workload"] == who
+            && e["verdict"] == "audited"
+            && e["file"]["reason"] == "detected"
+            && e["file"]["path"].as_str().is_some_and(|p| p.ends_with(a.args[0].trim_start_matches("data")))
+    });
+    if seen.is_empty() { Err(format!("no `detected` {op} event by {who}")) } else { Ok(()) }
 }
 
 #[test]
@@ -368,7 +320,8 @@ fn fanotify_backend_holds_against_the_attack_table() {
     for w in [Who::Reader, Who::Writer, Who::Other, Who::Unidentified] {
         tree.mkdir(cgroup_of(w));
     }
-    let fs = attack_fs("fattack");
+    let fs = TestFs::new("fattack");
+    make_attack_files(fs.base());
     let agent = Agent::start(&tree, &policy(fs.base().to_str().unwrap(), "enforce"));
     let st = agent.status();
     let files = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap().clone();

@@ -58,8 +58,15 @@ pub struct EscapedValue {
 /// when the file is protected because it escaped a tree.
 pub const LOCATE_UNKNOWN: u32 = 1 << 31;
 pub const LOCATE_ESCAPED: u32 = 1 << 30;
+/// Outside every segment through this name, but the file has other links:
+/// the caller may ask about its other cached names (`alias` argument).
+pub const LOCATE_MULTI_LINKED: u32 = 1 << 29;
 /// The descriptor named no open file.
 pub const LOCATE_BAD_FD: u32 = LOCATE_UNKNOWN | 0xff;
+/// The file has no cached name with that index.
+pub const LOCATE_NO_ALIAS: u32 = LOCATE_UNKNOWN | 0xfe;
+/// Other cached names of a multi-linked file the agent asks about.
+pub const LOCATE_MAX_ALIASES: u64 = 4;
 /// Slots of `FILE_LOCATED` (one per agent thread that locates).
 pub const LOCATE_SLOTS: u32 = 8;
 

@@ -243,23 +243,24 @@ pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
 
 /// The dentry a file was opened through, or, when its inode is not that
 /// dentry's (an overlayfs real file opened under the overlay's path, as
-/// 6.1 does), a dentry of its real inode.
+/// 6.1 does), a cached name of its real inode: then `true`, and the pointer
+/// is computed (container_of), so only `Probe` may read through it.
 #[inline(always)]
-pub fn file_dentry<M: Mem>(file: *const u8) -> *const u8 {
+pub fn file_dentry<M: Mem>(file: *const u8) -> (*const u8, bool) {
     let path = file.wrapping_add(g32(&OFF_FILE_F_PATH));
     let dentry = M::ptr(path, g32(&OFF_PATH_DENTRY));
     let inode = M::ptr(file, g32(&OFF_FILE_F_INODE));
     if inode.is_null() || M::ptr(dentry, g32(&OFF_DENTRY_D_INODE)) == inode {
-        return dentry;
+        return (dentry, false);
     }
     // i_dentry is an hlist_head: its first node is a dentry's d_alias.
     let node = M::ptr(inode, g32(&OFF_INODE_I_DENTRY));
     if node.is_null() {
-        // No alias: walking the overlay path would say "outside"; the
-        // inode's place is unknown instead (it has no name to walk).
-        return core::ptr::null();
+        // No name to walk: walking the overlay path would say "outside";
+        // null makes the place unknown instead.
+        return (core::ptr::null(), true);
     }
-    node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS))
+    (node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS)), true)
 }
 
 /// Fills `names` with the names below `place`'s root, file first; returns

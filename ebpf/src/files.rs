@@ -13,13 +13,13 @@ use aya_ebpf::{
 };
 use warden_common::{
     ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
-    FOP_RENAME, FOP_RMDIR, FOP_TRUNCATE, FOP_UNLINK, FileAllowValue, FileEvent, MAX_WORKLOADS, POLICY_SETS,
+    FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_WORKLOADS, POLICY_SETS,
     STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
 use crate::file_place::{
-    Direct, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_MODE, OFF_PATH_DENTRY, Place, file_dentry, g32, names_below,
-    record_escape, segment_of,
+    Direct, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, Place, Probe, devs, file_dentry, g32,
+    inode_identity, names_below, record_escape, segment_of,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -57,8 +57,13 @@ fn verdict(set: Set, workload: u32, segment: u16, want: u8) -> (u8, u32) {
 /// (0 or -EPERM) and where the file is.
 #[inline(always)]
 fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
+    check_with::<Direct>(dentry, want, op)
+}
+
+#[inline(always)]
+fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
     let set = Set::active();
-    let place = segment_of::<Direct>(set, dentry);
+    let place = segment_of::<M>(set, dentry);
     if (place.segment == 0 && !place.unknown()) || !governed() {
         return (0, place);
     }
@@ -73,7 +78,7 @@ fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
         bump(&FILE_COUNTERS, set.counter(workload, v));
     }
     let who = Who { set, workload, rule, cgroup_id };
-    emit(dentry, &place, op, v, want, &who);
+    emit::<M>(dentry, &place, op, v, want, &who);
     (if v == VERDICT_DENIED { -EPERM } else { 0 }, place)
 }
 
@@ -83,7 +88,7 @@ fn check(dentry: *const u8, want: u8, op: u8) -> i32 {
 }
 
 #[inline(always)]
-fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
+fn emit<M: Mem>(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
     let Some(mut entry) = reserve_decision::<FileEvent>(v) else { return };
     let ev = entry.as_mut_ptr();
     // SAFETY: ev points at a reserved record of the right size.
@@ -98,17 +103,12 @@ fn emit(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: &Who) {
         (*ev).ino = place.ino;
         // Names below the segment root, file first: the agent prefixes the
         // root's configured path (dentry names are filesystem-relative).
-        let (n, truncated) = names_below::<Direct>(dentry, place, &mut (*ev).names);
+        let (n, truncated) = names_below::<M>(dentry, place, &mut (*ev).names);
         (*ev).components = n;
         (*ev).truncated = truncated;
     }
     entry.submit(submit_flags(v));
     bump(&STATS, STAT_EVENTS);
-}
-
-#[inline(always)]
-fn path_dentry(path: *const u8) -> *const u8 {
-    Direct::ptr(path, g32(&OFF_PATH_DENTRY))
 }
 
 #[lsm(hook = "file_open")]
@@ -117,83 +117,139 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let flags: u32 = Direct::read(file, g32(&OFF_FILE_F_FLAGS)).unwrap_or(0);
     let mode: u32 = Direct::read(file, g32(&OFF_FILE_F_MODE)).unwrap_or(0);
     let want = if mode & FMODE_WRITE != 0 || flags & O_TRUNC != 0 { ACCESS_READ | ACCESS_WRITE } else { ACCESS_READ };
-    check(file_dentry::<Direct>(file), want, FOP_OPEN)
+    match file_dentry::<Direct>(file) {
+        (dentry, false) => check(dentry, want, FOP_OPEN),
+        // The real inode of an overlay file opened under the overlay's path
+        // (6.1): walked through one of its own names, by probe reads.
+        (alias, true) if !alias.is_null() => check_with::<Probe>(alias, want, FOP_OPEN).0,
+        // No name to walk at all: its place is unknown.
+        _ => check_unknown(file),
+    }
+}
+
+/// An open of an inode with no name to walk (an overlay's real file whose
+/// dentry is not cached; overlayfs normally holds it): on a filesystem that
+/// holds a root its place is unknown, so governed openers are denied.
+#[inline(always)]
+fn check_unknown(file: *const u8) -> i32 {
+    let inode = Direct::ptr(file, g32(&OFF_FILE_F_INODE));
+    let (dev, _) = inode_identity::<Direct>(inode);
+    // SAFETY: values are written whole by the agent.
+    let marked = unsafe { devs(Set::active()).get(dev) }.is_some();
+    if marked && governed() { -EPERM } else { 0 }
 }
 
 const RW: u8 = ACCESS_READ | ACCESS_WRITE;
 
-#[lsm(hook = "path_truncate")]
-pub fn path_truncate(ctx: LsmContext) -> i32 {
-    let path: *const u8 = ctx.arg(0);
-    check(path_dentry(path), RW, FOP_TRUNCATE)
+/// Where `inode_setattr`'s dentry is: 1 since 6.8 (a `struct mnt_idmap *`
+/// comes first), 0 before. Set by the loader from the kernel's BTF.
+#[unsafe(no_mangle)]
+static SETATTR_DENTRY_ARG: u32 = 0;
+
+// Inode-level hooks, not path-level ones: overlayfs changes its upper layer
+// (and copies up) through internal VFS calls that only these see, and
+// every syscall reaches them too. A new entry's dentry is negative (no
+// inode yet): the walk starts at its parent.
+
+#[lsm(hook = "inode_create")]
+pub fn inode_create(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_CREATE)
 }
 
-#[lsm(hook = "path_unlink")]
-pub fn path_unlink(ctx: LsmContext) -> i32 {
-    let dentry: *const u8 = ctx.arg(1);
-    check(dentry, RW, FOP_UNLINK)
+#[lsm(hook = "inode_mknod")]
+pub fn inode_mknod(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_CREATE)
 }
 
-#[lsm(hook = "path_rmdir")]
-pub fn path_rmdir(ctx: LsmContext) -> i32 {
-    let dentry: *const u8 = ctx.arg(1);
-    check(dentry, RW, FOP_RMDIR)
+#[lsm(hook = "inode_symlink")]
+pub fn inode_symlink(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_CREATE)
 }
 
-/// New entries are checked against their parent directory (the new dentry
-/// is negative: it has no inode yet).
-#[lsm(hook = "path_mkdir")]
-pub fn path_mkdir(ctx: LsmContext) -> i32 {
-    let dir: *const u8 = ctx.arg(0);
-    check(path_dentry(dir), RW, FOP_MKDIR)
+#[lsm(hook = "inode_mkdir")]
+pub fn inode_mkdir(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_MKDIR)
 }
 
-/// Also called for O_CREAT opens (may_o_create), so creation is covered.
-#[lsm(hook = "path_mknod")]
-pub fn path_mknod(ctx: LsmContext) -> i32 {
-    let dir: *const u8 = ctx.arg(0);
-    check(path_dentry(dir), RW, FOP_CREATE)
+#[lsm(hook = "inode_unlink")]
+pub fn inode_unlink(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_UNLINK)
 }
 
-#[lsm(hook = "path_symlink")]
-pub fn path_symlink(ctx: LsmContext) -> i32 {
-    let dir: *const u8 = ctx.arg(0);
-    check(path_dentry(dir), RW, FOP_CREATE)
+#[lsm(hook = "inode_rmdir")]
+pub fn inode_rmdir(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_RMDIR)
 }
 
-/// A hard link to a protected file, made anywhere, would be a second name
-/// outside the tree: it needs write access to the file's segment.
-#[lsm(hook = "path_link")]
-pub fn path_link(ctx: LsmContext) -> i32 {
+/// Mode, owner, times and size: chmod, chown, utimes, truncate(2).
+#[lsm(hook = "inode_setattr")]
+pub fn inode_setattr(ctx: LsmContext) -> i32 {
+    // SAFETY: reading a static the loader patched.
+    let dentry: *const u8 =
+        if unsafe { core::ptr::read_volatile(&SETATTR_DENTRY_ARG) } == 0 { ctx.arg(0) } else { ctx.arg(1) };
+    check(dentry, RW, FOP_SETATTR)
+}
+
+/// (idmap or user namespace, dentry, name, …) on 6.1 as on 6.12.
+#[lsm(hook = "inode_setxattr")]
+pub fn inode_setxattr(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_XATTR)
+}
+
+#[lsm(hook = "inode_removexattr")]
+pub fn inode_removexattr(ctx: LsmContext) -> i32 {
+    check(ctx.arg(1), RW, FOP_XATTR)
+}
+
+/// A hard link to a protected file, made anywhere, is a second name that
+/// may be outside the tree: it needs write access to the file's segment,
+/// and the file keeps its root wherever the new name is.
+#[lsm(hook = "inode_link")]
+pub fn inode_link(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(0);
-    let new_dir: *const u8 = ctx.arg(1);
+    let new: *const u8 = ctx.arg(2);
     let (r, place) = check_at(old, RW, FOP_LINK);
     if r != 0 {
         return r;
     }
-    leave(old, &place, path_dentry(new_dir), FOP_LINK)
+    leave(old, &place, new, FOP_LINK)
 }
 
-/// The second half of a rename or link: the destination needs write access
-/// too, and a protected file that gets a name outside its root keeps that
-/// root (recorded before the operation runs; a later failure of it only
-/// leaves an entry that protects a file that stayed in the tree anyway).
-#[inline(always)]
-fn leave(old: *const u8, place: &Place, new_dir: *const u8, op: u8) -> i32 {
-    let (r, dest) = check_at(new_dir, RW, op);
-    if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
-        record_escape::<Direct>(old, place);
-    }
-    r
-}
-
-#[lsm(hook = "path_rename")]
-pub fn path_rename(ctx: LsmContext) -> i32 {
+/// The moved entry needs write access where it was and where it goes, and
+/// keeps its root if it leaves it. An existing target (replaced, or
+/// swapped by RENAME_EXCHANGE) needs write access too and, when swapped,
+/// keeps its own root wherever it lands.
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(1);
-    let new_dir: *const u8 = ctx.arg(2);
+    let new: *const u8 = ctx.arg(3);
     let (r, place) = check_at(old, RW, FOP_RENAME);
     if r != 0 {
         return r;
     }
-    leave(old, &place, path_dentry(new_dir), FOP_RENAME)
+    let (r, target) = check_at(new, RW, FOP_RENAME);
+    if r != 0 {
+        return r;
+    }
+    if target.segment != 0 && target.root_key != place.root_key {
+        // Only a swap moves the target; recording a replaced one is harmless.
+        record_escape::<Direct>(new, &target);
+    }
+    if place.segment != 0 && target.root_key != place.root_key {
+        record_escape::<Direct>(old, &place);
+    }
+    0
+}
+
+/// The destination of a link needs write access too, and a protected file
+/// that gets a name outside its root keeps that root (recorded before the
+/// operation runs; if it then fails, the entry only protects a file that
+/// stayed in its tree anyway).
+#[inline(always)]
+fn leave(old: *const u8, place: &Place, new: *const u8, op: u8) -> i32 {
+    let (r, dest) = check_at(new, RW, op);
+    if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
+        record_escape::<Direct>(old, place);
+    }
+    r
 }

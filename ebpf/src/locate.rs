@@ -6,19 +6,22 @@
 //! fanotify backend the file's real place, wherever and however the opener
 //! named it: no path string, no mount namespace, no overlay in between.
 //!
-//! Arguments: fd, output slot (< LOCATE_SLOTS), whether to fill names.
+//! Arguments: fd, output slot (< LOCATE_SLOTS), alias. Alias 0 walks the
+//! name the file was opened by; alias k ≥ 1 walks the k-th cached name of
+//! its inode (one walk per run keeps every kernel's verifier well inside
+//! its limits; the agent asks for other names only when the first walk
+//! says `LOCATE_MULTI_LINKED`).
 use aya_ebpf::{helpers::bpf_get_current_task, macros::map, maps::Array, programs::RawTracePointContext};
 use warden_common::{
-    FILE_REASON_ESCAPED, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_SLOTS, LOCATE_UNKNOWN, Located, root_value,
+    FILE_REASON_ESCAPED, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_MAX_ALIASES, LOCATE_MULTI_LINKED, LOCATE_NO_ALIAS,
+    LOCATE_SLOTS, LOCATE_UNKNOWN, Located, root_value,
 };
 
 use crate::file_place::{
-    Mem, OFF_DENTRY_D_ALIAS, OFF_DENTRY_D_INODE, OFF_FDT_FD, OFF_FDT_MAX_FDS, OFF_FILES_FDT, OFF_INODE_I_DENTRY,
-    OFF_INODE_I_GENERATION, OFF_INODE_I_NLINK, OFF_TASK_FILES, Probe, file_dentry, g32, names_below, segment_of,
+    Mem, OFF_DENTRY_D_ALIAS, OFF_DENTRY_D_INODE, OFF_FDT_FD, OFF_FDT_MAX_FDS, OFF_FILE_F_INODE, OFF_FILES_FDT,
+    OFF_INODE_I_DENTRY, OFF_INODE_I_GENERATION, OFF_INODE_I_NLINK, OFF_TASK_FILES, Probe, file_dentry, g32,
+    names_below, segment_of,
 };
-
-/// Other cached names of a multi-linked file looked at.
-const MAX_ALIASES: usize = 3;
 use crate::maps::Set;
 
 #[map]
@@ -39,6 +42,24 @@ fn own_file(fd: u64) -> *const u8 {
     Probe::ptr(table, (fd as usize) * 8)
 }
 
+/// The `k`-th (from 1) cached name of `inode`, or null.
+#[inline(always)]
+fn alias(inode: *const u8, k: u64) -> *const u8 {
+    // i_dentry is an hlist_head; each node is a dentry's d_alias.
+    let mut node = Probe::ptr(inode, g32(&OFF_INODE_I_DENTRY));
+    for i in 1..=LOCATE_MAX_ALIASES {
+        if node.is_null() {
+            return core::ptr::null();
+        }
+        if i == k {
+            return node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS));
+        }
+        // hlist_node.next is its first field.
+        node = Probe::ptr(node, 0);
+    }
+    core::ptr::null()
+}
+
 /// Written out rather than with `#[raw_tracepoint]`, whose wrapper drops
 /// the return value: the result is the return value.
 #[unsafe(no_mangle)]
@@ -51,42 +72,29 @@ pub fn file_locate(ctx: *mut core::ffi::c_void) -> u32 {
 fn locate(ctx: RawTracePointContext) -> u32 {
     let fd: u64 = ctx.arg(0);
     let slot: u64 = ctx.arg(1);
-    let with_names: u64 = ctx.arg(2);
+    let k: u64 = ctx.arg(2);
     let file = own_file(fd);
     if file.is_null() {
         return LOCATE_BAD_FD;
     }
-    let dentry = file_dentry::<Probe>(file);
+    let dentry = if k == 0 {
+        file_dentry::<Probe>(file).0
+    } else {
+        let a = alias(Probe::ptr(file, g32(&OFF_FILE_F_INODE)), k);
+        if a.is_null() {
+            return LOCATE_NO_ALIAS;
+        }
+        a
+    };
     if dentry.is_null() {
         return LOCATE_UNKNOWN | warden_common::FILE_REASON_DISCONNECTED as u32;
     }
-    let set = Set::active();
-    let mut place = segment_of::<Probe>(set, dentry);
-    let mut named = dentry;
+    let mut place = segment_of::<Probe>(Set::active(), dentry);
     let inode = Probe::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
     let nlink: u32 = Probe::read(inode, g32(&OFF_INODE_I_NLINK)).unwrap_or(0);
-    if place.segment == 0 && !place.unknown() && nlink > 1 {
-        // Reached through a name outside every tree, but it has others:
-        // any cached one inside a tree makes it protected here too (a
-        // hard link just made, before the change watcher records it).
-        let mut node = Probe::ptr(inode, g32(&OFF_INODE_I_DENTRY));
-        for _ in 0..MAX_ALIASES {
-            if node.is_null() {
-                break;
-            }
-            let alias = node.wrapping_sub(g32(&OFF_DENTRY_D_ALIAS));
-            if alias != dentry {
-                let p = segment_of::<Probe>(set, alias);
-                if p.segment != 0 {
-                    place = p;
-                    place.reason = FILE_REASON_ESCAPED;
-                    named = alias;
-                    break;
-                }
-            }
-            // hlist_node.next is its first field.
-            node = Probe::ptr(node, 0);
-        }
+    if k != 0 && place.segment != 0 {
+        // Found through another of its names: it has one outside too.
+        place.reason = FILE_REASON_ESCAPED;
     }
     if let Some(out) = FILE_LOCATED.get_ptr_mut(slot as u32) {
         // SAFETY: a valid array slot, written by this thread only (its slot).
@@ -96,8 +104,8 @@ fn locate(ctx: RawTracePointContext) -> u32 {
             (*out).generation = Probe::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
             (*out).nlink = nlink;
             (*out)._pad = [0; 6];
-            if with_names != 0 && place.segment != 0 {
-                let (n, truncated) = names_below::<Probe>(named, &place, &mut (*out).names);
+            if place.segment != 0 {
+                let (n, truncated) = names_below::<Probe>(dentry, &place, &mut (*out).names);
                 (*out).components = n;
                 (*out).truncated = truncated;
             } else {
@@ -110,7 +118,7 @@ fn locate(ctx: RawTracePointContext) -> u32 {
         return LOCATE_UNKNOWN | place.reason as u32;
     }
     if place.segment == 0 {
-        return 0;
+        return if nlink > 1 { LOCATE_MULTI_LINKED } else { 0 };
     }
     let escaped = if place.reason == FILE_REASON_ESCAPED { LOCATE_ESCAPED } else { 0 };
     root_value(place.segment, place.root) | escaped

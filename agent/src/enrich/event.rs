@@ -32,9 +32,14 @@ pub struct DecisionEvent {
     /// slurm.job.id, systemd.unit... (each only when known).
     #[serde(flatten)]
     pub who: std::sync::Arc<crate::identity::meta::WorkloadIdentity>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub comm: String,
+    /// Thread, process and command of the actor; absent when the kernel did
+    /// not tell (packets) or the process was gone before it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
     pub exe: Option<Name>,
     /// connect | sendmsg (network); open, create, … (file); open | mknod (device).
     pub operation: &'static str,

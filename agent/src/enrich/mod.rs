@@ -150,7 +150,7 @@ impl Enricher {
     /// The executable of a kernel record's process (a readlink in /proc
     /// on a cache miss: done outside any lock).
     pub fn fill_exe(&mut self, ev: &mut DecisionEvent) {
-        ev.exe = self.exe.exe(ev.tgid);
+        ev.exe = ev.tgid.and_then(|t| self.exe.exe(t));
     }
 
     fn kernel_event(
@@ -173,9 +173,10 @@ impl Enricher {
             cgroup_id: Some(w.cgroup_id),
             cgroup: self.cgroup_path(w.cgroup_id, cgroups),
             who: cgroups.get(w.cgroup_id).map(|i| i.who.clone()).unwrap_or_default(),
-            pid: w.pid,
-            tgid: w.tgid,
-            comm: c_string(&w.comm),
+            // Packets leave from softirq context: no task, no pid.
+            pid: (w.pid != 0).then_some(w.pid),
+            tgid: (w.tgid != 0).then_some(w.tgid),
+            comm: Some(c_string(&w.comm)).filter(|c| !c.is_empty()),
             // Filled by `fill_exe` once the identity lock is released.
             exe: None,
             operation: "",
@@ -207,9 +208,19 @@ impl Enricher {
         Some(path)
     }
 
-    /// Process details of a userspace backend's decision, read from /proc
-    /// *without* holding any agent lock (cached per thread briefly).
+    /// Process details of a userspace backend's decision: those read while
+    /// the opener was blocked, else from /proc now, *without* holding any
+    /// agent lock (cached per thread briefly).
     pub fn file_proc(&mut self, d: &FileDecision) -> ProcInfo {
+        if let Some(o) = &d.opener {
+            return ProcInfo {
+                tgid: o.tgid,
+                comm: o.comm.clone(),
+                cgroup: o.cgroup.as_deref().map(Name::from),
+                exe: o.exe.as_deref().map(Name::from),
+                who: Default::default(),
+            };
+        }
         let now = std::time::Instant::now();
         if let Some((info, at)) = self.threads.get(&d.tid)
             && now.duration_since(*at) < std::time::Duration::from_secs(1)
@@ -217,16 +228,16 @@ impl Enricher {
             return info.clone();
         }
         let tid = d.tid as i32;
-        let tgid = self.proc.as_ref().and_then(|p| p.tgid(tid)).unwrap_or(0);
+        let tgid = self.proc.as_ref().and_then(|p| p.tgid(tid));
         let mut buf = [0u8; 4096];
         let cgroup = self.proc.as_ref().and_then(|p| p.cgroup(tid, &mut buf)).map(Name::from);
         let mut buf = [0u8; 64];
         let comm = self.proc.as_ref().and_then(|p| p.read(tid, "comm", &mut buf));
         let info = ProcInfo {
             tgid,
-            comm: comm.map(|c| String::from_utf8_lossy(c).trim_end().to_string()).unwrap_or_default(),
+            comm: comm.map(|c| String::from_utf8_lossy(c).trim_end().to_string()).filter(|c| !c.is_empty()),
             cgroup,
-            exe: self.exe.exe(tgid),
+            exe: tgid.and_then(|t| self.exe.exe(t)),
             who: Default::default(),
         };
         if self.threads.len() >= 8192 {
@@ -261,7 +272,7 @@ impl Enricher {
             cgroup_id: None,
             who: p.who,
             cgroup: p.cgroup,
-            pid: d.tid,
+            pid: Some(d.tid),
             tgid: p.tgid,
             comm: p.comm,
             exe: p.exe,
@@ -289,8 +300,8 @@ impl Enricher {
 /// Who made a userspace-decided file access.
 #[derive(Debug, Clone, Default)]
 pub struct ProcInfo {
-    pub tgid: u32,
-    pub comm: String,
+    pub tgid: Option<u32>,
+    pub comm: Option<String>,
     pub cgroup: Option<Name>,
     pub exe: Option<Name>,
     /// Who (pod, container, Slurm job, unit): set by the caller, which

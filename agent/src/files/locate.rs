@@ -10,7 +10,8 @@ use std::{
 
 use aya::maps::{Array, MapData};
 use warden_common::{
-    FILE_REASON_ESCAPED, FILE_REASON_NONE, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_SLOTS, LOCATE_UNKNOWN, Located,
+    FILE_REASON_ESCAPED, FILE_REASON_NONE, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_MAX_ALIASES, LOCATE_MULTI_LINKED,
+    LOCATE_NO_ALIAS, LOCATE_SLOTS, LOCATE_UNKNOWN, Located,
 };
 
 /// A file's place as the kernel walk found it.
@@ -31,7 +32,7 @@ impl Place {
         if v & LOCATE_UNKNOWN != 0 {
             return Place::Unknown((v & 0xff) as u8);
         }
-        if v == 0 {
+        if v == 0 || v == LOCATE_MULTI_LINKED {
             return Place::Outside;
         }
         let reason = if v & LOCATE_ESCAPED != 0 { FILE_REASON_ESCAPED } else { FILE_REASON_NONE };
@@ -77,9 +78,25 @@ impl Locate {
     }
 
     /// Runs the walk on `fd` (one of ours) in this thread; `slot` receives
-    /// the file's identity and names.
+    /// the file's identity and names. A file outside every tree by this
+    /// name that has other links is placed by its other cached names too.
     pub fn locate(&self, fd: BorrowedFd<'_>, slot: u32) -> io::Result<Place> {
-        let args: [u64; 3] = [fd.as_raw_fd() as u64, u64::from(slot % LOCATE_SLOTS), 1];
+        let first = self.run(fd, slot, 0)?;
+        if first != LOCATE_MULTI_LINKED {
+            return Ok(Place::from_retval(first));
+        }
+        for k in 1..=LOCATE_MAX_ALIASES {
+            match self.run(fd, slot, k)? {
+                LOCATE_NO_ALIAS => break,
+                v if matches!(Place::from_retval(v), Place::In { .. }) => return Ok(Place::from_retval(v)),
+                _ => {}
+            }
+        }
+        Ok(Place::Outside)
+    }
+
+    fn run(&self, fd: BorrowedFd<'_>, slot: u32, alias: u64) -> io::Result<u32> {
+        let args: [u64; 3] = [fd.as_raw_fd() as u64, u64::from(slot % LOCATE_SLOTS), alias];
         let mut attr = TestRunAttr {
             prog_fd: self.prog.as_raw_fd() as u32,
             ctx_size_in: std::mem::size_of_val(&args) as u32,
@@ -102,7 +119,7 @@ impl Locate {
         if attr.retval == LOCATE_BAD_FD {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the descriptor names no open file"));
         }
-        Ok(Place::from_retval(attr.retval))
+        Ok(attr.retval)
     }
 
     /// What the last `locate` in `slot` saw (identity, names below the root).

@@ -40,18 +40,48 @@ pub struct FileDecision {
     pub rule: u32,
     /// `FILE_REASON_*`
     pub reason: u8,
+    /// Who opened, read while the opener was still blocked (denied and
+    /// audited decisions; others are read when the event is written).
+    pub opener: Option<Opener>,
+}
+
+/// A blocked opener's process, read from /proc before it is answered: a
+/// short-lived one may be gone by the time the event is written. A field
+/// that could not be read is `None`, never 0 or "".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opener {
+    pub tgid: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub cgroup: Option<String>,
+}
+
+impl Opener {
+    /// Reads thread `tid`'s process details (cgroup as given, if read).
+    pub fn read(proc: &procfs::Proc, tid: i32, cgroup: Option<&str>) -> Self {
+        let tgid = proc.tgid(tid);
+        let mut buf = [0u8; 64];
+        let comm = proc
+            .read(tid, "comm", &mut buf)
+            .map(|c| String::from_utf8_lossy(c).trim_end().to_string())
+            .filter(|c| !c.is_empty());
+        let exe = tgid
+            .and_then(|t| std::fs::read_link(format!("/proc/{t}/exe")).ok())
+            .map(|p| p.to_string_lossy().into_owned());
+        Self { tgid, comm, exe, cgroup: cgroup.map(str::to_string) }
+    }
 }
 
 /// What a backend needs from the daemon.
 pub trait Context: Send + Sync {
     /// Where the file behind `fd` (the agent's own descriptor) is.
     fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<locate::Place>;
-    /// Applies the changes queued so far (renames, links); true when one
-    /// made a file protected, so a decision that found it unprotected
-    /// looks again.
-    fn settle(&self) -> bool {
-        false
+    /// Files recorded as protected after leaving their tree so far.
+    fn escapes(&self) -> u64 {
+        0
     }
+    /// Applies the changes queued so far (renames, links out).
+    fn settle(&self) {}
     /// The path an event names for `d`, from the walk last made in `slot`.
     fn path_of(&self, d: &FileDecision, slot: u32) -> PathBuf;
     /// Identity of a thread from its cgroup v2 path (None: unreadable).

@@ -38,6 +38,15 @@ enum Type {
     },
     /// typedef/const/volatile/restrict/type_tag: refers to another type.
     Alias(u32),
+    /// A function (name, its prototype's type id).
+    Func {
+        name: u32,
+        proto: u32,
+    },
+    /// A function prototype: its parameter count.
+    FuncProto {
+        params: usize,
+    },
     Other,
 }
 
@@ -46,6 +55,7 @@ pub struct Btf {
     /// Index = type id (0 is void).
     types: Vec<Type>,
     structs: HashMap<String, u32>,
+    funcs: HashMap<String, u32>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -71,7 +81,7 @@ impl Btf {
         };
         let types_raw = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?.to_vec();
-        let mut btf = Btf { strings, types: vec![Type::Other], structs: HashMap::new() };
+        let mut btf = Btf { strings, types: vec![Type::Other], structs: HashMap::new(), funcs: HashMap::new() };
         let mut off = 0;
         while off < types_raw.len() {
             let (ty, next) = parse_type(types_raw, off)?;
@@ -80,6 +90,9 @@ impl Btf {
             {
                 let id = btf.types.len() as u32;
                 btf.structs.entry(btf.string(*name).to_string()).or_insert(id);
+            }
+            if let Type::Func { name, proto } = &ty {
+                btf.funcs.entry(btf.string(*name).to_string()).or_insert(*proto);
             }
             btf.types.push(ty);
             off = next;
@@ -125,6 +138,14 @@ impl Btf {
         None
     }
 
+    /// How many parameters kernel function `name` takes (None: not in BTF).
+    pub fn params(&self, name: &str) -> Option<usize> {
+        match self.types.get(*self.funcs.get(name)? as usize)? {
+            Type::FuncProto { params } => Some(*params),
+            _ => None,
+        }
+    }
+
     pub fn offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         self.member_in(id, member, 0)
@@ -142,9 +163,11 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
     let kind_flag = info >> 31 == 1;
     let body = off + 12;
     let (ty, extra) = match kind {
-        1 | 14 | 17 => (Type::Other, 4),     // int, var, decl_tag
-        2 | 7 | 12 | 16 => (Type::Other, 0), // ptr, fwd, func, float
-        3 => (Type::Other, 12),              // array
+        1 | 14 | 17 => (Type::Other, 4), // int, var, decl_tag
+        2 | 7 | 16 => (Type::Other, 0),  // ptr, fwd, float
+        12 => (Type::Func { name, proto: size_or_type }, 0),
+        13 => (Type::FuncProto { params: vlen }, vlen * 8),
+        3 => (Type::Other, 12), // array
         4 | 5 => {
             let mut members = Vec::with_capacity(vlen.min(1024));
             for i in 0..vlen {
@@ -160,7 +183,7 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
             }
             (Type::Composite { name, members }, vlen * 12)
         }
-        6 | 13 => (Type::Other, vlen * 8),             // enum, func_proto
+        6 => (Type::Other, vlen * 8),                  // enum
         15 | 19 => (Type::Other, vlen * 12),           // datasec, enum64
         8..=11 | 18 => (Type::Alias(size_or_type), 0), // typedef, volatile, const, restrict, type_tag
         _ => return Err(BtfError::Truncated),
@@ -201,7 +224,18 @@ pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
         ("OFF_FDT_MAX_FDS", "fdtable", "max_fds"),
         ("OFF_FDT_FD", "fdtable", "fd"),
     ];
-    fields.iter().map(|(g, st, m)| btf.offset(st, m).map(|o| (*g, o)).map_err(|e| e.to_string())).collect()
+    let mut globals: Vec<(&'static str, u32)> = fields
+        .iter()
+        .map(|(g, st, m)| btf.offset(st, m).map(|o| (*g, o)).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    // inode_setattr gained a leading `struct mnt_idmap *` in 6.8: where its
+    // dentry is depends on the kernel (2 parameters: first; 3: second).
+    let setattr = match btf.params("bpf_lsm_inode_setattr") {
+        Some(3) => 1,
+        _ => 0,
+    };
+    globals.push(("SETATTR_DENTRY_ARG", setattr));
+    Ok(globals)
 }
 
 /// Fuzzing entry point.
@@ -236,6 +270,13 @@ mod tests {
         }
         assert!(matches!(btf.offset("file", "no_such_member"), Err(BtfError::NoMember { .. })));
         assert!(matches!(btf.offset("no_such_struct", "x"), Err(BtfError::NoStruct(_))));
+        // LSM hook stubs by their parameter counts (stable ones).
+        assert_eq!(btf.params("bpf_lsm_file_open"), Some(1));
+        assert_eq!(btf.params("bpf_lsm_inode_unlink"), Some(2));
+        assert!(matches!(btf.params("bpf_lsm_inode_setattr"), Some(2 | 3)));
+        assert_eq!(btf.params("no_such_function"), None);
+        let globals = file_offsets().unwrap();
+        assert!(globals.iter().any(|(g, v)| *g == "SETATTR_DENTRY_ARG" && *v <= 1));
     }
 
     #[test]

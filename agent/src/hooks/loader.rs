@@ -25,16 +25,19 @@ const NET_PROGRAMS: [(&str, u32); 4] = [
     ("sendmsg6", pins::BPF_CGROUP_UDP6_SENDMSG),
 ];
 const TRACEPOINTS: [&str; 2] = ["cgroup_mkdir", "cgroup_rmdir"];
-const LSM_HOOKS: [&str; 9] = [
+const LSM_HOOKS: [&str; 12] = [
     "file_open",
-    "path_truncate",
-    "path_unlink",
-    "path_rmdir",
-    "path_mkdir",
-    "path_mknod",
-    "path_symlink",
-    "path_link",
-    "path_rename",
+    "inode_create",
+    "inode_mknod",
+    "inode_symlink",
+    "inode_mkdir",
+    "inode_unlink",
+    "inode_rmdir",
+    "inode_setattr",
+    "inode_setxattr",
+    "inode_removexattr",
+    "inode_link",
+    "inode_rename",
 ];
 
 #[derive(Debug, Error)]

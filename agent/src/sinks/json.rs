@@ -37,9 +37,15 @@ fn decision(o: &mut Obj, e: &DecisionEvent) {
     }
     o.nullable("cgroup", e.cgroup.as_deref());
     who(o, &e.who);
-    o.uint("pid", e.pid.into());
-    o.uint("tgid", e.tgid.into());
-    o.str("comm", &e.comm);
+    if let Some(pid) = e.pid {
+        o.uint("pid", pid.into());
+    }
+    if let Some(tgid) = e.tgid {
+        o.uint("tgid", tgid.into());
+    }
+    if let Some(comm) = &e.comm {
+        o.str("comm", comm);
+    }
     o.nullable("exe", e.exe.as_deref());
     o.str("operation", e.operation);
     if let Some(p) = e.protocol {

@@ -284,3 +284,57 @@ pub const ATTACKS: &[Attack] = &[
 pub fn secret(rel: &str) -> String {
     format!("SECRET:{rel}")
 }
+
+/// Judges an attack's outcome by what moved: `code` and `output` are the
+/// probe's, `guard_changed` whether the guarded file's bytes changed.
+/// `Detected` is judged by the caller (it needs the agent's events).
+pub fn judge(a: &Attack, expect: Expect, code: i32, output: &str, guard_changed: bool) -> Result<(), String> {
+    let leaked = output.contains("read:SECRET") || output.contains("wrote");
+    if guard_changed && expect == Expect::Denied {
+        return Err(format!("{} changed ({output:?})", a.guard));
+    }
+    match expect {
+        Expect::Denied if a.op == "openat2-race" => {
+            let line = output.lines().next().unwrap_or_default();
+            let ok = line.contains("\"writable\":0,") && line.contains("\"wrote\":false");
+            if ok { Ok(()) } else { Err(format!("writable descriptors: {line}")) }
+        }
+        Expect::Denied if code != 2 || leaked => {
+            Err(format!("expected EPERM with nothing moved, got exit {code}: {output:?}"))
+        }
+        Expect::Allowed if code != 0 || !output.contains("read:SECRET") => {
+            Err(format!("expected the read, got exit {code}: {output:?}"))
+        }
+        Expect::Detected(_) if code != 0 => {
+            Err(format!("expected it to go through (fanotify cannot refuse it), got exit {code}: {output:?}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An attack's arguments: paths under `base`, `@` literals as they are.
+pub fn attack_args(a: &Attack, base: &std::path::Path) -> Vec<String> {
+    a.args
+        .iter()
+        .map(|s| match s.strip_prefix('@') {
+            Some(lit) => lit.to_string(),
+            None => base.join(s).to_string_lossy().into_owned(),
+        })
+        .collect()
+}
+
+/// Makes the attack table's files under `base`, before the agent starts (a
+/// hard link made then must be found by the agent's scan of the tree).
+pub fn make_attack_files(base: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in ATTACK_DIRS.iter().chain(&["data/ovu"]) {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+        // Scratch dirs are used by uid 65534 in a user namespace too.
+        std::fs::set_permissions(base.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for f in ATTACK_FILES {
+        std::fs::write(base.join(f), secret(f)).unwrap();
+    }
+    std::fs::write(base.join("outside/decoy/a-shadow"), "decoy").unwrap();
+    std::fs::hard_link(base.join(PRE_LINK.0), base.join(PRE_LINK.1)).unwrap();
+}

@@ -33,6 +33,41 @@ fn payload(command: &str) -> Payload {
         .file(host_binary("examples/vm_cases"), "/usr/local/bin/vm_cases")
 }
 
+/// The attack cases need overlayfs and loop devices (modules in Debian's
+/// kernels) and an ext4 image: loaded and attached before `command`.
+fn with_modules(k: &super::Kernel, command: &str) -> anyhow::Result<Payload> {
+    let dir = super::vm_dir().join("modules").join(&k.label);
+    std::fs::create_dir_all(&dir)?;
+    let tree = k.vmlinuz.parent().and_then(|b| b.parent()).map(|r| r.join("lib/modules").join(&k.label).join("kernel"));
+    let tree = tree.ok_or_else(|| anyhow::anyhow!("no module tree beside {}", k.vmlinuz.display()))?;
+    let mut script = String::new();
+    let mut p = payload("");
+    for (name, rel) in [("overlay", "fs/overlayfs/overlay.ko"), ("loop", "drivers/block/loop.ko")] {
+        let out = dir.join(format!("{name}.ko"));
+        let plain = tree.join(rel);
+        let xz = tree.join(format!("{rel}.xz"));
+        if plain.is_file() {
+            std::fs::copy(&plain, &out)?;
+        } else if xz.is_file() {
+            let data = std::process::Command::new("xz").arg("-dc").arg(&xz).output()?;
+            anyhow::ensure!(data.status.success(), "xz -dc {}", xz.display());
+            std::fs::write(&out, data.stdout)?;
+        } else {
+            continue; // built in
+        }
+        p = p.file(&out, format!("/lib/modules/{name}.ko"));
+        script.push_str(&format!("insmod /lib/modules/{name}.ko || echo 'WARDEN-VM-WARN: insmod {name} failed'\n"));
+    }
+    let img = dir.join("ext4.img");
+    if !img.is_file() {
+        util::run(std::process::Command::new("truncate").args(["-s", "16M"]).arg(&img))?;
+        util::run(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
+    }
+    p = p.file(&img, "/ext4.img");
+    p.script = format!("{script}{command}");
+    Ok(p)
+}
+
 /// `cargo xtask vm-bench`: open() latency on BPF-LSM in the guest, with vs.
 /// without the agent in the same boot (TCG: only the ratio is meaningful).
 pub fn vm_bench(a: Args) -> anyhow::Result<()> {
@@ -58,7 +93,7 @@ pub fn vm_test(a: Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for s in &series {
         let k = kernel(s)?;
-        let payload = payload("/usr/local/bin/vm_cases\n");
+        let payload = with_modules(&k, "/usr/local/bin/vm_cases\n")?;
         let out = run(&k, "cases", &payload, Duration::from_secs(a.timeout))?;
         println!("--- {} ({:.1}s, rc {}):\n{}", k.label, out.elapsed.as_secs_f64(), out.rc, out.payload_output());
         if out.rc != 0 {

@@ -145,6 +145,9 @@ pub struct Changes {
     proc: Proc,
     /// Files already recorded as escaped (saves a map write per open).
     recorded: Mutex<std::collections::HashSet<InodeKey>>,
+    /// Counts files recorded: a decision that found a file unprotected
+    /// looks again if this moved since before it looked.
+    escapes: std::sync::atomic::AtomicU64,
 }
 
 impl Changes {
@@ -167,6 +170,7 @@ impl Changes {
             reading: Mutex::new(vec![0u8; 64 * 1024]),
             proc: Proc::open()?,
             recorded: Mutex::default(),
+            escapes: Default::default(),
         })
     }
 
@@ -228,16 +232,21 @@ impl Changes {
         }
     }
 
-    /// Reads and applies every queued change; returns whether one made a
-    /// file protected that was not (the caller then looks again).
-    pub fn settle(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped) -> bool {
+    /// How many files were recorded so far (see `settle`).
+    pub fn escapes(&self) -> u64 {
+        self.escapes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Reads and applies every queued change, after any batch another
+    /// thread is applying. A caller that read `escapes` before it looked
+    /// at a file looks again if the count moved.
+    pub fn settle(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped) {
         let mut buf = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-        let mut protected_more = false;
         loop {
             // SAFETY: buf is valid for its length.
             let n = unsafe { libc::read(self.group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
-                return protected_more;
+                return;
             }
             for c in parse(&buf[..n as usize]) {
                 if c.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -248,7 +257,7 @@ impl Changes {
                 if self.proc.is_own_thread(c.tid) {
                     continue;
                 }
-                protected_more |= self.apply(ctx, locate, escaped, &c);
+                self.apply(ctx, locate, escaped, &c);
             }
         }
     }
@@ -334,6 +343,7 @@ impl Changes {
             ctx.note_error();
             return false;
         }
+        self.escapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         true
     }
 
@@ -369,6 +379,9 @@ impl Changes {
             verdict: VERDICT_AUDITED,
             rule,
             reason: if reason == warden_common::FILE_REASON_NONE { FILE_REASON_DETECTED } else { reason },
+            // The actor may be gone already (changes are reported after the
+            // fact): what cannot be read stays absent.
+            opener: Some(crate::files::Opener::read(&self.proc, c.tid, cgroup)),
         };
         if locate.locate(fd, SLOT_CHANGES).is_ok() {
             d.path = ctx.path_of(&d, SLOT_CHANGES);

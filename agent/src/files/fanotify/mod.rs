@@ -145,7 +145,16 @@ impl Fanotify {
                 self.in_flight.start(fd.clone());
                 // Our share keeps the number open while it is read, even
                 // if the watchdog answers meanwhile.
-                let (allow, decision) = self.decide(&ctx, fd.as_fd(), ev.tid);
+                let (allow, mut decision) = self.decide(&ctx, fd.as_fd(), ev.tid);
+                if let Some(d) = decision.as_mut()
+                    && d.verdict != warden_common::VERDICT_ALLOWED
+                {
+                    // Read while the opener still waits for its answer: a
+                    // short-lived one is gone once answered.
+                    let mut buf = [0u8; 4096];
+                    let cgroup = self.proc.cgroup(ev.tid, &mut buf);
+                    d.opener = Some(super::Opener::read(&self.proc, ev.tid, cgroup));
+                }
                 // None: the watchdog answered (deny); answer nothing more.
                 let answered = self.in_flight.answer(&self.group, allow);
                 if let Some(Err(e)) = &answered
@@ -195,11 +204,16 @@ impl Fanotify {
         // The file's place comes from the file itself (the kernel walks the
         // dentry behind our descriptor), never from a path: the opener's
         // mount namespace, bind mounts and overlays change nothing.
+        let escapes = ctx.escapes();
         let mut place = ctx.locate(fd);
-        if matches!(place, Ok(Place::Outside)) && ctx.settle() {
-            // A rename or link queued before this open made a file
-            // protected: this may be it.
-            place = ctx.locate(fd);
+        if matches!(place, Ok(Place::Outside)) {
+            // A rename or link out queued before this open may have made
+            // this file protected: apply what is queued, and if any file
+            // was recorded since we looked, look again.
+            ctx.settle();
+            if ctx.escapes() != escapes {
+                place = ctx.locate(fd);
+            }
         }
         let (segment, root, reason) = match place {
             Ok(Place::Outside) => return (true, None),
@@ -224,6 +238,7 @@ impl Fanotify {
             verdict: 0,
             rule: 0,
             reason,
+            opener: None,
         };
         if segment == 0 {
             // Unknown place (disconnected dentry, too deep): it may be in a

@@ -140,9 +140,13 @@ fn decision_attrs(e: &DecisionEvent, a: &mut Attrs) {
     if let Some(id) = e.cgroup_id {
         a.uint("warden.cgroup.id", id);
     }
-    a.int("process.pid", e.tgid.into());
-    a.int("thread.id", e.pid.into());
-    a.str("process.executable.name", &e.comm);
+    if let Some(tgid) = e.tgid {
+        a.int("process.pid", tgid.into());
+    }
+    if let Some(pid) = e.pid {
+        a.int("thread.id", pid.into());
+    }
+    a.opt("process.executable.name", e.comm.as_deref());
     a.opt("process.executable.path", e.exe.as_deref());
     a.opt("network.transport", e.protocol);
     if let Some(d) = &e.destination {
@@ -348,9 +352,9 @@ pub(crate) mod tests {
                 slurm_job: Some(7),
                 ..Default::default()
             }),
-            pid: 101,
-            tgid: 100,
-            comm: "python3".into(),
+            pid: Some(101),
+            tgid: Some(100),
+            comm: Some("python3".into()),
             exe: Some("/usr/bin/python3".into()),
             operation: "connect",
             protocol: Some("tcp"),

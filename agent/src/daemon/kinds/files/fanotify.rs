@@ -142,8 +142,14 @@ impl Context for Decisions {
         Ok(place)
     }
 
-    fn settle(&self) -> bool {
-        self.changes.as_ref().is_some_and(|c| c.settle(self, &self.locate, &self.files.follow.escaped))
+    fn escapes(&self) -> u64 {
+        self.changes.as_ref().map_or(0, |c| c.escapes())
+    }
+
+    fn settle(&self) {
+        if let Some(c) = &self.changes {
+            c.settle(self, &self.locate, &self.files.follow.escaped);
+        }
     }
 
     fn path_of(&self, d: &FileDecision, slot: u32) -> std::path::PathBuf {
@@ -151,6 +157,11 @@ impl Context for Decisions {
             Ok(l) if d.segment != 0 => {
                 let roots = self.files.roots();
                 let root = roots.root_path(d.root).map(|p| p.display().to_string()).unwrap_or_default();
+                if l.components == 0 && d.reason == warden_common::FILE_REASON_ESCAPED {
+                    // Recorded when it left: its names now lead elsewhere.
+                    let (dev, ino) = (l.dev, l.ino);
+                    return format!("{root}/… (left the tree: device {}:{}, inode {ino})", dev >> 20, dev & 0xfffff).into();
+                }
                 crate::files::event_path(&root, l.components, l.truncated, &l.names).into()
             }
             // No walk to a root: name the file by identity.
