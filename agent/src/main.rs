@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => cli::probe::run(args),
         Command::Reload(args) => cli::reload::run(args),
         Command::Uninstall(args) => cli::uninstall::run(args),
+        Command::FanKeeper(args) => cli::fan_keeper::run(args),
         Command::Events(args) => cli::events::run(args),
         Command::Policy(command) => cli::policy::run(command),
     };

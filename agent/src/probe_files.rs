@@ -40,6 +40,7 @@ pub fn run(op: &str, args: &[String]) -> Option<Result<()>> {
             }
         }),
         "rename-read" => std::fs::rename(a(0), a(1)).and_then(|_| read_bytes(a(1))),
+        "rename-read-in" => std::fs::rename(a(0), a(1)).and_then(|_| read_bytes(&format!("{}/{}", a(1), a(2)))),
         "link-read" => std::fs::hard_link(a(0), a(1)).and_then(|_| read_bytes(a(1))),
         "openat2-read" => openat2(a(0), libc::O_RDONLY as u64).and_then(read_fd),
         "openat2-race" => openat2_race(a(0), a(1).parse().unwrap_or(3000)),

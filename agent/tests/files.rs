@@ -136,32 +136,77 @@ fn audit_mode_logs_and_allows_file_access() {
     assert_eq!(ev[0]["tgid"], r.pid);
 }
 
+/// A probe run in the background: (exit code, stdout, how long it took).
+fn spawn_probe(cgroup: Option<&Path>, args: &[&str]) -> std::thread::JoinHandle<(i32, String, Duration)> {
+    let mut cmd = Command::new(FILEPROBE);
+    if let Some(cg) = cgroup {
+        cmd.arg("--cgroup").arg(cg);
+    }
+    cmd.args(args).stdout(std::process::Stdio::piped());
+    let started = std::time::Instant::now();
+    let child = cmd.spawn().unwrap();
+    std::thread::spawn(move || {
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), started.elapsed())
+    })
+}
+
 #[test]
-fn killing_the_agent_leaves_no_process_blocked() {
+fn a_killed_or_stopped_agent_never_lets_a_held_open_through() {
     let (tree, fs, mut agent) = setup("fkill", "enforce");
-    // Freeze the agent so an open is left waiting for its answer...
+    std::fs::write(fs.base().join("data/secret"), "SECRET:data/secret").unwrap();
+    let (reader, other) = (tree.abs.join(cgroup_of(Who::Reader)), tree.abs.join(cgroup_of(Who::Other)));
+    let (secret, plain) = (fs.base().join("data/secret"), fs.base().join("outside/o"));
+    let (secret, plain) = (secret.to_str().unwrap(), plain.to_str().unwrap());
+
+    // 1. SIGKILL while opens wait: the held protected opens are denied (the
+    // keeper holds the group), never answered "allow" by the kernel.
     agent.freeze();
-    let reader = tree.abs.join(cgroup_of(Who::Reader));
-    let mut waiting = Command::new(FILEPROBE)
-        .arg("--cgroup")
-        .arg(&reader)
-        .args(["read", fs.base().join("data/f").to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(waiting.try_wait().unwrap().is_none(), "the open must be held while the agent decides");
-    // ...then SIGKILL it: the kernel must release the held open.
+    let held =
+        [spawn_probe(Some(&reader), &["read-bytes", secret]), spawn_probe(Some(&other), &["read-bytes", secret])];
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(held.iter().all(|h| !h.is_finished()), "opens are held while the agent decides");
     agent.kill9();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(st) = waiting.try_wait().unwrap() {
-            break st;
-        }
-        assert!(std::time::Instant::now() < deadline, "process still blocked after the agent died");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.code().is_some(), "the opener finished: {status}");
+    for h in held {
+        let (code, out, took) = h.join().unwrap();
+        assert_eq!(code, 2, "a held protected open is denied after SIGKILL: {out}");
+        assert!(!out.contains("SECRET"), "no protected byte moved: {out}");
+        assert!(took < Duration::from_secs(3), "released in {took:?}");
+    }
+
+    // 2. No agent: the keeper decides, fail closed. Files outside every
+    // segment open at once, for anyone; protected ones are denied to
+    // governed openers, also allowed ones, until an agent is back.
+    let (code, out, took) = spawn_probe(None, &["read-bytes", plain]).join().unwrap();
+    assert!(code == 0 && took < Duration::from_secs(1), "unprotected open with no agent: {code} {out} {took:?}");
+    let (code, out, _) = spawn_probe(Some(&other), &["read-bytes", plain]).join().unwrap();
+    assert_eq!(code, 0, "a governed workload's unprotected open with no agent: {out}");
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 2 && !out.contains("SECRET"), "with no agent a protected open is denied: {code} {out}");
+
+    // 3. A new agent takes the group over and decides again.
+    let mut agent = Agent::start(&tree, &policy(fs.base().to_str().unwrap(), "enforce"));
+    agent.eventually("the new agent took the keeper's group", || agent.log().contains("took the fanotify group over"));
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 0 && out.contains("SECRET"), "the reader reads again: {code} {out}");
+    let (code, out, _) = spawn_probe(Some(&other), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 2 && !out.contains("SECRET"), "other is still denied: {code} {out}");
+
+    // 4. A stopped agent (SIGSTOP) is ended by its keeper within about a
+    // second: an unprotected open by a process outside the cgroup root
+    // waits no longer than that, and the protected one is denied.
+    agent.freeze();
+    let plain_open = spawn_probe(None, &["read-bytes", plain]);
+    let protected = spawn_probe(Some(&other), &["read-bytes", secret]);
+    let (code, out, took) = plain_open.join().unwrap();
+    assert!(
+        code == 0 && took < Duration::from_millis(2500),
+        "unprotected open on a stopped agent: {code} {out} {took:?}"
+    );
+    let (code, out, _) = protected.join().unwrap();
+    assert!(code == 2 && !out.contains("SECRET"), "protected open on a stopped agent: {code} {out}");
+    agent.kill9();
+    // The test tree's removal stops the keeper (as `warden uninstall` does).
 }
 
 #[test]

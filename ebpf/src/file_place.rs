@@ -28,9 +28,9 @@ per_set! {
     pub fn devs -> HashMap<u64, u8>: FILE_DEVS_0, FILE_DEVS_1 = HashMap::pinned(256, 0)
 }
 
-/// Files and directories that left a tree by rename or hard link, keyed by
-/// identity: they keep the root they left (one map for both sets: it is a
-/// fact about files, and roots are named by identity, not by policy index).
+/// Files that left a tree by rename or hard link, keyed by identity: they
+/// keep the root they left (one map for both sets: it is a fact about
+/// files, and roots are named by identity, not by policy index).
 #[map]
 pub static FILE_ESCAPED: HashMap<InodeKey, EscapedValue> =
     HashMap::pinned(1 << 20, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
@@ -60,6 +60,7 @@ global!(OFF_QSTR_NAME);
 global!(OFF_INODE_I_INO);
 global!(OFF_INODE_I_SB);
 global!(OFF_INODE_I_GENERATION);
+global!(OFF_INODE_I_MODE);
 global!(OFF_INODE_I_NLINK);
 global!(OFF_INODE_I_DENTRY);
 global!(OFF_SB_S_DEV);
@@ -171,9 +172,12 @@ fn escaped_root<M: Mem>(d: *const u8, key: &InodeKey) -> Option<InodeKey> {
     Some(e.root)
 }
 
-/// Walks up from `dentry` looking for a segment root, or an ancestor that
-/// escaped one. The loop only yields the root's map value and dentry,
-/// never its depth, so every exit leaves the verifier an equivalent state.
+/// Walks up from `dentry` looking for a segment root; a file recorded as
+/// having left a tree is found by its own identity first (one lookup, not
+/// one per level: the walk stays small enough for 6.1's verifier, and a
+/// directory never leaves a tree on BPF-LSM nodes, see `inode_rename`).
+/// The loop only yields the root's map value and dentry, never its depth,
+/// so every exit leaves the verifier an equivalent state.
 #[inline(always)]
 pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
     let (dev, ino) = identity::<M>(dentry);
@@ -192,7 +196,18 @@ pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
     if dev != 0 && unsafe { devs(set).get(dev) }.is_none() {
         return place;
     }
-    let any_escaped = FILE_ESCAPED_ANY.get(0).is_some_and(|v| *v != 0);
+    if FILE_ESCAPED_ANY.get(0).is_some_and(|v| *v != 0)
+        && let Some(root) = escaped_root::<M>(dentry, &InodeKey { dev, ino })
+        // SAFETY: as above.
+        && let Some(v) = unsafe { roots(set).get(root) }
+    {
+        place.segment = *v as u16;
+        place.root = (*v >> 16) as u16;
+        place.root_dentry = dentry;
+        place.root_key = root;
+        place.reason = FILE_REASON_ESCAPED;
+        return place;
+    }
     let mut d = dentry;
     let mut found = 0u32;
     let mut top = false;
@@ -204,17 +219,6 @@ pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
             found = *v;
             place.root_dentry = d;
             place.root_key = key;
-            break;
-        }
-        if any_escaped
-            && let Some(root) = escaped_root::<M>(d, &key)
-            // SAFETY: as above.
-            && let Some(v) = unsafe { roots(set).get(root) }
-        {
-            found = *v;
-            place.root_dentry = d;
-            place.root_key = root;
-            place.reason = FILE_REASON_ESCAPED;
             break;
         }
         let parent = M::ptr(d, g32(&OFF_DENTRY_D_PARENT));
@@ -239,6 +243,14 @@ pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
         }
     }
     place
+}
+
+/// Whether the dentry is a directory.
+#[inline(always)]
+pub fn is_dir<M: Mem>(d: *const u8) -> bool {
+    let inode = M::ptr(d, g32(&OFF_DENTRY_D_INODE));
+    let mode: u16 = M::read(inode, g32(&OFF_INODE_I_MODE)).unwrap_or(0);
+    mode & 0o170000 == 0o040000
 }
 
 /// The dentry a file was opened through, or, when its inode is not that

@@ -19,7 +19,7 @@ use warden_common::{
 
 use crate::file_place::{
     Direct, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, Place, Probe, devs, file_dentry, g32,
-    inode_identity, names_below, record_escape, segment_of,
+    inode_identity, is_dir, names_below, record_escape, segment_of,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -231,7 +231,16 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    if target.segment != 0 && target.root_key != place.root_key {
+    // A directory never leaves its tree (nor is swapped out of it): its
+    // files are placed by walking their ancestors, and a subtree outside
+    // every root would take them along unprotected. Files may leave, and
+    // keep their root (below).
+    if (place.segment != 0 && target.root_key != place.root_key && is_dir::<Direct>(old))
+        || (target.segment != 0 && target.root_key != place.root_key && is_dir::<Direct>(new))
+    {
+        return -EPERM;
+    }
+    if target.ino != 0 && target.segment != 0 && target.root_key != place.root_key {
         // Only a swap moves the target; recording a replaced one is harmless.
         record_escape::<Direct>(new, &target);
     }

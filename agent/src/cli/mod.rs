@@ -3,6 +3,7 @@
 //! exit status; `main.rs` parses and dispatches.
 pub mod agent;
 pub mod events;
+pub mod fan_keeper;
 pub mod policy;
 pub mod probe;
 pub mod reload;
@@ -38,4 +39,8 @@ pub enum Command {
     /// Policy tools.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Started by the agent (fanotify nodes): holds the permission group
+    /// across agent crashes and restarts.
+    #[command(hide = true)]
+    FanKeeper(fan_keeper::FanKeeperArgs),
 }

@@ -137,6 +137,11 @@ impl IdentityStore {
         self.lock().tracker.root_abs().to_path_buf()
     }
 
+    /// The cgroup root as /proc/<pid>/cgroup names it.
+    pub fn cgroup_root_in_hierarchy(&self) -> String {
+        self.lock().tracker.root_in_hierarchy()
+    }
+
     /// Identifies one new cgroup from its tracepoint path; returns whether it
     /// was inside our root and is now tracked.
     pub fn add_cgroup(&self, cell: &mut CellState, id: u64, tp_path: &str, truncated: bool) -> bool {

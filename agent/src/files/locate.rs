@@ -45,7 +45,7 @@ impl Place {
 /// its own slot (`Locator::slot`), so outputs are never mixed.
 pub struct Locate {
     prog: OwnedFd,
-    located: std::sync::Mutex<Array<MapData, Located>>,
+    located: Option<std::sync::Mutex<Array<MapData, Located>>>,
 }
 
 /// `BPF_PROG_TEST_RUN`'s part of `union bpf_attr`.
@@ -74,7 +74,17 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 impl Locate {
     pub fn new(prog: OwnedFd, located: Array<MapData, Located>) -> Self {
-        Self { prog, located: std::sync::Mutex::new(located) }
+        Self { prog, located: Some(std::sync::Mutex::new(located)) }
+    }
+
+    /// Places files without reading what the walk saw (the keeper).
+    pub fn without_output(prog: OwnedFd) -> Self {
+        Self { prog, located: None }
+    }
+
+    pub fn program(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.prog.as_fd()
     }
 
     /// Runs the walk on `fd` (one of ours) in this thread; `slot` receives
@@ -124,7 +134,8 @@ impl Locate {
 
     /// What the last `locate` in `slot` saw (identity, names below the root).
     pub fn located(&self, slot: u32) -> io::Result<Located> {
-        let map = self.located.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.located.as_ref().ok_or_else(|| io::Error::other("no output map"))?;
+        let map = map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(slot % LOCATE_SLOTS), 0).map_err(io::Error::other)
     }
 }

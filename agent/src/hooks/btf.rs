@@ -199,7 +199,7 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
 pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
     let btf =
         Btf::from_sys_fs().map_err(|e| format!("reading /sys/kernel/btf/vmlinux: {e}"))?.map_err(|e| e.to_string())?;
-    let fields: [(&str, &str, &str); 22] = [
+    let fields: [(&str, &str, &str); 23] = [
         ("OFF_FILE_F_PATH", "file", "f_path"),
         ("OFF_FILE_F_MODE", "file", "f_mode"),
         ("OFF_FILE_F_FLAGS", "file", "f_flags"),
@@ -215,6 +215,7 @@ pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
         ("OFF_INODE_I_INO", "inode", "i_ino"),
         ("OFF_INODE_I_SB", "inode", "i_sb"),
         ("OFF_INODE_I_GENERATION", "inode", "i_generation"),
+        ("OFF_INODE_I_MODE", "inode", "i_mode"),
         ("OFF_INODE_I_NLINK", "inode", "i_nlink"),
         ("OFF_INODE_I_DENTRY", "inode", "i_dentry"),
         ("OFF_SB_S_DEV", "super_block", "s_dev"),

@@ -104,6 +104,14 @@ const ASIDE: &str = "new-";
 /// the one named): links first, so no program outlives its maps' owner.
 /// Returns what was removed.
 pub fn uninstall(bpffs: &Path, instance: Option<&str>) -> std::io::Result<Vec<PathBuf>> {
+    // A fanotify keeper of the instance holds its permission group: without
+    // the agent it would keep deciding from the maps removed below.
+    for name in list(Path::new(crate::files::fanotify::keeper::KEEPERS)) {
+        let Some(inst) = name.strip_suffix(".sock") else { continue };
+        if instance.is_none_or(|i| i == inst) {
+            crate::files::fanotify::keeper::stop(inst);
+        }
+    }
     let root = bpffs.join("warden");
     let mut removed = Vec::new();
     let Ok(abis) = std::fs::read_dir(&root) else { return Ok(removed) };

@@ -84,6 +84,14 @@ impl CgroupTracker {
         &self.root_abs
     }
 
+    /// The root as /proc/<pid>/cgroup names it (its path in the hierarchy).
+    pub fn root_in_hierarchy(&self) -> String {
+        let below = self.root_abs.strip_prefix(&self.mount_point).unwrap_or(Path::new(""));
+        let p = format!("{}/{}", self.mount_root.trim_end_matches('/'), below.display());
+        let p = p.trim_end_matches('/');
+        if p.is_empty() { "/".into() } else { p.into() }
+    }
+
     /// What a cgroup's path says, parsed from the whole hierarchy path so
     /// kubelet's layout is recognised whatever the root.
     pub fn origin_of(&self, rel: &str) -> super::path::PathIdentity {

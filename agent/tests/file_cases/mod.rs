@@ -168,6 +168,8 @@ pub const ATTACK_FILES: &[&str] = &[
     "data/a-trunc",
     "data/a-meta",
     "data/a-ro",
+    "data/mv/f",
+    "data/mv2/f",
 ];
 pub const ATTACK_DIRS: &[&str] = &["outside/decoy", "outside/ov", "outside/ov-ns", "outside/ovu"];
 /// (existing protected file, link made outside before the agent starts)
@@ -243,6 +245,24 @@ pub const ATTACKS: &[Attack] = &[
     // Names outside the tree: renamed out, linked out, linked before start.
     attack("other: rename out, read", Who::Other, "rename-read", &["data/a-ren", "outside/a-ren"], "", Denied, Denied),
     attack("other: link out, read", Who::Other, "link-read", &["data/a-lnk", "outside/a-lnk"], "", Denied, Denied),
+    attack(
+        "other: moves a directory out, reads in it",
+        Who::Other,
+        "rename-read-in",
+        &["data/mv", "outside/mv", "@f"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "writer: moves a directory out, reads in it",
+        Who::Writer,
+        "rename-read-in",
+        &["data/mv2", "outside/mv2", "@f"],
+        "",
+        Denied,
+        Allowed,
+    ),
     attack("other: old hard link", Who::Other, "read-bytes", &["outside/pre-hl"], "", Denied, Denied),
     attack(
         "reader: append via old hard link",
@@ -327,7 +347,7 @@ pub fn attack_args(a: &Attack, base: &std::path::Path) -> Vec<String> {
 /// hard link made then must be found by the agent's scan of the tree).
 pub fn make_attack_files(base: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    for d in ATTACK_DIRS.iter().chain(&["data/ovu"]) {
+    for d in ATTACK_DIRS.iter().chain(&["data/ovu", "data/mv", "data/mv2"]) {
         std::fs::create_dir_all(base.join(d)).unwrap();
         // Scratch dirs are used by uid 65534 in a user namespace too.
         std::fs::set_permissions(base.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();

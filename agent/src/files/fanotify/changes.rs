@@ -291,11 +291,15 @@ impl Changes {
             let old = self.place(locate, c.dir.as_ref());
             // Located last, so the slot describes the moved object.
             let now = self.place(locate, c.object.as_ref());
-            if let (Some((Place::In { root, .. }, _)), Some((now, _))) = (&old, &now) {
+            if let (Some((Place::In { root, .. }, _)), Some((now, fd))) = (&old, &now) {
                 // Moved out of its tree (or into another): it keeps the root
-                // it left, so every name it has now is protected.
+                // it left, so every name it has now is protected; a
+                // directory takes every file below it along.
                 if !matches!(now, Place::In { root: r, .. } if r == root) {
                     protected_more |= self.record(ctx, locate, escaped, *root);
+                    if is_dir(fd.as_fd()) {
+                        self.record_tree(ctx, locate, escaped, fd.as_fd(), *root);
+                    }
                 }
             }
             (FOP_RENAME, old)
@@ -321,6 +325,31 @@ impl Changes {
             self.report(ctx, locate, c, op, fd.as_fd(), (segment, root, reason));
         }
         protected_more
+    }
+
+    /// Records every file below directory `dir` (moved out of `root`).
+    fn record_tree(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped, dir: BorrowedFd<'_>, root: u16) {
+        let mut stack = vec![PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(e.path());
+                    continue;
+                }
+                let Ok(f) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(e.path())
+                else {
+                    continue;
+                };
+                if locate.locate(f.as_fd(), SLOT_CHANGES).is_ok() {
+                    self.record(ctx, locate, escaped, root);
+                }
+            }
+        }
     }
 
     fn record(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped, root: u16) -> bool {
@@ -391,6 +420,13 @@ impl Changes {
         }
         ctx.emit(d);
     }
+}
+
+fn is_dir(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: fstat on a valid descriptor into a zeroed buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR }
 }
 
 /// The filesystem id fanotify reports for `fd`'s filesystem.

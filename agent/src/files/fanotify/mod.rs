@@ -11,6 +11,7 @@
 //! its fd, and whoever answers first takes it out under one lock and answers
 //! there: the other finds it gone, and no answer can reach a later event.
 pub mod changes;
+pub mod keeper;
 pub mod sys;
 #[cfg(test)]
 mod tests;
@@ -46,8 +47,22 @@ impl Fanotify {
         Self::with_stuck_after(roots, STUCK_AFTER)
     }
 
+    /// Uses a group created earlier (handed over by the keeper): its marks
+    /// are still there; those of `roots` are added (marking twice is a no-op).
+    pub fn adopt(group: OwnedFd, roots: &Roots) -> std::io::Result<Self> {
+        Self::with_group(sys::Group::from_fd(group), roots, STUCK_AFTER)
+    }
+
+    /// The group, to hand to a keeper.
+    pub fn group(&self) -> BorrowedFd<'_> {
+        self.group.as_fd()
+    }
+
     fn with_stuck_after(roots: &Roots, stuck_after: Duration) -> std::io::Result<Self> {
-        let group = sys::Group::new()?;
+        Self::with_group(sys::Group::new()?, roots, stuck_after)
+    }
+
+    fn with_group(group: sys::Group, roots: &Roots, stuck_after: Duration) -> std::io::Result<Self> {
         for path in roots.filesystems.values() {
             group.mark_filesystem(path)?;
         }

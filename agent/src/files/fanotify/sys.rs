@@ -1,7 +1,7 @@
 //! Thin, checked wrappers over the fanotify syscalls and records.
 use std::{
     io,
-    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
     path::Path,
 };
 
@@ -65,6 +65,25 @@ impl Group {
         Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
+    /// A group received from elsewhere (the keeper, or inherited).
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Answers the event read as `fd` (a number, possibly another
+    /// process's: the kernel matches answers by number only).
+    pub fn respond_raw(&self, fd: RawFd, allow: bool) -> io::Result<()> {
+        let r = libc::fanotify_response { fd, response: if allow { libc::FAN_ALLOW } else { libc::FAN_DENY } };
+        let len = std::mem::size_of::<libc::fanotify_response>();
+        // SAFETY: writing a valid response struct.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&r as *const libc::fanotify_response).cast(), len) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
     /// Marks the whole filesystem holding `path` for open permission events:
     /// every mount of it (bind mounts included) is covered.
     pub fn mark_filesystem(&self, path: &Path) -> io::Result<()> {
@@ -112,12 +131,7 @@ impl Group {
     /// Answers one event. The kernel matches the answer to its pending
     /// event by fd number: `fd` must be the event's, still open.
     pub fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> io::Result<()> {
-        let fd = fd.as_raw_fd();
-        let r = libc::fanotify_response { fd, response: if allow { libc::FAN_ALLOW } else { libc::FAN_DENY } };
-        let len = std::mem::size_of::<libc::fanotify_response>();
-        // SAFETY: writing a valid response struct.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&r as *const libc::fanotify_response).cast(), len) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        self.respond_raw(fd.as_raw_fd(), allow)
     }
 
     pub fn raw(&self) -> RawFd {

@@ -21,7 +21,7 @@ use crate::{
     },
     files::{
         Context, FileDecision, Identity,
-        fanotify::{Fanotify, changes::Changes},
+        fanotify::{Fanotify, changes::Changes, keeper},
         locate::{Locate, Place, SLOT_DECISIONS},
         roots::Roots,
     },
@@ -46,6 +46,9 @@ const BLIND: [&str; 7] = [
 
 /// What the decision thread and the status read.
 struct Decisions {
+    /// Our end of the keeper's stream: closing it (we died) is how the
+    /// keeper learns to take over.
+    _keeper: Option<std::os::unix::net::UnixStream>,
     files: FileRoots,
     locate: Arc<Locate>,
     /// The change watcher, where the filesystems allow one.
@@ -73,7 +76,31 @@ pub(super) fn start(
     follow: Arc<super::Follow>,
     reasons: &mut Vec<String>,
 ) -> std::io::Result<Arc<dyn Enforcer>> {
-    let fan = Arc::new(Fanotify::new(&roots)?);
+    // The group lives in a keeper process, so a crash or a stall of this
+    // agent never lets a held open through: take it from a keeper still
+    // holding it (an agent before us), or make one and start its keeper.
+    let instance = cx.hooks.pins().dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    keeper::cap_nofile();
+    let (fan, keeper_conn) = match keeper::take_over(&instance) {
+        Ok(Some((group, conn))) => {
+            tracing::info!("took the fanotify group over from its keeper: opens held meanwhile were answered");
+            (Arc::new(Fanotify::adopt(group, &roots)?), Some(conn))
+        }
+        other => {
+            if let Err(e) = other {
+                tracing::warn!(error = %e, "the fanotify keeper did not hand its group over; starting a new one");
+            }
+            let fan = Arc::new(Fanotify::new(&roots)?);
+            let root = cx.parts.identities.cgroup_root_in_hierarchy();
+            match keeper::spawn(&instance, std::path::Path::new(&root), fan.group(), locate.program()) {
+                Ok(conn) => (fan, Some(conn)),
+                Err(e) => {
+                    reasons.push(format!("no keeper (an agent crash would let held opens through): {e}"));
+                    (fan, None)
+                }
+            }
+        }
+    };
     reasons.push("fanotify permission events on the filesystems holding segment roots".into());
     let changes = match Changes::new() {
         Ok(c) => Some(Arc::new(c)),
@@ -93,6 +120,7 @@ pub(super) fn start(
     let choice = Choice { backend: "fanotify", reason: reasons.join("; "), not_enforced: blind };
     let (tx, rx) = mpsc::channel(QUEUE);
     let d = Arc::new(Decisions {
+        _keeper: keeper_conn,
         files: FileRoots::new(cx, roots, choice, follow),
         locate,
         changes: changes.clone(),
@@ -160,7 +188,8 @@ impl Context for Decisions {
                 if l.components == 0 && d.reason == warden_common::FILE_REASON_ESCAPED {
                     // Recorded when it left: its names now lead elsewhere.
                     let (dev, ino) = (l.dev, l.ino);
-                    return format!("{root}/… (left the tree: device {}:{}, inode {ino})", dev >> 20, dev & 0xfffff).into();
+                    return format!("{root}/… (left the tree: device {}:{}, inode {ino})", dev >> 20, dev & 0xfffff)
+                        .into();
                 }
                 crate::files::event_path(&root, l.components, l.truncated, &l.names).into()
             }

@@ -1,0 +1,344 @@
+//! The fanotify keeper: a small process that holds the permission group,
+//! so that an agent's crash, SIGKILL or stall never lets a held open
+//! through.
+//!
+//! The kernel answers pending permission events with *allow* only when the
+//! group's last descriptor closes (fs/notify/fanotify/fanotify_user.c,
+//! `fanotify_release`), and matches an answer to its event by the fd number
+//! the event was read with (`process_access_response`), whoever writes it.
+//! So the keeper, holding a descriptor of the group:
+//! - keeps every pending event pending when the agent dies, and then denies
+//!   them all by number (every number below the agent's descriptor limit:
+//!   a dead process answers nothing, so no answer can cross);
+//! - decides opens itself while no agent is attached, fail closed: a file
+//!   outside every segment is allowed (the same kernel walk, `file_locate`,
+//!   from the pinned maps), a protected one is denied to governed openers;
+//! - kills an agent that stays stopped (SIGSTOP, a debugger) for a second,
+//!   which makes it the case above: nothing waits on a stopped agent longer;
+//! - hands the group to the next agent (`TAKE`, SCM_RIGHTS) after answering
+//!   what it read, so the two never read at once.
+//!
+//! One keeper per instance, at `KEEPERS/<instance>.sock` (root only).
+//! `warden uninstall` stops it (`EXIT`).
+use std::{
+    io::{self, Read, Write},
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+        unix::net::{UnixListener, UnixStream},
+    },
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::sys;
+use crate::files::{
+    locate::{Locate, Place},
+    procfs::Proc,
+};
+
+pub const KEEPERS: &str = "/run/warden/keepers";
+/// How long an agent may stay stopped before the keeper kills it.
+pub const STALL: Duration = Duration::from_secs(1);
+/// The descriptor limit the agent keeps (so the keeper's sweep of stale
+/// event numbers stays short: 65,536 answers take about 50 ms).
+pub const AGENT_NOFILE: u64 = 65536;
+/// Descriptors a spawned keeper finds its group and program at.
+const GROUP_FD: RawFd = 3;
+const PROGRAM_FD: RawFd = 4;
+
+pub fn socket_path(instance: &str) -> PathBuf {
+    Path::new(KEEPERS).join(format!("{instance}.sock"))
+}
+
+fn send_fd(stream: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let iov = [io::IoSlice::new(b"G")];
+    sendmsg::<()>(stream.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map(|_| ())
+        .map_err(io::Error::from)
+}
+
+fn recv_fd(stream: &UnixStream) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel installed this descriptor for us just now.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, "the keeper sent no descriptor"))
+}
+
+/// Agent side: takes the group from a running keeper of `instance`. `None`
+/// when there is none. The stream must stay open while the agent lives:
+/// its end tells the keeper the agent is gone.
+pub fn take_over(instance: &str) -> io::Result<Option<(OwnedFd, UnixStream)>> {
+    let Ok(mut stream) = UnixStream::connect(socket_path(instance)) else { return Ok(None) };
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"TAKE")?;
+    let group = recv_fd(&stream)?;
+    stream.set_read_timeout(None)?;
+    Ok(Some((group, stream)))
+}
+
+/// Agent side: starts a keeper for `instance` holding `group`, deciding
+/// with `program` (file_locate) while no agent is attached; returns the
+/// attached stream (see `take_over`).
+pub fn spawn(
+    instance: &str,
+    cgroup_root: &Path,
+    group: BorrowedFd<'_>,
+    program: BorrowedFd<'_>,
+) -> io::Result<UnixStream> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(KEEPERS)?;
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let (g, p) = (group.as_raw_fd(), program.as_raw_fd());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["fan-keeper", "--instance", instance, "--cgroup-root"])
+        .arg(cgroup_root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec; dup2 also
+    // clears close-on-exec on the new numbers.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(g, GROUP_FD) < 0 || libc::dup2(p, PROGRAM_FD) < 0 || libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut s) = UnixStream::connect(socket_path(instance)) {
+            s.write_all(b"ATCH")?;
+            // Reaped by a thread: the keeper outlives us only as an orphan.
+            std::thread::spawn(move || child.wait());
+            return Ok(s);
+        }
+        if let Some(st) = child.try_wait()? {
+            return Err(io::Error::other(format!("the fanotify keeper exited at start: {st}")));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the fanotify keeper did not come up"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asks the keeper of `instance` to exit (uninstall). True if one did.
+pub fn stop(instance: &str) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket_path(instance)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"EXIT").is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let _ = s.read(&mut b);
+    let _ = std::fs::remove_file(socket_path(instance));
+    true
+}
+
+/// Lowers this process's soft descriptor limit to `AGENT_NOFILE` (the
+/// keeper sweeps every number below it when the agent dies).
+pub fn cap_nofile() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid rlimit buffer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 && r.rlim_cur > AGENT_NOFILE {
+        r.rlim_cur = AGENT_NOFILE;
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+    }
+}
+
+struct Keeper {
+    group: sys::Group,
+    locate: Locate,
+    proc: Proc,
+    /// The governed subtree (relative cgroup v2 path, leading `/`).
+    root: String,
+    listener: UnixListener,
+}
+
+/// `warden fan-keeper`: runs until `EXIT`. The group and the program are
+/// inherited at descriptors 3 and 4.
+pub fn run(instance: &str, cgroup_root: &str) -> anyhow::Result<()> {
+    // SAFETY: the spawning agent put them there (see `spawn`).
+    let (group, program) = unsafe { (OwnedFd::from_raw_fd(GROUP_FD), OwnedFd::from_raw_fd(PROGRAM_FD)) };
+    for fd in [&group, &program] {
+        // SAFETY: plain fcntl on our own descriptors.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let path = socket_path(instance);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let root = format!("/{}", cgroup_root.trim_matches('/'));
+    let k = Keeper {
+        group: sys::Group::from_fd(group),
+        locate: Locate::without_output(program),
+        proc: Proc::open()?,
+        root,
+        listener,
+    };
+    k.serve()
+}
+
+impl Keeper {
+    fn serve(&self) -> anyhow::Result<()> {
+        // The spawning agent attaches at once; until it does, nothing is
+        // read (it may already be reading).
+        let mut agent = self.wait_attach(Duration::from_secs(10));
+        loop {
+            match agent.take() {
+                Some(conn) => {
+                    self.watch(conn);
+                    // Gone: what it read and did not answer is denied.
+                    self.deny_stale();
+                }
+                None => agent = self.decide_until_taken(),
+            }
+        }
+    }
+
+    fn wait_attach(&self, within: Duration) -> Option<UnixStream> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(conn) = self.accept(Duration::from_millis(100)) {
+                return Some(conn);
+            }
+        }
+        self.deny_stale();
+        None
+    }
+
+    /// Handles one connection on the listener: `EXIT` exits, `TAKE` gets
+    /// the group, `ATCH` attaches. Returns the new agent's stream.
+    fn accept(&self, wait: Duration) -> Option<UnixStream> {
+        if !readable(self.listener.as_fd(), wait) {
+            return None;
+        }
+        let (mut conn, _) = self.listener.accept().ok()?;
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut cmd = [0u8; 4];
+        conn.read_exact(&mut cmd).ok()?;
+        let _ = conn.set_read_timeout(None);
+        match &cmd {
+            b"EXIT" => {
+                let _ = conn.write_all(b"K");
+                std::process::exit(0)
+            }
+            b"TAKE" => send_fd(&conn, self.group.as_fd()).ok().map(|_| conn),
+            b"ATCH" => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// While an agent is attached: waits for it to end, kills it if it
+    /// stays stopped, refuses a second agent.
+    fn watch(&self, conn: UnixStream) {
+        let pid = peer_pid(&conn);
+        let mut stopped_since: Option<Instant> = None;
+        loop {
+            if readable(conn.as_fd(), Duration::from_millis(100)) {
+                let mut b = [0u8; 16];
+                match (&conn).read(&mut b) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+            // Another connection while attached: only EXIT is honoured.
+            if readable(self.listener.as_fd(), Duration::ZERO)
+                && let Ok((mut c, _)) = self.listener.accept()
+            {
+                let mut cmd = [0u8; 4];
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                if c.read_exact(&mut cmd).is_ok() && &cmd == b"EXIT" {
+                    let _ = c.write_all(b"K");
+                    std::process::exit(0);
+                }
+            }
+            match pid.map(process_stopped) {
+                Some(true) => {
+                    let since = *stopped_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STALL {
+                        // A stopped agent answers nothing: end it, and
+                        // take over below when its stream closes.
+                        // SAFETY: plain kill(2).
+                        unsafe { libc::kill(pid.unwrap_or(0), libc::SIGKILL) };
+                    }
+                }
+                _ => stopped_since = None,
+            }
+        }
+    }
+
+    /// Denies every event the dead agent read and did not answer.
+    fn deny_stale(&self) {
+        for fd in 0..AGENT_NOFILE as RawFd {
+            let _ = self.group.respond_raw(fd, false);
+        }
+    }
+
+    /// Decides opens until an agent takes the group; returns its stream.
+    fn decide_until_taken(&self) -> Option<UnixStream> {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            if let Some(conn) = self.accept(Duration::ZERO) {
+                return Some(conn);
+            }
+            if !readable(self.group.as_fd(), Duration::from_millis(50)) {
+                continue;
+            }
+            let Ok(events) = self.group.read(&mut buf) else { continue };
+            for ev in events {
+                let allow = self.fallback(ev.fd.as_fd(), ev.tid);
+                let _ = self.group.respond(ev.fd.as_fd(), allow);
+            }
+        }
+    }
+
+    /// No agent: outside every segment is allowed; a protected file (or one
+    /// whose place is unknown) is denied to governed openers.
+    fn fallback(&self, fd: BorrowedFd<'_>, tid: i32) -> bool {
+        match self.locate.locate(fd, 0) {
+            Ok(Place::Outside) => true,
+            _ => {
+                let mut buf = [0u8; 4096];
+                let governed = match self.proc.cgroup(tid, &mut buf) {
+                    Some(cg) => cg == self.root || cg.starts_with(&format!("{}/", self.root)) || self.root == "/",
+                    None => true,
+                };
+                !governed
+            }
+        }
+    }
+}
+
+fn readable(fd: BorrowedFd<'_>, wait: Duration) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, wait.as_millis() as i32) > 0 }
+}
+
+fn peer_pid(conn: &UnixStream) -> Option<i32> {
+    nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials).ok().map(|c| c.pid())
+}
+
+/// Whether a process is stopped (`T`, or `t` traced) right now.
+fn process_stopped(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name's closing parenthesis.
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|c| c == 'T' || c == 't')
+}
