@@ -423,6 +423,7 @@ fn attack_table(ext4: bool, failures: &mut Vec<String>) {
             failures.push(format!("attack {}: {e}", a.name));
         }
     }
+    memory_attack(failures);
     if !ext4 {
         failures.push("no ext4 loop filesystem: the file-handle attack did not run".into());
         return;
@@ -441,6 +442,41 @@ fn attack_table(ext4: bool, failures: &mut Vec<String>) {
         if !ok {
             failures.push(format!("handle-read by {who:?}: exit {code} {out:?}"));
         }
+    }
+}
+
+/// A reader maps a protected file; another workload reads that memory
+/// through /proc/<pid>/mem (the ptrace check): refused, nothing read. The
+/// reader's own other process may.
+fn memory_attack(failures: &mut Vec<String>) {
+    let mut victim = Command::new(format!("{BIN}/warden-fileprobe"))
+        .arg("--cgroup")
+        .arg(Path::new(CG).join(cgroup_of(Who::Reader)))
+        .args(["map-hold", &format!("{BASE}/data/a-ro"), "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(victim.stdout.take().unwrap()), &mut line);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() != 4 || f[0] != "mapped" {
+        failures.push(format!("memory attack: the victim did not map the file: {line:?}"));
+        let _ = victim.kill();
+        return;
+    }
+    let args = ["mem-read", f[1], f[2], "16"];
+    let (other, out_other) = probe_output("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Other)), &args);
+    let (same, out_same) = probe_output("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Reader)), &args);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let ok = other == 2 && !out_other.contains("SECRET") && same == 0 && out_same.contains("read:SECRET");
+    println!(
+        "{} attack: other reads a reader's mapped dataset through /proc/<pid>/mem (exit {other}); the reader's own process may (exit {same})",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok {
+        failures
+            .push(format!("memory attack: other exit {other} {out_other:?}, same workload exit {same} {out_same:?}"));
     }
 }
 

@@ -123,12 +123,16 @@ pub fn probe() -> Report {
         (Err(why), Ok(_)) => SegmentKind {
             kind: "files".into(),
             enforced: base,
-            partial: false,
+            // Opens are blocked; the rest is only detected: as status says.
+            partial: true,
             backend: "fanotify permission events (BPF-LSM unavailable)".into(),
             notes: vec![
                 format!("BPF-LSM: {why}"),
-                "opens only: create, rename, unlink, link, truncate(2), mkdir/rmdir are not blocked".into(),
-                survives(false).into(),
+                "opens only: create, rename, unlink, link, chmod/chown/utimes/xattr, truncate(2), mkdir/rmdir are \
+                 detected (events), not blocked; openat2 and io_uring opens by read-only workloads are denied"
+                    .into(),
+                "held opens survive agent crashes and restarts through the keeper process".into(),
+                ptrace_scope(),
             ],
         },
         (Err(a), Err(b)) => SegmentKind {
@@ -162,6 +166,18 @@ pub fn probe() -> Report {
 
 /// BPF-LSM needs `bpf` among the active LSMs, a kernel that loads LSM
 /// programs, and the struct offsets the file hooks read from BTF.
+/// What keeps one workload from reading another's memory (and so the
+/// datasets it has mapped) where BPF-LSM cannot refuse it: Yama.
+fn ptrace_scope() -> String {
+    match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map(|s| s.trim().to_string()) {
+        Ok(v) if v != "0" => format!("other processes' memory: Yama ptrace_scope={v} (only ancestors or admins)"),
+        Ok(v) => format!(
+            "other processes' memory: Yama ptrace_scope={v}: a workload may read a same-user process's memory (set 1)"
+        ),
+        Err(_) => "other processes' memory: Yama absent: a workload may read a same-user process's memory".into(),
+    }
+}
+
 fn lsm_usable() -> Result<String, String> {
     crate::files::require_bpf_lsm()?;
     program_type(ProgramType::Lsm(aya::programs::LsmAttachType::Mac), "BPF_PROG_TYPE_LSM")?;

@@ -46,6 +46,8 @@ pub fn run(op: &str, args: &[String]) -> Option<Result<()>> {
         "openat2-race" => openat2_race(a(0), a(1).parse().unwrap_or(3000)),
         "uring-read" => uring_read(a(0)),
         "handle-read" => handle_read(a(0), a(1)),
+        "map-hold" => map_hold(a(0), a(1).parse().unwrap_or(10)),
+        "mem-read" => mem_read(a(0), a(1), a(2).parse().unwrap_or(16)),
         "truncate-path" => truncate(a(0)),
         "chmod" => std::fs::set_permissions(a(0), std::os::unix::fs::PermissionsExt::from_mode(0o666)),
         "setxattr" => setxattr(a(0)),
@@ -263,6 +265,36 @@ fn handle_read(path: &str, mount_dir: &str) -> Result<()> {
     let fd = check(unsafe { libc::open_by_handle_at(mount.as_raw_fd(), buf.as_mut_ptr().cast(), libc::O_RDONLY) })?;
     // SAFETY: a fresh descriptor we own.
     read_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Maps `path` and holds it `secs` seconds, printing `mapped PID ADDR LEN`
+/// (the victim of `mem-read`).
+fn map_hold(path: &str, secs: u64) -> Result<()> {
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    // SAFETY: a fresh read-only private mapping of an open file.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+    if p == libc::MAP_FAILED {
+        return Err(Error::last_os_error());
+    }
+    // SAFETY: the mapping is `len` readable bytes; touching them faults them in.
+    let _ = unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
+    println!("mapped {} {:#x} {len}", std::process::id(), p as usize);
+    std::io::stdout().flush()?;
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    Ok(())
+}
+
+/// Reads `len` bytes at `addr` of process `pid` through /proc/<pid>/mem.
+fn mem_read(pid: &str, addr: &str, len: usize) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let addr =
+        u64::from_str_radix(addr.trim_start_matches("0x"), 16).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    let f = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, addr)?;
+    println!("read:{}", String::from_utf8_lossy(&buf));
+    Ok(())
 }
 
 fn truncate(path: &str) -> Result<()> {

@@ -88,6 +88,12 @@ fn probe_agrees_with_the_agent() {
     if files["backend"] == "fanotify" {
         assert_eq!(check("fanotify permission events")["ok"], true, "the agent runs fanotify: {files}");
     }
+    // Probe and status agree that files are partial where only opens are
+    // blocked, and the probe names what protects memory there.
+    assert_eq!(files["state"] == "partial", kind("files")["partial"] == true, "{files}\n{}", kind("files"));
+    if files["backend"] == "fanotify" {
+        assert!(kind("files")["notes"].to_string().contains("other processes' memory"), "{}", kind("files"));
+    }
     let lsm_ok = check("hook: BPF-LSM")["ok"] == true;
     assert_eq!(files["backend"], if lsm_ok { "lsm" } else { "fanotify" }, "probe: {}\nagent: {files}", kind("files"));
     assert_eq!(

@@ -21,6 +21,9 @@ pub const FOP_XATTR: u8 = 10;
 /// Content changed without an open the agent judged (fanotify: truncate(2)
 /// by path, or a write through a descriptor opened before).
 pub const FOP_MODIFY: u8 = 11;
+/// ptrace, process_vm_readv or /proc/<pid>/mem of another workload's
+/// process (`ino` holds the target's tgid; no segment).
+pub const FOP_PTRACE: u8 = 12;
 
 /// Why a file decision was made beyond the rules (events' `reason`).
 pub const FILE_REASON_NONE: u8 = 0;

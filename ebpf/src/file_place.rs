@@ -33,7 +33,7 @@ per_set! {
 /// files, and roots are named by identity, not by policy index).
 #[map]
 pub static FILE_ESCAPED: HashMap<InodeKey, EscapedValue> =
-    HashMap::pinned(1 << 20, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+    HashMap::pinned(1 << 18, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Index 0 is non-zero once `FILE_ESCAPED` holds an entry: until then the
 /// walk does one lookup per level, not two.

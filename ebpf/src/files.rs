@@ -13,8 +13,8 @@ use aya_ebpf::{
 };
 use warden_common::{
     ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
-    FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_WORKLOADS, POLICY_SETS,
-    STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
+    FOP_PTRACE, FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_WORKLOADS,
+    POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
 use crate::file_place::{
@@ -26,6 +26,13 @@ use crate::record::{Who, header, reserve_decision, submit_flags};
 use crate::scope::governed;
 
 const EPERM: i32 = 1;
+
+macro_rules! global_u32 {
+    ($name:ident) => {
+        #[unsafe(no_mangle)]
+        static $name: u32 = 0;
+    };
+}
 const FMODE_WRITE: u32 = 0x2;
 const O_TRUNC: u32 = 0o1000;
 
@@ -261,4 +268,60 @@ fn leave(old: *const u8, place: &Place, new: *const u8, op: u8) -> i32 {
         record_escape::<Direct>(old, place);
     }
     r
+}
+
+global_u32!(OFF_TASK_CGROUPS);
+global_u32!(OFF_TASK_TGID);
+global_u32!(OFF_CSS_SET_DFL_CGRP);
+global_u32!(OFF_CGROUP_KN);
+global_u32!(OFF_KERNFS_NODE_ID);
+
+/// Another process's memory (ptrace, process_vm_readv, /proc/<pid>/mem all
+/// ask `ptrace_access_check`): a governed process may reach only processes
+/// of its own workload, or a dataset one of them has mapped would be read
+/// around the segment.
+#[lsm(hook = "ptrace_access_check")]
+pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
+    if !governed() {
+        return 0;
+    }
+    let child: *const u8 = ctx.arg(0);
+    let set = Set::active();
+    // SAFETY: helper without preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: values are written whole by the agent.
+    let mine = unsafe { cgroups(set).get(cgroup_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    let css = Direct::ptr(child, g32(&OFF_TASK_CGROUPS));
+    let cgrp = Direct::ptr(css, g32(&OFF_CSS_SET_DFL_CGRP));
+    let kn = Direct::ptr(cgrp, g32(&OFF_CGROUP_KN));
+    let theirs_id: u64 = Direct::read(kn, g32(&OFF_KERNFS_NODE_ID)).unwrap_or(0);
+    // SAFETY: as above.
+    let theirs = unsafe { cgroups(set).get(theirs_id) }.copied().unwrap_or(WORKLOAD_UNIDENTIFIED);
+    if theirs_id == cgroup_id || (mine == theirs && mine != WORKLOAD_UNIDENTIFIED) {
+        return 0;
+    }
+    let who = Who { set, workload: mine, rule: 0, cgroup_id };
+    if let Some(mut entry) = reserve_decision::<FileEvent>(VERDICT_DENIED) {
+        let ev = entry.as_mut_ptr();
+        let tgid: u32 = Direct::read(child, g32(&OFF_TASK_TGID)).unwrap_or(0);
+        // SAFETY: ev points at a reserved record of the right size.
+        unsafe {
+            (*ev).header = header(EVENT_FILE, VERDICT_DENIED, 0, &who);
+            (*ev).op = FOP_PTRACE;
+            (*ev).write = 0;
+            (*ev).components = 0;
+            (*ev).truncated = 0;
+            (*ev).root_index = 0;
+            (*ev).reason = 0;
+            (*ev)._pad = 0;
+            (*ev).dev = 0;
+            (*ev).ino = tgid as u64;
+            for i in 0..warden_common::FILE_EVENT_COMPONENTS {
+                (*ev).names[i][0] = 0;
+            }
+        }
+        entry.submit(submit_flags(VERDICT_DENIED));
+        bump(&STATS, STAT_EVENTS);
+    }
+    -EPERM
 }

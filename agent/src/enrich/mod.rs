@@ -104,8 +104,14 @@ impl Enricher {
     /// appended to the matched root's configured path (`root_index` indexes
     /// `policy.files`), since names in the kernel are filesystem-relative.
     pub fn kernel_file(&mut self, ev: &FileEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
-        let root = policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
-        let path = crate::files::event_path(&root, ev.components, ev.truncated, &ev.names);
+        let path = if ev.op == warden_common::FOP_PTRACE {
+            // The target process, not a file.
+            format!("/proc/{}", ev.ino)
+        } else {
+            let root =
+                policy.files.get(ev.root_index as usize).map(|r| r.path.display().to_string()).unwrap_or_default();
+            crate::files::event_path(&root, ev.components, ev.truncated, &ev.names)
+        };
         DecisionEvent {
             operation: file_op_name(ev.op),
             file: Some(FileTarget {
@@ -357,6 +363,7 @@ pub fn file_op_name(op: u8) -> &'static str {
         FOP_SETATTR => "setattr",
         FOP_XATTR => "xattr",
         FOP_MODIFY => "modify",
+        FOP_PTRACE => "ptrace",
         _ => "unknown",
     }
 }

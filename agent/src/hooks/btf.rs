@@ -199,7 +199,7 @@ fn parse_type(b: &[u8], off: usize) -> Result<(Type, usize), BtfError> {
 pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
     let btf =
         Btf::from_sys_fs().map_err(|e| format!("reading /sys/kernel/btf/vmlinux: {e}"))?.map_err(|e| e.to_string())?;
-    let fields: [(&str, &str, &str); 23] = [
+    let fields: [(&str, &str, &str); 28] = [
         ("OFF_FILE_F_PATH", "file", "f_path"),
         ("OFF_FILE_F_MODE", "file", "f_mode"),
         ("OFF_FILE_F_FLAGS", "file", "f_flags"),
@@ -224,6 +224,11 @@ pub fn file_offsets() -> Result<Vec<(&'static str, u32)>, String> {
         ("OFF_FILES_FDT", "files_struct", "fdt"),
         ("OFF_FDT_MAX_FDS", "fdtable", "max_fds"),
         ("OFF_FDT_FD", "fdtable", "fd"),
+        ("OFF_TASK_CGROUPS", "task_struct", "cgroups"),
+        ("OFF_TASK_TGID", "task_struct", "tgid"),
+        ("OFF_CSS_SET_DFL_CGRP", "css_set", "dfl_cgrp"),
+        ("OFF_CGROUP_KN", "cgroup", "kn"),
+        ("OFF_KERNFS_NODE_ID", "kernfs_node", "id"),
     ];
     let mut globals: Vec<(&'static str, u32)> = fields
         .iter()

@@ -25,7 +25,7 @@ const NET_PROGRAMS: [(&str, u32); 4] = [
     ("sendmsg6", pins::BPF_CGROUP_UDP6_SENDMSG),
 ];
 const TRACEPOINTS: [&str; 2] = ["cgroup_mkdir", "cgroup_rmdir"];
-const LSM_HOOKS: [&str; 12] = [
+const LSM_HOOKS: [&str; 13] = [
     "file_open",
     "inode_create",
     "inode_mknod",
@@ -38,6 +38,7 @@ const LSM_HOOKS: [&str; 12] = [
     "inode_removexattr",
     "inode_link",
     "inode_rename",
+    "ptrace_access_check",
 ];
 
 #[derive(Debug, Error)]
