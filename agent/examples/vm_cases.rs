@@ -462,6 +462,7 @@ fn memory_attack(failures: &mut Vec<String>) {
     if f.len() != 4 || f[0] != "mapped" {
         failures.push(format!("memory attack: the victim did not map the file: {line:?}"));
         let _ = victim.kill();
+        let _ = victim.wait();
         return;
     }
     let args = ["mem-read", f[1], f[2], "16"];

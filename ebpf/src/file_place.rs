@@ -180,6 +180,13 @@ fn escaped_root<M: Mem>(d: *const u8, key: &InodeKey) -> Option<InodeKey> {
 /// so every exit leaves the verifier an equivalent state.
 #[inline(always)]
 pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
+    segment_within::<M, MAX_FILE_DEPTH>(set, dentry)
+}
+
+/// `segment_of` with at most `DEPTH` levels (a second walk in one program
+/// must stay small for 6.1's verifier; deeper files are "too deep").
+#[inline(always)]
+pub fn segment_within<M: Mem, const DEPTH: u32>(set: Set, dentry: *const u8) -> Place {
     let (dev, ino) = identity::<M>(dentry);
     let mut place = Place {
         segment: 0,
@@ -211,7 +218,7 @@ pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
     let mut d = dentry;
     let mut found = 0u32;
     let mut top = false;
-    for _ in 0..MAX_FILE_DEPTH {
+    for _ in 0..DEPTH {
         let (kdev, kino) = identity::<M>(d);
         let key = InodeKey { dev: kdev, ino: kino };
         // SAFETY: values are written whole by the agent.

@@ -5,6 +5,7 @@
 //! its root's protection (`FILE_ESCAPED`, written here, in the kernel, when
 //! an allowed writer moves or links it out).
 use aya_ebpf::{
+    EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_get_current_cgroup_id,
     macros::{lsm, map},
@@ -13,13 +14,13 @@ use aya_ebpf::{
 };
 use warden_common::{
     ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
-    FOP_PTRACE, FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_WORKLOADS,
-    POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
+    FOP_PTRACE, FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_FILE_DEPTH,
+    MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
 use crate::file_place::{
     Direct, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, Place, Probe, devs, file_dentry, g32,
-    inode_identity, is_dir, names_below, record_escape, segment_of,
+    inode_identity, is_dir, names_below, record_escape, segment_within,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -69,8 +70,13 @@ fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
 
 #[inline(always)]
 fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
+    check_within::<M, MAX_FILE_DEPTH>(dentry, want, op)
+}
+
+#[inline(always)]
+fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
     let set = Set::active();
-    let place = segment_of::<M>(set, dentry);
+    let place = segment_within::<M, DEPTH>(set, dentry);
     if (place.segment == 0 && !place.unknown()) || !governed() {
         return (0, place);
     }
@@ -128,7 +134,8 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         (dentry, false) => check(dentry, want, FOP_OPEN),
         // The real inode of an overlay file opened under the overlay's path
         // (6.1): walked through one of its own names, by probe reads.
-        (alias, true) if !alias.is_null() => check_with::<Probe>(alias, want, FOP_OPEN).0,
+        // At most 16 levels: a second full walk would not pass 6.1's verifier.
+        (alias, true) if !alias.is_null() => check_within::<Probe, 16>(alias, want, FOP_OPEN).0,
         // No name to walk at all: its place is unknown.
         _ => check_unknown(file),
     }
@@ -191,10 +198,15 @@ pub fn inode_rmdir(ctx: LsmContext) -> i32 {
 /// Mode, owner, times and size: chmod, chown, utimes, truncate(2).
 #[lsm(hook = "inode_setattr")]
 pub fn inode_setattr(ctx: LsmContext) -> i32 {
+    // Both arguments are loaded at constant offsets (volatile, so the
+    // compiler cannot merge them into one load at a computed offset, which
+    // the verifier refuses for ctx), then one is picked.
+    let args = ctx.as_ptr() as *const u64;
+    // SAFETY: an LSM context holds the hook's arguments; inode_setattr has at least two.
+    let (a0, a1) = unsafe { (core::ptr::read_volatile(args), core::ptr::read_volatile(args.add(1))) };
     // SAFETY: reading a static the loader patched.
-    let dentry: *const u8 =
-        if unsafe { core::ptr::read_volatile(&SETATTR_DENTRY_ARG) } == 0 { ctx.arg(0) } else { ctx.arg(1) };
-    check(dentry, RW, FOP_SETATTR)
+    let dentry = if unsafe { core::ptr::read_volatile(&SETATTR_DENTRY_ARG) } == 0 { a0 } else { a1 };
+    check(dentry as *const u8, RW, FOP_SETATTR)
 }
 
 /// (idmap or user namespace, dentry, name, …) on 6.1 as on 6.12.

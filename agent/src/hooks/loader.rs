@@ -247,10 +247,20 @@ impl Hooks {
     pub fn attach_lsm(&mut self) -> Result<(), String> {
         self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+        // Every hook through the verifier first: a kernel that refuses one
+        // gets none attached (no half-enforced files next to the fallback).
+        for name in LSM_HOOKS {
+            self.load_lsm_hook(name, &btf)?;
+        }
         for name in LSM_HOOKS {
             self.attach_lsm_hook(name, &btf)?;
         }
         Ok(())
+    }
+
+    fn load_lsm_hook(&mut self, name: &'static str, btf: &aya::Btf) -> Result<(), String> {
+        let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+        prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))
     }
 
     /// The BPF-LSM `socket_create` hook, which refuses packet sockets (no
@@ -262,7 +272,9 @@ impl Hooks {
 
     fn attach_lsm_hook(&mut self, name: &'static str, btf: &aya::Btf) -> Result<(), String> {
         let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
-        prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
+        if prog.fd().is_err() {
+            prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
+        }
         let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", crate::system::error_chain(&e)))?;
         let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
         self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;

@@ -88,8 +88,10 @@ impl Follow {
         let me = self.clone();
         let spawned = std::thread::Builder::new().name("warden-file-scan".into()).spawn(move || {
             for (path, key) in todo {
+                let started = std::time::Instant::now();
                 let r = me.escaped.scan(&path, key, me.locate.as_deref(), SLOT_SCAN);
-                tracing::info!(root = %path.display(), files = r.files, multi_linked = r.multi_linked, errors = r.errors, "segment tree scanned");
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(root = %path.display(), files = r.files, multi_linked = r.multi_linked, errors = r.errors, ms, "segment tree scanned");
                 let mut total = me.report.lock().unwrap_or_else(|p| p.into_inner());
                 total.files += r.files;
                 total.multi_linked += r.multi_linked;
