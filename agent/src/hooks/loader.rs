@@ -76,6 +76,7 @@ pub struct Hooks {
     pub attached: Vec<AttachedProgram>,
     /// Whether this kernel's BTF gave every offset the file hooks need.
     file_offsets: Result<(), String>,
+    lsm_limits: Vec<String>,
 }
 
 /// The event ring's size. A pinned ring (an earlier agent's, whose
@@ -128,7 +129,13 @@ impl Hooks {
             }
         }
         let ebpf = loader.load(OBJECT).map_err(HookError::Load)?;
-        Ok(Self { ebpf, pins, attached: Vec::new(), file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()) })
+        Ok(Self {
+            ebpf,
+            pins,
+            attached: Vec::new(),
+            file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()),
+            lsm_limits: Vec::new(),
+        })
     }
 
     pub fn pins(&self) -> &Pins {
@@ -249,18 +256,40 @@ impl Hooks {
         let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         // Every hook through the verifier first: a kernel that refuses one
         // gets none attached (no half-enforced files next to the fallback).
+        let mut hooks: Vec<&'static str> = LSM_HOOKS.to_vec();
         for name in LSM_HOOKS {
-            self.load_lsm_hook(name, &btf)?;
+            if let Err(e) = self.load_lsm_hook(name, &btf) {
+                // One walk instead of two where the verifier cannot take both
+                // (6.1): overlay real files are then judged by the overlay path.
+                if name == "file_open" && self.load_lsm_hook("file_open_lite", &btf).is_ok() {
+                    tracing::warn!(error = %e, "lsm/file_open too large for this kernel's verifier: using the one-walk variant");
+                    self.lsm_limits.push(
+                        "an overlayfs file whose lower layer is a segment tree, opened through the overlay, is judged \
+                         by the overlay's path on this kernel (6.1 passes the real file under the overlay's path, and \
+                         its verifier cannot take a second walk)"
+                            .into(),
+                    );
+                    hooks[0] = "file_open_lite";
+                    continue;
+                }
+                return Err(e);
+            }
         }
-        for name in LSM_HOOKS {
+        for name in hooks {
             self.attach_lsm_hook(name, &btf)?;
         }
         Ok(())
     }
 
+    /// What the attached file hooks cannot see on this kernel.
+    pub fn lsm_limits(&self) -> &[String] {
+        &self.lsm_limits
+    }
+
     fn load_lsm_hook(&mut self, name: &'static str, btf: &aya::Btf) -> Result<(), String> {
         let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
-        prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))
+        let hook = lsm_hook_of(name);
+        prog.load(hook, btf).map_err(|e| format!("loading lsm/{hook}: {}", crate::system::error_chain(&e)))
     }
 
     /// The BPF-LSM `socket_create` hook, which refuses packet sockets (no
@@ -273,7 +302,8 @@ impl Hooks {
     fn attach_lsm_hook(&mut self, name: &'static str, btf: &aya::Btf) -> Result<(), String> {
         let prog: &mut Lsm = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
         if prog.fd().is_err() {
-            prog.load(name, btf).map_err(|e| format!("loading lsm/{name}: {}", crate::system::error_chain(&e)))?;
+            let hook = lsm_hook_of(name);
+            prog.load(hook, btf).map_err(|e| format!("loading lsm/{hook}: {}", crate::system::error_chain(&e)))?;
         }
         let fd = prog.fd().map_err(|e| format!("lsm/{name}: {}", crate::system::error_chain(&e)))?;
         let link = pins::lsm_link(fd).map_err(|e| format!("attaching lsm/{name}: {e}"))?;
@@ -286,6 +316,12 @@ impl Hooks {
     fn record(&mut self, name: &'static str, kind: &'static str, attached_to: String, program_id: u32) {
         self.attached.push(AttachedProgram { name, kind, attached_to, program_id });
     }
+}
+
+/// The LSM hook a program attaches to (programs are named for their hook,
+/// except variants).
+fn lsm_hook_of(program: &str) -> &str {
+    if program == "file_open_lite" { "file_open" } else { program }
 }
 
 /// The cgroup program types warden attaches: loaded by aya, linked here.

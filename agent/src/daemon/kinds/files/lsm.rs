@@ -15,6 +15,6 @@ pub(super) fn start(cx: &mut StartCx<'_>) -> Result<Choice, String> {
     Ok(Choice {
         backend: "lsm",
         reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
-        not_enforced: vec![],
+        not_enforced: cx.hooks.lsm_limits().to_vec(),
     })
 }
