@@ -132,7 +132,22 @@ pub struct Place {
     pub root_key: InodeKey,
 }
 
+/// What a decision returns of a `Place`: no pointers, so the compiler
+/// never packs one into a register with shifts (6.1's verifier refuses
+/// arithmetic on pointers).
+#[derive(Clone, Copy)]
+pub struct Found {
+    pub segment: u16,
+    pub dev: u64,
+    pub ino: u64,
+    pub root_key: InodeKey,
+}
+
 impl Place {
+    pub fn found(&self) -> Found {
+        Found { segment: self.segment, dev: self.dev, ino: self.ino, root_key: self.root_key }
+    }
+
     /// Whether the walk could not tell where the file is.
     pub fn unknown(&self) -> bool {
         self.segment == 0 && self.reason != FILE_REASON_NONE
@@ -318,7 +333,7 @@ pub fn names_below<M: Mem>(
 /// Records that the file at `dentry` (found under `place`'s root) gets a
 /// name outside that root: it keeps the root's protection.
 #[inline(always)]
-pub fn record_escape<M: Mem>(dentry: *const u8, place: &Place) {
+pub fn record_escape<M: Mem>(dentry: *const u8, place: &Found) {
     let inode = M::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
     let generation: u32 = M::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
     let key = InodeKey { dev: place.dev, ino: place.ino };

@@ -19,8 +19,8 @@ use warden_common::{
 };
 
 use crate::file_place::{
-    Direct, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH, OFF_PATH_DENTRY, Place, Probe,
-    devs, file_dentry, g32, inode_identity, is_dir, names_below, record_escape, segment_within,
+    Direct, Found, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH, OFF_PATH_DENTRY, Place,
+    Probe, devs, file_dentry, g32, inode_identity, is_dir, names_below, record_escape, segment_within,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -64,21 +64,21 @@ fn verdict(set: Set, workload: u32, segment: u16, want: u8) -> (u8, u32) {
 /// Decides an operation on `dentry` needing `want`; returns the verdict
 /// (0 or -EPERM) and where the file is.
 #[inline(always)]
-fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
+fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
     check_with::<Direct>(dentry, want, op)
 }
 
 #[inline(always)]
-fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
+fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
     check_within::<M, MAX_FILE_DEPTH>(dentry, want, op)
 }
 
 #[inline(always)]
-fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -> (i32, Place) {
+fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
     let set = Set::active();
     let place = segment_within::<M, DEPTH>(set, dentry);
     if (place.segment == 0 && !place.unknown()) || !governed() {
-        return (0, place);
+        return (0, place.found());
     }
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
@@ -92,7 +92,7 @@ fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -
     }
     let who = Who { set, workload, rule, cgroup_id };
     emit::<M>(dentry, &place, op, v, want, &who);
-    (if v == VERDICT_DENIED { -EPERM } else { 0 }, place)
+    (if v == VERDICT_DENIED { -EPERM } else { 0 }, place.found())
 }
 
 #[inline(always)]
@@ -287,7 +287,7 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
 /// operation runs; if it then fails, the entry only protects a file that
 /// stayed in its tree anyway).
 #[inline(always)]
-fn leave(old: *const u8, place: &Place, new: *const u8, op: u8) -> i32 {
+fn leave(old: *const u8, place: &Found, new: *const u8, op: u8) -> i32 {
     let (r, dest) = check_at(new, RW, op);
     if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
         record_escape::<Direct>(old, place);
