@@ -135,17 +135,34 @@ pub struct Place {
 /// What a decision returns of a `Place`: no pointers, so the compiler
 /// never packs one into a register with shifts (6.1's verifier refuses
 /// arithmetic on pointers).
+/// It also carries what a later step needs of the file (generation, type),
+/// read while its dentry is at hand: no dentry stays live across a second
+/// walk in the same program.
 #[derive(Clone, Copy)]
 pub struct Found {
     pub segment: u16,
+    pub dir: bool,
+    pub generation: u32,
     pub dev: u64,
     pub ino: u64,
     pub root_key: InodeKey,
 }
 
 impl Place {
-    pub fn found(&self) -> Found {
-        Found { segment: self.segment, dev: self.dev, ino: self.ino, root_key: self.root_key }
+    /// The pointer-free part, with the generation and type of `dentry`'s inode.
+    #[inline(always)]
+    pub fn found<M: Mem>(&self, dentry: *const u8) -> Found {
+        let inode = M::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
+        let generation: u32 = M::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
+        let mode: u16 = M::read(inode, g32(&OFF_INODE_I_MODE)).unwrap_or(0);
+        Found {
+            segment: self.segment,
+            dir: mode & 0o170000 == 0o040000,
+            generation,
+            dev: self.dev,
+            ino: self.ino,
+            root_key: self.root_key,
+        }
     }
 
     /// Whether the walk could not tell where the file is.
@@ -267,14 +284,6 @@ pub fn segment_within<M: Mem, const DEPTH: u32>(set: Set, dentry: *const u8) -> 
     place
 }
 
-/// Whether the dentry is a directory.
-#[inline(always)]
-pub fn is_dir<M: Mem>(d: *const u8) -> bool {
-    let inode = M::ptr(d, g32(&OFF_DENTRY_D_INODE));
-    let mode: u16 = M::read(inode, g32(&OFF_INODE_I_MODE)).unwrap_or(0);
-    mode & 0o170000 == 0o040000
-}
-
 /// The dentry a file was opened through, or, when its inode is not that
 /// dentry's (an overlayfs real file opened under the overlay's path, as
 /// 6.1 does), a cached name of its real inode: then `true`, and the pointer
@@ -333,11 +342,9 @@ pub fn names_below<M: Mem>(
 /// Records that the file at `dentry` (found under `place`'s root) gets a
 /// name outside that root: it keeps the root's protection.
 #[inline(always)]
-pub fn record_escape<M: Mem>(dentry: *const u8, place: &Found) {
-    let inode = M::ptr(dentry, g32(&OFF_DENTRY_D_INODE));
-    let generation: u32 = M::read(inode, g32(&OFF_INODE_I_GENERATION)).unwrap_or(0);
+pub fn record_escape(place: &Found) {
     let key = InodeKey { dev: place.dev, ino: place.ino };
-    let value = EscapedValue { root: place.root_key, generation, _pad: 0 };
+    let value = EscapedValue { root: place.root_key, generation: place.generation, _pad: 0 };
     if FILE_ESCAPED.insert(key, value, 0).is_ok()
         && let Some(any) = FILE_ESCAPED_ANY.get_ptr_mut(0)
     {

@@ -20,7 +20,7 @@ use warden_common::{
 
 use crate::file_place::{
     Direct, Found, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH, OFF_PATH_DENTRY, Place,
-    Probe, devs, file_dentry, g32, inode_identity, is_dir, names_below, record_escape, segment_within,
+    Probe, devs, file_dentry, g32, inode_identity, names_below, record_escape, segment_within,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -78,7 +78,7 @@ fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -
     let set = Set::active();
     let place = segment_within::<M, DEPTH>(set, dentry);
     if (place.segment == 0 && !place.unknown()) || !governed() {
-        return (0, place.found());
+        return (0, place.found::<M>(dentry));
     }
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
@@ -92,7 +92,7 @@ fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -
     }
     let who = Who { set, workload, rule, cgroup_id };
     emit::<M>(dentry, &place, op, v, want, &who);
-    (if v == VERDICT_DENIED { -EPERM } else { 0 }, place.found())
+    (if v == VERDICT_DENIED { -EPERM } else { 0 }, place.found::<M>(dentry))
 }
 
 #[inline(always)]
@@ -244,7 +244,13 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    leave(old, &place, new, FOP_LINK)
+    let (r, dest) = check_at(new, RW, FOP_LINK);
+    if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
+        // Recorded before the link is made; if it then fails, the entry
+        // only protects a file that stayed in its tree anyway.
+        record_escape(&place);
+    }
+    r
 }
 
 /// The moved entry needs write access where it was and where it goes, and
@@ -267,32 +273,19 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     // files are placed by walking their ancestors, and a subtree outside
     // every root would take them along unprotected. Files may leave, and
     // keep their root (below).
-    if (place.segment != 0 && target.root_key != place.root_key && is_dir::<Direct>(old))
-        || (target.segment != 0 && target.root_key != place.root_key && is_dir::<Direct>(new))
+    if (place.segment != 0 && target.root_key != place.root_key && place.dir)
+        || (target.segment != 0 && target.root_key != place.root_key && target.dir)
     {
         return -EPERM;
     }
     if target.ino != 0 && target.segment != 0 && target.root_key != place.root_key {
         // Only a swap moves the target; recording a replaced one is harmless.
-        record_escape::<Direct>(new, &target);
+        record_escape(&target);
     }
     if place.segment != 0 && target.root_key != place.root_key {
-        record_escape::<Direct>(old, &place);
+        record_escape(&place);
     }
     0
-}
-
-/// The destination of a link needs write access too, and a protected file
-/// that gets a name outside its root keeps that root (recorded before the
-/// operation runs; if it then fails, the entry only protects a file that
-/// stayed in its tree anyway).
-#[inline(always)]
-fn leave(old: *const u8, place: &Found, new: *const u8, op: u8) -> i32 {
-    let (r, dest) = check_at(new, RW, op);
-    if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
-        record_escape::<Direct>(old, place);
-    }
-    r
 }
 
 global_u32!(OFF_TASK_CGROUPS);
