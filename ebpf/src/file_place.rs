@@ -212,13 +212,17 @@ fn escaped_root<M: Mem>(d: *const u8, key: &InodeKey) -> Option<InodeKey> {
 /// so every exit leaves the verifier an equivalent state.
 #[inline(always)]
 pub fn segment_of<M: Mem>(set: Set, dentry: *const u8) -> Place {
-    segment_within::<M, MAX_FILE_DEPTH>(set, dentry)
+    segment_within::<M, MAX_FILE_DEPTH, true>(set, dentry)
 }
 
 /// `segment_of` with at most `DEPTH` levels (a second walk in one program
 /// must stay small for 6.1's verifier; deeper files are "too deep").
+/// Without `FULL` the walk skips what only a file needs (its own escaped
+/// entry, telling a disconnected or too-deep place from "outside"): for the
+/// destination directory of a link or rename, a second walk in the same
+/// program, which 6.1's verifier takes only that small.
 #[inline(always)]
-pub fn segment_within<M: Mem, const DEPTH: u32>(set: Set, dentry: *const u8) -> Place {
+pub fn segment_within<M: Mem, const DEPTH: u32, const FULL: bool>(set: Set, dentry: *const u8) -> Place {
     let (dev, ino) = identity::<M>(dentry);
     let mut place = Place {
         segment: 0,
@@ -235,7 +239,8 @@ pub fn segment_within<M: Mem, const DEPTH: u32>(set: Set, dentry: *const u8) -> 
     if dev != 0 && unsafe { devs(set).get(dev) }.is_none() {
         return place;
     }
-    if FILE_ESCAPED_ANY.get(0).is_some_and(|v| *v != 0)
+    if FULL
+        && FILE_ESCAPED_ANY.get(0).is_some_and(|v| *v != 0)
         && let Some(root) = escaped_root::<M>(dentry, &InodeKey { dev, ino })
         // SAFETY: as above.
         && let Some(v) = unsafe { roots(set).get(root) }
@@ -269,7 +274,7 @@ pub fn segment_within<M: Mem, const DEPTH: u32>(set: Set, dentry: *const u8) -> 
     }
     place.segment = found as u16;
     place.root = (found >> 16) as u16;
-    if found == 0 && dev != 0 {
+    if FULL && found == 0 && dev != 0 {
         // The walk must end at its filesystem's root: anything else is a
         // file whose place is not known, never "outside every tree".
         if !top {

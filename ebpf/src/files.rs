@@ -70,13 +70,20 @@ fn check_at(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
 
 #[inline(always)]
 fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
-    check_within::<M, MAX_FILE_DEPTH>(dentry, want, op)
+    check_within::<M, MAX_FILE_DEPTH, true>(dentry, want, op)
+}
+
+/// The second check of a link or rename: the destination (see
+/// `segment_within`).
+#[inline(always)]
+fn check_dest(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
+    check_within::<Direct, MAX_FILE_DEPTH, false>(dentry, want, op)
 }
 
 #[inline(always)]
-fn check_within<M: Mem, const DEPTH: u32>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
+fn check_within<M: Mem, const DEPTH: u32, const FULL: bool>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
     let set = Set::active();
-    let place = segment_within::<M, DEPTH>(set, dentry);
+    let place = segment_within::<M, DEPTH, FULL>(set, dentry);
     if (place.segment == 0 && !place.unknown()) || !governed() {
         return (0, place.found::<M>(dentry));
     }
@@ -148,7 +155,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         // The real inode of an overlay file opened under the overlay's path
         // (6.1): walked through one of its own names, by probe reads.
         // At most 16 levels: a second full walk would not pass 6.1's verifier.
-        (alias, true) if !alias.is_null() => check_within::<Probe, 16>(alias, want, FOP_OPEN).0,
+        (alias, true) if !alias.is_null() => check_within::<Probe, 16, true>(alias, want, FOP_OPEN).0,
         // No name to walk at all: its place is unknown.
         _ => check_unknown(file),
     }
@@ -244,7 +251,7 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    let (r, dest) = check_at(new, RW, FOP_LINK);
+    let (r, dest) = check_dest(new, RW, FOP_LINK);
     if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
         // Recorded before the link is made; if it then fails, the entry
         // only protects a file that stayed in its tree anyway.
@@ -265,7 +272,7 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    let (r, target) = check_at(new, RW, FOP_RENAME);
+    let (r, target) = check_dest(new, RW, FOP_RENAME);
     if r != 0 {
         return r;
     }
