@@ -73,11 +73,19 @@ fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
     check_within::<M, MAX_FILE_DEPTH, true>(dentry, want, op)
 }
 
-/// The second check of a link or rename: the destination (see
-/// `segment_within`).
+/// The checks of a link or rename: two walks in one program, both by
+/// probe reads (every value a scalar: 6.1's verifier refuses the shifts the
+/// compiler makes of typed pointers kept across two walks; links and
+/// renames are rare, the cost does not matter), the second one light (the
+/// destination directory, see `segment_within`).
+#[inline(always)]
+fn check_source(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
+    check_within::<Probe, MAX_FILE_DEPTH, true>(dentry, want, op)
+}
+
 #[inline(always)]
 fn check_dest(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
-    check_within::<Direct, MAX_FILE_DEPTH, false>(dentry, want, op)
+    check_within::<Probe, MAX_FILE_DEPTH, false>(dentry, want, op)
 }
 
 #[inline(always)]
@@ -247,7 +255,7 @@ pub fn inode_removexattr(ctx: LsmContext) -> i32 {
 pub fn inode_link(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(0);
     let new: *const u8 = ctx.arg(2);
-    let (r, place) = check_at(old, RW, FOP_LINK);
+    let (r, place) = check_source(old, RW, FOP_LINK);
     if r != 0 {
         return r;
     }
@@ -268,7 +276,7 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
 pub fn inode_rename(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
-    let (r, place) = check_at(old, RW, FOP_RENAME);
+    let (r, place) = check_source(old, RW, FOP_RENAME);
     if r != 0 {
         return r;
     }
