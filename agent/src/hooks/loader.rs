@@ -257,22 +257,14 @@ impl Hooks {
         // Every hook through the verifier first: a kernel that refuses one
         // gets none attached (no half-enforced files next to the fallback).
         let mut hooks: Vec<&'static str> = LSM_HOOKS.to_vec();
-        for name in LSM_HOOKS {
+        for (i, name) in LSM_HOOKS.into_iter().enumerate() {
             if let Err(e) = self.load_lsm_hook(name, &btf) {
-                // One walk instead of two where the verifier cannot take both
-                // (6.1): overlay real files are then judged by the overlay path.
-                if name == "file_open" && self.load_lsm_hook("file_open_lite", &btf).is_ok() {
-                    tracing::warn!(error = %e, "lsm/file_open too large for this kernel's verifier: using the one-walk variant");
-                    self.lsm_limits.push(
-                        "an overlayfs file whose lower layer is a segment tree, opened through the overlay, is judged \
-                         by the overlay's path on this kernel (6.1 passes the real file under the overlay's path, and \
-                         its verifier cannot take a second walk)"
-                            .into(),
-                    );
-                    hooks[0] = "file_open_lite";
-                    continue;
-                }
-                return Err(e);
+                // One walk instead of two where the verifier cannot take both.
+                let Some((lite, limit)) = lite_variant(name) else { return Err(e) };
+                self.load_lsm_hook(lite, &btf).map_err(|_| e.clone())?;
+                tracing::warn!(error = %e, "lsm/{name} is too large for this kernel's verifier: using {lite}");
+                self.lsm_limits.push(limit.into());
+                hooks[i] = lite;
             }
         }
         for name in hooks {
@@ -319,9 +311,25 @@ impl Hooks {
 }
 
 /// The LSM hook a program attaches to (programs are named for their hook,
-/// except variants).
+/// except the `_lite` variants).
 fn lsm_hook_of(program: &str) -> &str {
-    if program == "file_open_lite" { "file_open" } else { program }
+    program.strip_suffix("_lite").unwrap_or(program)
+}
+
+/// The one-walk variant of a hook and what it gives up, for kernels whose
+/// verifier cannot take two walks in one program.
+fn lite_variant(program: &str) -> Option<(&'static str, &'static str)> {
+    Some(match program {
+        "file_open" => (
+            "file_open_lite",
+            "an overlayfs file whose lower layer is a segment tree, opened through the overlay, is judged by the \
+             overlay's path (this kernel passes the real file under the overlay's path, and its verifier cannot take \
+             a second walk)",
+        ),
+        "inode_link" => ("inode_link_lite", "a protected file may be hard-linked only within its own directory"),
+        "inode_rename" => ("inode_rename_lite", "a protected file may be renamed only within its own directory"),
+        _ => return None,
+    })
 }
 
 /// The cgroup program types warden attaches: loaded by aya, linked here.
