@@ -200,7 +200,8 @@ fn main() {
     // verifier cannot take two walks in one program), and said so.
     let limits = files["not_enforced"].to_string();
     let lite_only = files["not_enforced"].as_array().is_some_and(|l| {
-        l.iter().all(|x| x.as_str().is_some_and(|t| t.contains("overlay") || t.contains("only within its own directory")))
+        l.iter()
+            .all(|x| x.as_str().is_some_and(|t| t.contains("overlay") || t.contains("only within its own directory")))
     });
     if files["backend"] != "lsm" || !(files["state"] == "enforced" || (files["state"] == "partial" && lite_only)) {
         failures.push(format!("expected the lsm backend, enforced: {files}"));

@@ -68,6 +68,7 @@ pub struct Change {
     pub new_dir: Option<Fid>,
 }
 
+#[cfg(test)]
 const META_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
 const INFO_FID: u8 = libc::FAN_EVENT_INFO_TYPE_FID;
 const INFO_DFID_NAME: u8 = libc::FAN_EVENT_INFO_TYPE_DFID_NAME;
@@ -75,26 +76,15 @@ const INFO_DFID: u8 = libc::FAN_EVENT_INFO_TYPE_DFID;
 const INFO_OLD_DFID_NAME: u8 = libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME;
 const INFO_NEW_DFID_NAME: u8 = libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME;
 
-/// Splits a read buffer into changes. A malformed record ends parsing (the
-/// rest of the buffer is dropped, never misread).
+/// Splits a read buffer into changes (see `sys::records` for what ends it).
 pub fn parse(buf: &[u8]) -> Vec<Change> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while buf.len() - off >= META_LEN {
-        // SAFETY: at least META_LEN bytes remain; read_unaligned copes with alignment.
-        let m: libc::fanotify_event_metadata = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
-        let len = m.event_len as usize;
-        let meta = m.metadata_len as usize;
-        if m.vers != libc::FANOTIFY_METADATA_VERSION || len < META_LEN || meta < META_LEN || meta > len {
-            break;
-        }
-        let Some(event) = buf.get(off..off + len) else { break };
-        let mut c = Change { mask: m.mask, tid: m.pid, ..Change::default() };
-        parse_infos(&event[meta..], &mut c);
-        out.push(c);
-        off += len;
-    }
-    out
+    super::sys::records(buf)
+        .map(|(m, info)| {
+            let mut c = Change { mask: m.mask, tid: m.pid, ..Change::default() };
+            parse_infos(info, &mut c);
+            c
+        })
+        .collect()
 }
 
 fn parse_infos(mut rest: &[u8], c: &mut Change) {

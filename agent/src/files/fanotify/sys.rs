@@ -26,25 +26,32 @@ pub struct OwnedEvent {
 
 const META_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
 
-/// Splits a read buffer into events. Malformed records end parsing: the
-/// caller answers every fd it got, and the kernel's fd values are
-/// validated (negative = no fd, e.g. queue overflow).
-pub fn parse(buf: &[u8]) -> Vec<PermEvent> {
-    let mut out = Vec::new();
+/// The records of a read buffer: each event's metadata and its bytes past
+/// the metadata (info records). A malformed record ends the walk: nothing
+/// after it is read, nothing is read past the buffer.
+pub fn records(buf: &[u8]) -> impl Iterator<Item = (libc::fanotify_event_metadata, &[u8])> {
     let mut off = 0;
-    while buf.len() - off >= META_LEN {
+    std::iter::from_fn(move || {
+        if buf.len() - off < META_LEN {
+            return None;
+        }
         // SAFETY: at least META_LEN bytes remain; read_unaligned copes with alignment.
         let m: libc::fanotify_event_metadata = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
-        let len = m.event_len as usize;
+        let (len, meta) = (m.event_len as usize, m.metadata_len as usize);
         if m.vers != libc::FANOTIFY_METADATA_VERSION || len < META_LEN || len > buf.len() - off {
-            break;
+            return None;
         }
-        if m.fd >= 0 {
-            out.push(PermEvent { mask: m.mask, fd: m.fd, tid: m.pid });
-        }
+        let info = buf.get(off + meta.clamp(META_LEN, len)..off + len).unwrap_or_default();
         off += len;
-    }
-    out
+        Some((m, info))
+    })
+}
+
+/// Splits a read buffer into permission events. The caller answers every
+/// fd it got, and the kernel's fd values are validated (negative = no fd,
+/// e.g. queue overflow).
+pub fn parse(buf: &[u8]) -> Vec<PermEvent> {
+    records(buf).filter(|(m, _)| m.fd >= 0).map(|(m, _)| PermEvent { mask: m.mask, fd: m.fd, tid: m.pid }).collect()
 }
 
 pub struct Group {
