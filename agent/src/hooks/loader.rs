@@ -257,10 +257,21 @@ impl Hooks {
         // Every hook through the verifier first: a kernel that refuses one
         // gets none attached (no half-enforced files next to the fallback).
         let mut hooks: Vec<&'static str> = LSM_HOOKS.to_vec();
+        // Before 6.5 the verifier does not take the two-walk programs (it
+        // gives up after a million instructions, which under emulation takes
+        // 20 s a program): their one-walk variants go first there.
+        let old_verifier = crate::system::kernel::version().is_some_and(|v| v < (6, 5));
         for (i, name) in LSM_HOOKS.into_iter().enumerate() {
+            let lite = lite_variant(name);
+            if old_verifier && let Some((lite, limit)) = lite {
+                self.load_lsm_hook(lite, &btf)?;
+                self.lsm_limits.push(limit.into());
+                hooks[i] = lite;
+                continue;
+            }
             if let Err(e) = self.load_lsm_hook(name, &btf) {
                 // One walk instead of two where the verifier cannot take both.
-                let Some((lite, limit)) = lite_variant(name) else { return Err(e) };
+                let Some((lite, limit)) = lite else { return Err(e) };
                 self.load_lsm_hook(lite, &btf).map_err(|_| e.clone())?;
                 tracing::warn!(error = %e, "lsm/{name} is too large for this kernel's verifier: using {lite}");
                 self.lsm_limits.push(limit.into());

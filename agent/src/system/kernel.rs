@@ -38,6 +38,24 @@ pub fn release() -> String {
     nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// (major, minor) of the running kernel, from `uname -r` ("6.1.0-57-…").
+pub fn version() -> Option<(u32, u32)> {
+    parse_version(&release())
+}
+
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+#[test]
+fn versions() {
+    assert_eq!(parse_version("6.1.0-57-cloud-amd64"), Some((6, 1)));
+    assert_eq!(parse_version("6.12.118+deb12-cloud-amd64"), Some((6, 12)));
+    assert_eq!(parse_version("garbage"), None);
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels < 5.11; harmless failure on newer ones
 /// (memcg accounting) and where CAP_SYS_RESOURCE is absent.
 pub fn raise_memlock() {
