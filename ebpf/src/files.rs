@@ -19,8 +19,9 @@ use warden_common::{
 };
 
 use crate::file_place::{
-    Direct, Found, Mem, OFF_DENTRY_D_PARENT, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE, OFF_FILE_F_PATH,
-    OFF_PATH_DENTRY, Place, Probe, devs, file_dentry, g32, inode_identity, names_below, record_escape, segment_within,
+    Direct, Found, Mem, OFF_DENTRY_D_INODE, OFF_DENTRY_D_PARENT, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE,
+    OFF_FILE_F_PATH, OFF_INODE_I_MODE, OFF_PATH_DENTRY, Place, Probe, devs, file_dentry, g32, inode_identity,
+    names_below, record_escape, segment_within,
 };
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
@@ -99,7 +100,6 @@ fn same_dir_only(old: *const u8, new: *const u8, op: u8) -> i32 {
     if r != 0 {
         return r;
     }
-    let parent = |d: *const u8| Direct::ptr(d, g32(&OFF_DENTRY_D_PARENT));
     if place.segment != 0 && parent(old) != parent(new) {
         return -EPERM;
     }
@@ -216,6 +216,13 @@ const RW: u8 = ACCESS_READ | ACCESS_WRITE;
 #[unsafe(no_mangle)]
 static SETATTR_DENTRY_ARG: u32 = 0;
 
+/// The directory a new entry goes into: a new entry's dentry is negative
+/// (no inode), so the walk starts at its parent, whose inode exists.
+#[inline(always)]
+fn parent(dentry: *const u8) -> *const u8 {
+    Direct::ptr(dentry, g32(&OFF_DENTRY_D_PARENT))
+}
+
 // Inode-level hooks, not path-level ones: overlayfs changes its upper layer
 // (and copies up) through internal VFS calls that only these see, and
 // every syscall reaches them too. A new entry's dentry is negative (no
@@ -223,22 +230,22 @@ static SETATTR_DENTRY_ARG: u32 = 0;
 
 #[lsm(hook = "inode_create")]
 pub fn inode_create(ctx: LsmContext) -> i32 {
-    check(ctx.arg(1), RW, FOP_CREATE)
+    check(parent(ctx.arg(1)), RW, FOP_CREATE)
 }
 
 #[lsm(hook = "inode_mknod")]
 pub fn inode_mknod(ctx: LsmContext) -> i32 {
-    check(ctx.arg(1), RW, FOP_CREATE)
+    check(parent(ctx.arg(1)), RW, FOP_CREATE)
 }
 
 #[lsm(hook = "inode_symlink")]
 pub fn inode_symlink(ctx: LsmContext) -> i32 {
-    check(ctx.arg(1), RW, FOP_CREATE)
+    check(parent(ctx.arg(1)), RW, FOP_CREATE)
 }
 
 #[lsm(hook = "inode_mkdir")]
 pub fn inode_mkdir(ctx: LsmContext) -> i32 {
-    check(ctx.arg(1), RW, FOP_MKDIR)
+    check(parent(ctx.arg(1)), RW, FOP_MKDIR)
 }
 
 #[lsm(hook = "inode_unlink")]
@@ -287,7 +294,7 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    let (r, dest) = check_dest(new, RW, FOP_LINK);
+    let (r, dest) = check_dest(parent(new), RW, FOP_LINK);
     if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
         // Recorded before the link is made; if it then fails, the entry
         // only protects a file that stayed in its tree anyway.
@@ -308,22 +315,24 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     if r != 0 {
         return r;
     }
-    let (r, target) = check_dest(new, RW, FOP_RENAME);
+    let (r, target) = check_dest(parent(new), RW, FOP_RENAME);
     if r != 0 {
         return r;
     }
+    // An existing target (replaced, or swapped by RENAME_EXCHANGE) needs
+    // write access where it is too: its walk is the destination's. Whether
+    // it is a directory is read by probe (a new name has no inode).
+    let new_inode: *const u8 = Probe::ptr(new, g32(&OFF_DENTRY_D_INODE));
+    let new_mode: u16 = Probe::read(new_inode, g32(&OFF_INODE_I_MODE)).unwrap_or(0);
+    let new_dir = new_mode & 0o170000 == 0o040000;
     // A directory never leaves its tree (nor is swapped out of it): its
     // files are placed by walking their ancestors, and a subtree outside
     // every root would take them along unprotected. Files may leave, and
     // keep their root (below).
     if (place.segment != 0 && target.root_key != place.root_key && place.dir)
-        || (target.segment != 0 && target.root_key != place.root_key && target.dir)
+        || (target.segment != 0 && target.root_key != place.root_key && new_dir)
     {
         return -EPERM;
-    }
-    if target.ino != 0 && target.segment != 0 && target.root_key != place.root_key {
-        // Only a swap moves the target; recording a replaced one is harmless.
-        record_escape(&target);
     }
     if place.segment != 0 && target.root_key != place.root_key {
         record_escape(&place);

@@ -333,9 +333,9 @@ fn lite_variant(program: &str) -> Option<(&'static str, &'static str)> {
     Some(match program {
         "file_open" => (
             "file_open_lite",
-            "an overlayfs file whose lower layer is a segment tree, opened through the overlay, is judged by the \
-             overlay's path (this kernel passes the real file under the overlay's path, and its verifier cannot take \
-             a second walk)",
+            "an overlayfs file backed by a segment tree (as a lower or the upper layer), opened through the overlay, \
+             is judged by the overlay's path (this kernel passes the real file under the overlay's path, and its \
+             verifier cannot take a second walk)",
         ),
         "inode_link" => ("inode_link_lite", "a protected file may be hard-linked only within its own directory"),
         "inode_rename" => ("inode_rename_lite", "a protected file may be renamed only within its own directory"),
