@@ -195,7 +195,10 @@ fn main() {
     let (mut agent, st) = start_agent();
     let files =
         st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").cloned().unwrap_or_default();
-    println!("files enforcement: {} via {} ({})", files["state"], files["backend"], files["reason"]);
+    println!(
+        "files enforcement: {} via {} ({}); not enforced: {}",
+        files["state"], files["backend"], files["reason"], files["not_enforced"]
+    );
     // Partial only by what a one-walk variant gives up (a kernel whose
     // verifier cannot take two walks in one program), and said so.
     let limits = files["not_enforced"].to_string();
