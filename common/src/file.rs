@@ -70,6 +70,9 @@ pub const LOCATE_BAD_FD: u32 = LOCATE_UNKNOWN | 0xff;
 pub const LOCATE_NO_ALIAS: u32 = LOCATE_UNKNOWN | 0xfe;
 /// Other cached names of a multi-linked file the agent asks about.
 pub const LOCATE_MAX_ALIASES: u64 = 4;
+/// Set in the slot argument: write the slot (identity, names), which only
+/// an event or a record needs; a bare decision skips it.
+pub const LOCATE_OUTPUT: u64 = 1 << 16;
 /// Slots of `FILE_LOCATED` (one per agent thread that locates).
 pub const LOCATE_SLOTS: u32 = 8;
 

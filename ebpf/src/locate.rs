@@ -6,7 +6,8 @@
 //! fanotify backend the file's real place, wherever and however the opener
 //! named it: no path string, no mount namespace, no overlay in between.
 //!
-//! Arguments: fd, output slot (< LOCATE_SLOTS), alias. Alias 0 walks the
+//! Arguments: fd, output slot (< LOCATE_SLOTS; `LOCATE_OUTPUT` set: write
+//! it), alias. Alias 0 walks the
 //! name the file was opened by; alias k ≥ 1 walks the k-th cached name of
 //! its inode (one walk per run keeps every kernel's verifier well inside
 //! its limits; the agent asks for other names only when the first walk
@@ -14,7 +15,7 @@
 use aya_ebpf::{helpers::bpf_get_current_task, macros::map, maps::Array, programs::RawTracePointContext};
 use warden_common::{
     FILE_REASON_ESCAPED, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_MAX_ALIASES, LOCATE_MULTI_LINKED, LOCATE_NO_ALIAS,
-    LOCATE_SLOTS, LOCATE_UNKNOWN, Located, root_value,
+    LOCATE_OUTPUT, LOCATE_SLOTS, LOCATE_UNKNOWN, Located, root_value,
 };
 
 use crate::file_place::{
@@ -71,7 +72,9 @@ pub fn file_locate(ctx: *mut core::ffi::c_void) -> u32 {
 #[inline(always)]
 fn locate(ctx: RawTracePointContext) -> u32 {
     let fd: u64 = ctx.arg(0);
-    let slot: u64 = ctx.arg(1);
+    let slot_arg: u64 = ctx.arg(1);
+    // Bit 16: also write the identity and names (only for an event).
+    let (slot, with_output) = (slot_arg & 0xffff, slot_arg & LOCATE_OUTPUT != 0);
     let k: u64 = ctx.arg(2);
     let file = own_file(fd);
     if file.is_null() {
@@ -96,7 +99,7 @@ fn locate(ctx: RawTracePointContext) -> u32 {
         // Found through another of its names: it has one outside too.
         place.reason = FILE_REASON_ESCAPED;
     }
-    if let Some(out) = FILE_LOCATED.get_ptr_mut(slot as u32) {
+    if with_output && let Some(out) = FILE_LOCATED.get_ptr_mut(slot as u32) {
         // SAFETY: a valid array slot, written by this thread only (its slot).
         unsafe {
             (*out).dev = place.dev;

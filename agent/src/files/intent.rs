@@ -13,8 +13,12 @@
 use warden_common::{ACCESS_READ, ACCESS_WRITE};
 
 const O_ACCMODE: u64 = 0o3;
-/// Bounded wait for a thread still on its way to sleep (≈ 5 ms at most).
-const RUNNING_RETRIES: u32 = 256;
+/// Bounded wait for a thread still on its way to sleep (≈ 5 ms at most):
+/// the first `SPINS` reads only yield (each read is about a microsecond),
+/// since a sleep's timer slack is tens of microseconds on every open whose
+/// opener had not quite gone to sleep yet.
+const RUNNING_RETRIES: u32 = 512;
+const SPINS: u32 = 256;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const O_APPEND: u64 = 0o2000;
@@ -90,7 +94,7 @@ pub fn access_via(proc: &super::procfs::Proc, tid: i32) -> (u8, bool) {
             parsed = parse_syscall(text);
             break;
         }
-        if attempt > 16 {
+        if attempt > SPINS {
             std::thread::sleep(std::time::Duration::from_micros(20));
         } else {
             std::thread::yield_now();

@@ -11,7 +11,7 @@ use std::{
 use aya::maps::{Array, MapData};
 use warden_common::{
     FILE_REASON_ESCAPED, FILE_REASON_NONE, LOCATE_BAD_FD, LOCATE_ESCAPED, LOCATE_MAX_ALIASES, LOCATE_MULTI_LINKED,
-    LOCATE_NO_ALIAS, LOCATE_SLOTS, LOCATE_UNKNOWN, Located,
+    LOCATE_NO_ALIAS, LOCATE_OUTPUT, LOCATE_SLOTS, LOCATE_UNKNOWN, Located,
 };
 
 /// A file's place as the kernel walk found it.
@@ -91,6 +91,13 @@ impl Locate {
     /// the file's identity and names. A file outside every tree by this
     /// name that has other links is placed by its other cached names too.
     pub fn locate(&self, fd: BorrowedFd<'_>, slot: u32) -> io::Result<Place> {
+        self.locate_with(fd, slot, true)
+    }
+
+    /// As `locate`; without `output` the slot is not written (a decision
+    /// that needs no event path saves the names walk and a map read).
+    pub fn locate_with(&self, fd: BorrowedFd<'_>, slot: u32, output: bool) -> io::Result<Place> {
+        let slot = u64::from(slot % LOCATE_SLOTS) | if output { LOCATE_OUTPUT } else { 0 };
         let first = self.run(fd, slot, 0)?;
         if first != LOCATE_MULTI_LINKED {
             return Ok(Place::from_retval(first));
@@ -105,8 +112,8 @@ impl Locate {
         Ok(Place::Outside)
     }
 
-    fn run(&self, fd: BorrowedFd<'_>, slot: u32, alias: u64) -> io::Result<u32> {
-        let args: [u64; 3] = [fd.as_raw_fd() as u64, u64::from(slot % LOCATE_SLOTS), alias];
+    fn run(&self, fd: BorrowedFd<'_>, slot: u64, alias: u64) -> io::Result<u32> {
+        let args: [u64; 3] = [fd.as_raw_fd() as u64, slot, alias];
         let mut attr = TestRunAttr {
             prog_fd: self.prog.as_raw_fd() as u32,
             ctx_size_in: std::mem::size_of_val(&args) as u32,

@@ -82,8 +82,19 @@ pub trait Context: Send + Sync {
     }
     /// Applies the changes queued so far (renames, links out).
     fn settle(&self) {}
+    /// Whether a decision with `verdict` becomes an event of its own (else
+    /// it is only counted into a summary, and needs no path).
+    fn named(&self, verdict: u8) -> bool {
+        let _ = verdict;
+        true
+    }
     /// The path an event names for `d`, from the walk last made in `slot`.
     fn path_of(&self, d: &FileDecision, slot: u32) -> PathBuf;
+    /// The path an event names for `d`, walking `fd` again with its names.
+    fn path_of_fd(&self, d: &FileDecision, fd: std::os::fd::BorrowedFd<'_>) -> PathBuf {
+        let _ = fd;
+        self.path_of(d, locate::SLOT_DECISIONS)
+    }
     /// Identity of a thread from its cgroup v2 path (None: unreadable).
     fn identify_path(&self, cgroup: Option<&str>) -> Identity;
     fn verdict(&self, workload: Option<u32>, segment: u16, want: u8) -> (u8, u32);

@@ -177,7 +177,6 @@ impl Fanotify {
                 {
                     tracing::warn!(error = %e, "answering fanotify event");
                 }
-                drop(fd);
                 // Report after answering: the opener never waits on a sink.
                 // The event and counters say what the opener got: a
                 // watchdog deny overrides the late verdict.
@@ -185,8 +184,12 @@ impl Fanotify {
                     if answered.is_none() {
                         d.verdict = VERDICT_DENIED;
                     }
-                    // Names from the walk just made (before the next one).
-                    d.path = ctx.path_of(&d, super::locate::SLOT_DECISIONS);
+                    // The names walk runs only for an event of its own (an
+                    // allowed open that counts into a summary needs none).
+                    if ctx.named(d.verdict) {
+                        d.path = ctx.path_of_fd(&d, fd.as_fd());
+                    }
+                    drop(fd);
                     ctx.emit(d);
                 }
             }

@@ -53,6 +53,8 @@ struct Decisions {
     locate: Arc<Locate>,
     /// The change watcher, where the filesystems allow one.
     changes: Option<Arc<Changes>>,
+    /// Allowed decisions go into summaries (`agent.events.allowed`).
+    summarized: bool,
     fan: Arc<Fanotify>,
     tx: mpsc::Sender<FileDecision>,
     writer: Arc<WriterPriority>,
@@ -124,6 +126,7 @@ pub(super) fn start(
         files: FileRoots::new(cx, roots, choice, follow),
         locate,
         changes: changes.clone(),
+        summarized: cx.pipeline.summary_ms.is_some(),
         fan: fan.clone(),
         tx,
         writer: Arc::new(WriterPriority::default()),
@@ -159,15 +162,29 @@ impl Decisions {
 
 impl Context for Decisions {
     fn locate(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Place> {
-        let place = self.locate.locate(fd, SLOT_DECISIONS)?;
+        let place = self.locate.locate_with(fd, SLOT_DECISIONS, false)?;
         if let (Place::In { root, reason: warden_common::FILE_REASON_ESCAPED, .. }, Some(changes)) =
             (place, &self.changes)
         {
             // Found through another cached name (a hard link out): kept, so
-            // it stays protected once that name leaves the cache.
-            changes.record_located(self, &self.locate, &self.files.follow.escaped, root, SLOT_DECISIONS);
+            // it stays protected once that name leaves the cache. (Rare: the
+            // identity is read only then.)
+            if self.locate.locate(fd, SLOT_DECISIONS).is_ok() {
+                changes.record_located(self, &self.locate, &self.files.follow.escaped, root, SLOT_DECISIONS);
+            }
         }
         Ok(place)
+    }
+
+    fn path_of_fd(&self, d: &FileDecision, fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
+        match self.locate.locate(fd, SLOT_DECISIONS) {
+            Ok(_) => self.path_of(d, SLOT_DECISIONS),
+            Err(_) => "(unknown)".into(),
+        }
+    }
+
+    fn named(&self, verdict: u8) -> bool {
+        verdict != warden_common::VERDICT_ALLOWED || !self.summarized
     }
 
     fn escapes(&self) -> u64 {
