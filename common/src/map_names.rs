@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_sets_numbered() {
         let names: std::vec::Vec<&str> = super::all().collect();
-        assert_eq!(names.len(), 11 + 2 * 14);
+        assert_eq!(names.len(), 14 + 2 * 14);
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();
