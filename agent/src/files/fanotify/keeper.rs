@@ -312,7 +312,7 @@ impl Keeper {
     /// No agent: outside every segment is allowed; a protected file (or one
     /// whose place is unknown) is denied to governed openers.
     fn fallback(&self, fd: BorrowedFd<'_>, tid: i32) -> bool {
-        match self.locate.locate(fd, 0) {
+        match self.locate.locate_with(fd, 0, false) {
             Ok(Place::Outside) => true,
             _ => {
                 let mut buf = [0u8; 4096];
