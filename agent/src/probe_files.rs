@@ -7,7 +7,6 @@ use std::{
     ffi::CString,
     io::{Error, Read, Result, Write},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::Path,
 };
 
 /// Runs attack `op`; `None` when `op` is not one of these.
@@ -318,9 +317,4 @@ fn utimes(path: &str) -> Result<()> {
     // SAFETY: a syscall on valid, NUL-terminated arguments and buffers alive for the call.
     check(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), 0) })?;
     Ok(())
-}
-
-/// Whether `path` exists (tests check what an attack left behind).
-pub fn exists(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
 }

@@ -25,11 +25,14 @@ use std::{
 use aya::maps::{Array, HashMap, MapData};
 use warden_common::{EscapedValue, InodeKey, kernel_dev};
 
-use super::locate::{Locate, Place};
+use super::locate::Locate;
 
 pub struct Escaped {
     map: Mutex<HashMap<MapData, InodeKey, EscapedValue>>,
     any: Mutex<Array<MapData, u32>>,
+    /// (when, entries) of the last count: counting walks every key with a
+    /// syscall each, so status reads a count at most 10 s old.
+    counted: Mutex<Option<(std::time::Instant, usize)>>,
 }
 
 /// What a scan found.
@@ -42,7 +45,7 @@ pub struct ScanReport {
 
 impl Escaped {
     pub fn new(map: HashMap<MapData, InodeKey, EscapedValue>, any: Array<MapData, u32>) -> Self {
-        Self { map: Mutex::new(map), any: Mutex::new(any) }
+        Self { map: Mutex::new(map), any: Mutex::new(any), counted: Mutex::new(None) }
     }
 
     /// Records that `file` keeps the protection of `root`.
@@ -52,17 +55,18 @@ impl Escaped {
         self.any.lock().unwrap_or_else(|p| p.into_inner()).set(0, 1, 0).map_err(io::Error::other)
     }
 
-    pub fn get(&self, file: &InodeKey) -> Option<EscapedValue> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(file, 0).ok()
-    }
-
-    /// Entries in the kernel map.
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).keys().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Entries in the kernel map (kernel hooks add some too), counted at
+    /// most every 10 s.
+    pub fn count(&self) -> usize {
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, n)) = *counted
+            && at.elapsed() < std::time::Duration::from_secs(10)
+        {
+            return n;
+        }
+        let n = self.map.lock().unwrap_or_else(|p| p.into_inner()).keys().count();
+        *counted = Some((std::time::Instant::now(), n));
+        n
     }
 
     /// Walks the tree under `root` (its filesystem only: the kernel walk
@@ -120,7 +124,7 @@ fn generation_of(locate: &Locate, path: &Path, slot: u32) -> Option<u32> {
         .open(path)
         .ok()?;
     use std::os::fd::AsFd;
-    match locate.locate(f.as_fd(), slot).ok()? {
-        Place::Outside | Place::In { .. } | Place::Unknown(_) => locate.located(slot).ok().map(|l| l.generation),
-    }
+    // Whatever the place, the walk wrote the file's identity to the slot.
+    locate.locate(f.as_fd(), slot).ok()?;
+    locate.located(slot).ok().map(|l| l.generation)
 }

@@ -274,8 +274,7 @@ impl Changes {
     }
 
     /// Applies one change: records escapes, reports denied changes.
-    fn apply(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped, c: &Change) -> bool {
-        let mut protected_more = false;
+    fn apply(&self, ctx: &dyn Context, locate: &Locate, escaped: &Escaped, c: &Change) {
         // (operation, where it happened, a descriptor to name it by)
         let (op, at) = if c.mask & libc::FAN_RENAME != 0 {
             let old = self.place(locate, c.dir.as_ref());
@@ -286,7 +285,7 @@ impl Changes {
                 // it left, so every name it has now is protected; a
                 // directory takes every file below it along.
                 if !matches!(now, Place::In { root: r, .. } if r == root) {
-                    protected_more |= self.record(ctx, locate, escaped, *root);
+                    self.record(ctx, locate, escaped, *root);
                     if is_dir(fd.as_fd()) {
                         self.record_tree(ctx, locate, escaped, fd.as_fd(), *root);
                     }
@@ -299,7 +298,7 @@ impl Changes {
                 // A new name outside a tree for a file inside one (the walk
                 // found its other, cached name): a hard link out.
                 Some((Place::In { root, reason, .. }, _)) if *reason == warden_common::FILE_REASON_ESCAPED => {
-                    protected_more |= self.record(ctx, locate, escaped, *root);
+                    self.record(ctx, locate, escaped, *root);
                     (FOP_LINK, object)
                 }
                 _ => (FOP_CREATE, object),
@@ -314,7 +313,6 @@ impl Changes {
         if let Some((Place::In { segment, root, reason }, fd)) = at {
             self.report(ctx, locate, c, op, fd.as_fd(), (segment, root, reason));
         }
-        protected_more
     }
 
     /// Records every file below directory `dir` (moved out of `root`).

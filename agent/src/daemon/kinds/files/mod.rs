@@ -112,7 +112,7 @@ impl Follow {
             files_scanned: r.files,
             multi_linked: r.multi_linked,
             scan_errors: r.errors,
-            escaped: self.escaped.len() as u64,
+            escaped: self.escaped.count() as u64,
         }
     }
 }
