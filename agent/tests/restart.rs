@@ -41,6 +41,15 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     let links: Vec<&str> = links.into_iter().filter(|l| *l != "socket_create").collect();
     assert_eq!(links, ["connect4", "connect6", "egress", "sendmsg4", "sendmsg6", "sock_create"]);
 
+    // Everything the first agent numbered is written: its last number.
+    assert!(netprobe(&trainer, "tcp", "127.0.0.2", port).ok());
+    assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
+    first.wait_events(2, |e| e["kind"] == "network");
+    let first_events = first.events();
+    let first_last = first.status()["events"]["last_seq"].as_u64().unwrap();
+    assert_eq!(first_events.iter().filter_map(|e| e["seq"].as_u64()).max(), Some(first_last));
+    let first_id = first_events[0]["agent_id"].as_str().unwrap().to_string();
+
     first.kill9();
     // No agent at all: the kernel still decides from the pinned maps.
     assert!(netprobe(&trainer, "tcp", "127.0.0.2", port).ok(), "allowed flows keep working");
@@ -53,18 +62,43 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     let st = second.status();
     assert_eq!(st["pins"]["adopted"], true, "the new agent took over the pins");
     // Same policy file: the decisions made while no agent ran are counted
-    // under the same workloads (one connect each above).
+    // under the same workloads (one connect each before and one after the kill).
     assert_eq!(
         (workload(&st, "trainer")["allowed"].as_u64(), workload(&st, "other")["denied"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(2), Some(2)),
         "{st}"
     );
     second.eventually("the late cgroup identified", || netprobe(&late, "tcp", "127.0.0.2", port).ok());
     assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm());
+    // The sequence went on from the first agent's last number, under a new
+    // agent id, without a gap (SIGKILL included: it lives in a pinned map).
+    let ev = second.wait_events(4, |e| e["kind"] == "network");
+    let seqs: Vec<u64> = second.events().iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs.first(), Some(&(first_last + 1)), "{seqs:?} after {first_last}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
+    assert!(ev.iter().all(|e| e["agent_id"].as_str().is_some_and(|a| a != first_id)));
+    // The late cgroup's connect, decided while no agent ran, was unresolved
+    // then: it matches `trainer` now, but not "unmatched" at the time.
+    let late_id = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&late).unwrap().ino()
+    };
+    let window: Vec<&Value> = ev.iter().filter(|e| e["cgroup_id"] == late_id && e["verdict"] == "denied").collect();
+    assert_eq!(window.len(), 1, "{ev:?}");
+    assert_eq!(
+        (window[0]["identity"].as_str(), window[0]["workload"].as_str()),
+        (Some("unresolved"), Some("(unresolved)"))
+    );
 
     // A clean stop leaves enforcement in place too (a rolling update).
+    let second_last = second.status()["events"]["last_seq"].as_u64().unwrap();
     second.stop();
     assert!(netprobe(&other, "tcp", "127.0.0.2", port).eperm(), "enforced after SIGTERM");
+    let third = Agent::start(&tree, &policy(port, ""));
+    let ev = third.wait_events(1, |e| e["kind"] == "network");
+    assert_eq!(ev[0]["seq"].as_u64(), Some(second_last + 1), "the sequence continues after SIGTERM too");
+    let mut second = third;
+    second.stop();
 
     let out = Command::new(WARDEN)
         .args(["uninstall", "--cgroup-root", &tree.rel, "--socket"])
@@ -78,21 +112,6 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     assert!(text.contains("detached 6 programs") || text.contains("detached 7 programs"), "{text}");
     assert!(!pin_dir(&tree).exists(), "nothing left in bpffs");
     assert!(netprobe(&other, "tcp", "127.0.0.2", port).ok(), "uninstalled: no program decides any more");
-}
-
-#[test]
-fn uninstall_refuses_while_an_agent_runs() {
-    let tree = TestTree::new("restart-refuse");
-    let port = tcp_listener("127.0.0.2");
-    let agent = Agent::start(&tree, &policy(port, ""));
-    let out = Command::new(WARDEN)
-        .args(["uninstall", "--cgroup-root", &tree.rel, "--socket"])
-        .arg(&agent.socket)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("an agent is running"));
-    assert!(pin_dir(&tree).join("links/connect4").exists(), "nothing removed");
 }
 
 /// Connect outcomes of a flood that ran for the whole test.

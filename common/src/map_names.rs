@@ -48,8 +48,10 @@ pub const FILE_ESCAPED: &str = "FILE_ESCAPED";
 pub const FILE_ESCAPED_ANY: &str = "FILE_ESCAPED_ANY";
 /// Output slots of the `file_locate` program.
 pub const FILE_LOCATED: &str = "FILE_LOCATED";
+/// The node's event sequence (mapped by the agent; outlives it).
+pub const EVENT_SEQ: &str = "EVENT_SEQ";
 
-const SINGLE: [&str; 14] = [
+const SINGLE: [&str; 15] = [
     POLICY_SET,
     POLICY_TAG,
     COUNTERS,
@@ -64,6 +66,7 @@ const SINGLE: [&str; 14] = [
     FILE_ESCAPED,
     FILE_ESCAPED_ANY,
     FILE_LOCATED,
+    EVENT_SEQ,
 ];
 const PER_SET: [[&str; 2]; 14] = [
     CGROUP_WL,
@@ -92,7 +95,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_sets_numbered() {
         let names: std::vec::Vec<&str> = super::all().collect();
-        assert_eq!(names.len(), 14 + 2 * 14);
+        assert_eq!(names.len(), 15 + 2 * 14);
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();

@@ -6,7 +6,7 @@
 //! hook reads `POLICY_SET` once and takes every map from that set, so one
 //! decision never mixes two policies and a reload is one flip of that word.
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -142,6 +142,11 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_SLOTS, 0);
 /// Decision events. Size set by the agent at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::pinned(4 * 1024 * 1024, 0);
+
+/// The node's event sequence (last number given). Only the agent uses it,
+/// through a shared mapping; pinned so the next agent continues it.
+#[map]
+pub static EVENT_SEQ: Array<u64> = Array::pinned(1, BPF_F_MMAPABLE);
 
 /// cgroup lifecycle events, separate so a flood of decisions can never
 /// starve identity updates.

@@ -1,7 +1,7 @@
 //! `warden uninstall`: detach the programs and remove the maps warden pinned.
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::{control, hooks::pins, system};
+use crate::{hooks::pins, system};
 
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
@@ -11,10 +11,13 @@ pub struct UninstallArgs {
     /// Every instance on the node.
     #[arg(long)]
     pub all: bool,
-    /// Control socket of a running agent to check for.
-    #[arg(long, env = "WARDEN_SOCKET", default_value = control::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-    /// Uninstall even though an agent is running.
+    /// Accepted for older scripts and ignored: whether an agent lives is
+    /// asked of the instance itself (the lock its agent holds).
+    #[arg(long, env = "WARDEN_SOCKET", hide = true)]
+    pub socket: Option<PathBuf>,
+    /// Remove the pins even from under a live agent. It keeps enforcing
+    /// (it holds its links), restores the pins within a second and reports
+    /// `tamper`: stop the agent first to really uninstall.
     #[arg(long)]
     pub force: bool,
 }
@@ -24,11 +27,15 @@ pub fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     if !args.all && args.cgroup_root.is_none() {
         anyhow::bail!("give --cgroup-root ROOT (one instance) or --all");
     }
-    if !args.force && std::os::unix::net::UnixStream::connect(&args.socket).is_ok() {
-        anyhow::bail!("an agent is running (it answers on {}): stop it first, or pass --force", args.socket.display());
-    }
     let instance = args.cgroup_root.as_deref().map(pins::instance_name);
-    let removed = pins::uninstall(std::path::Path::new(system::mounts::BPFFS), instance.as_deref())?;
+    let done = pins::uninstall(std::path::Path::new(system::mounts::BPFFS), instance.as_deref(), args.force)?;
+    for live in &done.live {
+        eprintln!(
+            "warning: {live}: its pins were removed anyway (--force); it keeps enforcing, restores them and reports \
+             tamper. Stop it to uninstall."
+        );
+    }
+    let removed = &done.removed;
     let links = removed.iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("links"))).count();
     println!("detached {links} programs and removed {} pinned maps", removed.len() - links);
     Ok(ExitCode::SUCCESS)

@@ -26,8 +26,8 @@ const ENRICH_CHUNK: usize = 32;
 /// The sinks, seen from status and the control socket.
 pub struct SinkHandle {
     pub fanout: Arc<Fanout>,
-    /// The node's event sequence (last number given).
-    pub seq: Arc<std::sync::atomic::AtomicU64>,
+    /// The node's event sequence and this agent's id.
+    pub numbering: crate::enrich::Numbering,
     pub otlp: Option<Arc<dyn Fn() -> OtlpStatus + Send + Sync>>,
 }
 
@@ -41,7 +41,7 @@ impl SinkHandle {
         EventStatus {
             written,
             write_errors,
-            last_seq: self.seq.load(Relaxed),
+            last_seq: self.numbering.seq.last(),
             summarized: f.counters.summarized.load(Relaxed),
             summaries: f.counters.summaries.load(Relaxed),
             loss_events: f.counters.loss_events.load(Relaxed),

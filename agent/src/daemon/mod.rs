@@ -9,6 +9,7 @@
 //! the metrics endpoint; no part holds a reference back to it.
 mod cgroup_task;
 mod events;
+mod guard_task;
 mod health;
 mod heap;
 mod identities;
@@ -109,7 +110,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     parts.identities.reconcile(&mut parts.cell.lock());
 
     let node = node_name(&opts, &settings);
-    let (pipeline, enricher, sinks) = start_sinks(&settings.events, &opts, &node)?;
+    // The sequence continues where the last agent of this instance stopped.
+    let numbering =
+        crate::enrich::Numbering { seq: Arc::new(hooks.event_seq()?), agent_id: crate::enrich::seq::agent_id().into() };
+    let (pipeline, enricher, sinks) = start_sinks(&settings.events, &opts, &node, numbering)?;
     let metrics_listener = bind_metrics(&parts.health, &settings.metrics, &opts).await?;
     let events_target = pipeline.fanout.jsonl_target.clone();
     // Identities are in the map: now enforcement can start, kind by kind.
@@ -132,6 +136,17 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let kind_tasks = std::mem::take(&mut cx.tasks);
     // After every backend attached, so status lists all programs.
     parts.health.set_programs(&hooks);
+    // From here on every link and pin is watched (and held: deleting a pin
+    // no longer detaches anything while this agent lives).
+    let report =
+        guard_task::Report { fanout: pipeline.fanout.clone(), numbering: enricher.numbering(), node: node.clone() };
+    match hooks.guard().and_then(|g| guard_task::start(g, parts.health.clone(), report)) {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot verify enforcement: not ready");
+            parts.health.note_guard_failed(format!("the guard could not start: {e}"));
+        }
+    }
     let agent = Arc::new(Agent {
         parts: parts.clone(),
         settings: settings.clone(),
@@ -164,6 +179,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     result
 }
 
+/// How long a starting agent waits for the previous agent of its instance
+/// to exit (a restart's old process may still be shutting down).
+const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(15);
+
 /// Checks what the kernel must offer, mounts what is missing, finds the
 /// cgroup root and loads the object over this instance's pins. Returns
 /// the loaded hooks, the cgroup tracker and whether securityfs is mounted.
@@ -178,8 +197,11 @@ fn open_kernel(settings: &AgentConfig, opts: &AgentOptions) -> anyhow::Result<(H
     let cgroup_root = opts.cgroup_root.clone().unwrap_or_else(|| settings.cgroup_root.clone());
     let tracker = CgroupTracker::new(cg2, &cgroup_root)?;
     let root_level_id = tracker.root_level_id().context("reading the cgroup root's id")?;
-    let pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
+    let mut pins = Pins::open(std::path::Path::new(mounts::BPFFS), &cgroup_root)
         .with_context(|| format!("creating the pin directory under {}", mounts::BPFFS))?;
+    // One agent per instance: a second one (whatever its socket) stops here,
+    // before it loads anything. An agent still exiting gets a moment.
+    pins.lock(INSTANCE_LOCK_WAIT).context("refusing to start")?;
     if pins.adopted {
         tracing::info!(pins = %pins.dir.display(), "taking over pinned maps and links from an earlier agent");
     }
@@ -281,6 +303,7 @@ fn start_sinks(
     cfg: &EventsConfig,
     opts: &AgentOptions,
     node: &str,
+    numbering: crate::enrich::Numbering,
 ) -> anyhow::Result<(events::Pipeline, Enricher, events::SinkHandle)> {
     let target = opts.events.clone().unwrap_or_else(|| cfg.jsonl.clone());
     let jsonl = match target.as_str() {
@@ -299,9 +322,9 @@ fn start_sinks(
         forwards.push(sink.clone());
         otlp_status = Some(Arc::new(move || sink.status()));
     }
-    let enricher = Enricher::new(node.into());
+    let enricher = Enricher::with_numbering(node.into(), numbering);
     let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
-    let handle = events::SinkHandle { fanout: fanout.clone(), seq: enricher.seq_handle(), otlp: otlp_status };
+    let handle = events::SinkHandle { fanout: fanout.clone(), numbering: enricher.numbering(), otlp: otlp_status };
     let summary_ms = (cfg.allowed == crate::settings::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher, handle))
 }

@@ -129,7 +129,7 @@ impl Agent {
     /// change was refused).
     fn emit_policy_event(&self, o: &Outcome) {
         let Some(p) = self.pipeline.get() else { return };
-        let ev = crate::enrich::PolicyEvent::new(&p.seq, &self.node, o);
+        let ev = crate::enrich::PolicyEvent::new(&p.numbering, &self.node, o);
         let ev = Arc::new(crate::enrich::Event::Policy(ev));
         p.fanout.encode_and_deliver(&[ev], &mut Vec::new(), || {});
     }

@@ -43,12 +43,14 @@ impl Agent {
             gpu_assignment: None,
             metrics: self.parts.health.metrics_address(),
             pins: self.parts.health.pins(),
+            integrity: self.parts.health.integrity(),
         };
         drop(tracked);
         drop(cell);
         for e in self.enforcers() {
             e.extend(&mut report);
         }
+        unverified_unless_checked(&mut report);
         report
     }
 
@@ -136,6 +138,26 @@ impl Agent {
             delay_max_us: d.max_us,
             kubernetes: sources.kubernetes,
             slurm: sources.slurm,
+        }
+    }
+}
+
+/// "enforced" (or "partial") is only said of what the guard verified at most
+/// `VERIFIED_MAX_AGE_MS` ago with nothing left broken.
+fn unverified_unless_checked(report: &mut StatusReport) {
+    let i = &report.integrity;
+    if i.verified {
+        return;
+    }
+    let why = match (i.broken.first(), i.checked_ms_ago) {
+        (Some(b), _) => format!("not whole: {b}"),
+        (None, Some(ms)) => format!("last verified {ms} ms ago"),
+        (None, None) => "not verified yet".into(),
+    };
+    for e in &mut report.enforcement {
+        if e.state == "enforced" || e.state == "partial" {
+            e.reason = format!("{} ({why}); {}", e.state, e.reason);
+            e.state = "unverified".into();
         }
     }
 }

@@ -18,8 +18,11 @@ pub struct DecisionEvent {
     /// The same instant in Unix nanoseconds (OTLP's timeUnixNano).
     #[serde(skip)]
     pub time_unix_ns: u64,
-    /// Per-node sequence number: gaps downstream mean loss.
+    /// Per-node sequence number, continued across agent restarts: a gap
+    /// downstream is an event lost (see `enrich::seq`).
     pub seq: u64,
+    /// The agent process that numbered it.
+    pub agent_id: Name,
     pub node: Name,
     pub kind: &'static str,
     pub workload: Name,
@@ -96,6 +99,7 @@ pub struct SummaryEvent {
     #[serde(skip)]
     pub time_unix_ns: u64,
     pub seq: u64,
+    pub agent_id: Name,
     pub node: Name,
     /// network | file | device
     pub kind: &'static str,
@@ -122,6 +126,7 @@ pub struct LossEvent {
     #[serde(skip)]
     pub time_unix_ns: u64,
     pub seq: u64,
+    pub agent_id: Name,
     pub node: Name,
     /// Always `loss`.
     pub kind: &'static str,
@@ -142,6 +147,7 @@ pub struct PolicyEvent {
     #[serde(skip)]
     pub time_unix_ns: u64,
     pub seq: u64,
+    pub agent_id: Name,
     pub node: Name,
     /// Always `policy`.
     pub kind: &'static str,
@@ -159,14 +165,75 @@ pub struct PolicyEvent {
     pub error: Option<String>,
 }
 
+/// The numbering every event of an agent shares: the node's sequence and
+/// the agent's id.
+#[derive(Clone, Default)]
+pub struct Numbering {
+    pub seq: std::sync::Arc<super::seq::Seq>,
+    pub agent_id: Name,
+}
+
+/// Now, as (RFC 3339, Unix ns).
+fn now() -> (String, u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (crate::clock::rfc3339(now.as_nanos() as i128), now.as_nanos() as u64)
+}
+
+/// The guard found an enforcing link, or a pin, changed by someone else,
+/// and repaired it (or could not): see `hooks::guard`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TamperEvent {
+    pub time: String,
+    #[serde(skip)]
+    pub time_unix_ns: u64,
+    pub seq: u64,
+    pub agent_id: Name,
+    pub node: Name,
+    /// Always `tamper`.
+    pub kind: &'static str,
+    /// The program or map.
+    pub target: String,
+    /// link | pin | map pin
+    pub object: &'static str,
+    /// detached | replaced | unpinned | pin replaced
+    pub change: &'static str,
+    /// re-attached | re-pinned | failed
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TamperEvent {
+    pub fn new(n: &Numbering, node: &str, f: &crate::hooks::guard::Finding) -> Self {
+        let (time, time_unix_ns) = now();
+        TamperEvent {
+            time,
+            time_unix_ns,
+            seq: n.seq.next(),
+            agent_id: n.agent_id.clone(),
+            node: node.into(),
+            kind: "tamper",
+            target: f.target.clone(),
+            object: f.object,
+            change: f.change,
+            result: match &f.repair {
+                Ok(done) => done,
+                Err(_) => "failed",
+            },
+            error: f.repair.as_ref().err().cloned(),
+        }
+    }
+}
+
 impl PolicyEvent {
-    /// Numbered from the node's event sequence `seq`.
-    pub fn new(seq: &std::sync::atomic::AtomicU64, node: &str, o: &crate::report::ReloadOutcome) -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    /// Numbered from the node's event sequence.
+    pub fn new(n: &Numbering, node: &str, o: &crate::report::ReloadOutcome) -> Self {
+        let (time, time_unix_ns) = now();
         PolicyEvent {
-            time: crate::clock::rfc3339(now.as_nanos() as i128),
-            time_unix_ns: now.as_nanos() as u64,
-            seq: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            time,
+            time_unix_ns,
+            seq: n.seq.next(),
+            agent_id: n.agent_id.clone(),
             node: node.into(),
             kind: "policy",
             operation: "reload",
@@ -190,6 +257,7 @@ pub enum Event {
     Summary(SummaryEvent),
     Loss(LossEvent),
     Policy(PolicyEvent),
+    Tamper(TamperEvent),
 }
 
 /// Who was judged and how: the fields decisions and summaries share.
@@ -212,6 +280,7 @@ macro_rules! each {
             Event::Summary($e) => $field,
             Event::Loss($e) => $field,
             Event::Policy($e) => $field,
+            Event::Tamper($e) => $field,
         }
     };
 }
@@ -227,6 +296,10 @@ impl Event {
 
     pub fn kind(&self) -> &'static str {
         each!(self, e => e.kind)
+    }
+
+    pub fn agent_id(&self) -> &str {
+        each!(self, e => &e.agent_id)
     }
 
     /// None for loss reports.
@@ -247,7 +320,7 @@ impl Event {
         match self {
             Event::Decision(e) => Some(outcome!(e)),
             Event::Summary(e) => Some(outcome!(e)),
-            Event::Loss(_) | Event::Policy(_) => None,
+            Event::Loss(_) | Event::Policy(_) | Event::Tamper(_) => None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Identity enrichment: kernel record + cgroup identity + process details
 //! → a `DecisionEvent` ready for the sinks.
 pub mod event;
+pub mod seq;
 pub mod summary;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -11,7 +12,8 @@ use warden_common::{
 };
 
 pub use event::{
-    DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Outcome, PolicyEvent, SummaryEvent,
+    DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Numbering, Outcome, PolicyEvent,
+    SummaryEvent, TamperEvent,
 };
 
 use crate::{
@@ -43,8 +45,8 @@ pub struct Enricher {
     /// /proc reader for userspace-backend events (None if /proc is unusable).
     proc: Option<crate::files::procfs::Proc>,
     pub(crate) clock: crate::clock::WallClock,
-    /// Shared by every enricher of the node: one sequence, gaps mean loss.
-    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Shared by every enricher of the agent: one sequence, gaps mean loss.
+    numbering: Numbering,
 }
 
 impl Enricher {
@@ -56,23 +58,32 @@ impl Enricher {
             threads: Default::default(),
             proc: crate::files::procfs::Proc::open().ok(),
             clock: crate::clock::WallClock::new(),
-            seq: Default::default(),
+            numbering: Numbering::default(),
         }
     }
 
-    /// The node's sequence, shared with `sibling`s (last number given).
-    pub fn seq_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-        self.seq.clone()
+    /// Numbers events from `n` (the agent's pinned sequence and its id).
+    pub fn with_numbering(node: Name, n: Numbering) -> Self {
+        Self { numbering: n, ..Self::new(node) }
+    }
+
+    /// The numbering, shared with `sibling`s.
+    pub fn numbering(&self) -> Numbering {
+        self.numbering.clone()
     }
 
     /// Another enricher (own caches, for another thread) numbering events in
     /// the same sequence.
     pub fn sibling(&self) -> Self {
-        Self { seq: self.seq.clone(), ..Self::new(self.node.clone()) }
+        Self::with_numbering(self.node.clone(), self.numbering.clone())
     }
 
     pub fn next_seq(&mut self) -> u64 {
-        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        self.numbering.seq.next()
+    }
+
+    pub(crate) fn agent_id(&self) -> Name {
+        self.numbering.agent_id.clone()
     }
 
     pub fn network(&mut self, ev: &NetEvent, cgroups: &CgroupTracker, policy: &CompiledPolicy) -> DecisionEvent {
@@ -172,6 +183,7 @@ impl Enricher {
             time: self.clock.format(w.ktime_ns),
             time_unix_ns: self.clock.unix_ns(w.ktime_ns),
             seq,
+            agent_id: self.agent_id(),
             node: self.node.clone(),
             kind,
             workload,
@@ -271,6 +283,7 @@ impl Enricher {
             time: self.clock.format(now),
             time_unix_ns: self.clock.unix_ns(now),
             seq,
+            agent_id: self.agent_id(),
             node: self.node.clone(),
             kind: "file",
             workload,
@@ -341,11 +354,15 @@ fn identity_of(
     policy: &CompiledPolicy,
 ) -> (Name, &'static str) {
     if workload_id != WORKLOAD_UNIDENTIFIED {
-        (policy.workload(workload_id), "matched")
-    } else if cgroups.get(cgroup_id).is_some() {
-        (unmatched(), "unmatched")
-    } else {
-        (UNRESOLVED_NAME.clone(), "unresolved")
+        return (policy.workload(workload_id), "matched");
+    }
+    match cgroups.get(cgroup_id) {
+        // Known now and matching no workload: it matched none then either.
+        Some(info) if info.workload.is_none() => (unmatched(), "unmatched"),
+        // Unknown, or a workload's cgroup that the kernel did not know yet
+        // when it decided (made while no agent ran, or before the agent
+        // identified it): unresolved at decision time, whatever it is now.
+        _ => (UNRESOLVED_NAME.clone(), "unresolved"),
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Hooks {
     /// Whether this kernel's BTF gave every offset the file hooks need.
     file_offsets: Result<(), String>,
     lsm_limits: Vec<String>,
+    /// Every pinned link made, for the guard.
+    guarded: Vec<super::guard::Spec>,
 }
 
 /// The event ring's size. A pinned ring (an earlier agent's, whose
@@ -135,11 +137,29 @@ impl Hooks {
             attached: Vec::new(),
             file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()),
             lsm_limits: Vec::new(),
+            guarded: Vec::new(),
         })
     }
 
     pub fn pins(&self) -> &Pins {
         &self.pins
+    }
+
+    /// The node's event sequence, in its pinned map (mapped: no syscall
+    /// per event, and it outlives this process).
+    pub fn event_seq(&mut self) -> Result<crate::enrich::seq::Seq, HookError> {
+        let name = names::EVENT_SEQ;
+        let map = self.ebpf.map(name).ok_or_else(|| HookError::Map(name.into(), "missing from object".into()))?;
+        let fd = match map {
+            aya::maps::Map::Array(m) => m.fd().as_fd(),
+            _ => return Err(HookError::Map(name.into(), "not an array".into())),
+        };
+        crate::enrich::seq::Seq::mapped(fd).map_err(|e| HookError::Map(name.into(), format!("mapping it: {e}")))
+    }
+
+    /// A guard over every link pinned so far and every pinned map.
+    pub fn guard(&self) -> std::io::Result<super::guard::Guard> {
+        super::guard::Guard::new(self.pins.clone(), &self.guarded)
     }
 
     /// Takes the typed maps out of the object.
@@ -225,6 +245,8 @@ impl Hooks {
         let id = prog.id();
         self.pins.replace_link(name, link).map_err(|source| HookError::Pin { what: name.into(), source })?;
         self.record(name, kind, target, id);
+        let target = super::guard::Target::Cgroup { path: cgroup_dir.to_path_buf(), attach_type };
+        self.guarded.push(super::guard::Spec { name, target });
         Ok(())
     }
 
@@ -313,6 +335,7 @@ impl Hooks {
         self.pins.replace_link(name, link).map_err(|e| format!("pinning the link of lsm/{name}: {e}"))?;
         let id = prog.info().map(|i| i.id()).unwrap_or(0);
         self.record(name, "lsm", format!("lsm/{name}"), id);
+        self.guarded.push(super::guard::Spec { name, target: super::guard::Target::Lsm });
         Ok(())
     }
 

@@ -10,20 +10,21 @@
 //! aya 0.14 cannot turn every link kind into a pinnable fd (cgroup/dev
 //! links), so links are made here with the bpf(2) commands themselves.
 use std::{
-    ffi::CString,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     path::{Path, PathBuf},
+    sync::Arc,
 };
+
+use super::instance_lock::try_lock;
+pub use super::instance_lock::{InstanceLock, LockError};
 
 /// Bumped whenever a map's layout changes: a new agent must never reuse
 /// maps an older one left with another layout.
 pub const MAP_ABI: u32 = 1;
 
-/// bpf(2) commands and attach types (include/uapi/linux/bpf.h).
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
-const BPF_LINK_CREATE: libc::c_long = 28;
+use super::bpf_obj::{BPF_LINK_CREATE, BPF_RAW_TRACEPOINT_OPEN, bpf_fd, obj_get, obj_pin};
+
+/// Attach types (include/uapi/linux/bpf.h).
 pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
 pub const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 pub const BPF_CGROUP_DEVICE: u32 = 6;
@@ -38,6 +39,8 @@ pub struct Pins {
     pub dir: PathBuf,
     /// Pinned maps were found: this agent took over from an earlier one.
     pub adopted: bool,
+    /// The instance lock, once this process is its agent (`lock`).
+    pub lock: Option<Arc<InstanceLock>>,
 }
 
 /// Instance name of a cgroup root: `root` for the whole hierarchy, else
@@ -58,14 +61,22 @@ impl Pins {
         let adopted = dir.join("maps/POLICY_SET").exists();
         std::fs::create_dir_all(dir.join("maps"))?;
         std::fs::create_dir_all(dir.join("links"))?;
-        Ok(Self { dir, adopted })
+        Ok(Self { dir, adopted, lock: None })
+    }
+
+    /// Becomes the instance's agent: takes its lock, waiting up to `wait`
+    /// for an agent that is still exiting. Before anything is loaded, so a
+    /// second agent of a live instance changes nothing.
+    pub fn lock(&mut self, wait: std::time::Duration) -> Result<(), LockError> {
+        self.lock = Some(Arc::new(super::instance_lock::lock(&self.dir, wait)?));
+        Ok(())
     }
 
     pub fn maps_dir(&self) -> PathBuf {
         self.dir.join("maps")
     }
 
-    fn link_path(&self, program: &str) -> PathBuf {
+    pub fn link_path(&self, program: &str) -> PathBuf {
         self.dir.join("links").join(program)
     }
 
@@ -78,6 +89,9 @@ impl Pins {
         // bpffs refuses dots in names.
         let aside = self.dir.join("links").join(format!("{ASIDE}{program}"));
         let old = obj_get(&path).ok();
+        // Gone only if someone removed it under a live agent (the guard
+        // re-pins then).
+        std::fs::create_dir_all(self.dir.join("links"))?;
         // Left by an agent that died between the two steps.
         let _ = std::fs::remove_file(&aside);
         obj_pin(link.as_fd(), &aside)?;
@@ -100,10 +114,40 @@ impl Pins {
 /// Prefix of a link pinned aside by `replace_link` until it is renamed.
 const ASIDE: &str = "new-";
 
+/// What `uninstall` found and did.
+#[derive(Debug, Default)]
+pub struct Uninstalled {
+    pub removed: Vec<PathBuf>,
+    /// Instances whose agent was alive (removed anyway: `force`).
+    pub live: Vec<LockError>,
+}
+
 /// Detaches and removes every pin of the instances under `abi_dir` (or of
 /// the one named): links first, so no program outlives its maps' owner.
-/// Returns what was removed.
-pub fn uninstall(bpffs: &Path, instance: Option<&str>) -> std::io::Result<Vec<PathBuf>> {
+/// An instance whose agent lives (it holds the instance lock) is refused,
+/// and nothing at all is removed, unless `force`.
+pub fn uninstall(bpffs: &Path, instance: Option<&str>, force: bool) -> Result<Uninstalled, UninstallError> {
+    let root = bpffs.join("warden");
+    let mut done = Uninstalled::default();
+    let mut dirs = Vec::new();
+    if let Ok(abis) = std::fs::read_dir(&root) {
+        for abi in abis.flatten() {
+            dirs.extend(
+                list(&abi.path()).into_iter().filter(|i| instance.is_none_or(|n| n == i)).map(|i| abi.path().join(i)),
+            );
+        }
+    }
+    // Every lock first: held until the pins are gone, so no agent starts on
+    // a half-removed instance, and a live one stops everything before any
+    // removal.
+    let mut locks = Vec::new();
+    for dir in &dirs {
+        match try_lock(dir) {
+            Ok(l) => locks.push(l),
+            Err(e @ LockError::Held { .. }) if force => done.live.push(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
     // A fanotify keeper of the instance holds its permission group: without
     // the agent it would keep deciding from the maps removed below.
     for name in list(Path::new(crate::files::fanotify::keeper::KEEPERS)) {
@@ -112,38 +156,44 @@ pub fn uninstall(bpffs: &Path, instance: Option<&str>) -> std::io::Result<Vec<Pa
             crate::files::fanotify::keeper::stop(inst);
         }
     }
-    let root = bpffs.join("warden");
-    let mut removed = Vec::new();
-    let Ok(abis) = std::fs::read_dir(&root) else { return Ok(removed) };
-    for abi in abis.flatten() {
-        for inst in list(&abi.path()) {
-            if instance.is_some_and(|i| i != inst) {
-                continue;
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| UninstallError::Io { path, source }
+    };
+    for dir in &dirs {
+        for sub in ["links", "maps"] {
+            for name in list(&dir.join(sub)) {
+                let p = dir.join(sub).join(name);
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                done.removed.push(p);
             }
-            let dir = abi.path().join(&inst);
-            for sub in ["links", "maps"] {
-                for name in list(&dir.join(sub)) {
-                    let p = dir.join(sub).join(name);
-                    std::fs::remove_file(&p)?;
-                    removed.push(p);
-                }
-                let _ = std::fs::remove_dir(dir.join(sub));
-            }
-            std::fs::remove_dir(&dir)?;
+            let _ = std::fs::remove_dir(dir.join(sub));
         }
-        // The shared parents go only with everything: another instance's
-        // agent may be creating its directory under them right now.
-        if instance.is_none() {
-            let _ = std::fs::remove_dir(abi.path());
-        }
+        std::fs::remove_dir(dir).map_err(io(dir))?;
     }
+    drop(locks);
+    // The shared parents go only with everything: another instance's
+    // agent may be creating its directory under them right now.
     if instance.is_none() {
+        if let Ok(abis) = std::fs::read_dir(&root) {
+            for abi in abis.flatten() {
+                let _ = std::fs::remove_dir(abi.path());
+            }
+        }
         let _ = std::fs::remove_dir(&root);
     }
-    Ok(removed)
+    Ok(done)
 }
 
-fn list(dir: &Path) -> Vec<String> {
+#[derive(Debug, thiserror::Error)]
+pub enum UninstallError {
+    #[error("{0}: stop it first (or pass --force, which removes the pins from under it)")]
+    Live(#[from] LockError),
+    #[error("removing {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+pub(crate) fn list(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
         .unwrap_or_default();
@@ -169,41 +219,6 @@ pub fn lsm_link(prog: impl AsFd) -> std::io::Result<OwnedFd> {
     let mut attr = [0u32; 32];
     attr[2] = prog.as_fd().as_raw_fd() as u32;
     bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
-}
-
-fn path_attr(path: &Path, fd: u32) -> std::io::Result<([u32; 32], CString)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // obj_pin/obj_get: pathname (u64), bpf_fd, file_flags.
-    let mut attr = [0u32; 32];
-    let ptr = c.as_ptr() as u64;
-    attr[0] = ptr as u32;
-    attr[1] = (ptr >> 32) as u32;
-    attr[2] = fd;
-    Ok((attr, c))
-}
-
-fn obj_pin(fd: impl AsFd, path: &Path) -> std::io::Result<()> {
-    let (mut attr, _keep) = path_attr(path, fd.as_fd().as_raw_fd() as u32)?;
-    bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
-}
-
-fn obj_get(path: &Path) -> std::io::Result<OwnedFd> {
-    let (mut attr, _keep) = path_attr(path, 0)?;
-    bpf_fd(BPF_OBJ_GET, &mut attr)
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut [u32; 32]) -> std::io::Result<i64> {
-    // SAFETY: attr is a zero-padded bpf_attr of 128 bytes for `cmd`; the
-    // pointers it holds (paths) outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), std::mem::size_of_val(attr)) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
-}
-
-fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 32]) -> std::io::Result<OwnedFd> {
-    let fd = bpf(cmd, attr)?;
-    // SAFETY: the kernel returned a new descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

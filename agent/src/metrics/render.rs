@@ -6,8 +6,8 @@ use std::fmt::{Display, Write};
 
 use super::process::{self, Process};
 use crate::report::{
-    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, OtlpStatus, PolicyStatus, ProgramStatus,
-    SourceStatus, StatusReport, WorkloadStatus,
+    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, IntegrityStatus, OtlpStatus, PolicyStatus,
+    ProgramStatus, SourceStatus, StatusReport, WorkloadStatus,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,7 @@ pub fn render_report(r: &StatusReport, out: &mut String) {
     o.sample("warden_build_info", &labels, 1);
     policy(&mut o, &r.policy);
     programs(&mut o, &r.programs);
+    integrity(&mut o, &r.integrity);
     enforcement(&mut o, &r.enforcement);
     workloads(&mut o, &r.workloads);
     if let Some(a) = &r.gpu_assignment {
@@ -125,6 +126,22 @@ fn policy(o: &mut Out, p: &PolicyStatus) {
         Counter,
         "Reloads refused; the last good policy stayed in force.",
         p.reload.failures,
+    );
+}
+
+fn integrity(o: &mut Out, i: &IntegrityStatus) {
+    use Kind::*;
+    o.one(
+        "warden_enforcement_verified",
+        Gauge,
+        "1 while every link and pin was verified whole within the last second.",
+        u8::from(i.verified),
+    );
+    o.one(
+        "warden_tamper_events_total",
+        Counter,
+        "Links or pins found detached, replaced or removed by someone else (each repaired and reported).",
+        i.tamper_events,
     );
 }
 

@@ -130,6 +130,7 @@ fn report() -> StatusReport {
         gpu_assignment: Some(AssignmentReport { containers: 2, cgroups: 2, refreshes: 9, ..Default::default() }),
         metrics: Some("127.0.0.1:9464".into()),
         pins: PinStatus::default(),
+        integrity: IntegrityStatus { verified: true, max_age_ms: 1000, ..Default::default() },
     }
 }
 

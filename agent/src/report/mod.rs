@@ -29,6 +29,32 @@ pub struct StatusReport {
     /// bpffs pins that keep enforcement up while the agent restarts.
     #[serde(default)]
     pub pins: PinStatus,
+    /// The guard's last verification of links and pins.
+    #[serde(default)]
+    pub integrity: IntegrityStatus,
+}
+
+/// What the guard verified: every link attached and running the agent's
+/// program, every pin present and the agent's own object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IntegrityStatus {
+    /// Whole and checked at most `max_age_ms` ago: only then does any
+    /// enforcement say `enforced`.
+    pub verified: bool,
+    /// Since the last pass (none yet: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_ms_ago: Option<u64>,
+    pub max_age_ms: u64,
+    /// Links and pinned maps watched.
+    pub links: usize,
+    pub maps: usize,
+    /// Changes found (each also a `tamper` event) since start.
+    pub tamper_events: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tamper: Option<String>,
+    /// What is wrong now (a repair failed, or the guard could not start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken: Vec<String>,
 }
 
 /// Where the agent pinned its maps and links (`warden uninstall` removes them).

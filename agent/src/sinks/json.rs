@@ -4,7 +4,7 @@
 //! lines sink runs this for every event (500k/s and more); serde remains
 //! the format's definition and serves the control socket.
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, PolicyEvent, SummaryEvent},
+    enrich::{DecisionEvent, Event, LossEvent, PolicyEvent, SummaryEvent, TamperEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -16,20 +16,22 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event) {
         Event::Summary(e) => summary(&mut o, e),
         Event::Loss(e) => loss(&mut o, e),
         Event::Policy(e) => policy(&mut o, e),
+        Event::Tamper(e) => tamper(&mut o, e),
     }
     o.close();
 }
 
 /// The fields every event starts with.
-fn header(o: &mut Obj, time: &str, seq: u64, node: &str, kind: &str) {
+fn header(o: &mut Obj, time: &str, seq: u64, agent_id: &str, node: &str, kind: &str) {
     o.str("time", time);
     o.uint("seq", seq);
+    o.str("agent_id", agent_id);
     o.str("node", node);
     o.str("kind", kind);
 }
 
 fn decision(o: &mut Obj, e: &DecisionEvent) {
-    header(o, &e.time, e.seq, &e.node, e.kind);
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
     o.str("workload", &e.workload);
     o.str("identity", e.identity);
     if let Some(id) = e.cgroup_id {
@@ -126,7 +128,7 @@ fn who(o: &mut Obj, w: &WorkloadIdentity) {
 }
 
 fn summary(o: &mut Obj, e: &SummaryEvent) {
-    header(o, &e.time, e.seq, &e.node, e.kind);
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
     o.str("operation", e.operation);
     o.str("workload", &e.workload);
     o.str("identity", e.identity);
@@ -141,7 +143,7 @@ fn summary(o: &mut Obj, e: &SummaryEvent) {
 }
 
 fn loss(o: &mut Obj, e: &LossEvent) {
-    header(o, &e.time, e.seq, &e.node, e.kind);
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
     o.str("stage", e.stage);
     o.uint("count", e.count);
     o.uint("denied", e.denied);
@@ -149,12 +151,23 @@ fn loss(o: &mut Obj, e: &LossEvent) {
 }
 
 fn policy(o: &mut Obj, e: &PolicyEvent) {
-    header(o, &e.time, e.seq, &e.node, e.kind);
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
     o.str("operation", e.operation);
     o.str("result", e.result);
     o.uint("generation", e.generation);
     o.str("sha256", &e.sha256);
     o.uint("duration_us", e.duration_us);
+    if let Some(err) = &e.error {
+        o.str("error", err);
+    }
+}
+
+fn tamper(o: &mut Obj, e: &TamperEvent) {
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
+    o.str("target", &e.target);
+    o.str("object", e.object);
+    o.str("change", e.change);
+    o.str("result", e.result);
     if let Some(err) = &e.error {
         o.str("error", err);
     }
@@ -312,6 +325,7 @@ mod tests {
             time: "t".into(),
             time_unix_ns: 1,
             seq: 3,
+            agent_id: "1f-2a".into(),
             node: "n".into(),
             kind: "file",
             operation: "summary",
@@ -325,7 +339,10 @@ mod tests {
             backend: Some("lsm"),
         }));
         same_as_serde(&crate::sinks::queue::tests::loss(4));
-        let seq = std::sync::atomic::AtomicU64::new(5);
+        let seq = crate::enrich::Numbering {
+            seq: std::sync::Arc::new(crate::enrich::seq::Seq::starting_at(5)),
+            agent_id: "a-1".into(),
+        };
         for error in [None, Some("p.yaml:3:1: bad \"field\"\n".to_string())] {
             let o = crate::report::ReloadOutcome {
                 applied: error.is_none(),
@@ -336,6 +353,11 @@ mod tests {
                 ..Default::default()
             };
             same_as_serde(&Event::Policy(PolicyEvent::new(&seq, "n", &o)));
+        }
+        for repair in [Ok("re-attached"), Err("attaching: \"busy\"".to_string())] {
+            let f =
+                crate::hooks::guard::Finding { target: "connect4".into(), object: "link", change: "detached", repair };
+            same_as_serde(&Event::Tamper(crate::enrich::TamperEvent::new(&seq, "n", &f)));
         }
     }
 

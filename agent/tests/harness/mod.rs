@@ -53,7 +53,7 @@ impl TestTree {
     /// Detaches the programs and removes the maps agents on this tree pinned.
     pub fn remove_pins(&self) {
         let instance = warden::hooks::pins::instance_name(&self.rel);
-        if let Err(e) = warden::hooks::pins::uninstall(Path::new("/sys/fs/bpf"), Some(&instance)) {
+        if let Err(e) = warden::hooks::pins::uninstall(Path::new("/sys/fs/bpf"), Some(&instance), false) {
             eprintln!("warning: could not remove the pins of {instance}: {e}");
         }
     }
@@ -420,6 +420,34 @@ pub fn tcp_listener(addr: &str) -> u16 {
         }
     });
     port
+}
+
+/// A TCP listener that counts the connections it accepted: a denial holds
+/// only if this stays put.
+pub fn counting_listener(addr: &str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind((addr, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            if s.is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, count)
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

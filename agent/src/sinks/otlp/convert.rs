@@ -14,7 +14,7 @@ use super::{
     wire,
 };
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, Outcome, PolicyEvent, SummaryEvent},
+    enrich::{DecisionEvent, Event, LossEvent, Outcome, PolicyEvent, SummaryEvent, TamperEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -88,6 +88,8 @@ impl Attrs<'_> {
 fn severity(ev: &Event) -> (SeverityNumber, &'static str) {
     match ev {
         Event::Policy(p) if p.error.is_some() => (SeverityNumber::Error, "ERROR"),
+        // Someone changed what enforces: always worth a page.
+        Event::Tamper(_) => (SeverityNumber::Error, "ERROR"),
         _ => match ev.verdict() {
             "denied" | "audited" => (SeverityNumber::Warn, "WARN"),
             "loss" => (SeverityNumber::Error, "ERROR"),
@@ -194,6 +196,21 @@ fn policy_body(out: &mut Vec<u8>, e: &PolicyEvent) {
     };
 }
 
+fn tamper_body(out: &mut Vec<u8>, e: &TamperEvent) {
+    let _ = match &e.error {
+        None => write!(out, "{} {} {}: {}", e.object, e.target, e.change, e.result),
+        Some(err) => write!(out, "{} {} {}: repair failed: {err}", e.object, e.target, e.change),
+    };
+}
+
+fn tamper_attrs(e: &TamperEvent, a: &mut Attrs) {
+    a.str("warden.target", &e.target);
+    a.str("warden.object", e.object);
+    a.str("warden.change", e.change);
+    a.str("warden.result", e.result);
+    a.opt("warden.error", e.error.as_deref());
+}
+
 fn policy_attrs(e: &PolicyEvent, a: &mut Attrs) {
     a.str("warden.operation", e.operation);
     a.str("warden.result", e.result);
@@ -223,11 +240,13 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
             Event::Summary(e) => summary_body(out, e),
             Event::Loss(e) => loss_body(out, e),
             Event::Policy(e) => policy_body(out, e),
+            Event::Tamper(e) => tamper_body(out, e),
         })
     });
     let mut a = Attrs(out);
     a.str("warden.kind", ev.kind());
     a.uint("warden.seq", ev.seq());
+    a.str("warden.agent_id", ev.agent_id());
     if let Some(o) = ev.outcome() {
         outcome_attrs(&o, &mut a);
     }
@@ -247,6 +266,10 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
         Event::Policy(e) => {
             policy_attrs(e, &mut a);
             "warden.policy"
+        }
+        Event::Tamper(e) => {
+            tamper_attrs(e, &mut a);
+            "warden.tamper"
         }
     };
     wire::fixed64(out, field::OBSERVED_TIME, observed_ns);
@@ -338,6 +361,7 @@ pub(crate) mod tests {
             time: "2026-11-22T06:00:00.000000001Z".into(),
             time_unix_ns: 1_795_327_200_000_000_001,
             seq,
+            agent_id: "a-1".into(),
             node: "gpu-1".into(),
             kind: "network",
             workload: "trainer".into(),
@@ -467,6 +491,7 @@ pub(crate) mod tests {
             time: String::new(),
             time_unix_ns: 10,
             seq: 4,
+            agent_id: "a-1".into(),
             node: "n".into(),
             kind: "network",
             operation: "summary",
@@ -490,6 +515,7 @@ pub(crate) mod tests {
             time: String::new(),
             time_unix_ns: 11,
             seq: 5,
+            agent_id: "a-1".into(),
             node: "n".into(),
             kind: "loss",
             stage: "kernel",
@@ -508,7 +534,10 @@ pub(crate) mod tests {
 
     #[test]
     fn policy_records() {
-        let seq = std::sync::atomic::AtomicU64::new(6);
+        let seq = crate::enrich::Numbering {
+            seq: std::sync::Arc::new(crate::enrich::seq::Seq::starting_at(6)),
+            agent_id: "a-1".into(),
+        };
         let applied = crate::report::ReloadOutcome {
             applied: true,
             generation: 3,

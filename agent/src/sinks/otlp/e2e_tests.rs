@@ -33,6 +33,7 @@ fn loss(seq: u64) -> Arc<Event> {
         time: String::new(),
         time_unix_ns: 1_795_327_200_000_000_000,
         seq,
+        agent_id: "a-1".into(),
         node: "gpu-node-1".into(),
         kind: "loss",
         stage: "kernel",
