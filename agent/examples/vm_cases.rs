@@ -210,18 +210,37 @@ fn main() {
         failures.push(format!("expected the lsm backend, enforced: {files}"));
     }
     let overlay_judged_by_path = limits.contains("overlay");
-    // `warden probe` must see the same: BPF-LSM usable, files by BPF-LSM.
+    // `warden probe` must see the same: BPF-LSM usable, files by BPF-LSM,
+    // and every kind in the words status uses (state, backend, restart).
     let node = Command::new(format!("{BIN}/warden")).args(["probe", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&node.stdout).unwrap_or_default();
     let lsm_check = report["checks"].as_array().into_iter().flatten().find(|c| c["name"] == "hook: BPF-LSM");
     let files_row = report["segments"].as_array().into_iter().flatten().find(|s| s["kind"] == "files");
     let probe_ok = lsm_check.is_some_and(|c| c["ok"] == true)
-        && files_row.is_some_and(|s| s["backend"].as_str().unwrap_or("").starts_with("BPF-LSM"))
+        && files_row.is_some_and(|s| s["backend"] == "lsm")
         && node.status.success();
     println!("{} warden probe: BPF-LSM usable, files by BPF-LSM", if probe_ok { "PASS" } else { "FAIL" });
     if !probe_ok {
         failures.push(format!("warden probe: {report}"));
     }
+    let mut disagree = Vec::new();
+    for row in st["enforcement"].as_array().into_iter().flatten().filter(|e| e["state"] != "not-configured") {
+        let kind = report["segments"].as_array().into_iter().flatten().find(|s| s["kind"] == row["kind"]);
+        for field in ["state", "backend", "restart"] {
+            let p = kind.map(|k| k[field].clone()).unwrap_or_default();
+            if p != row[field] {
+                disagree.push(format!("{}.{field}: probe {p} status {}", row["kind"], row[field]));
+            }
+        }
+    }
+    println!(
+        "{} probe and status agree field by field {disagree:?}",
+        if disagree.is_empty() { "PASS" } else { "FAIL" }
+    );
+    if !disagree.is_empty() {
+        failures.push(format!("probe/status disagree: {disagree:?}"));
+    }
+    tamper_lsm(&st, &mut failures);
 
     if bench {
         // Numbers from an agent that is not what the cases expect mean nothing.
@@ -402,6 +421,58 @@ const EXT4: &str = "/mnt/ext4";
 /// Mounts the ext4 image the payload ships (/ext4.img) at `EXT4` through a
 /// loop device, with a protected file under `EXT4`/data; false if it
 /// cannot (reported as a failure by the attack table).
+/// The BPF-LSM links of a live agent: detached with bpf(2) (where the
+/// kernel allows it) and unpinned; the agent must put them back, report
+/// it, and keep denying throughout.
+fn tamper_lsm(st: &serde_json::Value, failures: &mut Vec<String>) {
+    use warden::hooks::bpf_obj;
+    let links = Path::new(st["pins"]["dir"].as_str().unwrap_or("/nonexistent")).join("links");
+    let name = std::fs::read_dir(&links)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("file_open"))
+        .unwrap_or_default();
+    let pin = links.join(&name);
+    let denied = || {
+        probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Other)), &["read", &format!("{BASE}/data/f")]) == 2
+    };
+    let tampers = || status(SOCK).map_or(0, |s| s["integrity"]["tamper_events"].as_u64().unwrap_or(0));
+    let wait = |what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    };
+    let before = tampers();
+    let detach = bpf_obj::obj_get(&pin).and_then(|l| bpf_obj::link_detach(&l));
+    let ok = match &detach {
+        // The kernel has no detach for LSM (tracing) links: nothing to repair.
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => denied(),
+        Err(_) => false,
+        Ok(()) => wait(&|| tampers() > before) && denied(),
+    };
+    println!(
+        "{} tamper: detach lsm/{name} ({detach:?}): still denied, repaired if detached",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok {
+        failures.push(format!("tamper: detach lsm/{name}: {detach:?}"));
+    }
+    let before = tampers();
+    let _ = std::fs::remove_file(&pin);
+    let ok = denied() && wait(&|| pin.exists() && tampers() > before);
+    println!("{} tamper: unpinned lsm/{name}: enforced, re-pinned and reported", if ok { "PASS" } else { "FAIL" });
+    if !ok {
+        failures.push(format!("tamper: unpin lsm/{name}"));
+    }
+}
+
 fn mount_ext4() -> bool {
     std::fs::create_dir_all(EXT4).unwrap();
     let ok = Command::new("losetup").args(["/dev/loop0", "/ext4.img"]).status().is_ok_and(|s| s.success())

@@ -8,7 +8,10 @@ use std::path::Path;
 use aya::programs::ProgramType;
 use serde::{Deserialize, Serialize};
 
-use crate::system::{kernel, mountinfo, mounts};
+use crate::{
+    report::words,
+    system::{kernel, mountinfo, mounts},
+};
 
 /// One line of the table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -18,18 +21,37 @@ pub struct Check {
     pub detail: String,
 }
 
-/// How one kind of segment is enforced on this node.
+/// How one kind of segment is enforced on this node, in the words `warden
+/// status` uses for it (`report::words`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SegmentKind {
     pub kind: String,
+    /// enforced | partial | unavailable
+    pub state: String,
     pub enforced: bool,
     /// Enforced, but some ways around it cannot be closed on this node
     /// (listed in `notes`).
     #[serde(default)]
     pub partial: bool,
     pub backend: String,
-    /// What holds while the agent restarts, and what is not enforced.
+    /// What happens while the agent restarts or is down.
+    pub restart: String,
+    /// Why, and what is not enforced.
     pub notes: Vec<String>,
+}
+
+impl SegmentKind {
+    fn new(kind: &str, enforced: bool, partial: bool, backend: &str, restart: &str, notes: Vec<String>) -> Self {
+        SegmentKind {
+            kind: kind.into(),
+            state: words::capability_state(enforced, partial).into(),
+            enforced,
+            partial,
+            backend: backend.into(),
+            restart: if enforced { restart.into() } else { String::new() },
+            notes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -74,15 +96,12 @@ pub fn probe() -> Report {
     });
     let device = program_type(ProgramType::CgroupDevice, "BPF_PROG_TYPE_CGROUP_DEVICE");
     let tracepoint = program_type(ProgramType::TracePoint, "BPF_PROG_TYPE_TRACEPOINT");
-    let lsm = lsm_usable();
+    let lsm = lsm_usable().and_then(|detail| Ok((detail, lsm_limits()?)));
     let fanotify = crate::files::fanotify::sys::Group::new()
         .map(|_| "FAN_CLASS_CONTENT (open permission events)".to_string())
         .map_err(|e| format!("fanotify_init(FAN_CLASS_CONTENT): {e}"));
 
-    let restart_safe = bpffs.is_ok();
-    let survives = |yes: bool| {
-        if yes { "keeps enforcing while the agent restarts (pinned links)" } else { "pauses while the agent restarts" }
-    };
+    let pinned = if bpffs.is_ok() { words::RESTART_PINNED } else { words::RESTART_UNPINNED };
     let base = btf.is_ok() && cgroup2.is_ok() && tracepoint.is_ok();
     let mut network_gaps = Vec::new();
     for (r, what) in [
@@ -95,53 +114,40 @@ pub fn probe() -> Report {
         }
     }
     let mut segments = vec![
-        SegmentKind {
-            kind: "network".into(),
-            enforced: base && sock_addr.is_ok(),
-            partial: !network_gaps.is_empty(),
-            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), cgroup_skb/egress backstop, socket-creation guard \
-                      (cgroup/sock_create, BPF-LSM socket_create), in kernel"
-                .into(),
-            notes: [vec![survives(restart_safe).to_string()], network_gaps].concat(),
-        },
-        SegmentKind {
-            kind: "devices".into(),
-            enforced: base && device.is_ok(),
-            partial: false,
-            backend: "cgroup/dev, in kernel".into(),
-            notes: vec![survives(restart_safe).into()],
-        },
+        SegmentKind::new(
+            "network",
+            base && sock_addr.is_ok(),
+            !network_gaps.is_empty(),
+            words::NETWORK_BACKEND,
+            pinned,
+            network_gaps,
+        ),
+        SegmentKind::new("devices", base && device.is_ok(), false, words::DEVICES_BACKEND, pinned, vec![]),
     ];
     let files = match (&lsm, &fanotify) {
-        (Ok(_), _) => SegmentKind {
-            kind: "files".into(),
-            enforced: base,
-            partial: false,
-            backend: "BPF-LSM, in kernel".into(),
-            notes: vec![survives(restart_safe).into()],
-        },
-        (Err(why), Ok(_)) => SegmentKind {
-            kind: "files".into(),
-            enforced: base,
-            // Opens are blocked; the rest is only detected: as status says.
-            partial: true,
-            backend: "fanotify permission events (BPF-LSM unavailable)".into(),
-            notes: vec![
+        // Partial where this kernel's verifier takes only the one-walk
+        // variants, exactly as the agent will say.
+        (Ok((_, limits)), _) => {
+            SegmentKind::new("files", base, !limits.is_empty(), words::FILES_LSM, pinned, limits.clone())
+        }
+        // Opens are blocked; the rest is only detected: as status says.
+        (Err(why), Ok(_)) => SegmentKind::new(
+            "files",
+            base,
+            true,
+            words::FILES_FANOTIFY,
+            words::RESTART_KEEPER,
+            vec![
                 format!("BPF-LSM: {why}"),
                 "opens only: create, rename, unlink, link, chmod/chown/utimes/xattr, truncate(2), mkdir/rmdir are \
                  detected (events), not blocked; openat2 and io_uring opens by read-only workloads are denied"
                     .into(),
-                "held opens survive agent crashes and restarts through the keeper process".into(),
                 ptrace_scope(),
             ],
-        },
-        (Err(a), Err(b)) => SegmentKind {
-            kind: "files".into(),
-            enforced: false,
-            partial: false,
-            backend: "none".into(),
-            notes: vec![format!("BPF-LSM: {a}"), format!("fanotify: {b}")],
-        },
+        ),
+        (Err(a), Err(b)) => {
+            SegmentKind::new("files", false, false, "none", "", vec![format!("BPF-LSM: {a}"), format!("fanotify: {b}")])
+        }
     };
     segments.insert(1, files);
     Report {
@@ -157,7 +163,7 @@ pub fn probe() -> Report {
             check("hook: BPF-LSM socket_create", lsm_socket),
             check("hook: cgroup/dev", device),
             check("hook: tracepoint", tracepoint),
-            check("hook: BPF-LSM", lsm),
+            check("hook: BPF-LSM", lsm.map(|(detail, _)| detail)),
             check("fanotify permission events", fanotify),
         ],
         segments,
@@ -185,6 +191,20 @@ fn lsm_usable() -> Result<String, String> {
     Ok("BPF_PROG_TYPE_LSM loads; `bpf` is an active LSM; file struct offsets found in BTF".into())
 }
 
+/// What the file hooks give up on this kernel: they are loaded for real
+/// (not attached), into a throwaway instance, as the agent loads them.
+fn lsm_limits() -> Result<Vec<String>, String> {
+    use crate::hooks::{Hooks, pins};
+    let bpffs = Path::new(mounts::BPFFS);
+    let root = format!("warden-probe-{}", std::process::id());
+    let p = pins::Pins::open(bpffs, &root).map_err(|e| format!("bpffs: {e}"))?;
+    let limits = Hooks::load(256 * 1024, (0, 0), p)
+        .map_err(|e| crate::system::error_chain(&e))
+        .and_then(|mut hooks| hooks.verify_lsm().map(<[String]>::to_vec));
+    let _ = pins::uninstall(bpffs, Some(&pins::instance_name(&root)), false);
+    limits.map_err(|e| format!("the file hooks do not load: {e}"))
+}
+
 fn bpffs_writable(dir: &Path, mounts: &[mountinfo::Mount]) -> Result<String, String> {
     if !mounts.iter().any(|m| m.mount_point == dir && m.fstype == "bpf") {
         return Err(format!("no bpffs at {}: programs cannot outlive the agent", dir.display()));
@@ -203,16 +223,14 @@ impl std::fmt::Display for Report {
         for c in &self.checks {
             writeln!(f, "  {:<29}{:<4} {}", c.name, if c.ok { "yes" } else { "NO" }, c.detail)?;
         }
-        writeln!(f, "\nSEGMENT KIND   ENFORCED  BACKEND")?;
+        writeln!(f, "\nSEGMENT KIND   STATE        BACKEND")?;
         for s in &self.segments {
-            let enforced = match (s.enforced, s.partial) {
-                (false, _) => "NO",
-                (true, true) => "partial",
-                (true, false) => "yes",
-            };
-            writeln!(f, "  {:<13}{:<10}{}", s.kind, enforced, s.backend)?;
+            writeln!(f, "  {:<13}{:<13}{}", s.kind, s.state, s.backend)?;
+            if !s.restart.is_empty() {
+                writeln!(f, "  {:<26}restart: {}", "", s.restart)?;
+            }
             for n in &s.notes {
-                writeln!(f, "  {:<23}{n}", "")?;
+                writeln!(f, "  {:<26}{n}", "")?;
             }
         }
         Ok(())

@@ -10,38 +10,66 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
+use crate::probe::{Args, Outcome, UsageError};
+
 /// The payload every mode sends; listeners count datagrams carrying it.
 pub const PAYLOAD: &[u8] = b"warden";
 
-/// Runs one mode; `Ok` when every syscall succeeded (for ICMP: a reply came).
-pub fn run(mode: &str, args: &[String]) -> Option<Result<()>> {
-    let ip = |i: usize| -> IpAddr { args[i].parse().expect("address") };
-    let port = |i: usize| -> u16 { args[i].parse().expect("port") };
-    Some(match mode {
-        "raw-udp" => raw_udp(ip(0), port(1)),
-        "raw-hdrincl" => raw_hdrincl(ip(0), port(1)),
-        "packet" => packet(ip(0), port(1)),
-        "icmp" => ping(ip(0), false),
-        "raw-icmp" => ping(ip(0), true),
-        "tcp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_STREAM, Extra::None),
-        "udp-unspec" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::None),
-        "tcp-unspec-ipopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_STREAM, Extra::IpOptions),
-        "udp-unspec-ipopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::IpOptions),
-        "udp-unspec-dstopts" => unspecified(ip(0), ip(1), port(2), libc::SOCK_DGRAM, Extra::DestOptions),
+/// Every mode: its name, the arguments it takes, what it does (`--help`).
+pub const MODES: &[(&str, &[&str], &str)] = &[
+    ("raw-udp", &["ADDR", "PORT"], "a UDP datagram built by hand on a raw socket"),
+    ("raw-hdrincl", &["ADDR", "PORT"], "the same, IPv4 header included (IPPROTO_RAW)"),
+    ("packet", &["ADDR", "PORT"], "a whole IP packet on a packet socket (loopback)"),
+    ("icmp", &["ADDR"], "an echo request on an ICMP datagram socket"),
+    ("raw-icmp", &["ADDR"], "an echo request on a raw socket"),
+    ("tcp-unspec", &["LOCAL", "UNSPEC", "PORT"], "bind LOCAL, connect to the unspecified address"),
+    ("udp-unspec", &["LOCAL", "UNSPEC", "PORT"], "bind LOCAL, send to the unspecified address"),
+    ("tcp-unspec-ipopts", &["LOCAL", "UNSPEC", "PORT"], "tcp-unspec with IP options"),
+    ("udp-unspec-ipopts", &["LOCAL", "UNSPEC", "PORT"], "udp-unspec with IP options"),
+    ("udp-unspec-dstopts", &["LOCAL", "UNSPEC", "PORT"], "udp-unspec behind an IPv6 destination options header"),
+    ("xdp-socket", &[], "create an AF_XDP socket"),
+    ("sendmmsg", &["ADDR", "PORT"], "UDP datagrams by sendmmsg()"),
+    ("tfo", &["ADDR", "PORT"], "TCP Fast Open: data in the SYN"),
+    ("io-uring-connect", &["ADDR", "PORT"], "connect() submitted through io_uring"),
+    ("sctp", &["ADDR", "PORT"], "an SCTP connect"),
+    ("handoff-tcp", &["ADDR", "PORT", "CGROUP"], "make a TCP socket here, join CGROUP, then connect"),
+    ("handoff-udp", &["ADDR", "PORT", "CGROUP"], "make a UDP socket here, join CGROUP, then send"),
+    ("flood-raw", &["ADDR", "PORT", "SECONDS"], "raw UDP for SECONDS at 1 kHz (JSON counts)"),
+    ("flood-icmp", &["ADDR", "PORT", "SECONDS"], "echo requests for SECONDS at 1 kHz (JSON counts)"),
+];
+
+/// Runs one mode (`None`: not one of `MODES`); `Ok` when every syscall
+/// succeeded (for ICMP: a reply came).
+pub fn run(mode: &str, args: &[String]) -> Option<Outcome> {
+    let (_, names, _) = MODES.iter().find(|(m, ..)| *m == mode)?;
+    Some(Args::new(mode, names, args).and_then(|a| dispatch(mode, &a)))
+}
+
+fn dispatch(mode: &str, a: &Args) -> Outcome {
+    Ok(match mode {
+        "raw-udp" => raw_udp(a.get(0)?, a.get(1)?),
+        "raw-hdrincl" => raw_hdrincl(a.get(0)?, a.get(1)?),
+        "packet" => packet(a.get(0)?, a.get(1)?),
+        "icmp" => ping(a.get(0)?, false),
+        "raw-icmp" => ping(a.get(0)?, true),
+        "tcp-unspec" => unspecified(a.get(0)?, a.get(1)?, a.get(2)?, libc::SOCK_STREAM, Extra::None),
+        "udp-unspec" => unspecified(a.get(0)?, a.get(1)?, a.get(2)?, libc::SOCK_DGRAM, Extra::None),
+        "tcp-unspec-ipopts" => unspecified(a.get(0)?, a.get(1)?, a.get(2)?, libc::SOCK_STREAM, Extra::IpOptions),
+        "udp-unspec-ipopts" => unspecified(a.get(0)?, a.get(1)?, a.get(2)?, libc::SOCK_DGRAM, Extra::IpOptions),
+        "udp-unspec-dstopts" => unspecified(a.get(0)?, a.get(1)?, a.get(2)?, libc::SOCK_DGRAM, Extra::DestOptions),
         "xdp-socket" => socket(libc::AF_XDP, libc::SOCK_RAW, 0).map(drop),
-        "sendmmsg" => sendmmsg(ip(0), port(1)),
-        "tfo" => fast_open(ip(0), port(1)),
-        "io-uring-connect" => uring_connect(ip(0), port(1)),
-        "sctp" => sctp(ip(0), port(1)),
-        "handoff-tcp" => handoff(ip(0), port(1), &args[2], libc::SOCK_STREAM),
-        "handoff-udp" => handoff(ip(0), port(1), &args[2], libc::SOCK_DGRAM),
+        "sendmmsg" => sendmmsg(a.get(0)?, a.get(1)?),
+        "tfo" => fast_open(a.get(0)?, a.get(1)?),
+        "io-uring-connect" => uring_connect(a.get(0)?, a.get(1)?),
+        "sctp" => sctp(a.get(0)?, a.get(1)?),
+        "handoff-tcp" => handoff(a.get(0)?, a.get(1)?, a.str(2), libc::SOCK_STREAM),
+        "handoff-udp" => handoff(a.get(0)?, a.get(1)?, a.str(2), libc::SOCK_DGRAM),
         "flood-raw" | "flood-icmp" => {
-            let secs: f64 = args[2].parse().expect("seconds");
-            let counts = raw_flood(ip(0), port(1), secs, mode == "flood-icmp");
-            println!("{}", serde_json::to_string(&counts.as_ref().ok()).unwrap());
+            let counts = raw_flood(a.get(0)?, a.get(1)?, a.get(2)?, mode == "flood-icmp");
+            println!("{}", serde_json::to_string(&counts.as_ref().ok()).unwrap_or_default());
             counts.map(|_| ())
         }
-        _ => return None,
+        _ => return Err(UsageError(format!("unknown mode `{mode}`"))),
     })
 }
 

@@ -9,8 +9,32 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
+/// Every attack and its arguments (`--help`); a missing one is empty.
+pub const ATTACKS: &[(&str, &str)] = &[
+    ("read-bytes", "PATH"),
+    ("append-bytes", "PATH"),
+    ("shadow-read", "TREE DECOY root|userns FILE"),
+    ("shadow-append", "TREE DECOY root|userns FILE"),
+    ("overlay-lower-read", "TREE SCRATCH FILE root|userns"),
+    ("overlay-upper", "TREE_DIR SCRATCH FILE append|create|unlink"),
+    ("rename-read", "PATH NEW"),
+    ("rename-read-in", "DIR NEW FILE"),
+    ("link-read", "PATH LINK"),
+    ("openat2-read", "PATH"),
+    ("openat2-race", "PATH [TRIES]"),
+    ("uring-read", "PATH"),
+    ("handle-read", "PATH MOUNT_DIR"),
+    ("map-hold", "PATH [SECONDS]"),
+    ("mem-read", "PID ADDR [LEN]"),
+    ("truncate-path", "PATH"),
+    ("chmod", "PATH"),
+    ("setxattr", "PATH"),
+    ("utimes", "PATH"),
+];
+
 /// Runs attack `op`; `None` when `op` is not one of these.
 pub fn run(op: &str, args: &[String]) -> Option<Result<()>> {
+    ATTACKS.iter().find(|(name, _)| *name == op)?;
     let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     Some(match op {
         "read-bytes" => read_bytes(a(0)),

@@ -2,7 +2,11 @@
 //! run as users run it.
 mod harness;
 
-use std::{os::unix::process::CommandExt, process::Command};
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use harness::*;
 
@@ -156,4 +160,81 @@ fn second_agent_on_the_same_socket_is_refused() {
     assert!(err.contains("already listening"), "{err}");
     // The first agent is unaffected.
     assert_eq!(agent.status()["mode"], "enforce");
+}
+
+/// Every `[[bin]]` that agent/Cargo.toml declares, as cargo built it (next
+/// to `warden`): a binary added later is covered without touching this file.
+fn declared_binaries() -> Vec<PathBuf> {
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let dir = Path::new(WARDEN).parent().unwrap();
+    let mut in_bin = false;
+    let mut out = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            out.push(dir.join(value.trim().trim_matches('"')));
+        }
+    }
+    out
+}
+
+fn output(bin: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn every_binary_answers_help_and_refuses_bad_arguments_without_panicking() {
+    let bins = declared_binaries();
+    let names: Vec<&str> = bins.iter().filter_map(|b| b.file_name()?.to_str()).collect();
+    assert!(names.contains(&"warden") && names.contains(&"warden-netprobe"), "{names:?}");
+    for bin in &bins {
+        let name = bin.file_name().unwrap().to_str().unwrap();
+        for flag in ["--help", "-h"] {
+            let (code, out, err) = output(bin, &[flag]);
+            assert_eq!(code, 0, "{name} {flag}: {err}");
+            assert!(out.contains("Usage:") && out.contains(name), "{name} {flag} prints no usage: {out}");
+            assert!(!err.contains("panicked"), "{name} {flag}: {err}");
+        }
+        for bad in ["--no-such-option", "no-such-operation"] {
+            let (code, _, err) = output(bin, &[bad]);
+            assert!(code != 0 && code != 101, "{name} {bad}: exit {code}, {err}");
+            assert!(!err.contains("panicked"), "{name} {bad}: {err}");
+            let first = err.lines().next().unwrap_or_default();
+            assert!(first.contains(bad), "{name} {bad}: the first line names the problem: {err}");
+        }
+    }
+}
+
+#[test]
+fn probes_refuse_bad_arguments_in_one_line() {
+    let net = Path::new(WARDEN).with_file_name("warden-netprobe");
+    let file = Path::new(WARDEN).with_file_name("warden-fileprobe");
+    let cases: &[(&Path, &[&str], &str)] = &[
+        (&net, &[], "warden-netprobe: missing MODE; see warden-netprobe --help"),
+        (&net, &["tcp", "127.0.0.1"], "warden-netprobe: `tcp` takes ADDR PORT (got 1 argument); see"),
+        (&net, &["tcp", "localhost", "80"], "warden-netprobe: `tcp`: bad ADDR `localhost`: invalid IP address syntax"),
+        (&net, &["udp-sendto", "127.0.0.1", "70000"], "`udp-sendto`: bad PORT `70000`: number too large"),
+        (&net, &["raw-udp", "::1"], "`raw-udp` takes ADDR PORT (got 1 argument)"),
+        (&net, &["flood", "127.0.0.1", "1", "soon", "0"], "`flood`: bad SECONDS `soon`"),
+        (&net, &["--cgroup"], "warden-netprobe: --cgroup needs a value"),
+        (&net, &["--linger-ms", "x", "tcp"], "bad --linger-ms `x`"),
+        (&file, &["read"], "warden-fileprobe: `read` takes PATH (got 0 arguments)"),
+        (&file, &["rename", "/a"], "`rename` takes PATH PATH2 (got 1 argument)"),
+        (&file, &["mknod", "/a", "195"], "`mknod`: bad MAJOR:MINOR `195`"),
+        (&file, &["flood", "/a", "/b", "fast"], "`flood`: bad RATE `fast`"),
+        (&file, &["chown", "/a"], "warden-fileprobe: unknown operation `chown`"),
+    ];
+    for (bin, args, want) in cases {
+        let (code, out, err) = output(bin, args);
+        assert_eq!(code, 64, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: nothing on stdout: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }

@@ -165,7 +165,10 @@ fn gpus_by_index_control_nodes_and_paths() {
     assert_eq!((str_of(e, "workload"), str_of(e, "verdict")), ("other", "denied"));
     assert_eq!(str_of(e, "operation"), "open");
     assert_eq!(str_of(e, "segment"), "gpus");
+    // The node opened was a copy elsewhere: the hook is told only 195:2, so
+    // the event names the canonical node and says that it does.
     assert_eq!(e["device"]["path"], "/dev/nvidia2");
+    assert_eq!(e["device"]["path_is"], "canonical");
     assert_eq!((e["device"]["major"].as_u64(), e["device"]["minor"].as_u64()), (Some(195), Some(2)));
     assert_eq!(e["device"]["type"], "char");
     assert_eq!(e["device"]["access"], "read");

@@ -107,6 +107,28 @@ fn fanotify_backend_runs_the_shared_case_table() {
     assert_eq!(w("reader")["file_denied"].as_u64().unwrap() as usize, cases_for(Who::Reader, true));
     assert_eq!(w("(unidentified)")["file_denied"], 1);
     assert_eq!(st["events"]["file_errors"], 0);
+
+    // Restart safety rests on the keeper: status says so, and says when it
+    // is gone (killed), never claiming what no longer holds.
+    let row = |st: &serde_json::Value| {
+        st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "files").unwrap().clone()
+    };
+    assert!(row(&st)["restart"].as_str().unwrap().contains("keeper decides"), "{}", row(&st));
+    let instance = warden::hooks::pins::instance_name(&tree.rel);
+    let keeper = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&&b"fan-keeper"[..]) && args.contains(&instance.as_bytes())
+        })
+        .expect("the instance's keeper runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(keeper), nix::sys::signal::Signal::SIGKILL).unwrap();
+    agent.eventually("status says the keeper is gone", || {
+        row(&agent.status())["restart"].as_str().unwrap().contains("no keeper process")
+    });
 }
 
 #[test]

@@ -96,11 +96,26 @@ fn probe_agrees_with_the_agent() {
     }
     let lsm_ok = check("hook: BPF-LSM")["ok"] == true;
     assert_eq!(files["backend"], if lsm_ok { "lsm" } else { "fanotify" }, "probe: {}\nagent: {files}", kind("files"));
-    assert_eq!(
-        kind("files")["backend"].as_str().unwrap().starts_with("BPF-LSM"),
-        lsm_ok,
-        "the files row follows the LSM check"
-    );
+    // Field by field, in the same words: state, backend, restart behaviour.
+    for k in ["network", "files", "devices"] {
+        for field in ["state", "backend", "restart"] {
+            assert_eq!(kind(k)[field], row(k)[field], "{k}.{field}: probe {}\nstatus {}", kind(k), row(k));
+        }
+    }
+    // The text status names the filesystems whose opens wait for the agent
+    // (a mount and its device, not a root), the pins and the restart rows.
+    let text = String::from_utf8_lossy(
+        &Command::new(WARDEN).args(["status", "--socket"]).arg(&agent.socket).output().unwrap().stdout,
+    )
+    .into_owned();
+    if files["backend"] == "fanotify" {
+        let marked = files["marked"][0].as_str().unwrap();
+        assert!(marked.contains("(tmpfs, device "), "{marked}");
+        assert!(text.contains(marked), "{text}");
+    }
+    for needle in ["restart:", "PINS", st["pins"]["dir"].as_str().unwrap(), "INTEGRITY", "verified"] {
+        assert!(text.contains(needle), "status text shows {needle}:\n{text}");
+    }
     // Network enforcement works exactly when the probe says so.
     assert_eq!(kind("network")["enforced"], true, "this test runs only where the agent can start: {report}");
     assert_eq!(st["pins"]["links"].as_array().unwrap().is_empty(), check("bpffs (restart safety)")["ok"] != true);

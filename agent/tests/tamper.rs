@@ -110,7 +110,7 @@ fn detached_links_and_deleted_pins_come_back_and_are_reported() {
 
     // bpftool, where installed, is one more way to do it.
     if Command::new("bpftool").arg("version").output().is_ok_and(|o| o.status.success()) {
-        let id = bpf_obj::link_state(&bpf_obj::obj_get(&links.join("connect6")).unwrap()).unwrap().id;
+        let id = bpf_obj::link_state(bpf_obj::obj_get(&links.join("connect6")).unwrap()).unwrap().id;
         let out = Command::new("bpftool").args(["link", "detach", "id", &id.to_string()]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         agent.wait_events(1, |e| e["kind"] == "tamper" && e["target"] == "connect6" && e["change"] == "detached");
@@ -118,7 +118,7 @@ fn detached_links_and_deleted_pins_come_back_and_are_reported() {
 
     // A deleted link pin: the agent holds the link, so nothing detaches,
     // and the pin is back (the same link) within a second.
-    let id = bpf_obj::link_state(&bpf_obj::obj_get(&links.join("sendmsg4")).unwrap()).unwrap().id;
+    let id = bpf_obj::link_state(bpf_obj::obj_get(&links.join("sendmsg4")).unwrap()).unwrap().id;
     std::fs::remove_file(links.join("sendmsg4")).unwrap();
     assert!(netprobe(&other, "udp-sendto", "127.0.0.2", port).eperm(), "still enforced without its pin");
     agent.eventually("sendmsg4 re-pinned", || {

@@ -23,10 +23,11 @@ pub struct DeviceTable {
 
 impl DeviceTable {
     /// Name for an event: the node's path where known, else `char 511:0`.
-    pub fn name(&self, key: &DeviceKey) -> String {
+    /// The node to name a device by, and what it is (`canonical` | `number`).
+    pub fn name(&self, key: &DeviceKey) -> (String, &'static str) {
         match self.nodes.get(key) {
-            Some((_, name)) => name.clone(),
-            None => format!("{} {}:{}", type_name(key.kind), key.major, key.minor),
+            Some((_, name)) => (name.clone(), "canonical"),
+            None => (format!("{} {}:{}", type_name(key.kind), key.major, key.minor), "number"),
         }
     }
 

@@ -81,6 +81,10 @@ pub struct FileTarget {
 pub struct DeviceTarget {
     /// The node's path where the agent resolved it, else `char 511:0`.
     pub path: String,
+    /// What `path` is: `canonical` (the node under /dev the agent resolved
+    /// for this major:minor: the cgroup device hook is told only the
+    /// number, not the node that was opened) or `number` (none found).
+    pub path_is: &'static str,
     /// char | block
     #[serde(rename = "type")]
     pub kind: &'static str,

@@ -150,10 +150,12 @@ impl Enricher {
             .filter(|(bit, _)| ev.access & bit != 0)
             .map(|(_, name)| *name)
             .collect();
+        let (path, path_is) = table.name(&key);
         DecisionEvent {
             operation: if ev.access & DEV_ACC_MKNOD != 0 { "mknod" } else { "open" },
             device: Some(DeviceTarget {
-                path: table.name(&key),
+                path,
+                path_is,
                 kind: crate::devices::type_name(ev.dev_type),
                 major: ev.major,
                 minor: ev.minor,

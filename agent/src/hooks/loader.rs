@@ -274,10 +274,27 @@ impl Hooks {
 
     /// BPF-LSM file hooks. Errors say why (the caller falls back).
     pub fn attach_lsm(&mut self) -> Result<(), String> {
-        self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
-        // Every hook through the verifier first: a kernel that refuses one
-        // gets none attached (no half-enforced files next to the fallback).
+        for name in self.load_lsm(&btf)? {
+            self.attach_lsm_hook(name, &btf)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the BPF-LSM file hooks without attaching them: what this
+    /// kernel's verifier takes, and so what `attach_lsm` would give up
+    /// (`lsm_limits`). For `warden probe`.
+    pub fn verify_lsm(&mut self) -> Result<&[String], String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+        self.load_lsm(&btf)?;
+        Ok(&self.lsm_limits)
+    }
+
+    /// Every file hook through the verifier (a kernel that refuses one gets
+    /// none attached: no half-enforced files next to the fallback); returns
+    /// the programs to attach.
+    fn load_lsm(&mut self, btf: &aya::Btf) -> Result<Vec<&'static str>, String> {
+        self.file_offsets.clone().map_err(|e| format!("kernel BTF lacks a needed offset: {e}"))?;
         let mut hooks: Vec<&'static str> = LSM_HOOKS.to_vec();
         // Before 6.5 the verifier does not take the two-walk programs (it
         // gives up after a million instructions, which under emulation takes
@@ -286,24 +303,21 @@ impl Hooks {
         for (i, name) in LSM_HOOKS.into_iter().enumerate() {
             let lite = lite_variant(name);
             if old_verifier && let Some((lite, limit)) = lite {
-                self.load_lsm_hook(lite, &btf)?;
+                self.load_lsm_hook(lite, btf)?;
                 self.lsm_limits.push(limit.into());
                 hooks[i] = lite;
                 continue;
             }
-            if let Err(e) = self.load_lsm_hook(name, &btf) {
+            if let Err(e) = self.load_lsm_hook(name, btf) {
                 // One walk instead of two where the verifier cannot take both.
                 let Some((lite, limit)) = lite else { return Err(e) };
-                self.load_lsm_hook(lite, &btf).map_err(|_| e.clone())?;
+                self.load_lsm_hook(lite, btf).map_err(|_| e.clone())?;
                 tracing::warn!(error = %e, "lsm/{name} is too large for this kernel's verifier: using {lite}");
                 self.lsm_limits.push(limit.into());
                 hooks[i] = lite;
             }
         }
-        for name in hooks {
-            self.attach_lsm_hook(name, &btf)?;
-        }
-        Ok(())
+        Ok(hooks)
     }
 
     /// What the attached file hooks cannot see on this kernel.

@@ -141,18 +141,23 @@ pub fn uninstall(bpffs: &Path, instance: Option<&str>, force: bool) -> Result<Un
     // a half-removed instance, and a live one stops everything before any
     // removal.
     let mut locks = Vec::new();
+    let mut free = Vec::new();
     for dir in &dirs {
         match try_lock(dir) {
-            Ok(l) => locks.push(l),
+            Ok(l) => {
+                locks.push(l);
+                free.extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
+            }
             Err(e @ LockError::Held { .. }) if force => done.live.push(e),
             Err(e) => return Err(e.into()),
         }
     }
-    // A fanotify keeper of the instance holds its permission group: without
-    // the agent it would keep deciding from the maps removed below.
+    // A fanotify keeper of a stopped instance holds its permission group:
+    // without the agent it would keep deciding from the maps removed below.
+    // A live agent's keeper is left alone (it is that agent's restart safety).
     for name in list(Path::new(crate::files::fanotify::keeper::KEEPERS)) {
         let Some(inst) = name.strip_suffix(".sock") else { continue };
-        if instance.is_none_or(|i| i == inst) {
+        if free.iter().any(|f| f == inst) {
             crate::files::fanotify::keeper::stop(inst);
         }
     }

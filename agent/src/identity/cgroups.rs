@@ -147,7 +147,12 @@ impl CgroupTracker {
 
     /// A hierarchy path (as in /proc/<pid>/cgroup or tracepoints) relative
     /// to our root; None when outside it (not governed by this agent).
+    /// A cgroup outside our cgroup namespace reads `/../…`: outside, never
+    /// a relative path with `..` that a glob could match.
     pub fn rel_of_hierarchy_path(&self, path: &str) -> Option<String> {
+        if path.split('/').any(|c| c == "..") {
+            return None;
+        }
         let inside_mount = match self.mount_root.as_str() {
             "/" => path,
             r => path.strip_prefix(r)?,
@@ -245,6 +250,10 @@ mod tests {
         assert_eq!(t.resolve_tp_path("/root/a/b", id + 1), None, "id mismatch must not resolve");
         let other = cgroup_id(&dir.join("other")).unwrap();
         assert_eq!(t.resolve_tp_path("/other", other), None, "outside the root");
+        // Seen from a cgroup namespace: above its root, so outside ours.
+        assert_eq!(t.rel_of_hierarchy_path("/root/a/b").as_deref(), Some("a/b"));
+        assert_eq!(t.rel_of_hierarchy_path("/root/../other"), None);
+        assert_eq!(t.rel_of_hierarchy_path("/../../root/a"), None);
         let mut scanned: Vec<String> = t.scan().into_iter().map(|(_, r)| r).collect();
         scanned.sort();
         assert_eq!(scanned, vec!["", "a", "a/b"]);

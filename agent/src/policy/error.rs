@@ -70,6 +70,51 @@ impl std::error::Error for PolicyErrors {}
 /// would only flood the terminal.
 pub const MAX_ERRORS: usize = 1000;
 
+/// Longest value a message echoes whole: one 100 kB value must not bury
+/// the other errors (or the position) under a screenful of its text.
+const MAX_ECHO_CHARS: usize = 60;
+/// Field paths hold the user's keys; reasons hold values a site forgot to
+/// clip. Both are cut at these lengths as a last resort.
+const MAX_FIELD_CHARS: usize = 120;
+const MAX_REASON_CHARS: usize = 1000;
+
+/// A value as messages echo it: control characters escaped (a terminal
+/// must not act on them), and cut after `MAX_ECHO_CHARS` with its length.
+pub(crate) fn shown(value: &str) -> String {
+    clip(value, MAX_ECHO_CHARS)
+}
+
+/// `shown`, in backticks: `` `value` `` or `` `valu…` (100000 chars) ``.
+pub(crate) fn quoted(value: &str) -> String {
+    match cut(value, MAX_ECHO_CHARS) {
+        (head, None) => format!("`{head}`"),
+        (head, Some(n)) => format!("`{head}…` ({n} chars)"),
+    }
+}
+
+fn clip(text: &str, max: usize) -> String {
+    match cut(text, max) {
+        (head, None) => head,
+        (head, Some(n)) => format!("{head}… ({n} chars)"),
+    }
+}
+
+/// The first `max` characters of `text`, escaped, and its length when cut.
+fn cut(text: &str, max: usize) -> (String, Option<usize>) {
+    let mut head = String::with_capacity(text.len().min(4 * max));
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            return (head, Some(text.chars().count()));
+        }
+        if c.is_control() {
+            head.extend(c.escape_debug());
+        } else {
+            head.push(c);
+        }
+    }
+    (head, None)
+}
+
 /// Collects errors for one file while parsing and validating.
 pub(crate) struct Diag {
     file: String,
@@ -94,8 +139,8 @@ impl Diag {
             file: self.file.clone(),
             line: loc.line,
             column: loc.column,
-            field: field.to_string(),
-            reason: reason.into(),
+            field: clip(field, MAX_FIELD_CHARS),
+            reason: clip(&reason.into(), MAX_REASON_CHARS),
         });
     }
 
@@ -108,8 +153,8 @@ impl Diag {
             file: self.file.clone(),
             line: origin.loc.line,
             column: origin.loc.column,
-            field: origin.field.clone(),
-            reason: reason.into(),
+            field: clip(&origin.field, MAX_FIELD_CHARS),
+            reason: clip(&reason.into(), MAX_REASON_CHARS),
         });
     }
 

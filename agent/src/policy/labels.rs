@@ -2,6 +2,8 @@
 //! semantics and syntax rules Kubernetes defines for them.
 use std::collections::BTreeMap;
 
+use super::error::quoted;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelOp {
     In,
@@ -82,9 +84,9 @@ pub fn key_error(key: &str) -> Option<String> {
     if let Some(p) = prefix
         && let Some(e) = dns_subdomain_error(p)
     {
-        return Some(format!("label key prefix `{p}` {e}"));
+        return Some(format!("label key prefix {} {e}", quoted(p)));
     }
-    name_part_error(name).map(|e| format!("label key `{key}`: {e}"))
+    name_part_error(name).map(|e| format!("label key {}: {e}", quoted(key)))
 }
 
 /// Why `value` is not a valid label value (empty is valid), if it is not.
@@ -92,7 +94,7 @@ pub fn value_error(value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
-    name_part_error(value).map(|e| format!("label value `{value}`: {e}"))
+    name_part_error(value).map(|e| format!("label value {}: {e}", quoted(value)))
 }
 
 #[cfg(test)]

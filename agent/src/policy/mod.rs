@@ -99,7 +99,11 @@
 //! at the same level, the first in the file wins. A catch-all `**` matches
 //! every cgroup's own path, so it beats identities inherited from ancestors;
 //! use `*` to catch top-level cgroups and let their descendants inherit.
-//! Unmatched cgroups are *unidentified* and never get into a segment.
+//! Unmatched cgroups are *unidentified* and never get into a segment. A leading
+//! `/` is dropped (`/training/*` is `training/*`), so no glob names a path above
+//! the root; a glob with a `..` component is refused, and so are an empty glob
+//! (it would select the root, and by inheritance every cgroup: write `**`) and
+//! `.` or empty components, which no cgroup path has.
 //!
 //! **Allow rules.** A rule lets its workloads reach its segments, optionally only
 //! on some ports or one protocol (it must overlap what the segment covers). One
@@ -118,7 +122,12 @@
 //! Unidentified processes use S's mode, then the global one. `defaultAction: deny`
 //! uses the global mode.
 //!
-//! Unknown keys, YAML anchors/aliases/tags and multiple documents are rejected.
+//! Unknown keys, YAML anchors/aliases/tags and multiple documents are rejected,
+//! and so are control characters other than tab and line breaks: in the file (a
+//! NUL byte would end it early, silently) and in string values (a quoted
+//! `"\0"`; a description may span lines). An integer too large for its field
+//! is out of range, however many digits it has. Messages quote at most 60
+//! characters of a value, then its length.
 //! Files are limited to 8 MiB and 64 levels of nesting; at most 1000 errors are
 //! listed.
 //!
@@ -219,6 +228,9 @@ fn load_bytes(bytes: &[u8], label: &str) -> Result<Config, PolicyErrors> {
             return Err(diag.finish());
         }
     };
+    if !yaml::check_chars(text, &mut diag) {
+        return Err(diag.finish());
+    }
     // Editors on some platforms prepend a byte order mark; it is not content.
     let root = yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(text), &mut diag);
     if root.is_none() && !diag.is_empty() {

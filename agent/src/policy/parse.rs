@@ -7,7 +7,7 @@
 use warden_common::{MAX_ALLOW_PORTS, MAX_SEGMENTS, MAX_WORKLOADS};
 
 use super::Config;
-use super::error::{Diag, Loc, Origin};
+use super::error::{Diag, Loc, Origin, quoted};
 use super::model::*;
 use super::reader::{MapView, Reader, describe};
 use super::values::{parse_cidr, port_window, protected_path};
@@ -52,11 +52,8 @@ pub(crate) fn read(root: Option<&Node>, diag: &mut Diag) -> Config {
         return Config { agent, policy, warnings: Vec::new() };
     };
 
-    if let Some(node) = r.required(&top, "version")
-        && let Some(v) = r.integer(node, "version")
-        && v != 1
-    {
-        r.err(node, "version", format!("unsupported version {v}; this agent understands version 1"));
+    if let Some(node) = r.required(&top, "version") {
+        r.integer(node, "version", 1..=1, |v| format!("unsupported version {v}; this agent understands version 1"));
     }
     if let Some(node) = top.get("mode") {
         policy.mode = r.mode(node, "mode").unwrap_or_default();
@@ -122,7 +119,7 @@ impl Reader<'_> {
             if s == keyword {
                 return Some(None);
             }
-            self.err(node, field, format!("expected `{keyword}` or a list of GPU indices, found `{s}`"));
+            self.err(node, field, format!("expected `{keyword}` or a list of GPU indices, found {}", quoted(s)));
             return None;
         }
         let items = self.list(node, field)?;
@@ -130,15 +127,12 @@ impl Reader<'_> {
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let f = format!("{field}[{i}]");
-            let Some(v) = self.integer(item, &f) else {
+            let max = warden_common::NVIDIA_MAX_GPUS as i64 - 1;
+            let Some(v) = self.integer(item, &f, 0..=max, |v| format!("GPU index {v} is out of range 0-{max}")) else {
                 ok = false;
                 continue;
             };
-            let max = warden_common::NVIDIA_MAX_GPUS as i64 - 1;
-            if !(0..=max).contains(&v) {
-                self.err(item, &f, format!("GPU index {v} is out of range 0-{max}"));
-                ok = false;
-            } else if out.contains(&(v as u16)) {
+            if out.contains(&(v as u16)) {
                 self.err(item, &f, format!("GPU {v} is listed twice"));
             } else {
                 out.push(v as u16);
@@ -152,7 +146,8 @@ impl Reader<'_> {
         let m = self.map(node, path, SEGMENT_KEYS)?;
         let name_node = self.required(&m, "name");
         let name = name_node.and_then(|n| self.name(n, &m.field("name")));
-        let description = m.get("description").and_then(|n| self.string(n, &m.field("description")));
+        // Prose: may span lines and be indented with tabs.
+        let description = m.get("description").and_then(|n| self.text(n, &m.field("description"), &['\t', '\n']));
         let mode = self.opt_mode(&m, "mode");
         let mut network = Vec::new();
         if let Some(list) = m.get("network") {
@@ -336,7 +331,7 @@ impl Reader<'_> {
                         continue;
                     };
                     if out.iter().any(|r| r.name == name) {
-                        self.err(n, &f, format!("`{name}` is listed twice"));
+                        self.err(n, &f, format!("{} is listed twice", quoted(&name)));
                         continue;
                     }
                     out.push(NameRef { name, origin: Origin::new(n.loc, f) });

@@ -2,6 +2,7 @@
 //! policy in `crate::settings`).
 use std::path::{Path, PathBuf};
 
+use super::error::quoted;
 use super::reader::Reader;
 use super::yaml::Node;
 use crate::settings::{AgentConfig, ApiServer, DevicesConfig, FileBackend, KubernetesConfig, SlurmConfig};
@@ -44,7 +45,7 @@ impl Reader<'_> {
             let field = m.field("socket");
             if let Some(s) = self.nonempty_string(n, &field) {
                 if !Path::new(&s).is_absolute() {
-                    self.err(n, &field, format!("`{s}` must be an absolute path"));
+                    self.err(n, &field, format!("{} must be an absolute path", quoted(&s)));
                 }
                 agent.socket = PathBuf::from(s);
             }
@@ -60,16 +61,15 @@ impl Reader<'_> {
         }
         if let Some(n) = m.get("ringBufferBytes") {
             let field = m.field("ringBufferBytes");
-            if let Some(v) = self.integer(n, &field) {
-                let ok = (MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES).contains(&v) && (v as u64).is_power_of_two();
-                if ok {
-                    agent.ring_buffer_bytes = v as u32;
-                } else {
-                    let reason = format!(
-                        "{v} must be a power of two between {MIN_RING_BUFFER_BYTES} (64 KiB) and {MAX_RING_BUFFER_BYTES} (1 GiB)"
-                    );
-                    self.err(n, &field, reason);
-                }
+            let why = |v: &str| {
+                format!(
+                    "{v} must be a power of two between {MIN_RING_BUFFER_BYTES} (64 KiB) and {MAX_RING_BUFFER_BYTES} (1 GiB)"
+                )
+            };
+            match self.integer(n, &field, MIN_RING_BUFFER_BYTES..=MAX_RING_BUFFER_BYTES, why) {
+                Some(v) if (v as u64).is_power_of_two() => agent.ring_buffer_bytes = v as u32,
+                Some(v) => self.err(n, &field, why(&v.to_string())),
+                None => {}
             }
         }
         if let Some(n) = m.get("files")
@@ -95,7 +95,11 @@ impl Reader<'_> {
                 "off" => SlurmConfig::Off,
                 p if Path::new(p).is_absolute() => SlurmConfig::Scontrol(PathBuf::from(p)),
                 _ => {
-                    self.err(n, &s.field("scontrol"), format!("`{v}`: expected auto, off or an absolute path"));
+                    self.err(
+                        n,
+                        &s.field("scontrol"),
+                        format!("{}: expected auto, off or an absolute path", quoted(&v)),
+                    );
                     SlurmConfig::Auto
                 }
             };
@@ -119,7 +123,7 @@ impl Reader<'_> {
                     ApiServer::Url(u.trim_end_matches('/').to_string())
                 }
                 _ => {
-                    let reason = format!("`{v}`: expected auto, in-cluster, off or an http(s):// URL");
+                    let reason = format!("{}: expected auto, in-cluster, off or an http(s):// URL", quoted(&v));
                     self.err(n, &m.field("apiServer"), reason);
                     ApiServer::Auto
                 }
@@ -129,7 +133,7 @@ impl Reader<'_> {
             && let Some(s) = self.nonempty_string(n, &m.field("tokenFile"))
         {
             if !Path::new(&s).is_absolute() {
-                self.err(n, &m.field("tokenFile"), format!("`{s}` must be an absolute path"));
+                self.err(n, &m.field("tokenFile"), format!("{} must be an absolute path", quoted(&s)));
             }
             k.token_file = Some(PathBuf::from(s));
         }
@@ -144,7 +148,7 @@ impl Reader<'_> {
             let field = m.field(key);
             let s = r.nonempty_string(n, &field)?;
             if !Path::new(&s).is_absolute() {
-                r.err(n, &field, format!("`{s}` must be an absolute path"));
+                r.err(n, &field, format!("{} must be an absolute path", quoted(&s)));
                 return None;
             }
             Some(PathBuf::from(s))
@@ -163,10 +167,10 @@ impl Reader<'_> {
         }
         if let Some(n) = m.get("refreshMs") {
             let field = m.field("refreshMs");
-            match self.integer(n, &field) {
-                Some(v) if (100..=600_000).contains(&v) => d.refresh_ms = v as u32,
-                Some(v) => self.err(n, &field, format!("{v} must be between 100 and 600000 (ms)")),
-                None => {}
+            if let Some(v) =
+                self.integer(n, &field, 100..=600_000, |v| format!("{v} must be between 100 and 600000 (ms)"))
+            {
+                d.refresh_ms = v as u32;
             }
         }
         d

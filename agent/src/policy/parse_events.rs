@@ -1,6 +1,7 @@
 //! Reading `agent.events` and `agent.metrics`.
 use std::path::{Path, PathBuf};
 
+use super::error::quoted;
 use super::reader::Reader;
 use super::yaml::{Node, Value};
 use crate::settings::{AllowedEvents, EventsConfig, MetricsConfig, OtlpConfig};
@@ -29,7 +30,8 @@ impl Reader<'_> {
             && let Some(s) = self.nonempty_string(n, &e.field("jsonl"))
         {
             if s != "-" && s != "off" && !Path::new(&s).is_absolute() {
-                self.err(n, &e.field("jsonl"), format!("`{s}`: expected \"-\" (stdout), off or an absolute path"));
+                let reason = format!("{}: expected \"-\" (stdout), off or an absolute path", quoted(&s));
+                self.err(n, &e.field("jsonl"), reason);
             }
             ev.jsonl = s;
         }
@@ -71,7 +73,7 @@ impl Reader<'_> {
             self.err(
                 endpoint,
                 &field,
-                format!("`{url}`: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)"),
+                format!("{}: expected an http:// or https:// URL (e.g. http://127.0.0.1:4317)", quoted(&url)),
             );
         }
         o.endpoint = url;
@@ -80,7 +82,7 @@ impl Reader<'_> {
             let Some(n) = m.get(key) else { continue };
             let Some(s) = self.nonempty_string(n, &m.field(key)) else { continue };
             if !Path::new(&s).is_absolute() {
-                self.err(n, &m.field(key), format!("`{s}` must be an absolute path"));
+                self.err(n, &m.field(key), format!("{} must be an absolute path", quoted(&s)));
             } else if !tls {
                 self.err(n, &m.field(key), "TLS files need an https:// endpoint");
             }
@@ -129,7 +131,7 @@ impl Reader<'_> {
                         self.err(
                             n,
                             &m.field("address"),
-                            format!("`{a}`: expected IP:port (e.g. 127.0.0.1:9464) or off"),
+                            format!("{}: expected IP:port (e.g. 127.0.0.1:9464) or off", quoted(a)),
                         );
                         c.address
                     }
@@ -142,11 +144,7 @@ impl Reader<'_> {
     /// An optional integer in `lo..=hi`.
     fn bounded(&mut self, node: &Option<&Node>, field: &str, lo: i64, hi: i64) -> Option<u64> {
         let n = (*node)?;
-        let v = self.integer(n, field)?;
-        if !(lo..=hi).contains(&v) {
-            self.err(n, field, format!("{v} is out of range ({lo}..={hi})"));
-            return None;
-        }
+        let v = self.integer(n, field, lo..=hi, |v| format!("{v} is out of range ({lo}..={hi})"))?;
         Some(v as u64)
     }
 

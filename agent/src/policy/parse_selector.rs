@@ -1,4 +1,5 @@
 //! Reading a workload's `selector:`: cgroup globs and identity criteria.
+use super::error::quoted;
 use super::labels::{LabelOp, LabelRequirement, LabelSelector, dns_subdomain_error, key_error, value_error};
 use super::model::MetaSelector;
 use super::reader::{MapView, Reader};
@@ -65,10 +66,14 @@ impl Reader<'_> {
         let mut out = Vec::new();
         for (n, f) in self.one_or_list(node, field) {
             let Some(s) = self.string(n, &f) else { continue };
+            if let Some(e) = select::glob_error(&s) {
+                self.err(n, &f, e);
+                continue;
+            }
             let pattern = select::normalise(&s);
             match select::glob(pattern) {
                 Ok(_) => out.push(pattern.to_string()),
-                Err(e) => self.err(n, &f, format!("invalid glob `{s}`: {}", e.kind())),
+                Err(e) => self.err(n, &f, format!("invalid glob {}: {}", quoted(&s), e.kind())),
             }
         }
         out
@@ -83,12 +88,12 @@ impl Reader<'_> {
             let Some(s) = self.nonempty_string(n, &f) else { continue };
             let literal = !s.contains(['*', '?', '[', '{']);
             if let Err(e) = select::name_glob(&s) {
-                self.err(n, &f, format!("invalid glob `{s}`: {}", e.kind()));
+                self.err(n, &f, format!("invalid glob {}: {}", quoted(&s), e.kind()));
             } else if dns
                 && literal
                 && let Some(e) = dns_subdomain_error(&s)
             {
-                self.err(n, &f, format!("`{s}` is not a valid namespace: {e}"));
+                self.err(n, &f, format!("{} is not a valid namespace: {e}", quoted(&s)));
             } else {
                 out.push(s);
             }
@@ -100,10 +105,10 @@ impl Reader<'_> {
         let Some(node) = m.get("job") else { return Vec::new() };
         let mut out = Vec::new();
         for (n, f) in self.one_or_list(node, &m.field("job")) {
-            match self.integer(n, &f) {
-                Some(v) if v > 0 => out.push(v as u64),
-                Some(v) => self.err(n, &f, format!("{v} is not a Slurm job id (a positive integer)")),
-                None => {}
+            // Slurm numbers jobs with 32 bits.
+            let why = |v: &str| format!("{v} is not a Slurm job id (1..=4294967295)");
+            if let Some(v) = self.integer(n, &f, 1..=u32::MAX.into(), why) {
+                out.push(v as u64);
             }
         }
         out

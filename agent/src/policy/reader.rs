@@ -1,6 +1,8 @@
 //! Generic typed access to the marked YAML tree: checked mappings, scalars
 //! typed by YAML 1.2 core rules, keywords. Errors carry field paths.
-use super::error::{Diag, Loc};
+use std::ops::RangeInclusive;
+
+use super::error::{Diag, Loc, quoted, shown};
 use super::model::{DefaultAction, Mode, Protocol};
 use super::names::{closest, is_valid_name, name_rule};
 use super::yaml::{Node, Plain, Style, Value, resolve_plain};
@@ -18,7 +20,7 @@ pub(super) fn describe(node: &Node) -> &'static str {
         Value::Scalar(_, Style::Quoted) => "a string",
         Value::Scalar(s, Style::Plain) => match resolve_plain(s) {
             Plain::Bool(_) => "a boolean",
-            Plain::Int(_) => "an integer",
+            Plain::Int(_) | Plain::BigInt => "an integer",
             Plain::Float(_) => "a number",
             Plain::Str => "a string",
         },
@@ -85,7 +87,7 @@ impl Reader<'_> {
                 let hint = closest(key, allowed.iter().copied())
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                let reason = format!("unknown key `{key}`{hint}; allowed keys: {}", allowed.join(", "));
+                let reason = format!("unknown key {}{hint}; allowed keys: {}", quoted(key), allowed.join(", "));
                 self.err(k, &field, reason);
                 continue;
             }
@@ -102,15 +104,28 @@ impl Reader<'_> {
         node
     }
 
+    /// A string without control characters: no name, path or glob has
+    /// one, and a quoted `"\0"` or `"\e"` is a mistake or a trick.
     pub(super) fn string(&mut self, node: &Node, field: &str) -> Option<String> {
-        match &node.value {
-            Value::Scalar(s, Style::Quoted) => Some(s.clone()),
-            Value::Scalar(s, Style::Plain) if resolve_plain(s) == Plain::Str => Some(s.clone()),
+        self.text(node, field, &[])
+    }
+
+    /// A string in which only the control characters in `allowed` may appear.
+    pub(super) fn text(&mut self, node: &Node, field: &str, allowed: &[char]) -> Option<String> {
+        let s = match &node.value {
+            Value::Scalar(s, Style::Quoted) => s,
+            Value::Scalar(s, Style::Plain) if resolve_plain(s) == Plain::Str => s,
             _ => {
                 self.expected(node, field, "a string");
-                None
+                return None;
             }
+        };
+        match s.chars().find(|c| c.is_control() && !allowed.contains(c)) {
+            Some('\0') => self.err(node, field, "contains a NUL byte"),
+            Some(c) => self.err(node, field, format!("contains control character U+{:04X}", c as u32)),
+            None => return Some(s.clone()),
         }
+        None
     }
 
     pub(super) fn nonempty_string(&mut self, node: &Node, field: &str) -> Option<String> {
@@ -122,11 +137,23 @@ impl Reader<'_> {
         Some(s)
     }
 
-    pub(super) fn integer(&mut self, node: &Node, field: &str) -> Option<i64> {
-        if let Value::Scalar(s, Style::Plain) = &node.value
-            && let Plain::Int(v) = resolve_plain(s)
-        {
-            return Some(v);
+    /// An integer in `valid`. One outside, even a literal too long for 64
+    /// bits, is reported as `why(the value as written)`.
+    pub(super) fn integer(
+        &mut self,
+        node: &Node,
+        field: &str,
+        valid: RangeInclusive<i64>,
+        why: impl FnOnce(&str) -> String,
+    ) -> Option<i64> {
+        if let Value::Scalar(s, Style::Plain) = &node.value {
+            match resolve_plain(s) {
+                Plain::Int(v) if valid.contains(&v) => return Some(v),
+                Plain::Int(v) => self.err(node, field, why(&v.to_string())),
+                Plain::BigInt => self.err(node, field, why(&shown(s))),
+                _ => self.expected(node, field, "an integer"),
+            }
+            return None;
         }
         self.expected(node, field, "an integer");
         None
@@ -179,7 +206,7 @@ impl Reader<'_> {
             return Some(*v);
         }
         let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-        self.err(node, field, format!("invalid value `{s}`; expected one of: {}", names.join(", ")));
+        self.err(node, field, format!("invalid value {}; expected one of: {}", quoted(&s), names.join(", ")));
         None
     }
 
@@ -198,7 +225,7 @@ impl Reader<'_> {
     pub(super) fn name(&mut self, node: &Node, field: &str) -> Option<String> {
         let s = self.string(node, field)?;
         if !is_valid_name(&s) {
-            self.err(node, field, format!("invalid name `{s}`: {}", name_rule()));
+            self.err(node, field, format!("invalid name {}: {}", quoted(&s), name_rule()));
         }
         Some(s)
     }

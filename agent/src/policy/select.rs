@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
+use super::error::quoted;
 use super::labels::LabelSelector;
 use super::model::MetaSelector;
 
@@ -29,6 +30,44 @@ pub fn name_glob(pattern: &str) -> Result<Glob, globset::Error> {
 /// Strips the leading/trailing `/` that users write out of habit.
 pub fn normalise(pattern: &str) -> &str {
     pattern.trim_matches('/')
+}
+
+/// Why a cgroup glob must be refused, if it must. Globs match paths below
+/// the cgroup root, and a leading `/` is dropped, so only a `..` component
+/// can point outside the root; an empty glob names the root itself, and
+/// with it, by inheritance, every cgroup. A `.` or empty component matches
+/// no path at all: refused too rather than left silently inert.
+pub fn glob_error(pattern: &str) -> Option<String> {
+    let rel = normalise(pattern);
+    if rel.is_empty() {
+        let what = if pattern.is_empty() { "empty glob: it".to_string() } else { quoted(pattern) };
+        return Some(format!(
+            "{what} would select agent.cgroupRoot itself, and so every cgroup below it (write `**` if that is meant)"
+        ));
+    }
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts.iter().any(|c| means(c, "..")) {
+        return Some(format!(
+            "{} has a `..` component, which would reach outside agent.cgroupRoot; globs select cgroups below it",
+            quoted(pattern)
+        ));
+    }
+    let fixed: Vec<&str> = parts.iter().copied().filter(|c| !c.is_empty() && !means(c, ".")).collect();
+    if fixed.len() == parts.len() {
+        return None;
+    }
+    let hint = if fixed.is_empty() { String::new() } else { format!("; write {}", quoted(&fixed.join("/"))) };
+    Some(format!("{} has an empty or `.` component, which no cgroup path has{hint}", quoted(pattern)))
+}
+
+/// Whether glob component `c` matches the special name `dots`: written
+/// plainly, escaped or in classes (`\.\.`, `.[.]`), or as one of `{a,..}`.
+fn means(c: &str, dots: &str) -> bool {
+    let bare: String = c.chars().filter(|ch| !matches!(ch, '\\' | '[' | ']')).collect();
+    match bare.strip_prefix('{').and_then(|b| b.strip_suffix('}')) {
+        Some(alternatives) => alternatives.split(',').any(|a| a == dots),
+        None => bare == dots,
+    }
 }
 
 /// What is known about the processes of one cgroup. `None`: not known (yet).

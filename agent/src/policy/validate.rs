@@ -8,7 +8,7 @@ use std::path::Path;
 
 use warden_common::MAX_SEGMENT_ENTRIES;
 
-use super::error::{Diag, Origin};
+use super::error::{Diag, Origin, quoted};
 use super::model::{AllowRule, Policy, PortRange, Protocol, Segment, SocketKind, windows};
 use super::names::hint;
 use super::prefixes::{Own, Table, inherited, own_entries};
@@ -209,14 +209,14 @@ fn rules(policy: &Policy, table: &Table, diag: &mut Diag) {
         for w in &rule.workloads {
             if !wl_known.contains(w.name.as_str()) {
                 let hint = hint(&w.name, wl_names.iter().copied());
-                diag.at_origin(&w.origin, format!("unknown workload `{}`{hint}", w.name));
+                diag.at_origin(&w.origin, format!("unknown workload {}{hint}", quoted(&w.name)));
             }
         }
         let mut known = Vec::new();
         for s in &rule.segments {
             let Some(&si) = seg_index.get(s.name.as_str()) else {
                 let hint = hint(&s.name, seg_names.iter().copied());
-                diag.at_origin(&s.origin, format!("unknown segment `{}`{hint}", s.name));
+                diag.at_origin(&s.origin, format!("unknown segment {}{hint}", quoted(&s.name)));
                 continue;
             };
             let segment = &policy.segments[si];

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::error::{quoted, shown};
 use super::model::PortRange;
 use super::reader::describe;
 use super::yaml::{Node, Plain, Style, Value, resolve_plain};
@@ -11,11 +12,11 @@ use super::yaml::{Node, Plain, Style, Value, resolve_plain};
 /// `443`, `"443"` or `"9000-9100"`, within 1..=65535.
 pub(super) fn port_window(node: &Node) -> Result<PortRange, String> {
     let bad = || format!("expected a port (1-65535) or a range \"low-high\", found {}", describe(node));
-    let (text, quoted) = match &node.value {
+    let (text, is_quoted) = match &node.value {
         Value::Scalar(s, style) => (s.as_str(), *style == Style::Quoted),
         _ => return Err(bad()),
     };
-    if !quoted && !matches!(resolve_plain(text), Plain::Int(_) | Plain::Str) {
+    if !is_quoted && !matches!(resolve_plain(text), Plain::Int(_) | Plain::BigInt | Plain::Str) {
         return Err(bad());
     }
     let (lo, hi) = text.split_once('-').unwrap_or((text, text));
@@ -25,7 +26,7 @@ pub(super) fn port_window(node: &Node) -> Result<PortRange, String> {
         }
         match s.parse::<u32>() {
             Ok(v) if (1..=65535).contains(&v) => Ok(v as u16),
-            _ => Err(format!("port {s} is out of range 1-65535")),
+            _ => Err(format!("port {} is out of range 1-65535", shown(s))),
         }
     };
     let (lo, hi) = (parse(lo)?, parse(hi)?);
@@ -41,7 +42,7 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     let parsed =
         if text.contains('/') { text.parse::<IpNet>().ok() } else { text.parse::<IpAddr>().ok().map(IpNet::from) };
     let Some(net) = parsed else {
-        return Err(format!("invalid CIDR `{text}`; expected e.g. 10.20.0.0/16 or fd00:20::/48"));
+        return Err(format!("invalid CIDR {}; expected e.g. 10.20.0.0/16 or fd00:20::/48", quoted(text)));
     };
     if net.trunc() != net {
         return Err(format!("host bits set in `{text}`; did you mean {}?", net.trunc()));
@@ -63,7 +64,7 @@ pub const MAX_PATH_BYTES: usize = 4095;
 /// resolved here; the agent resolves them on the node.
 pub(super) fn protected_path(text: &str) -> Result<PathBuf, String> {
     if !text.starts_with('/') {
-        return Err(format!("`{text}` must be an absolute path"));
+        return Err(format!("{} must be an absolute path", quoted(text)));
     }
     if text.len() > MAX_PATH_BYTES {
         return Err(format!("path is {} bytes long; at most {MAX_PATH_BYTES} are supported", text.len()));
@@ -73,11 +74,12 @@ pub(super) fn protected_path(text: &str) -> Result<PathBuf, String> {
     }
     let parts: Vec<&str> = text[1..].split('/').collect();
     if parts.iter().any(|c| *c == "." || *c == "..") {
-        return Err(format!("`{text}` must not contain `.` or `..` components; write the path it means"));
+        return Err(format!("{} must not contain `.` or `..` components; write the path it means", quoted(text)));
     }
     if parts.iter().any(|c| c.is_empty()) {
         let fixed: Vec<&str> = parts.into_iter().filter(|c| !c.is_empty()).collect();
-        return Err(format!("`{text}` has an empty component or a trailing `/`; write `/{}`", fixed.join("/")));
+        let fixed = quoted(&format!("/{}", fixed.join("/")));
+        return Err(format!("{} has an empty component or a trailing `/`; write {fixed}", quoted(text)));
     }
     Ok(PathBuf::from(text))
 }
@@ -91,10 +93,10 @@ pub(super) fn device_pattern(text: &str) -> Result<PathBuf, String> {
     let wild = |c: &str| c.contains(['*', '?', '[']);
     let parts: Vec<&str> = text[1..].split('/').collect();
     if parts[..parts.len() - 1].iter().any(|c| wild(c)) {
-        return Err(format!("`{text}`: wildcards are only supported in the last component"));
+        return Err(format!("{}: wildcards are only supported in the last component", quoted(text)));
     }
     if let Some(last) = parts.last().filter(|c| wild(c)) {
-        globset::Glob::new(last).map_err(|e| format!("invalid pattern `{text}`: {}", e.kind()))?;
+        globset::Glob::new(last).map_err(|e| format!("invalid pattern {}: {}", quoted(text), e.kind()))?;
     }
     Ok(path)
 }

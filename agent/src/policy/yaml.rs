@@ -39,6 +39,8 @@ pub struct Node {
 pub enum Plain {
     Bool(bool),
     Int(i64),
+    /// An integer literal beyond 64 bits: still an integer, out of every range.
+    BigInt,
     Float(f64),
     Str,
 }
@@ -54,15 +56,13 @@ pub fn resolve_plain(s: &str) -> Plain {
         ".nan" | ".NaN" | ".NAN" => return Plain::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = s.strip_prefix("0x")
-        && let Ok(v) = i64::from_str_radix(hex, 16)
-    {
-        return Plain::Int(v);
-    }
-    if let Some(oct) = s.strip_prefix("0o")
-        && let Ok(v) = i64::from_str_radix(oct, 8)
-    {
-        return Plain::Int(v);
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(digits) = s.strip_prefix(prefix)
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_digit(radix))
+        {
+            return i64::from_str_radix(digits, radix).map_or(Plain::BigInt, Plain::Int);
+        }
     }
     let numeric = !s.is_empty()
         && s.bytes().any(|b| b.is_ascii_digit())
@@ -71,11 +71,37 @@ pub fn resolve_plain(s: &str) -> Plain {
         if let Ok(v) = s.parse::<i64>() {
             return Plain::Int(v);
         }
+        // Too long for i64, yet an integer: not "a number" with a fraction.
+        if s.strip_prefix(['+', '-']).unwrap_or(s).bytes().all(|b| b.is_ascii_digit()) {
+            return Plain::BigInt;
+        }
         if let Ok(v) = s.parse::<f64>() {
             return Plain::Float(v);
         }
     }
     Plain::Str
+}
+
+/// Reports every control character but tab and line breaks, which YAML
+/// forbids in a file and the parser does not refuse: a NUL ends its input
+/// (the rest of the file would go unread), and the others would reach
+/// names and terminals. Returns whether the text is clean.
+pub(crate) fn check_chars(text: &str, diag: &mut Diag) -> bool {
+    let mut clean = true;
+    for (i, line) in text.split('\n').enumerate() {
+        for (column, c) in line.chars().enumerate() {
+            if !c.is_control() || c == '\t' || c == '\r' {
+                continue;
+            }
+            let what =
+                if c == '\0' { "a NUL byte".to_string() } else { format!("control character U+{:04X}", c as u32) };
+            let reason =
+                format!("contains {what}; a policy file is text, with no control characters but tab and line breaks");
+            diag.at(Loc { line: i + 1, column: column + 1 }, "file", reason);
+            clean = false;
+        }
+    }
+    clean
 }
 
 fn loc(m: &Marker) -> Loc {
@@ -188,6 +214,7 @@ impl Node {
             Value::Scalar(s, Style::Plain) => match resolve_plain(s) {
                 Plain::Bool(b) => J::Bool(b),
                 Plain::Int(i) => J::from(i),
+                Plain::BigInt => s.parse().ok().and_then(serde_json::Number::from_f64).map_or(J::Null, J::Number),
                 Plain::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
                 Plain::Str => J::String(s.clone()),
             },
@@ -245,6 +272,10 @@ mod tests {
         assert_eq!(resolve_plain("9000-9100"), Plain::Str);
         assert_eq!(resolve_plain("10.0.0.0/8"), Plain::Str);
         assert_eq!(resolve_plain("1.2.3.4"), Plain::Str);
+        assert_eq!(resolve_plain("99999999999999999999999"), Plain::BigInt);
+        assert_eq!(resolve_plain("-99999999999999999999999"), Plain::BigInt);
+        assert_eq!(resolve_plain("0xfffffffffffffffffff"), Plain::BigInt);
+        assert_eq!(resolve_plain("1e999"), Plain::Float(f64::INFINITY));
     }
 
     #[test]

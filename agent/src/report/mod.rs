@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 mod text;
+pub mod words;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
@@ -144,8 +145,8 @@ pub struct EnforcementStatus {
     /// Configured roots that do not exist (not protected until they do).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
-    /// fanotify: filesystems whose every open waits for the agent (named
-    /// by a root on each).
+    /// fanotify: filesystems whose every open waits for the agent
+    /// (`<mount point> (<fstype>, device M:m)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marked: Vec<String>,
     /// Operations this node cannot block but reports as events.
@@ -154,6 +155,9 @@ pub struct EnforcementStatus {
     /// Files: the protection that follows files out of their trees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow: Option<FollowStatus>,
+    /// What happens while the agent restarts or is down (`words::RESTART_*`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub restart: String,
 }
 
 /// Files kept protected after leaving their tree, and the tree scans that
@@ -182,6 +186,7 @@ impl EnforcementStatus {
             marked: vec![],
             detected: vec![],
             follow: None,
+            restart: String::new(),
         }
     }
 }

@@ -2,8 +2,8 @@
 use std::fmt;
 
 use super::{
-    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, PolicyStatus, SourceStatus, StatusReport,
-    WorkloadStatus,
+    AssignmentReport, EnforcementStatus, EventStatus, IdentityStatus, IntegrityStatus, PolicyStatus, SourceStatus,
+    StatusReport, WorkloadStatus,
 };
 
 impl fmt::Display for SourceStatus {
@@ -42,6 +42,12 @@ impl fmt::Display for StatusReport {
         for pr in &self.programs {
             writeln!(f, "  {:<14} {:<17} id {:<6} {}", pr.name, pr.kind, pr.program_id, pr.attached_to)?;
         }
+        writeln!(f, "\nPINS")?;
+        let p = &self.pins;
+        let origin = if p.adopted { "taken over from an earlier agent" } else { "made by this agent" };
+        writeln!(f, "  {} ({origin})", p.dir)?;
+        writeln!(f, "  links: {}", if p.links.is_empty() { "none".into() } else { p.links.join(", ") })?;
+        write!(f, "\nINTEGRITY\n{}", self.integrity)?;
         if let Some(a) = &self.gpu_assignment {
             write!(f, "{a}")?;
         }
@@ -57,6 +63,27 @@ impl fmt::Display for StatusReport {
         }
         writeln!(f, "\nIDENTITY")?;
         write!(f, "{}", self.identity)
+    }
+}
+
+impl fmt::Display for IntegrityStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self;
+        let when = i.checked_ms_ago.map_or("never".to_string(), |ms| format!("{ms} ms ago"));
+        let what = format!("{} links, {} pinned maps", i.links, i.maps);
+        if i.verified {
+            writeln!(f, "  verified whole {when} ({what})")?;
+        } else {
+            writeln!(f, "  NOT VERIFIED (last check {when}; {what})")?;
+        }
+        for b in &i.broken {
+            writeln!(f, "    {b}")?;
+        }
+        write!(f, "  tamper events: {}", i.tamper_events)?;
+        match &i.last_tamper {
+            Some(t) => writeln!(f, " (last: {t})"),
+            None => writeln!(f),
+        }
     }
 }
 
@@ -114,8 +141,11 @@ impl fmt::Display for EnforcementStatus {
             let what = if e.kind == "devices" { "unresolved nodes" } else { "missing roots" };
             writeln!(f, "  {:<10} {what} (unprotected until they exist): {}", "", e.missing.join(", "))?;
         }
+        if !e.restart.is_empty() {
+            writeln!(f, "  {:<10} restart: {}", "", e.restart)?;
+        }
         if !e.marked.is_empty() {
-            writeln!(f, "  {:<10} opens wait for the agent on the filesystems of: {}", "", e.marked.join(", "))?;
+            writeln!(f, "  {:<10} opens wait for the agent on: {}", "", e.marked.join(", "))?;
         }
         if !e.detected.is_empty() {
             writeln!(f, "  {:<10} detected, not prevented: {}", "", e.detected.join(", "))?;

@@ -74,6 +74,7 @@ fn decision(o: &mut Obj, e: &DecisionEvent) {
         o.key("device");
         let mut n = Obj::open(o.out);
         n.str("path", &d.path);
+        n.str("path_is", d.path_is);
         n.str("type", d.kind);
         n.uint("major", d.major.into());
         n.uint("minor", d.minor.into());
@@ -314,6 +315,7 @@ mod tests {
         (dev.kind, dev.destination, dev.protocol) = ("device", None, None);
         dev.device = Some(DeviceTarget {
             path: "char 195:0".into(),
+            path_is: "number",
             kind: "char",
             major: 195,
             minor: 0,

@@ -1,5 +1,5 @@
 //! /proc/self/mountinfo parsing (finds cgroup2, bpffs, tracefs mounts).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One mount as described by a mountinfo line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +10,20 @@ pub struct Mount {
     pub mount_point: PathBuf,
     /// Filesystem type (after the " - " separator).
     pub fstype: String,
+}
+
+/// The filesystem holding `path`, for people: `<mount point> (<fstype>,
+/// device M:m)`, from the mount whose point is the longest prefix of it.
+pub fn filesystem_of(path: &Path, mounts: &[Mount]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mount =
+        mounts.iter().filter(|m| path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.as_os_str().len());
+    let dev = std::fs::metadata(path).map(|m| (libc::major(m.dev()), libc::minor(m.dev())));
+    match (mount, dev) {
+        (Some(m), Ok((ma, mi))) => format!("{} ({}, device {ma}:{mi})", m.mount_point.display(), m.fstype),
+        (Some(m), Err(_)) => format!("{} ({})", m.mount_point.display(), m.fstype),
+        (None, _) => path.display().to_string(),
+    }
 }
 
 /// Parses mountinfo text, skipping malformed lines instead of failing.

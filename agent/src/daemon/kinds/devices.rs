@@ -168,7 +168,8 @@ impl Enforcer for CgroupDev {
         if !configured(compiled) {
             return e;
         }
-        e.backend = "cgroup/dev (in-kernel decision on open and mknod)".into();
+        e.backend = crate::report::words::DEVICES_BACKEND.into();
+        e.restart = crate::report::words::RESTART_PINNED.into();
         e.state = super::kernel_state(policy.mode, policy.segments.iter().filter(|s| s.devices.is_some()));
         if let Some(why) = &s.failure {
             e.state = "failed".into();

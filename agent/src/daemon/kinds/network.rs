@@ -60,9 +60,8 @@ impl Enforcer for Network {
     fn report(&self, policy: &Policy, _: &CompiledPolicy) -> EnforcementStatus {
         let mut e = EnforcementStatus {
             state: super::kernel_state(policy.mode, policy.segments.iter().filter(|s| !s.network.is_empty())),
-            backend: "cgroup sock_addr (connect4/6, sendmsg4/6), cgroup_skb/egress backstop, socket-creation guard; \
-                      in-kernel decision"
-                .into(),
+            backend: crate::report::words::NETWORK_BACKEND.into(),
+            restart: crate::report::words::RESTART_PINNED.into(),
             ..EnforcementStatus::not_configured("network")
         };
         if !self.gaps.is_empty() && e.state != "not-configured" {

@@ -360,3 +360,103 @@ fn events_and_metrics_errors_name_the_field() {
         ]
     );
 }
+
+#[test]
+fn cgroup_globs_stay_below_the_root() {
+    let text = "version: 1\nworkloads:\n  - name: a\n    selector: {cgroup: \"\"}\n  - name: b\n    selector:\n      cgroup: \"../../*\"\n  - name: c\n    selector:\n      cgroup: [\"/\", \"a/../../b\", \"x//y\", \"./x\", \"{..,x}/y\", \".[.]/z\", \"/training/*\", \".\"]\n";
+    let root = "would select agent.cgroupRoot itself, and so every cgroup below it (write `**` if that is meant)";
+    let up = "has a `..` component, which would reach outside agent.cgroupRoot; globs select cgroups below it";
+    let inert = "has an empty or `.` component, which no cgroup path has";
+    assert_eq!(
+        errs(text),
+        [
+            format!("p.yaml:4:24: workloads[0].selector.cgroup: empty glob: it {root}"),
+            format!("p.yaml:7:15: workloads[1].selector.cgroup: `../../*` {up}"),
+            format!("p.yaml:10:16: workloads[2].selector.cgroup[0]: `/` {root}"),
+            format!("p.yaml:10:21: workloads[2].selector.cgroup[1]: `a/../../b` {up}"),
+            format!("p.yaml:10:34: workloads[2].selector.cgroup[2]: `x//y` {inert}; write `x/y`"),
+            format!("p.yaml:10:42: workloads[2].selector.cgroup[3]: `./x` {inert}; write `x`"),
+            format!("p.yaml:10:49: workloads[2].selector.cgroup[4]: `{{..,x}}/y` {up}"),
+            format!("p.yaml:10:61: workloads[2].selector.cgroup[5]: `.[.]/z` {up}"),
+            format!("p.yaml:10:86: workloads[2].selector.cgroup[7]: `.` {inert}"),
+        ]
+    );
+    // A leading `/` is habit, not a path from the filesystem root.
+    super::ok("version: 1\nworkloads: [{name: w, selector: {cgroup: [/training/*, \"jobs/**/\", \"a..b/*\"]}}]\n");
+}
+
+#[test]
+fn long_values_are_echoed_cut_with_their_length() {
+    let x = "x".repeat(100_000);
+    let key = "k".repeat(200);
+    let nines = "9".repeat(100_000);
+    let text = format!(
+        "version: 1\nmode: {x}\n{key}: 1\nsegments:\n  - name: s\n    network: [{{cidr: 10.0.0.0/8, ports: [{nines}]}}]\n"
+    );
+    let e = errs(&text);
+    let (x60, k60, k120, n60) = ("x".repeat(60), "k".repeat(60), "k".repeat(120), "9".repeat(60));
+    assert_eq!(
+        e,
+        [
+            format!("p.yaml:2:7: mode: invalid value `{x60}…` (100000 chars); expected one of: enforce, audit"),
+            format!(
+                "p.yaml:3:1: {k120}… (200 chars): unknown key `{k60}…` (200 chars); allowed keys: version, mode, \
+                 defaultAction, agent, segments, workloads, allow"
+            ),
+            format!("p.yaml:6:42: segments[0].network[0].ports[0]: port {n60}… (100000 chars) is out of range 1-65535"),
+        ]
+    );
+    assert!(e.iter().all(|l| l.len() < 400), "{e:?}");
+}
+
+#[test]
+fn control_characters_are_named_where_they_are() {
+    // Raw in the file: the parser would take a NUL for the end of input
+    // and silently drop the rest (here the segment's `network`).
+    let raw = "version: 1\nsegments:\n  - name: ab\0c\n    network: [{cidr: 10.0.0.0/8}]\n# \0 \x1b\n";
+    let tail = "a policy file is text, with no control characters but tab and line breaks";
+    assert_eq!(
+        errs(raw),
+        [
+            format!("p.yaml:3:13: file: contains a NUL byte; {tail}"),
+            format!("p.yaml:5:3: file: contains a NUL byte; {tail}"),
+            format!("p.yaml:5:5: file: contains control character U+001B; {tail}"),
+        ]
+    );
+    // Escaped in a quoted string: the value itself carries it.
+    let quoted = "version: 1\nsegments:\n  - name: \"ab\\0c\"\n    description: \"tab\\there\\nnext\"\n    network: [{cidr: 10.0.0.0/8}]\n  - name: \"x\\ey\"\n    paths: [\"/a\\0b\"]\n";
+    assert_eq!(
+        errs(quoted),
+        [
+            "p.yaml:3:11: segments[0].name: contains a NUL byte",
+            "p.yaml:6:11: segments[1].name: contains control character U+001B",
+            "p.yaml:7:13: segments[1].paths[0]: contains a NUL byte",
+        ]
+    );
+}
+
+#[test]
+fn integers_too_long_for_64_bits_are_out_of_range() {
+    let big = "99999999999999999999999";
+    let text = format!(
+        "version: {big}\nagent:\n  ringBufferBytes: {big}\n  devices: {{refreshMs: -{big}}}\n  \
+         events: {{otlp: {{endpoint: \"http://c:4317\", batchSize: 0x1ffffffffffffffff}}}}\nsegments:\n  \
+         - name: s\n    network: [{{cidr: 10.0.0.0/8, ports: [{big}, \"{big}-1\"]}}]\n  - name: g\n    \
+         devices: {{gpus: [{big}]}}\nworkloads:\n  - name: w\n    selector: {{slurm: {{job: {big}}}}}\n"
+    );
+    assert_eq!(
+        errs(&text),
+        [
+            format!("p.yaml:1:10: version: unsupported version {big}; this agent understands version 1"),
+            format!(
+                "p.yaml:3:20: agent.ringBufferBytes: {big} must be a power of two between 65536 (64 KiB) and 1073741824 (1 GiB)"
+            ),
+            format!("p.yaml:4:24: agent.devices.refreshMs: -{big} must be between 100 and 600000 (ms)"),
+            "p.yaml:5:57: agent.events.otlp.batchSize: 0x1ffffffffffffffff is out of range (1..=10000)".to_string(),
+            format!("p.yaml:8:42: segments[0].network[0].ports[0]: port {big} is out of range 1-65535"),
+            format!("p.yaml:8:67: segments[0].network[0].ports[1]: port {big} is out of range 1-65535"),
+            format!("p.yaml:10:22: segments[1].devices.gpus[0]: GPU index {big} is out of range 0-253"),
+            format!("p.yaml:13:29: workloads[0].selector.slurm.job: {big} is not a Slurm job id (1..=4294967295)"),
+        ]
+    );
+}

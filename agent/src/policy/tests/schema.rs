@@ -97,6 +97,12 @@ fn rejects_invalid_policies() {
         "version: 1\nagent: {files: {backend: ebpf}}\n",
         "version: 1\nsegments: [{name: s, paths: [/a]}]\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: s, access: write}]\n",
         "version: 1\nworkloads: [{name: w, selector: {cgroup: []}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: \"\"}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: /}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: \"../../*\"}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: [a, x/../y]}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: [a//b]}}]\n",
+        "version: 1\nworkloads: [{name: w, selector: {cgroup: ./a}}]\n",
         "version: 1\nworkloads: [{name: w}]\n",
         // Identity selectors.
         "version: 1\nworkloads: [{name: w, selector: {}}]\n",

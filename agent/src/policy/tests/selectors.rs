@@ -177,7 +177,7 @@ workloads:
             "p.yaml:9:13: workloads[0].selector.podLabels.matchExpressions[0].values: `In` and `NotIn` need a non-empty `values` list",
             "p.yaml:10:51: workloads[0].selector.podLabels.matchExpressions[1].values: `Exists` and `DoesNotExist` take no `values`",
             "p.yaml:11:35: workloads[0].selector.podLabels.matchExpressions[2].operator: invalid value `Maybe`; expected one of: In, NotIn, Exists, DoesNotExist",
-            "p.yaml:14:20: workloads[1].selector.slurm.job: 0 is not a Slurm job id (a positive integer)",
+            "p.yaml:14:20: workloads[1].selector.slurm.job: 0 is not a Slurm job id (1..=4294967295)",
             "p.yaml:17:14: workloads[2].selector.slurm: give at least one of `user`, `account`, `partition`, `job`",
             "p.yaml:20:13: workloads[3].selector.unit: invalid glob `a[`: unclosed character class; missing ']'",
             "p.yaml:21:15: workloads[3].selector.slurm.usr: unknown key `usr` (did you mean `user`?); allowed keys: user, account, partition, job",

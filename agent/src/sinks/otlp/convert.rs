@@ -166,6 +166,7 @@ fn decision_attrs(e: &DecisionEvent, a: &mut Attrs) {
     }
     if let Some(d) = &e.device {
         a.str("warden.device.path", &d.path);
+        a.str("warden.device.path_is", d.path_is);
         a.str("warden.device.type", d.kind);
         a.int("warden.device.major", d.major.into());
         a.int("warden.device.minor", d.minor.into());
@@ -471,6 +472,7 @@ pub(crate) mod tests {
         (d.kind, d.operation, d.destination, d.protocol, d.verdict) = ("device", "open", None, None, "allowed");
         d.device = Some(DeviceTarget {
             path: "/dev/nvidia0".into(),
+            path_is: "canonical",
             kind: "char",
             major: 195,
             minor: 0,
@@ -480,6 +482,7 @@ pub(crate) mod tests {
         assert_eq!((r.severity_number, r.severity_text.as_str()), (9, "INFO"));
         let a = attrs(&r);
         assert_eq!(a["warden.device.path"], &s("/dev/nvidia0"));
+        assert_eq!(a["warden.device.path_is"], &s("canonical"));
         assert_eq!(a["warden.device.type"], &s("char"));
         assert_eq!((a["warden.device.major"], a["warden.device.minor"]), (&Value::IntValue(195), &Value::IntValue(0)));
         assert_eq!(a["warden.device.access"], &s("read"));

@@ -27,7 +27,7 @@ use crate::{
     },
     hooks::maps::VerdictCounts,
     policy::{CompiledPolicy, Policy},
-    report::{EnforcementStatus, StatusReport},
+    report::{EnforcementStatus, StatusReport, words},
 };
 
 /// Capacity of the queue from the decision thread to the event writer.
@@ -48,7 +48,7 @@ const BLIND: [&str; 7] = [
 struct Decisions {
     /// Our end of the keeper's stream: closing it (we died) is how the
     /// keeper learns to take over.
-    _keeper: Option<std::os::unix::net::UnixStream>,
+    keeper: Option<std::os::unix::net::UnixStream>,
     files: FileRoots,
     locate: Arc<Locate>,
     /// The change watcher, where the filesystems allow one.
@@ -119,10 +119,10 @@ pub(super) fn start(
     } else {
         blind.push("files renamed out of a tree or linked out after the open check".into());
     }
-    let choice = Choice { backend: "fanotify", reason: reasons.join("; "), not_enforced: blind };
+    let choice = Choice { backend: words::FILES_FANOTIFY, reason: reasons.join("; "), not_enforced: blind };
     let (tx, rx) = mpsc::channel(QUEUE);
     let d = Arc::new(Decisions {
-        _keeper: keeper_conn,
+        keeper: keeper_conn,
         files: FileRoots::new(cx, roots, choice, follow),
         locate,
         changes: changes.clone(),
@@ -331,7 +331,15 @@ impl Enforcer for FanotifyFiles {
     fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {
         let mut e = self.0.files.report(policy, compiled);
         if super::configured(compiled) {
-            e.marked = self.0.fan.marked().iter().map(|p| p.display().to_string()).collect();
+            let mounts = crate::system::mountinfo::current().unwrap_or_default();
+            e.marked =
+                self.0.fan.marked().iter().map(|p| crate::system::mountinfo::filesystem_of(p, &mounts)).collect();
+            e.restart = if self.0.keeper.as_ref().is_some_and(peer_open) {
+                words::RESTART_KEEPER
+            } else {
+                words::RESTART_NO_KEEPER
+            }
+            .into();
             if self.0.changes.is_some() {
                 e.detected = crate::files::fanotify::changes::DETECTED.map(String::from).to_vec();
             }
@@ -349,4 +357,14 @@ impl Enforcer for FanotifyFiles {
         c += self.0.harvested.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or_default();
         Some(c)
     }
+}
+
+/// Whether the keeper still holds its end (a killed keeper closes it: then
+/// a crash of this agent would let held opens through, and status says so).
+fn peer_open(conn: &std::os::unix::net::UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: a peek of at most one byte into our buffer, never blocking.
+    let n = unsafe { libc::recv(conn.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n != 0 && !(n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN))
 }

@@ -13,7 +13,7 @@ pub(super) fn start(cx: &mut StartCx<'_>) -> Result<Choice, String> {
     let active = crate::files::require_bpf_lsm()?;
     cx.hooks.attach_lsm()?;
     Ok(Choice {
-        backend: "lsm",
+        backend: crate::report::words::FILES_LSM,
         reason: format!("BPF-LSM active (lsm={}) and the file hooks loaded", active.join(",")),
         not_enforced: cx.hooks.lsm_limits().to_vec(),
     })

@@ -175,6 +175,9 @@ impl FileRoots {
         };
         e.missing = self.roots().missing.iter().map(|p| p.display().to_string()).collect();
         e.follow = Some(self.follow.status());
+        if c.backend == crate::report::words::FILES_LSM {
+            e.restart = crate::report::words::RESTART_PINNED.into();
+        }
         if let Some(why) = &*self.failure() {
             e.state = "failed".into();
             e.reason = why.clone();
