@@ -133,7 +133,8 @@ pub struct ProgramStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EnforcementStatus {
     pub kind: String,
-    /// enforced | partial | audit | not-configured | failed
+    /// enforced | partial | audit | not-configured | failed | unverified (the
+    /// guard has not verified this kind whole in the last second)
     pub state: String,
     pub backend: String,
     /// Why this backend (or why none).
