@@ -253,15 +253,21 @@ fn a_reload_moves_fanotify_marks_with_the_roots() {
         )
     };
     let marked = |agent: &Agent| agent.status()["enforcement"][1]["marked"].clone();
+    // A marked filesystem is named by its mount point, type and device.
+    let named = |fs: &Tmpfs| {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(&fs.0.0).unwrap().dev();
+        serde_json::json!([format!("{} (tmpfs, device {}:{})", fs.0.0.display(), libc::major(dev), libc::minor(dev))])
+    };
     let agent = Agent::start(&tree, &on(&a));
-    assert_eq!(marked(&agent), serde_json::json!([a.0.0.join("d")]));
+    assert_eq!(marked(&agent), named(&a));
     assert!(open_waits_for(&agent, &a.0.0.join("d/f")), "a marked filesystem's opens wait for the agent");
     assert!(!open_waits_for(&agent, &b.0.0.join("d/f")), "another filesystem's do not");
 
     // The only root moves to the other filesystem: its mark goes with it.
     replace(&agent.config, &on(&b));
     wait_generation(&agent, 2);
-    assert_eq!(marked(&agent), serde_json::json!([b.0.0.join("d")]));
+    assert_eq!(marked(&agent), named(&b));
     assert!(!open_waits_for(&agent, &a.0.0.join("d/f")), "unmarked: no longer waits for the agent");
     assert!(open_waits_for(&agent, &b.0.0.join("d/f")), "newly marked");
 

@@ -17,9 +17,11 @@ use harness::*;
 use serde_json::Value;
 use warden::hooks::bpf_obj;
 
+/// A network segment (the listener) and a device segment (so the device
+/// hook is attached too; its nodes need not exist).
 fn policy(port: u16) -> String {
     format!(
-        "version: 1\nagent:\n  events: {{ allowed: each }}\n{}workloads:\n  - name: trainer\n    selector: {{ cgroup: \"trainer/*\" }}\n  \
+        "version: 1\nagent:\n  events: {{ allowed: each }}\n{}  - name: gpus\n    devices:\n      paths: [\"/dev/warden-tamper-*\"]\nworkloads:\n  - name: trainer\n    selector: {{ cgroup: \"trainer/*\" }}\n  \
          - name: other\n    selector: {{ cgroup: \"other/*\" }}\nallow:\n  - workload: trainer\n    segment: store\n",
         store_segment(port)
     )
@@ -77,8 +79,8 @@ fn detached_links_and_deleted_pins_come_back_and_are_reported() {
     let metrics = st["metrics"].as_str().unwrap().to_string();
     let links = pin_dir(&tree).join("links");
 
-    // Every cgroup program kind the host has: sock_addr, skb, sock.
-    for name in ["connect4", "egress", "sock_create"] {
+    // Every cgroup program kind the host has: sock_addr, skb, sock, device.
+    for name in ["connect4", "egress", "sock_create", "device"] {
         let before = accepted.load(Ordering::SeqCst);
         let readiness = {
             let m = metrics.clone();
@@ -106,7 +108,7 @@ fn detached_links_and_deleted_pins_come_back_and_are_reported() {
     }
     // The denied connect made inside the window was seen and reported.
     let denies = agent.events().into_iter().filter(|e| e["workload"] == "other" && e["verdict"] == "denied").count();
-    assert!(denies >= 6, "every denied connect reported ({denies})");
+    assert!(denies >= 8, "every denied connect reported ({denies})");
 
     // bpftool, where installed, is one more way to do it.
     if Command::new("bpftool").arg("version").output().is_ok_and(|o| o.status.success()) {

@@ -27,8 +27,14 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Binds the socket, replacing a stale one but never a live daemon's.
+///
+/// The socket is bound in a private directory (0700) and moved into place
+/// once it is 0600, so it is never reachable with looser permissions, and
+/// a shared parent (`/run`, `/tmp`) keeps its own mode: only a directory
+/// made here is made private.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
@@ -38,9 +44,18 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    let private = dir.join(format!(".warden-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&private)?;
+    let bound = (|| {
+        let at = private.join("s");
+        let listener = UnixListener::bind(&at)?;
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&at, path)?;
+        anyhow::Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
@@ -128,5 +143,32 @@ pub struct SocketGuard(pub PathBuf);
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binding_in_a_shared_directory_leaves_its_mode_alone() {
+        let dir = std::env::temp_dir().join(format!("warden-bind-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let path = dir.join("w.sock");
+        let listener = bind(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o1777, "the shared directory keeps its mode");
+        assert_eq!(mode(&path), 0o600, "the socket is root-only");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no private directory left behind");
+        // The listener answers at its final path.
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        assert!(accepted.is_ok() && connected.is_ok());
+        // A directory made here is private.
+        let fresh = dir.join("fresh/w.sock");
+        drop(bind(&fresh).unwrap());
+        assert_eq!(mode(&dir.join("fresh")), 0o700);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

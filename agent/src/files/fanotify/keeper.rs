@@ -250,6 +250,7 @@ impl Keeper {
     fn watch(&self, conn: UnixStream) {
         let pid = peer_pid(&conn);
         let mut stopped_since: Option<Instant> = None;
+        let mut last_ran = 0u64;
         loop {
             if readable(conn.as_fd(), Duration::from_millis(100)) {
                 let mut b = [0u8; 16];
@@ -271,6 +272,12 @@ impl Keeper {
             }
             match pid.map(process_stopped) {
                 Some(true) => {
+                    // Stopped now, but it ran since the last look (stopped
+                    // and continued between two looks): a new stop.
+                    let ran = pid.map_or(0, run_time_ns);
+                    if ran != last_ran {
+                        (last_ran, stopped_since) = (ran, None);
+                    }
                     let since = *stopped_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= STALL {
                         // A stopped agent answers nothing: end it, and
@@ -334,6 +341,17 @@ fn readable(fd: BorrowedFd<'_>, wait: Duration) -> bool {
 
 fn peer_pid(conn: &UnixStream) -> Option<i32> {
     nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials).ok().map(|c| c.pid())
+}
+
+/// CPU time every thread of a process has had (schedstat), 0 if unknown.
+/// It moves whenever any thread ran, however briefly.
+fn run_time_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum()
 }
 
 /// Whether a process is stopped (`T`, or `t` traced) right now.
