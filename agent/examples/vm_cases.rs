@@ -199,6 +199,19 @@ fn main() {
         "files enforcement: {} via {} ({}); not enforced: {}",
         files["state"], files["backend"], files["reason"], files["not_enforced"]
     );
+    // Which hook variants this kernel's verifier refused, and why (the tail
+    // of each verifier log says it).
+    let log = std::fs::read_to_string("/tmp/agent.log").unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("does not load") || l.contains("is too large")) {
+        let end = (i + 1..lines.len())
+            .find(|&j| lines[j].contains(" WARN") || lines[j].contains(" INFO"))
+            .unwrap_or(lines.len());
+        println!("agent: {}", lines[i].chars().take(200).collect::<String>());
+        for l in &lines[end.saturating_sub(25).max(i + 1)..end] {
+            println!("agent:   {l}");
+        }
+    }
     // Partial only by what a one-walk variant gives up (a kernel whose
     // verifier cannot take two walks in one program), and said so.
     let limits = files["not_enforced"].to_string();
