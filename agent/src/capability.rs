@@ -101,7 +101,11 @@ pub fn probe() -> Report {
         .map(|_| "FAN_CLASS_CONTENT (open permission events)".to_string())
         .map_err(|e| format!("fanotify_init(FAN_CLASS_CONTENT): {e}"));
 
-    let pinned = if bpffs.is_ok() { words::RESTART_PINNED } else { words::RESTART_UNPINNED };
+    let pinned = match (&bpffs, mounts::on_hosts_bpffs(Path::new(mounts::BPFFS))) {
+        (Err(_), _) => words::RESTART_UNPINNED,
+        (Ok(_), Ok(true)) => words::RESTART_PINNED,
+        (Ok(_), _) => words::RESTART_POD_BPFFS,
+    };
     let base = btf.is_ok() && cgroup2.is_ok() && tracepoint.is_ok();
     let mut network_gaps = Vec::new();
     for (r, what) in [

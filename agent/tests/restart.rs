@@ -36,6 +36,7 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     let mut first = Agent::start(&tree, &policy(port, ""));
     let st = first.status();
     assert_eq!(st["pins"]["adopted"], false);
+    assert_eq!(st["pins"]["host_bpffs"], true, "pinned on the host's bpffs: {}", st["pins"]);
     let links: Vec<&str> = st["pins"]["links"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
     // The packet socket hook (lsm/socket_create) only where BPF-LSM loads.
     let links: Vec<&str> = links.into_iter().filter(|l| *l != "socket_create").collect();
@@ -211,4 +212,23 @@ fn a_new_ring_size_keeps_the_pinned_ring_until_uninstall() {
     let denied = second.wait_events(3, |e| e["verdict"] == "denied" && e["workload"] == "other");
     assert!(denied.iter().all(|e| e["destination"]["port"] == port), "records read intact: {denied:?}");
     assert_eq!(second.status()["events"]["decode_errors"], 0);
+}
+
+#[test]
+fn pins_on_a_bpffs_of_its_own_claim_no_restart_safety() {
+    // A pod that mounted its own bpffs: its pins go with its mount namespace.
+    let tree = TestTree::new("podbpffs");
+    let port = tcp_listener("127.0.0.2");
+    let agent = Agent::start_with(&tree, &policy(port, ""), &[], private_bpffs);
+    let st = agent.status();
+    assert_eq!(st["pins"]["host_bpffs"], false, "{}", st["pins"]);
+    let network = st["enforcement"].as_array().unwrap().iter().find(|e| e["kind"] == "network").unwrap().clone();
+    assert!(network["restart"].as_str().unwrap().contains("not the host's"), "{network}");
+    // `warden probe` run the same way says the same, in the same words.
+    let mut probe = Command::new(WARDEN);
+    probe.args(["probe", "--json"]);
+    private_bpffs(&mut probe);
+    let report: Value = serde_json::from_slice(&probe.output().unwrap().stdout).unwrap();
+    let kind = report["segments"].as_array().unwrap().iter().find(|k| k["kind"] == "network").unwrap().clone();
+    assert_eq!(kind["restart"], network["restart"], "probe {kind}\nstatus {network}");
 }

@@ -62,8 +62,18 @@ impl Health {
     /// After every backend attached, so status lists all programs.
     pub fn set_programs(&self, hooks: &Hooks) {
         let p = hooks.pins();
-        let _ =
-            self.pins.set(PinStatus { dir: p.dir.display().to_string(), adopted: p.adopted, links: p.pinned_links() });
+        let (host_bpffs, host_bpffs_detail) = match crate::system::mounts::on_hosts_bpffs(&p.dir) {
+            Ok(true) => (true, String::new()),
+            Ok(false) => (false, "the pin directory is not on the host's bpffs".to_string()),
+            Err(e) => (false, format!("cannot tell whether the pins are on the host's bpffs: {e}")),
+        };
+        let _ = self.pins.set(PinStatus {
+            dir: p.dir.display().to_string(),
+            adopted: p.adopted,
+            links: p.pinned_links(),
+            host_bpffs,
+            host_bpffs_detail,
+        });
         let programs = hooks
             .attached
             .iter()

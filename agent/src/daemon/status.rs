@@ -9,6 +9,7 @@ use warden_common::{
 };
 
 use super::{Agent, identities::Tracked, kinds::KINDS, policy_cell::CellState, policy_cell::UNIDENTIFIED};
+use crate::report::words;
 use crate::{control::server::Handler, identity::meta::WorkloadIdentity, report::*};
 
 impl Agent {
@@ -51,6 +52,7 @@ impl Agent {
             e.extend(&mut report);
         }
         unverified_unless_checked(&mut report);
+        pinned_only_on_the_host(&mut report);
         report
     }
 
@@ -158,6 +160,19 @@ fn unverified_unless_checked(report: &mut StatusReport) {
         if e.state == "enforced" || e.state == "partial" {
             e.reason = format!("{} ({why}); {}", e.state, e.reason);
             e.state = "unverified".into();
+        }
+    }
+}
+
+/// Pins outlive the agent only on the host's bpffs: elsewhere no kind
+/// claims to keep enforcing while the agent is down.
+fn pinned_only_on_the_host(report: &mut StatusReport) {
+    if report.pins.host_bpffs {
+        return;
+    }
+    for e in &mut report.enforcement {
+        if e.restart == words::RESTART_PINNED {
+            e.restart = words::RESTART_POD_BPFFS.into();
         }
     }
 }

@@ -66,6 +66,13 @@ pub struct PinStatus {
     pub adopted: bool,
     /// Programs attached through pinned links (they outlive the agent).
     pub links: Vec<String>,
+    /// The pins are on the host's bpffs, so they outlive the agent's mount
+    /// namespace (false: a pod's own bpffs, or it could not be told).
+    #[serde(default)]
+    pub host_bpffs: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_bpffs_detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -14,6 +14,10 @@ pub const FILES_FANOTIFY: &str = "fanotify";
 
 /// While the agent restarts or is down, a kind whose programs are pinned.
 pub const RESTART_PINNED: &str = "keeps enforcing while the agent restarts or is down (pinned links and maps)";
+/// Pinned, but on a bpffs of the agent's own mount namespace (a pod's), not
+/// the host's: the pins go with that namespace.
+pub const RESTART_POD_BPFFS: &str = "stops when the agent's container goes: its pins are on a bpffs of its own mount \
+                                     namespace, not the host's (mount the host's /sys/fs/bpf into the pod)";
 /// As above, where bpffs is missing.
 pub const RESTART_UNPINNED: &str = "stops while the agent is down (no bpffs to pin to)";
 /// fanotify with its keeper process.

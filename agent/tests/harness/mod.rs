@@ -173,13 +173,20 @@ impl Agent {
 
     /// As `start`, with extra environment for the agent (e.g. `SLURM_CONF`).
     pub fn start_with_env(tree: &TestTree, yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(tree, yaml, env, |_| {})
+    }
+
+    /// As `start_with_env`, with `setup` run on the command (e.g. `private_bpffs`).
+    pub fn start_with(tree: &TestTree, yaml: &str, env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Self {
         let dir = TempDir::new("agent");
         let config = dir.0.join("warden.yaml");
         std::fs::write(&config, yaml).unwrap();
         let socket = dir.0.join("warden.sock");
         let events = dir.0.join("events.jsonl");
         let stderr = dir.0.join("agent.log");
-        let child = Command::new(WARDEN)
+        let mut cmd = Command::new(WARDEN);
+        setup(&mut cmd);
+        let child = cmd
             .arg("agent")
             .arg("--config")
             .arg(&config)
@@ -420,6 +427,22 @@ pub fn tcp_listener(addr: &str) -> u16 {
         }
     });
     port
+}
+
+/// Runs `cmd` in a mount namespace of its own with a fresh bpffs at
+/// /sys/fs/bpf: what a pod that mounts its own bpffs sees.
+pub fn private_bpffs(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let null = std::ptr::null();
+            let ok = |r: i32| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+            ok(libc::unshare(libc::CLONE_NEWNS))?;
+            ok(libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+            ok(libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()))
+        })
+    };
 }
 
 /// A TCP listener that counts the connections it accepted: a denial holds
