@@ -161,7 +161,9 @@ fn another_uninstall_cannot_switch_a_live_agent_off() {
         let out = uninstall(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} refused");
+        // (`--all` also names the live agents of tests running alongside.)
         assert!(err.contains("is running") && err.contains(&pid), "{args:?}: {err}");
+        assert_eq!(err.matches(&format!("(pid {pid})")).count(), 1, "said once: {err}");
         assert!(pin_dir(&tree).join("links/connect4").exists(), "{args:?}: nothing removed");
     }
     // A second agent of the same cgroup root, on another socket, never starts.

@@ -148,9 +148,12 @@ pub fn uninstall(bpffs: &Path, instance: Option<&str>, force: bool) -> Result<Un
                 locks.push(l);
                 free.extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
             }
-            Err(e @ LockError::Held { .. }) if force => done.live.push(e),
-            Err(e) => return Err(e.into()),
+            Err(e @ LockError::Held { .. }) => done.live.push(e),
+            Err(LockError::Io { path, source }) => return Err(UninstallError::Io { path, source }),
         }
+    }
+    if !force && !done.live.is_empty() {
+        return Err(UninstallError::Live(done.live));
     }
     // A fanotify keeper of a stopped instance holds its permission group:
     // without the agent it would keep deciding from the maps removed below.
@@ -192,8 +195,11 @@ pub fn uninstall(bpffs: &Path, instance: Option<&str>, force: bool) -> Result<Un
 
 #[derive(Debug, thiserror::Error)]
 pub enum UninstallError {
-    #[error("{0}: stop it first (or pass --force, which removes the pins from under it)")]
-    Live(#[from] LockError),
+    /// Every live instance among those asked for.
+    #[error("{}: stop {} first (or pass --force, which removes the pins from under {})",
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        if .0.len() == 1 { "it" } else { "them" }, if .0.len() == 1 { "it" } else { "them" })]
+    Live(Vec<LockError>),
     #[error("removing {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
