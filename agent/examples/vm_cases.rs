@@ -203,7 +203,11 @@ fn main() {
     // of each verifier log says it).
     let log = std::fs::read_to_string("/tmp/agent.log").unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
-    for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("does not load") || l.contains("is too large")) {
+    for (i, _) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("does not load") || l.contains("is too large") || l.contains("no tail"))
+    {
         let end = (i + 1..lines.len())
             .find(|&j| lines[j].contains(" WARN") || lines[j].contains(" INFO"))
             .unwrap_or(lines.len());
@@ -484,6 +488,24 @@ fn tamper_lsm(st: &serde_json::Value, failures: &mut Vec<String>) {
     if !ok {
         failures.push(format!("tamper: unpin lsm/{name}"));
     }
+    // A one-walk hook's tail (kernels before 6.5): emptied, it is set back.
+    let maps = Path::new(st["pins"]["dir"].as_str().unwrap_or("/nonexistent")).join("maps");
+    let Ok(array) = bpf_obj::obj_get(&maps.join(warden_common::map_names::FILE_TAILS[0])) else { return };
+    if !matches!(bpf_obj::prog_array_get(&array, 0), Ok(Some(_))) {
+        return;
+    }
+    let before = tampers();
+    let cleared = bpf_obj::prog_array_clear(&array, 0);
+    let ok = cleared.is_ok()
+        && denied()
+        && wait(&|| tampers() > before && matches!(bpf_obj::prog_array_get(&array, 0), Ok(Some(_))));
+    println!(
+        "{} tamper: emptied the file_open tail ({cleared:?}): set back and reported",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok {
+        failures.push("tamper: emptied the file_open tail slot".into());
+    }
 }
 
 fn mount_ext4() -> bool {
@@ -523,6 +545,7 @@ fn attack_table(ext4: bool, overlay_judged_by_path: bool, failures: &mut Vec<Str
         }
     }
     memory_attack(failures);
+    moved_out_by_writer(failures);
     if !ext4 {
         failures.push("no ext4 loop filesystem: the file-handle attack did not run".into());
         return;
@@ -577,6 +600,27 @@ fn memory_attack(failures: &mut Vec<String>) {
     if !ok {
         failures
             .push(format!("memory attack: other exit {other} {out_other:?}, same workload exit {same} {out_same:?}"));
+    }
+}
+
+/// A writer may move or link a file out of its tree (where it lands is
+/// walked too: before 6.5 by the hook's tail); the file keeps its root, so
+/// another workload still cannot read it there.
+fn moved_out_by_writer(failures: &mut Vec<String>) {
+    for (op, name) in [("rename", "w-ren"), ("link", "w-lnk")] {
+        let (from, to) = (format!("{BASE}/data/{name}"), format!("{BASE}/outside/{name}"));
+        std::fs::write(&from, secret(name)).unwrap();
+        let writer = probe("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Writer)), &[op, &from, &to]);
+        let (other, out) =
+            probe_output("warden-fileprobe", &Path::new(CG).join(cgroup_of(Who::Other)), &["read-bytes", &to]);
+        let ok = writer == 0 && Path::new(&to).exists() && other == 2 && !out.contains("SECRET");
+        println!(
+            "{} writer {op}s a file out of the tree (exit {writer}); other reads it there (exit {other})",
+            if ok { "PASS" } else { "FAIL" }
+        );
+        if !ok {
+            failures.push(format!("{op} out by a writer: writer exit {writer}, other exit {other} {out:?}"));
+        }
     }
 }
 

@@ -16,6 +16,8 @@ pub const ATTACKS: &[(&str, &str)] = &[
     ("shadow-read", "TREE DECOY root|userns FILE"),
     ("shadow-append", "TREE DECOY root|userns FILE"),
     ("overlay-lower-read", "TREE SCRATCH FILE root|userns"),
+    ("chroot-read", "NEW_ROOT FILE root|userns"),
+    ("pivot-read", "NEW_ROOT FILE root|userns"),
     ("overlay-upper", "TREE_DIR SCRATCH FILE append|create|unlink"),
     ("rename-read", "PATH NEW"),
     ("rename-read-in", "DIR NEW FILE"),
@@ -51,6 +53,15 @@ pub fn run(op: &str, args: &[String]) -> Option<Result<()>> {
         "overlay-lower-read" => in_private_ns(a(3) == "userns", || {
             let m = overlay(a(0), a(1))?;
             read_bytes(&format!("{m}/{}", a(2)))
+        }),
+        // new root (holding the tree), the file's path under it, userns?
+        "chroot-read" => in_private_ns(a(2) == "userns", || {
+            chroot_into(a(0))?;
+            read_bytes(a(1))
+        }),
+        "pivot-read" => in_private_ns(a(2) == "userns", || {
+            pivot_into(a(0))?;
+            read_bytes(a(1))
         }),
         // upper (a tree directory), scratch (outside, same fs), file, op
         "overlay-upper" => in_private_ns(false, || {
@@ -153,6 +164,40 @@ fn bind(from: &str, to: &str) -> Result<()> {
     check(unsafe { libc::mount(f.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) })
         .map_err(|e| Error::other(format!("bind {from} on {to}: {e}")))?;
     Ok(())
+}
+
+fn chroot_into(dir: &str) -> Result<()> {
+    std::env::set_current_dir(dir)?;
+    let dot = cstr(".")?;
+    // SAFETY: a syscall on a valid, NUL-terminated argument.
+    check(unsafe { libc::chroot(dot.as_ptr()) }).map_err(|e| Error::other(format!("chroot {dir}: {e}")))?;
+    std::env::set_current_dir("/")
+}
+
+/// `dir` becomes the root of this mount namespace (bound on itself, since
+/// pivot_root wants a mount point; the old root stacked below and detached).
+/// Where the root is the initial ramfs, which pivot_root refuses (EINVAL),
+/// the mount is moved over `/` and chrooted into, as runc's `no_pivot_root`.
+fn pivot_into(dir: &str) -> Result<()> {
+    bind(dir, dir)?;
+    std::env::set_current_dir(dir)?;
+    let (dot, slash) = (cstr(".")?, cstr("/")?);
+    // SAFETY: a syscall on valid, NUL-terminated arguments.
+    match check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } as libc::c_int) {
+        // SAFETY: as above.
+        Ok(_) => check(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) }).map(drop)?,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(dot.as_ptr(), slash.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null())
+            })
+            .map_err(|e| Error::other(format!("moving {dir} over /: {e}")))?;
+            // SAFETY: as above.
+            check(unsafe { libc::chroot(dot.as_ptr()) })?;
+        }
+        Err(e) => return Err(Error::other(format!("pivot_root {dir}: {e}"))),
+    }
+    std::env::set_current_dir("/")
 }
 
 fn mount_overlay(opts: &str, at: &str) -> Result<()> {

@@ -102,6 +102,14 @@ pub const fn root_value(segment: u16, root_index: u16) -> u32 {
 /// Deepest directory nesting the kernel walks looking for a protected root.
 pub const MAX_FILE_DEPTH: u32 = 64;
 
+/// The tails of the one-walk hooks (their second walk, in a program of
+/// its own, for kernels whose verifier cannot take two walks in one): an
+/// index into `map_names::FILE_TAILS`. Each has its own program array,
+/// since the kernel lets a program array hold programs of one hook only.
+pub const FILE_TAIL_OPEN: u32 = 0;
+pub const FILE_TAIL_LINK: u32 = 1;
+pub const FILE_TAIL_RENAME: u32 = 2;
+
 /// A directory or file by identity. `dev` uses the kernel's internal
 /// encoding (`major << 20 | minor`), which the agent converts to.
 #[repr(C)]

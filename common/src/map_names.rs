@@ -50,8 +50,13 @@ pub const FILE_ESCAPED_ANY: &str = "FILE_ESCAPED_ANY";
 pub const FILE_LOCATED: &str = "FILE_LOCATED";
 /// The node's event sequence (mapped by the agent; outlives it).
 pub const EVENT_SEQ: &str = "EVENT_SEQ";
+/// Second halves of the one-walk file hooks, tail-called from slot 0 of
+/// these, indexed by `FILE_TAIL_*`.
+pub const FILE_TAILS: [&str; 3] = ["FILE_OPEN_TAIL", "INODE_LINK_TAIL", "INODE_RENAME_TAIL"];
+/// What a one-walk hook found of its source, by thread, for its tail.
+pub const FILE_TAIL_SOURCE: &str = "FILE_TAIL_SOURCE";
 
-const SINGLE: [&str; 15] = [
+const SINGLE: [&str; 19] = [
     POLICY_SET,
     POLICY_TAG,
     COUNTERS,
@@ -67,6 +72,10 @@ const SINGLE: [&str; 15] = [
     FILE_ESCAPED_ANY,
     FILE_LOCATED,
     EVENT_SEQ,
+    FILE_TAILS[0],
+    FILE_TAILS[1],
+    FILE_TAILS[2],
+    FILE_TAIL_SOURCE,
 ];
 const PER_SET: [[&str; 2]; 14] = [
     CGROUP_WL,
@@ -95,7 +104,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_sets_numbered() {
         let names: std::vec::Vec<&str> = super::all().collect();
-        assert_eq!(names.len(), 15 + 2 * 14);
+        assert_eq!(names.len(), 19 + 2 * 14);
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();

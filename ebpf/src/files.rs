@@ -13,21 +13,38 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use warden_common::{
-    ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN,
-    FOP_PTRACE, FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR, FileAllowValue, FileEvent, MAX_FILE_DEPTH,
-    MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED, WORKLOAD_UNIDENTIFIED, file_verdict,
+    ACCESS_READ, ACCESS_WRITE, AllowKey, COUNTER_SLOTS, EVENT_FILE, FILE_TAIL_LINK, FILE_TAIL_OPEN, FILE_TAIL_RENAME,
+    FOP_CREATE, FOP_LINK, FOP_MKDIR, FOP_OPEN, FOP_PTRACE, FOP_RENAME, FOP_RMDIR, FOP_SETATTR, FOP_UNLINK, FOP_XATTR,
+    FileAllowValue, FileEvent, MAX_FILE_DEPTH, MAX_WORKLOADS, POLICY_SETS, STAT_EVENTS, VERDICT_DENIED,
+    WORKLOAD_UNIDENTIFIED, file_verdict,
 };
 
 use crate::file_place::{
     Direct, Found, Mem, OFF_DENTRY_D_INODE, OFF_DENTRY_D_PARENT, OFF_FILE_F_FLAGS, OFF_FILE_F_INODE, OFF_FILE_F_MODE,
-    OFF_FILE_F_PATH, OFF_INODE_I_MODE, OFF_PATH_DENTRY, Place, Probe, devs, file_dentry, g32, inode_identity,
-    names_below, record_escape, segment_within,
+    OFF_INODE_I_MODE, Place, Probe, devs, file_dentry, g32, inode_identity, names_below, record_escape, segment_within,
 };
+use crate::file_tail;
 use crate::maps::{STATS, Set, bump, cgroups, per_set};
 use crate::record::{Who, header, reserve_decision, submit_flags};
 use crate::scope::governed;
 
 const EPERM: i32 = 1;
+
+/// -EPERM, from frozen .rodata: a load the verifier knows, that the
+/// compiler cannot fold into arithmetic.
+/// 64 bits wide: the whole register is -EPERM, whether the verifier checks
+/// its 32 or 64 bits.
+#[unsafe(no_mangle)]
+static DENY: i64 = -(EPERM as i64);
+
+/// A hook's return value as the verifier wants it (6.12 checks an LSM
+/// program returns within [-4095, 0]): the compiler otherwise computes a
+/// verdict as `-(a & b)`, whose negation 6.12's verifier does not track.
+#[inline(always)]
+fn ret(r: i32) -> i32 {
+    // SAFETY: reading a static.
+    if r != 0 { unsafe { core::ptr::read_volatile(&DENY) as i32 } } else { 0 }
+}
 
 macro_rules! global_u32 {
     ($name:ident) => {
@@ -90,16 +107,18 @@ fn check_dest(dentry: *const u8, want: u8, op: u8) -> (i32, Found) {
 }
 
 /// Link and rename for kernels whose verifier cannot take two walks in
-/// one program (the agent falls back to these and says so): the source
-/// is judged as always; a protected file may get a new name only in its
-/// own directory (a temp-file-then-rename in place still works), since
-/// where else it would land is not walked.
+/// one program (the agent uses these there): the source is judged here,
+/// the destination by a tail (`file_tail`) that gets what the source walk
+/// found. Without the tail, a protected file may get a new name only in
+/// its own directory (a temp-file-then-rename in place still works), since
+/// where else it would land is not walked; the agent says so.
 #[inline(always)]
-fn same_dir_only(old: *const u8, new: *const u8, op: u8) -> i32 {
+fn source_then_tail<C: EbpfContext, const TAIL: u32>(ctx: &C, old: *const u8, new: *const u8, op: u8) -> i32 {
     let (r, place) = check_source(old, RW, op);
     if r != 0 {
         return r;
     }
+    file_tail::hand_over::<C, TAIL>(ctx, &place);
     if place.segment != 0 && parent(old) != parent(new) {
         return -EPERM;
     }
@@ -108,12 +127,30 @@ fn same_dir_only(old: *const u8, new: *const u8, op: u8) -> i32 {
 
 #[lsm(hook = "inode_link")]
 pub fn inode_link_lite(ctx: LsmContext) -> i32 {
-    same_dir_only(ctx.arg(0), ctx.arg(2), FOP_LINK)
+    ret(source_then_tail::<_, FILE_TAIL_LINK>(&ctx, ctx.arg(0), ctx.arg(2), FOP_LINK))
 }
 
 #[lsm(hook = "inode_rename")]
 pub fn inode_rename_lite(ctx: LsmContext) -> i32 {
-    same_dir_only(ctx.arg(1), ctx.arg(3), FOP_RENAME)
+    ret(source_then_tail::<_, FILE_TAIL_RENAME>(&ctx, ctx.arg(1), ctx.arg(3), FOP_RENAME))
+}
+
+/// The destination half of `inode_link_lite`. Nothing handed over (the
+/// caller did not come first): refused, never judged as "no source".
+#[lsm(hook = "inode_link")]
+pub fn inode_link_tail(ctx: LsmContext) -> i32 {
+    ret(match file_tail::handed() {
+        Some(place) => link_dest(ctx.arg(2), &place),
+        None => -EPERM,
+    })
+}
+
+#[lsm(hook = "inode_rename")]
+pub fn inode_rename_tail(ctx: LsmContext) -> i32 {
+    ret(match file_tail::handed() {
+        Some(place) => rename_dest(ctx.arg(3), &place),
+        None => -EPERM,
+    })
 }
 
 #[inline(always)]
@@ -167,25 +204,49 @@ fn emit<M: Mem>(dentry: *const u8, place: &Place, op: u8, v: u8, want: u8, who: 
     bump(&STATS, STAT_EVENTS);
 }
 
-/// `file_open` where the verifier cannot take the second walk (6.1: one
-/// walk only): an overlay's real file opened under the overlay's path is
-/// then judged where the overlay path is (the agent says so in status).
+/// The access an open asks for, from the opened file itself (its mode,
+/// and `O_TRUNC`): nothing the opener can still change.
+#[inline(always)]
+fn open_want(file: *const u8) -> u8 {
+    let flags: u32 = Direct::read(file, g32(&OFF_FILE_F_FLAGS)).unwrap_or(0);
+    let mode: u32 = Direct::read(file, g32(&OFF_FILE_F_MODE)).unwrap_or(0);
+    if mode & FMODE_WRITE != 0 || flags & O_TRUNC != 0 { ACCESS_READ | ACCESS_WRITE } else { ACCESS_READ }
+}
+
+/// `file_open` where the verifier cannot take the second walk (6.1): an
+/// overlay's real file opened under the overlay's path (6.1 does that) is
+/// walked by `file_open_tail` from one of its own names. Without the tail
+/// its place is unknown: governed openers are denied on filesystems that
+/// hold a root.
 #[lsm(hook = "file_open")]
 pub fn file_open_lite(ctx: LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
-    let flags: u32 = Direct::read(file, g32(&OFF_FILE_F_FLAGS)).unwrap_or(0);
-    let mode: u32 = Direct::read(file, g32(&OFF_FILE_F_MODE)).unwrap_or(0);
-    let want = if mode & FMODE_WRITE != 0 || flags & O_TRUNC != 0 { ACCESS_READ | ACCESS_WRITE } else { ACCESS_READ };
-    let path = file.wrapping_add(g32(&OFF_FILE_F_PATH));
-    check(Direct::ptr(path, g32(&OFF_PATH_DENTRY)), want, FOP_OPEN)
+    match file_dentry::<Direct>(file) {
+        (dentry, false) => check(dentry, open_want(file), FOP_OPEN),
+        _ => {
+            file_tail::jump::<_, FILE_TAIL_OPEN>(&ctx);
+            check_unknown(file)
+        }
+    }
+}
+
+/// The overlay half of `file_open_lite`: the real inode's own name, walked
+/// in full by probe reads (the pointer is computed, see `file_dentry`).
+#[lsm(hook = "file_open")]
+pub fn file_open_tail(ctx: LsmContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
+    match file_dentry::<Direct>(file) {
+        (alias, true) if !alias.is_null() => {
+            check_within::<Probe, MAX_FILE_DEPTH, true>(alias, open_want(file), FOP_OPEN).0
+        }
+        _ => check_unknown(file),
+    }
 }
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
-    let flags: u32 = Direct::read(file, g32(&OFF_FILE_F_FLAGS)).unwrap_or(0);
-    let mode: u32 = Direct::read(file, g32(&OFF_FILE_F_MODE)).unwrap_or(0);
-    let want = if mode & FMODE_WRITE != 0 || flags & O_TRUNC != 0 { ACCESS_READ | ACCESS_WRITE } else { ACCESS_READ };
+    let want = open_want(file);
     match file_dentry::<Direct>(file) {
         (dentry, false) => check(dentry, want, FOP_OPEN),
         // The real inode of an overlay file opened under the overlay's path
@@ -292,13 +353,20 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     let new: *const u8 = ctx.arg(2);
     let (r, place) = check_source(old, RW, FOP_LINK);
     if r != 0 {
-        return r;
+        return ret(r);
     }
+    ret(link_dest(new, &place))
+}
+
+/// Where a link lands: write access there too, and a protected file linked
+/// out of its tree keeps its root.
+#[inline(always)]
+fn link_dest(new: *const u8, place: &Found) -> i32 {
     let (r, dest) = check_dest(parent(new), RW, FOP_LINK);
     if r == 0 && place.segment != 0 && dest.root_key != place.root_key {
         // Recorded before the link is made; if it then fails, the entry
         // only protects a file that stayed in its tree anyway.
-        record_escape(&place);
+        record_escape(place);
     }
     r
 }
@@ -313,8 +381,14 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     let new: *const u8 = ctx.arg(3);
     let (r, place) = check_source(old, RW, FOP_RENAME);
     if r != 0 {
-        return r;
+        return ret(r);
     }
+    ret(rename_dest(new, &place))
+}
+
+/// Where a rename lands (see `inode_rename`).
+#[inline(always)]
+fn rename_dest(new: *const u8, place: &Found) -> i32 {
     let (r, target) = check_dest(parent(new), RW, FOP_RENAME);
     if r != 0 {
         return r;
@@ -335,7 +409,7 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
         return -EPERM;
     }
     if place.segment != 0 && target.root_key != place.root_key {
-        record_escape(&place);
+        record_escape(place);
     }
     0
 }

@@ -11,6 +11,7 @@ mod backstop;
 mod cgroup_tp;
 mod devices;
 mod file_place;
+mod file_tail;
 mod files;
 mod locate;
 mod maps;

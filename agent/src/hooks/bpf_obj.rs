@@ -8,6 +8,9 @@ use std::{
 };
 
 /// bpf(2) commands (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
@@ -111,4 +114,45 @@ pub fn link_update(link: impl AsFd, prog: impl AsFd) -> std::io::Result<()> {
     attr[0] = link.as_fd().as_raw_fd() as u32;
     attr[1] = prog.as_fd().as_raw_fd() as u32;
     bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
+}
+
+/// map_lookup/update/delete: map_fd, pad, key (u64 pointer), value (u64 pointer), flags.
+fn elem_attr(map: &impl AsFd, key: &u32, value: &mut u32) -> [u32; 32] {
+    let mut attr = [0u32; 32];
+    attr[0] = map.as_fd().as_raw_fd() as u32;
+    let k = key as *const u32 as u64;
+    let v = value as *mut u32 as u64;
+    attr[2] = k as u32;
+    attr[3] = (k >> 32) as u32;
+    attr[4] = v as u32;
+    attr[5] = (v >> 32) as u32;
+    attr
+}
+
+/// The id of the program in a program array's `slot` (None: empty).
+pub fn prog_array_get(map: impl AsFd, slot: u32) -> std::io::Result<Option<u32>> {
+    let mut id = 0u32;
+    let mut attr = elem_attr(&map, &slot, &mut id);
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(Some(id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts `prog` in a program array's `slot`.
+pub fn prog_array_set(map: impl AsFd, slot: u32, prog: impl AsFd) -> std::io::Result<()> {
+    let mut fd = prog.as_fd().as_raw_fd() as u32;
+    let mut attr = elem_attr(&map, &slot, &mut fd);
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+}
+
+/// Empties a program array's `slot` (what a tamper test does).
+pub fn prog_array_clear(map: impl AsFd, slot: u32) -> std::io::Result<()> {
+    let mut unused = 0u32;
+    let mut attr = elem_attr(&map, &slot, &mut unused);
+    // Fields past `key` must be zero for a delete (EINVAL otherwise).
+    attr[4] = 0;
+    attr[5] = 0;
+    bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(|_| ())
 }

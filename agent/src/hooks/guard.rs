@@ -13,7 +13,9 @@ use std::{
 };
 
 use super::{
-    bpf_obj::{LinkState, link_detach, link_state, obj_get, obj_pin, object_id, prog_by_id},
+    bpf_obj::{
+        LinkState, link_detach, link_state, obj_get, obj_pin, object_id, prog_array_get, prog_array_set, prog_by_id,
+    },
     pins::{self, Pins},
 };
 
@@ -41,6 +43,20 @@ struct HeldLink {
     link_id: u32,
 }
 
+/// A tail program the loader put in slot 0 of a `FILE_TAILS` array.
+#[derive(Debug, Clone)]
+pub struct TailSpec {
+    pub name: &'static str,
+    pub array: &'static str,
+}
+
+struct HeldTail {
+    spec: TailSpec,
+    array: OwnedFd,
+    prog: OwnedFd,
+    prog_id: u32,
+}
+
 struct HeldMap {
     name: String,
     fd: OwnedFd,
@@ -52,9 +68,9 @@ struct HeldMap {
 pub struct Finding {
     /// Program or map name.
     pub target: String,
-    /// link | pin | map pin
+    /// link | pin | map pin | tail
     pub object: &'static str,
-    /// detached | replaced | unpinned | pin replaced
+    /// detached | replaced | unpinned | pin replaced | emptied
     pub change: &'static str,
     /// What the repair did, or why it failed.
     pub repair: Result<&'static str, String>,
@@ -64,12 +80,14 @@ pub struct Guard {
     pins: Pins,
     links: Vec<HeldLink>,
     maps: Vec<HeldMap>,
+    tails: Vec<HeldTail>,
 }
 
 impl Guard {
     /// Takes hold of every pinned link of `specs` and every pinned map of
-    /// the instance, as they are now (right after start-up).
-    pub fn new(pins: Pins, specs: &[Spec]) -> std::io::Result<Self> {
+    /// the instance, and every tail slot of `tails`, as they are now (right
+    /// after start-up).
+    pub fn new(pins: Pins, specs: &[Spec], tails: &[TailSpec]) -> std::io::Result<Self> {
         let mut links = Vec::new();
         for spec in specs {
             let link = obj_get(&pins.link_path(spec.name))?;
@@ -83,7 +101,15 @@ impl Guard {
             let id = object_id(&fd)?;
             maps.push(HeldMap { name, fd, id });
         }
-        Ok(Self { pins, links, maps })
+        let mut held = Vec::new();
+        for spec in tails {
+            let array = obj_get(&pins.maps_dir().join(spec.array))?;
+            let prog_id = prog_array_get(&array, 0)?
+                .ok_or_else(|| std::io::Error::other(format!("{} holds no {}", spec.array, spec.name)))?;
+            held.push(HeldTail { spec: spec.clone(), array, prog: prog_by_id(prog_id)?, prog_id });
+        }
+        let tails = held;
+        Ok(Self { pins, links, maps, tails })
     }
 
     /// Links and maps held (for status).
@@ -105,6 +131,7 @@ impl Guard {
                 found.push(f);
             }
         }
+        found.extend(self.tails.iter().filter_map(check_tail));
         found
     }
 }
@@ -149,6 +176,18 @@ fn reattach(pins: &Pins, held: &mut HeldLink) -> Result<(), String> {
     held.link = link;
     held.link_id = id;
     Ok(())
+}
+
+/// A tail slot emptied or given another program: the hook falls back to
+/// its stricter variant meanwhile; the slot is set back.
+fn check_tail(tail: &HeldTail) -> Option<Finding> {
+    let change = match prog_array_get(&tail.array, 0) {
+        Ok(Some(id)) if id == tail.prog_id => return None,
+        Ok(Some(_)) => "replaced",
+        Ok(None) | Err(_) => "emptied",
+    };
+    let repair = prog_array_set(&tail.array, 0, &tail.prog).map(|()| "re-set").map_err(|e| e.to_string());
+    Some(Finding { target: tail.spec.name.into(), object: "tail", change, repair })
 }
 
 fn check_map_pin(dir: &Path, map: &HeldMap) -> Option<Finding> {

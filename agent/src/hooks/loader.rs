@@ -79,6 +79,8 @@ pub struct Hooks {
     lsm_limits: Vec<String>,
     /// Every pinned link made, for the guard.
     guarded: Vec<super::guard::Spec>,
+    /// Tail programs set in `FILE_TAIL`, for the guard.
+    tails: Vec<super::guard::TailSpec>,
 }
 
 /// The event ring's size. A pinned ring (an earlier agent's, whose
@@ -138,6 +140,7 @@ impl Hooks {
             file_offsets: offsets.map(|_| ()).map_err(|e| e.to_string()),
             lsm_limits: Vec::new(),
             guarded: Vec::new(),
+            tails: Vec::new(),
         })
     }
 
@@ -159,7 +162,7 @@ impl Hooks {
 
     /// A guard over every link pinned so far and every pinned map.
     pub fn guard(&self) -> std::io::Result<super::guard::Guard> {
-        super::guard::Guard::new(self.pins.clone(), &self.guarded)
+        super::guard::Guard::new(self.pins.clone(), &self.guarded, &self.tails)
     }
 
     /// Takes the typed maps out of the object.
@@ -302,22 +305,43 @@ impl Hooks {
         let old_verifier = crate::system::kernel::version().is_some_and(|v| v < (6, 5));
         for (i, name) in LSM_HOOKS.into_iter().enumerate() {
             let lite = lite_variant(name);
-            if old_verifier && let Some((lite, limit)) = lite {
-                self.load_lsm_hook(lite, btf)?;
-                self.lsm_limits.push(limit.into());
-                hooks[i] = lite;
+            if old_verifier && let Some(lite) = lite {
+                self.load_lsm_hook(lite.name, btf)?;
+                self.load_tail(&lite, btf);
+                hooks[i] = lite.name;
                 continue;
             }
             if let Err(e) = self.load_lsm_hook(name, btf) {
                 // One walk instead of two where the verifier cannot take both.
-                let Some((lite, limit)) = lite else { return Err(e) };
-                self.load_lsm_hook(lite, btf).map_err(|_| e.clone())?;
-                tracing::warn!(error = %e, "lsm/{name} is too large for this kernel's verifier: using {lite}");
-                self.lsm_limits.push(limit.into());
-                hooks[i] = lite;
+                let Some(lite) = lite else { return Err(e) };
+                self.load_lsm_hook(lite.name, btf).map_err(|_| e.clone())?;
+                tracing::warn!(error = %e, "lsm/{name} is too large for this kernel's verifier: using {}", lite.name);
+                self.load_tail(&lite, btf);
+                hooks[i] = lite.name;
             }
         }
         Ok(hooks)
+    }
+
+    /// The second walk of a one-walk hook, in its tail (slot 0 of the
+    /// hook's `FILE_TAILS` array): set before the hook is attached. Without
+    /// it the hook keeps its stricter fallback, listed in `lsm_limits`.
+    fn load_tail(&mut self, lite: &Lite, btf: &aya::Btf) {
+        let array = names::FILE_TAILS[lite.tail_index as usize];
+        let set = self.load_lsm_hook(lite.tail, btf).and_then(|()| {
+            let prog: &mut Lsm = program(&mut self.ebpf, lite.tail).map_err(|e| e.to_string())?;
+            let fd = prog.fd().map_err(|e| e.to_string())?.try_clone().map_err(|e| e.to_string())?;
+            let map = self.ebpf.map_mut(array).ok_or_else(|| format!("{array} missing"))?;
+            let mut tails = aya::maps::ProgramArray::try_from(map).map_err(|e| e.to_string())?;
+            tails.set(0, &fd, 0).map_err(|e| format!("setting {array}: {e}"))
+        });
+        match set {
+            Ok(()) => self.tails.push(super::guard::TailSpec { name: lite.tail, array }),
+            Err(e) => {
+                tracing::warn!(error = %e, "lsm/{}: no tail on this kernel, using its fallback", lite.tail);
+                self.lsm_limits.push(format!("{} ({e})", lite.without_tail));
+            }
+        }
     }
 
     /// What the attached file hooks cannot see on this kernel.
@@ -359,25 +383,46 @@ impl Hooks {
 }
 
 /// The LSM hook a program attaches to (programs are named for their hook,
-/// except the `_lite` variants).
+/// except the `_lite` variants and their `_tail`s).
 fn lsm_hook_of(program: &str) -> &str {
-    program.strip_suffix("_lite").unwrap_or(program)
+    program.strip_suffix("_lite").or_else(|| program.strip_suffix("_tail")).unwrap_or(program)
 }
 
-/// The one-walk variant of a hook and what it gives up, for kernels whose
-/// verifier cannot take two walks in one program.
-fn lite_variant(program: &str) -> Option<(&'static str, &'static str)> {
-    Some(match program {
+/// The one-walk variant of a hook, for kernels whose verifier cannot take
+/// two walks in one program: its second walk is a tail call.
+struct Lite {
+    name: &'static str,
+    tail: &'static str,
+    /// `FILE_TAIL_*`.
+    tail_index: u32,
+    /// What it gives up when the tail cannot be set.
+    without_tail: &'static str,
+}
+
+fn lite_variant(program: &str) -> Option<Lite> {
+    let (name, tail, tail_index, without_tail) = match program {
         "file_open" => (
             "file_open_lite",
-            "an overlayfs file backed by a segment tree (as a lower or the upper layer), opened through the overlay, \
-             is judged by the overlay's path (this kernel passes the real file under the overlay's path, and its \
-             verifier cannot take a second walk)",
+            "file_open_tail",
+            warden_common::FILE_TAIL_OPEN,
+            "an overlayfs file on a filesystem that holds a segment root, opened through the overlay, is denied to \
+             governed workloads (this kernel passes the real file under the overlay's path; its place is not walked)",
         ),
-        "inode_link" => ("inode_link_lite", "a protected file may be hard-linked only within its own directory"),
-        "inode_rename" => ("inode_rename_lite", "a protected file may be renamed only within its own directory"),
+        "inode_link" => (
+            "inode_link_lite",
+            "inode_link_tail",
+            warden_common::FILE_TAIL_LINK,
+            "a protected file may be hard-linked only within its own directory",
+        ),
+        "inode_rename" => (
+            "inode_rename_lite",
+            "inode_rename_tail",
+            warden_common::FILE_TAIL_RENAME,
+            "a protected file may be renamed only within its own directory",
+        ),
         _ => return None,
-    })
+    };
+    Some(Lite { name, tail, tail_index, without_tail })
 }
 
 /// The cgroup program types warden attaches: loaded by aya, linked here.

@@ -170,6 +170,7 @@ pub const ATTACK_FILES: &[&str] = &[
     "data/a-ro",
     "data/mv/f",
     "data/mv2/f",
+    "data/a-root",
 ];
 pub const ATTACK_DIRS: &[&str] = &["outside/decoy", "outside/ov", "outside/ov-ns", "outside/ovu"];
 /// (existing protected file, link made outside before the agent starts)
@@ -241,6 +242,27 @@ pub const ATTACKS: &[Attack] = &[
         "data/ovu/g",
         Denied,
         Denied,
+    ),
+    // Another root: chroot, and pivot_root in a mount namespace of its own.
+    attack("other: chroot, read", Who::Other, "chroot-read", &[".", "@/data/a-root", "@root"], "", Denied, Denied),
+    attack("other: chroot, userns", Who::Other, "chroot-read", &[".", "@/data/a-root", "@userns"], "", Denied, Denied),
+    attack(
+        "other: pivot_root, userns",
+        Who::Other,
+        "pivot-read",
+        &[".", "@/data/a-root", "@userns"],
+        "",
+        Denied,
+        Denied,
+    ),
+    attack(
+        "reader: pivot_root, userns, still reads",
+        Who::Reader,
+        "pivot-read",
+        &[".", "@/data/a-root", "@userns"],
+        "",
+        Allowed,
+        Allowed,
     ),
     // Names outside the tree: renamed out, linked out, linked before start.
     attack("other: rename out, read", Who::Other, "rename-read", &["data/a-ren", "outside/a-ren"], "", Denied, Denied),
