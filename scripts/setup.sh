@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing warden needs, idempotently:
-# Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; QEMU, static
+# Debian packages (LLVM 22 for bpf-linker, clang, bpftool, iproute2; buildah, podman, runc and skopeo for the
+# container image; QEMU, static
 # busybox and cpio for the BPF-LSM VM tests of `cargo xtask vm-test` (xz and e2fsprogs: its overlay and
 # loop modules and ext4 image); Slurm and
 # munge for the Slurm metadata test; python3-venv for the PyPI tools), rotel (an OTLP collector, from PyPI), Helm's
-# SDK and the Kubernetes schemas (PyPI, for the manifest test), the
+# SDK and the Kubernetes schemas (PyPI, for the manifest test), promtool (unpacked from Debian's prometheus), the
 # nightly rust-src component and bpf-linker built against LLVM 22.
 # Each step runs only when its result is missing.
 set -euo pipefail
@@ -18,9 +19,11 @@ fi
 
 # slurmctld, slurmd, slurm-client and munge: a real Slurm pair on loopback for agent/tests/slurm.rs;
 # systemd for `systemd-analyze verify` of the unit file (agent/tests/packaging.rs);
-# python3-venv for rotel and the Helm SDK below.
+# python3-venv for rotel and the Helm SDK below;
+# buildah (`cargo xtask image`, no daemon), podman and runc to run that image in agent/tests/image.rs (crun refuses
+# hybrid cgroups), skopeo to push it (README).
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev clang-22 bpftool iproute2 qemu-system-x86 busybox-static cpio xz-utils e2fsprogs
-  slurmctld slurmd slurm-client munge systemd python3 python3-venv)
+  slurmctld slurmd slurm-client munge systemd python3 python3-venv buildah podman runc skopeo)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -87,5 +90,17 @@ if [ ! -x "$k8s/bin/python" ] || ! "$k8s/bin/python" -c 'import helm_python, kub
   log "installing helm-python-sdk and kubernetes-validate (PyPI) into target/tools/k8s"
   python3 -m venv "$k8s"
   "$k8s/bin/pip" install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML
+fi
+# promtool (Debian's prometheus package) checks the chart's alerting rules in agent/tests/observability.rs.
+# Only the binary is unpacked into target/tools: installing the package would start a Prometheus server.
+promtool="$root/target/tools/prometheus/usr/bin/promtool"
+if [ ! -x "$promtool" ]; then
+  log "unpacking promtool (Debian prometheus) into target/tools/prometheus"
+  deb_dir="$root/target/tools/debs"
+  mkdir -p "$deb_dir"
+  (cd "$deb_dir" && apt-get download -q prometheus)
+  mkdir -p "$root/target/tools/prometheus"
+  dpkg-deb --fsys-tarfile "$(ls -t "$deb_dir"/prometheus_*.deb | head -1)" |
+    tar -x -C "$root/target/tools/prometheus" ./usr/bin/promtool
 fi
 log "ready"

@@ -1,9 +1,11 @@
-//! Generates the server side of kubelet pod-resources v1 and CRI `runtime.v1`
-//! from the agent's vendored protos (the agent itself only has the clients),
-//! so the fakes and the agent's clients meet only on the wire.
+//! Generates the server side of kubelet pod-resources v1, CRI `runtime.v1`
+//! and the OTLP logs service from the agent's vendored protos (the agent
+//! itself only has the clients), so the fakes and the agent's clients meet
+//! only on the wire.
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["podresources/v1/api.proto", "cri/v1/api.proto"];
+const PROTOS: &[&str] =
+    &["podresources/v1/api.proto", "cri/v1/api.proto", "opentelemetry/proto/collector/logs/v1/logs_service.proto"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -424,3 +424,149 @@ fn fanotify_backend_holds_against_the_attack_table() {
     );
     assert_eq!(agent.status()["events"]["file_errors"], 0);
 }
+
+/// Starts an agent as a container runtime would: in a cgroup of its own
+/// (`home`) and a cgroup namespace of its own (containerd on cgroup v2), in
+/// which /proc names every workload's cgroup `/../…`. `host_ns`: what it
+/// may enter as the host's cgroup namespace.
+fn agent_in_cgroupns(tree: &TestTree, home: &TestTree, yaml: &str, host_ns: &str) -> Agent {
+    Agent::start_with(tree, yaml, &[(warden::system::cgroupns::HOST_NS_ENV, host_ns)], |cmd| in_own_cgroupns(cmd, home))
+}
+
+/// `cmd` starts in cgroup `home` and a cgroup namespace of its own, as a
+/// container's process does.
+fn in_own_cgroupns(cmd: &mut Command, home: &TestTree) {
+    let procs = std::ffi::CString::new(home.abs.join("cgroup.procs").to_str().unwrap()).unwrap();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            let moved = fd >= 0 && libc::write(fd, c"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if !moved || libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
+/// An agent in a cgroup namespace of its own enters the host's and places
+/// every opener as the host does. Judged from its private view every
+/// workload would be "outside the cgroup root" and read the dataset; where
+/// it cannot enter the host's, they are unidentified and denied (fail
+/// closed), and status says why.
+#[test]
+fn an_agent_in_a_private_cgroup_namespace_still_places_every_opener() {
+    let tree = TestTree::new("fcgns");
+    for w in [Who::Reader, Who::Other] {
+        tree.mkdir(cgroup_of(w));
+    }
+    let home = TestTree::new("fcgns-home");
+    let fs = TestFs::new("fcgns");
+    std::fs::write(fs.base().join("data/secret"), "SECRET:data/secret").unwrap();
+    let secret = fs.base().join("data/secret");
+    let secret = secret.to_str().unwrap();
+    let (reader, other) = (tree.abs.join(cgroup_of(Who::Reader)), tree.abs.join(cgroup_of(Who::Other)));
+    let yaml = policy(fs.base().to_str().unwrap(), "enforce");
+
+    let host = format!("/proc/{}/ns/cgroup", std::process::id());
+    let mut agent = agent_in_cgroupns(&tree, &home, &yaml, &host);
+    assert_eq!(agent.status()["cgroup_namespace"], "entered the host's", "{}", agent.log());
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 0 && out.contains("SECRET"), "the reader reads: {code} {out}");
+    let (code, out, _) = spawn_probe(Some(&other), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 2 && !out.contains("SECRET"), "other is denied: {code} {out}");
+    agent.stop();
+
+    let mut agent = agent_in_cgroupns(&tree, &home, &yaml, "/nonexistent/ns/cgroup");
+    let ns = agent.status()["cgroup_namespace"].as_str().unwrap_or_default().to_string();
+    assert!(ns.starts_with("private: cannot enter /nonexistent/ns/cgroup"), "{ns}");
+    for cg in [&reader, &other] {
+        let (code, out, _) = spawn_probe(Some(cg), &["read-bytes", secret]).join().unwrap();
+        assert!(code == 2 && !out.contains("SECRET"), "unplaced: unidentified, denied: {code} {out}");
+    }
+    agent.stop();
+}
+
+/// A standby keeper, started as the chart's sidecar container is: its own
+/// process tree, cgroup (`home`) and cgroup namespace.
+fn sidecar_keeper(tree: &TestTree, home: &TestTree) -> KillOnDrop {
+    let instance = warden::hooks::pins::instance_name(&tree.rel);
+    let socket = warden::files::fanotify::keeper::socket_path(&instance);
+    let _ = std::fs::remove_file(&socket);
+    let mut cmd = Command::new(WARDEN);
+    cmd.args(["fan-keeper", "--standby", "--instance", &instance, "--cgroup-root", &tree.rel])
+        .env(warden::system::cgroupns::HOST_NS_ENV, format!("/proc/{}/ns/cgroup", std::process::id()))
+        .stdout(std::process::Stdio::null());
+    in_own_cgroupns(&mut cmd, home);
+    let keeper = KillOnDrop(cmd.spawn().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "the standby keeper did not listen at {}", socket.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    keeper
+}
+
+/// In Kubernetes the keeper is a sidecar container: a restart of the
+/// agent's container ends every process in it, a spawned keeper too, while
+/// the sidecar keeps the group. A restarted sidecar is given it again.
+#[test]
+fn a_keeper_sidecar_keeps_held_opens_denied_across_agent_and_sidecar_restarts() {
+    let tree = TestTree::new("fside");
+    for w in [Who::Reader, Who::Other] {
+        tree.mkdir(cgroup_of(w));
+    }
+    let home = TestTree::new("fside-home");
+    let fs = TestFs::new("fside");
+    std::fs::write(fs.base().join("data/secret"), "SECRET:data/secret").unwrap();
+    let (secret, plain) = (fs.base().join("data/secret"), fs.base().join("outside/o"));
+    let (secret, plain) = (secret.to_str().unwrap(), plain.to_str().unwrap());
+    let (reader, other) = (tree.abs.join(cgroup_of(Who::Reader)), tree.abs.join(cgroup_of(Who::Other)));
+    let yaml = policy(fs.base().to_str().unwrap(), "enforce");
+    let env = [("WARDEN_FAN_KEEPER", "sidecar")];
+    let held_denied = |agent: &mut Agent, what: &str| {
+        agent.freeze();
+        let held =
+            [spawn_probe(Some(&reader), &["read-bytes", secret]), spawn_probe(Some(&other), &["read-bytes", secret])];
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(held.iter().all(|h| !h.is_finished()), "{what}: opens are held while the agent decides");
+        agent.kill9();
+        for h in held {
+            let (code, out, took) = h.join().unwrap();
+            assert!(code == 2 && !out.contains("SECRET"), "{what}: a held open is denied: {code} {out}");
+            assert!(took < Duration::from_secs(3), "{what}: released in {took:?}");
+        }
+    };
+
+    let mut keeper = sidecar_keeper(&tree, &home);
+    let mut agent = Agent::start_with_env(&tree, &yaml, &env);
+    agent.eventually("the agent gave the sidecar its group", || {
+        agent.log().contains("gave the fanotify group to the keeper sidecar")
+    });
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 0 && out.contains("SECRET"), "the reader reads: {code} {out}");
+    // 1. The agent's container restarts: the sidecar denies what was held.
+    held_denied(&mut agent, "agent killed");
+    // 2. No agent: the sidecar decides, in its own cgroup namespace, fail
+    // closed: outside every segment opens; protected is denied to governed.
+    let (code, out, took) = spawn_probe(None, &["read-bytes", plain]).join().unwrap();
+    assert!(code == 0 && took < Duration::from_secs(1), "unprotected open with no agent: {code} {out} {took:?}");
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 2 && !out.contains("SECRET"), "no agent: a governed protected open is denied: {code} {out}");
+    // 3. The next agent takes the group from the sidecar.
+    let mut agent = Agent::start_with_env(&tree, &yaml, &env);
+    agent.eventually("the new agent took the group", || agent.log().contains("took the fanotify group over"));
+    let (code, out, _) = spawn_probe(Some(&reader), &["read-bytes", secret]).join().unwrap();
+    assert!(code == 0 && out.contains("SECRET"), "the reader reads again: {code} {out}");
+    // 4. The sidecar restarts while the agent lives: it is given the group
+    // again, and covers the next crash.
+    drop(keeper);
+    keeper = sidecar_keeper(&tree, &home);
+    agent.eventually("the agent gave the restarted sidecar its group", || {
+        agent.log().contains("the keeper sidecar was restarted")
+    });
+    held_denied(&mut agent, "agent killed after a sidecar restart");
+    drop(keeper);
+}

@@ -231,3 +231,73 @@ allow:
     api.queue_list(initial);
     agent.eventually("the listed pod is identified again", || allowed(&trainer));
 }
+
+/// `helm uninstall` deletes the DaemonSet, then its pods get SIGTERM: the
+/// agent removes enforcement from the node. A restart, an upgrade or a
+/// drain (the DaemonSet still there) and an API that does not answer keep
+/// it pinned for the next agent.
+#[test]
+fn an_uninstall_removes_enforcement_a_restart_or_no_answer_keeps_it() {
+    const DS: &str = "/apis/apps/v1/namespaces/warden-system/daemonsets/warden";
+    let ds = |deleting: bool| {
+        let deletion = if deleting { r#","deletionTimestamp":"2026-12-06T10:00:00Z""# } else { "" };
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{{"name":"warden","namespace":"warden-system","uid":"6f1c1d1e-0000-4000-8000-000000000001"{deletion}}}}}"#
+        )
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let api = warden_testkit::kube_api::FakeApiServer::new();
+    let server = rt.block_on(api.serve()).unwrap();
+    let tree = TestTree::new("k8s-owner");
+    let job = tree.mkdir("job");
+    let port = tcp_listener("127.0.0.2");
+    // No workload matches `job`: unidentified, so the segment is closed to it.
+    let yaml = |url: &str| {
+        format!(
+            "version: 1\nagent:\n  kubernetes:\n    apiServer: {url}\n{}workloads:\n  - name: trainer\n    selector:\n      namespace: ml\nallow:\n  - workload: trainer\n    segment: store\n",
+            store_segment(port)
+        )
+    };
+    let env = [("WARDEN_REMOVE_ON_DELETE", "warden-system/warden")];
+    let links = |dir: &std::path::Path| std::fs::read_dir(dir.join("links")).map(|d| d.count()).unwrap_or(0);
+    let run = |url: &str| -> (std::path::PathBuf, String) {
+        let mut agent = Agent::start_with_env(&tree, &yaml(url), &env);
+        let dir = std::path::PathBuf::from(str_of(&agent.status()["pins"], "dir"));
+        let p = netprobe(&job, "tcp", "127.0.0.2", port);
+        assert!(p.eperm(), "unidentified: denied while the agent runs: {p:?}");
+        assert!(links(&dir) > 0, "links pinned in {}", dir.display());
+        agent.stop();
+        (dir, agent.log())
+    };
+
+    // A restart: the DaemonSet is still there.
+    api.set_object(DS, Some(ds(false)));
+    let (dir, log) = run(&server.url);
+    assert!(links(&dir) > 0, "a restart keeps the pins:\n{log}");
+    assert!(netprobe(&job, "tcp", "127.0.0.2", port).eperm(), "and the pinned programs keep enforcing");
+    assert!(log.contains("the DaemonSet is still there"), "{log}");
+
+    // No answer (nothing listens there): kept, and the log says how to remove it.
+    let closed = format!("http://127.0.0.1:{}", tcp_port_closed());
+    let (dir, log) = run(&closed);
+    assert!(links(&dir) > 0, "no answer keeps the pins:\n{log}");
+    assert!(log.contains("cannot tell an uninstall from a restart") && log.contains("warden uninstall"), "{log}");
+
+    // Being deleted (foreground deletion), then gone (404): both remove it.
+    for body in [Some(ds(true)), None] {
+        let gone = body.is_none();
+        api.set_object(DS, body);
+        let (dir, log) = run(&server.url);
+        assert_eq!(links(&dir), 0, "uninstalled (gone: {gone}): no link left:\n{log}");
+        let p = netprobe(&job, "tcp", "127.0.0.2", port);
+        assert!(p.ok(), "nothing enforces any more (gone: {gone}): {p:?}\n{log}");
+        assert!(log.contains("enforcement removed"), "{log}");
+    }
+    assert!(api.requests().iter().any(|r| r.starts_with(DS)), "{:?}", api.requests());
+}
+
+/// A loopback port nothing listens on (bound, then closed).
+fn tcp_port_closed() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}

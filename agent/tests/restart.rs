@@ -101,11 +101,32 @@ fn enforcement_survives_sigkill_and_uninstall_removes_it() {
     let mut second = third;
     second.stop();
 
-    let out = Command::new(WARDEN)
-        .args(["uninstall", "--cgroup-root", &tree.rel, "--socket"])
-        .arg(&second.socket)
-        .output()
-        .unwrap();
+    // As README's recipe runs it: in a pod whose /sys is not the host's, the
+    // host's bpffs bound elsewhere (`kubectl debug node --profile=sysadmin`
+    // puts it under /host).
+    let host = TempDir::new("debug-pod-host");
+    let host_bpffs = host.0.join("sys-fs-bpf");
+    std::fs::create_dir_all(&host_bpffs).unwrap();
+    let target = std::ffi::CString::new(host_bpffs.to_str().unwrap()).unwrap();
+    let mut uninstall = Command::new(WARDEN);
+    uninstall
+        .args(["uninstall", "--cgroup-root", &tree.rel, "--bpffs"])
+        .arg(&host_bpffs)
+        .arg("--socket")
+        .arg(&second.socket);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut uninstall, move || {
+            let null = std::ptr::null();
+            let ok = |r: i32| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+            ok(libc::unshare(libc::CLONE_NEWNS))?;
+            ok(libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+            ok(libc::mount(c"/sys/fs/bpf".as_ptr(), target.as_ptr(), null, libc::MS_BIND, std::ptr::null()))?;
+            while libc::umount2(c"/sys/fs/bpf".as_ptr(), libc::MNT_DETACH) == 0 {}
+            Ok(())
+        })
+    };
+    let out = uninstall.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     // connect4/6, sendmsg4/6, the backstop and sock_create (+ the packet
@@ -231,4 +252,34 @@ fn pins_on_a_bpffs_of_its_own_claim_no_restart_safety() {
     let report: Value = serde_json::from_slice(&probe.output().unwrap().stdout).unwrap();
     let kind = report["segments"].as_array().unwrap().iter().find(|k| k["kind"] == "network").unwrap().clone();
     assert_eq!(kind["restart"], network["restart"], "probe {kind}\nstatus {network}");
+}
+
+/// The chart's init container: `warden mount-bpffs` mounts bpffs where the
+/// host has none (here: a mount namespace whose /sys/fs/bpf was detached),
+/// and leaves an existing one alone.
+#[test]
+fn mount_bpffs_mounts_a_missing_bpffs_and_keeps_an_existing_one() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.arg("mount-bpffs");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let null = std::ptr::null();
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Every bpffs stacked there goes (in this namespace only).
+            while libc::umount2(c"/sys/fs/bpf".as_ptr(), libc::MNT_DETACH) == 0 {}
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("mounted bpffs at /sys/fs/bpf"), "{text}{out:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden")).arg("mount-bpffs").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("already mounted"), "{text}{out:?}");
 }

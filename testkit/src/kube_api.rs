@@ -3,7 +3,8 @@
 //! and for `?watch=true` a chunked stream of watch event lines, closed after
 //! an `ERROR` event (as the apiserver closes a watch after a 410 Expired).
 //! The test decides what comes next: `queue_list` and `push_frame`. A list
-//! requested with nothing queued gets a 503 Status (API unavailable).
+//! requested with nothing queued gets a 503 Status (API unavailable). Single
+//! objects (`set_object`) are served as they are, or 404.
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
@@ -19,6 +20,8 @@ use tokio::{
 
 #[derive(Default)]
 struct Inner {
+    /// Single objects by path (`GET /apis/apps/v1/namespaces/NS/daemonsets/NAME`).
+    objects: Mutex<std::collections::HashMap<String, String>>,
     lists: Mutex<VecDeque<String>>,
     frames: Mutex<VecDeque<String>>,
     requests: Mutex<Vec<String>>,
@@ -57,6 +60,15 @@ impl FakeApiServer {
     /// The body of the next pod list response.
     pub fn queue_list(&self, body: impl Into<String>) {
         lock(&self.inner.lists).push_back(body.into());
+    }
+
+    /// Serves `body` at `path` from now on (`None`: 404 Not Found again).
+    pub fn set_object(&self, path: &str, body: Option<String>) {
+        let mut objects = lock(&self.inner.objects);
+        match body {
+            Some(b) => objects.insert(path.to_string(), b),
+            None => objects.remove(path),
+        };
     }
 
     /// One watch event line for the open (or next) watch stream.
@@ -114,7 +126,11 @@ async fn handle(mut conn: TcpStream, inner: Arc<Inner>) {
     lock(&inner.requests).push(target.clone());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     if path != "/api/v1/pods" {
-        return respond(&mut conn, "404 Not Found", NOT_FOUND).await;
+        let object = lock(&inner.objects).get(path).cloned();
+        return match object {
+            Some(b) => respond(&mut conn, "200 OK", &b).await,
+            None => respond(&mut conn, "404 Not Found", NOT_FOUND).await,
+        };
     }
     if !query.split('&').any(|p| p == "watch=true" || p == "watch=1") {
         let body = lock(&inner.lists).pop_front();

@@ -1,7 +1,8 @@
-//! Developer tasks: `cargo xtask build-ebpf | test | layers | bench | fuzz | vm-smoke`.
+//! Developer tasks: `cargo xtask build-ebpf | test | layers | bench | fuzz | vm-smoke | image`.
 mod bench;
 mod ebpf;
 mod fuzz;
+mod image;
 mod layers;
 mod test;
 mod util;
@@ -38,6 +39,9 @@ enum Cmd {
     /// Render the Helm chart into config/kubernetes/warden.yaml (Helm's SDK,
     /// from target/tools/k8s: scripts/setup.sh installs it).
     Manifests,
+    /// Build the agent's distroless OCI image with buildah (no daemon, no registry) into
+    /// target/image/warden-<version>-<arch>.tar.
+    Image(image::Args),
     /// Internal: the benchmark's client process.
     #[command(hide = true)]
     BenchClient(bench::client::Args),
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
                 .arg(util::workspace().join("scripts/manifests.py"))
                 .arg("render"),
         ),
+        Cmd::Image(a) => image::run(a),
         Cmd::Bench(b) => bench::run(b),
         Cmd::BenchClient(a) => bench::client::run(a),
         Cmd::Fuzz(a) => fuzz::fuzz(a),

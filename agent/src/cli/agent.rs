@@ -24,6 +24,11 @@ pub struct AgentArgs {
     /// port 0 picks a free one, shown in `warden status`).
     #[arg(long)]
     pub metrics_address: Option<String>,
+    /// NAMESPACE/DAEMONSET running this agent: on SIGTERM, if that DaemonSet
+    /// is gone or being deleted (an uninstall), remove enforcement from the
+    /// node; otherwise (restart, upgrade, drain) keep it pinned.
+    #[arg(long, env = "WARDEN_REMOVE_ON_DELETE")]
+    pub remove_on_delete: Option<crate::kube::owner::Owner>,
 }
 
 impl From<AgentArgs> for daemon::AgentOptions {
@@ -35,6 +40,7 @@ impl From<AgentArgs> for daemon::AgentOptions {
             events: a.events,
             node_name: a.node_name,
             metrics_address: a.metrics_address,
+            remove_on_delete: a.remove_on_delete,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod events;
 pub mod fan_keeper;
+pub mod mount_bpffs;
 pub mod policy;
 pub mod probe;
 pub mod reload;
@@ -15,8 +16,28 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about = "Zero-trust host agent for GPU / AI training nodes")]
 pub struct Cli {
+    /// Format of the agent's own logs on stderr: `json` (one object per line,
+    /// for log shippers) or `text`. Events never go to stderr.
+    #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,4 +64,7 @@ pub enum Command {
     /// across agent crashes and restarts.
     #[command(hide = true)]
     FanKeeper(fan_keeper::FanKeeperArgs),
+    /// Mount bpffs at /sys/fs/bpf if it is not there (the chart's init
+    /// container: with Bidirectional propagation the mount is the host's).
+    MountBpffs(mount_bpffs::MountBpffsArgs),
 }

@@ -20,6 +20,11 @@ pub struct UninstallArgs {
     /// `tamper`: stop the agent first to really uninstall.
     #[arg(long)]
     pub force: bool,
+    /// Where the host's bpffs is mounted here: `/host/sys/fs/bpf` in a
+    /// `kubectl debug node/... --profile=sysadmin` pod, whose own /sys is not
+    /// the host's.
+    #[arg(long, default_value = system::mounts::BPFFS)]
+    pub bpffs: PathBuf,
 }
 
 pub fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
@@ -28,7 +33,7 @@ pub fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give --cgroup-root ROOT (one instance) or --all");
     }
     let instance = args.cgroup_root.as_deref().map(pins::instance_name);
-    let done = pins::uninstall(std::path::Path::new(system::mounts::BPFFS), instance.as_deref(), args.force)?;
+    let done = pins::uninstall(&args.bpffs, instance.as_deref(), args.force)?;
     for live in &done.live {
         eprintln!(
             "warning: {live}: its pins were removed anyway (--force); it keeps enforcing, restores them and reports \

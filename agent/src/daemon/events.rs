@@ -15,7 +15,7 @@ use crate::{
     },
     files::FileDecision,
     identity::delay::monotonic_ns,
-    report::{EventStatus, OtlpStatus, TailStatus},
+    report::{EventStatus, TailStatus},
     ringbuf::{decode::Record, reader},
     sinks::Fanout,
 };
@@ -28,7 +28,7 @@ pub struct SinkHandle {
     pub fanout: Arc<Fanout>,
     /// The node's event sequence and this agent's id.
     pub numbering: crate::enrich::Numbering,
-    pub otlp: Option<Arc<dyn Fn() -> OtlpStatus + Send + Sync>>,
+    pub otlp: Option<Arc<crate::sinks::otlp::OtlpSink>>,
 }
 
 impl SinkHandle {
@@ -47,7 +47,7 @@ impl SinkHandle {
             loss_events: f.counters.loss_events.load(Relaxed),
             jsonl: f.jsonl_target.clone(),
             jsonl_rotations,
-            otlp: self.otlp.as_ref().map(|s| s()),
+            otlp: self.otlp.as_ref().map(|s| s.status()),
             tail: TailStatus { subscribers, dropped },
             ..Default::default()
         }

@@ -1,7 +1,13 @@
 //! Runs the guard (`hooks::guard`) every `GUARD_PERIOD` on its own thread:
 //! what it finds changed is repaired there, logged, counted in health
 //! (status, /readyz, metrics) and written as a `tamper` event.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use super::health::{Health, describe};
 use crate::{
@@ -21,17 +27,39 @@ pub struct Report {
     pub node: String,
 }
 
+/// The running guard thread.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Ends the thread (within a period) and lets go of what the guard
+    /// holds, the instance lock among it: a stopping agent must not repair
+    /// what an uninstall removes.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
 /// One pass now (so readiness has a verification to stand on), then the
 /// thread.
-pub fn start(mut guard: Guard, health: Arc<Health>, report: Report) -> std::io::Result<()> {
+pub fn start(mut guard: Guard, health: Arc<Health>, report: Report) -> std::io::Result<Running> {
     pass(&mut guard, &health, &report);
-    std::thread::Builder::new().name("warden-guard".into()).spawn(move || {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::Builder::new().name("warden-guard".into()).spawn(move || {
         loop {
-            std::thread::sleep(GUARD_PERIOD);
+            std::thread::park_timeout(GUARD_PERIOD);
+            if stopped.load(Ordering::Acquire) {
+                return;
+            }
             pass(&mut guard, &health, &report);
         }
     })?;
-    Ok(())
+    Ok(Running { stop, thread })
 }
 
 fn pass(guard: &mut Guard, health: &Health, report: &Report) {

@@ -297,6 +297,11 @@ impl IdentityStore {
         if current && let Some(id) = t.cache.get(hierarchy_path) {
             return *id;
         }
+        // Named from a cgroup namespace we could not leave: it may well be
+        // under the root, so it is unidentified (fail closed), not outside.
+        if hierarchy_path.split('/').any(|c| c == "..") {
+            return Identity::Governed(None);
+        }
         let id = match t.tracker.rel_of_hierarchy_path(hierarchy_path) {
             Some(rel) => {
                 let origin = t.tracker.origin_of(&rel);

@@ -56,6 +56,7 @@ pub struct AgentOptions {
     pub events: Option<String>,
     pub node_name: Option<String>,
     pub metrics_address: Option<String>,
+    pub remove_on_delete: Option<crate::kube::owner::Owner>,
 }
 
 /// The parts every kind and task may be handed.
@@ -140,13 +141,14 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // no longer detaches anything while this agent lives).
     let report =
         guard_task::Report { fanout: pipeline.fanout.clone(), numbering: enricher.numbering(), node: node.clone() };
-    match hooks.guard().and_then(|g| guard_task::start(g, parts.health.clone(), report)) {
-        Ok(()) => {}
+    let guard = match hooks.guard().and_then(|g| guard_task::start(g, parts.health.clone(), report)) {
+        Ok(running) => Some(running),
         Err(e) => {
             tracing::error!(error = %e, "cannot verify enforcement: not ready");
             parts.health.note_guard_failed(format!("the guard could not start: {e}"));
+            None
         }
-    }
+    };
     let agent = Arc::new(Agent {
         parts: parts.clone(),
         settings: settings.clone(),
@@ -172,11 +174,61 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     spawn_services(&agent, &mut tasks, listener, metrics_listener);
     parts.health.set_ready();
     let result = until_stopped(&mut tasks).await;
+    // Asked while still enforcing: the answer may take a few seconds.
+    let remove = match (&opts.remove_on_delete, &result) {
+        (Some(owner), Ok(())) => uninstalled(owner, &settings).await,
+        _ => false,
+    };
+    if let Some(guard) = guard {
+        guard.stop();
+    }
     for e in agent.enforcers() {
         e.stop();
     }
     drop(hooks);
+    if remove {
+        remove_enforcement(&parts.identities.cgroup_root_abs(), &opts, &settings);
+    }
     result
+}
+
+/// Whether this stop is an uninstall (see `kube::owner`); anything unclear
+/// keeps enforcement, and says so.
+async fn uninstalled(owner: &crate::kube::owner::Owner, settings: &AgentConfig) -> bool {
+    match crate::kube::owner::deleted(owner, &settings.kubernetes).await {
+        Ok(true) => {
+            tracing::warn!(daemonset = %owner, "the DaemonSet was deleted: removing enforcement from this node");
+            true
+        }
+        Ok(false) => {
+            tracing::info!(daemonset = %owner, "the DaemonSet is still there: enforcement stays for the next agent");
+            false
+        }
+        Err(e) => {
+            tracing::error!(
+                daemonset = %owner,
+                error = %e,
+                "cannot tell an uninstall from a restart: enforcement stays; to remove it, run `warden uninstall --all` \
+                 on the node (README: Uninstalling)"
+            );
+            false
+        }
+    }
+}
+
+/// What `warden uninstall` does for this instance, once this agent let go
+/// of it (its lock went with the hooks).
+fn remove_enforcement(root_abs: &std::path::Path, opts: &AgentOptions, settings: &AgentConfig) {
+    let root = opts.cgroup_root.clone().unwrap_or_else(|| settings.cgroup_root.clone());
+    let instance = crate::hooks::pins::instance_name(&root);
+    match crate::hooks::pins::uninstall(std::path::Path::new(mounts::BPFFS), Some(&instance), false) {
+        Ok(done) => tracing::warn!(
+            cgroup_root = %root_abs.display(),
+            removed = done.removed.len(),
+            "enforcement removed: programs detached, pinned maps deleted"
+        ),
+        Err(e) => tracing::error!(error = %e, "removing enforcement failed: run `warden uninstall --all` on the node"),
+    }
 }
 
 /// How long a starting agent waits for the previous agent of its instance
@@ -311,7 +363,7 @@ fn start_sinks(
         t => Some(JsonlSink::open(t, cfg.rotate).with_context(|| format!("opening event sink {t}"))?),
     };
     let mut forwards: Vec<Arc<dyn crate::sinks::Forward>> = Vec::new();
-    let mut otlp_status: Option<Arc<dyn Fn() -> crate::report::OtlpStatus + Send + Sync>> = None;
+    let mut otlp = None;
     if let Some(o) = &cfg.otlp {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         // Starts even with the collector down: it connects lazily and retries.
@@ -320,11 +372,11 @@ fn start_sinks(
                 .with_context(|| format!("starting the OTLP exporter to {}", o.endpoint))?,
         );
         forwards.push(sink.clone());
-        otlp_status = Some(Arc::new(move || sink.status()));
+        otlp = Some(sink);
     }
     let enricher = Enricher::with_numbering(node.into(), numbering);
     let fanout = Arc::new(Fanout::new(jsonl, target, forwards));
-    let handle = events::SinkHandle { fanout: fanout.clone(), numbering: enricher.numbering(), otlp: otlp_status };
+    let handle = events::SinkHandle { fanout: fanout.clone(), numbering: enricher.numbering(), otlp };
     let summary_ms = (cfg.allowed == crate::settings::AllowedEvents::Summary).then_some(cfg.summary_interval_ms);
     Ok((events::Pipeline { fanout, summary_ms }, enricher, handle))
 }

@@ -1,9 +1,10 @@
 //! Hot reload: the config file → a validated policy → one switch of the
 //! kernel's policy set (`PolicyMaps::install`: the whole new policy is
 //! written beside the old one, then one word flips the hooks over).
-//! Triggered by SIGHUP, `warden reload` and changes of the file itself
-//! (`watch`). A file that does not load keeps the last good policy; the
-//! error shows in `warden status` and as a `policy` event.
+//! Triggered by SIGHUP, `warden reload` and changes of the file itself or
+//! of its OTLP headers file (`watch`). A file that does not load keeps the
+//! last good policy; the error shows in `warden status` and as a `policy`
+//! event.
 use std::{sync::Arc, time::Instant};
 
 use super::{
@@ -15,7 +16,7 @@ use crate::{
     clock::now_rfc3339,
     policy::{self, CompiledPolicy, Config, Policy},
     report::ReloadStatus,
-    settings::AgentConfig,
+    settings::{AgentConfig, EventsConfig},
 };
 
 pub use crate::report::ReloadOutcome as Outcome;
@@ -62,7 +63,24 @@ impl Agent {
         for e in self.enforcers() {
             e.settle();
         }
+        self.rotate_otlp_headers(&agent.events);
         Ok(pending)
+    }
+
+    /// New header values (a token rotated in `headersFile`) apply to the
+    /// running exporter at once. With any other OTLP change pending a
+    /// restart they wait too: a new token must not go to the old endpoint.
+    fn rotate_otlp_headers(&self, new: &EventsConfig) {
+        let sink = self.pipeline.get().and_then(|p| p.otlp.as_ref());
+        let (Some(sink), Some(o)) = (sink, &new.otlp) else { return };
+        if !self.settings.events.same_but_otlp_headers(new) {
+            return;
+        }
+        match sink.set_headers(&o.headers) {
+            Ok(true) => tracing::info!(headers = ?o.header_names(), "OTLP headers updated"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "OTLP headers not updated; the previous ones stay"),
+        }
     }
 
     /// A reload cannot start a kind the agent did not start: refusing is
@@ -149,7 +167,8 @@ fn restart_only_changes(a: &AgentConfig, b: &AgentConfig) -> Vec<String> {
     check("socket", a.socket != b.socket);
     check("nodeName", a.node_name != b.node_name);
     check("ringBufferBytes", a.ring_buffer_bytes != b.ring_buffer_bytes);
-    check("events", a.events != b.events);
+    // Header values alone are applied by the reload (`rotate_otlp_headers`).
+    check("events", !a.events.same_but_otlp_headers(&b.events));
     check("metrics", a.metrics != b.metrics);
     check("files.backend", a.files != b.files);
     check("kubernetes", a.kubernetes != b.kubernetes);
@@ -176,11 +195,12 @@ pub async fn on_sighup(agent: Arc<Agent>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads when the config file's content changes. Watches its directory,
-/// not the file: editors replace files by rename, and a Kubernetes
-/// ConfigMap volume swaps a `..data` symlink, so the file's own inode may
-/// never change. Events are debounced, and content that is the same as
-/// the last attempt (loaded or refused) is not applied again.
+/// Reloads when the config file's content (or the OTLP headers file's)
+/// changes. Watches its directory, not the file: editors replace files by
+/// rename, and a Kubernetes ConfigMap or Secret volume swaps a `..data`
+/// symlink, so the file's own inode may never change. Events are debounced,
+/// and content that is the same as the last attempt (loaded or refused) is
+/// not applied again.
 ///
 /// If the directory cannot be watched (e.g. the inotify watch limit), the
 /// agent keeps running and says so: SIGHUP and `warden reload` still work.
@@ -195,22 +215,28 @@ pub async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
 async fn watch_file(agent: &Arc<Agent>) -> anyhow::Result<()> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let path = agent.parts.cell.config_path().to_path_buf();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    // The OTLP headers file too (a mounted Secret whose token rotates).
+    let headers = agent.settings.events.otlp.as_ref().and_then(|o| o.headers_file.clone());
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let flags = AddWatchFlags::IN_CLOSE_WRITE
         | AddWatchFlags::IN_MOVED_TO
         | AddWatchFlags::IN_CREATE
         | AddWatchFlags::IN_DELETE
         | AddWatchFlags::IN_ATTRIB;
-    inotify.add_watch(&dir, flags)?;
+    let config_dir = parent_dir(&path);
+    inotify.add_watch(&config_dir, flags)?;
+    if let Some(h) = &headers
+        && parent_dir(h) != config_dir
+        && let Err(e) = inotify.add_watch(&parent_dir(h), flags)
+    {
+        tracing::warn!(file = %h.display(), error = %e, "not watching the OTLP headers file: reload to apply changes");
+    }
+    let digest = || Some((file_digest(&path)?, headers.as_deref().map(file_digest)));
     // SAFETY: InotifyFd owns the descriptor and always returns the same one.
     let fd =
         unsafe { tokio::io::unix::AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("watching {}: {e}", dir.display()))?;
-    let mut last = file_digest(&path);
+            .map_err(|e| anyhow::anyhow!("watching {}: {e}", config_dir.display()))?;
+    let mut last = digest();
     loop {
         let mut ready = fd.readable().await?;
         // Drain everything queued; which entry changed does not matter.
@@ -222,13 +248,20 @@ async fn watch_file(agent: &Arc<Agent>) -> anyhow::Result<()> {
         // applied.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         while fd.get_ref().0.read_events().is_ok_and(|e| !e.is_empty()) {}
-        let now = file_digest(&path);
+        let now = digest();
         if now == last || now.is_none() {
             // Unchanged, or gone for now (mid-swap): keep the policy.
             continue;
         }
         last = now;
         reload_blocking(agent, "file").await;
+    }
+}
+
+fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
     }
 }
 

@@ -29,6 +29,7 @@ impl Agent {
             default_action: format!("{:?}", p.default_action).to_lowercase(),
             policy: self.policy_report(&cell),
             cgroup_root: tracked.tracker.root_abs().display().to_string(),
+            cgroup_namespace: crate::system::cgroupns::state().to_string(),
             programs: self.parts.health.programs(),
             enforcement: KINDS
                 .iter()

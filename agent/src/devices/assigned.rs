@@ -1,32 +1,63 @@
-//! `gpus: assigned`: the GPUs kubelet gave each container.
+//! `gpus: assigned`: the GPUs and MIG devices kubelet gave each container.
 //!
 //! kubelet's pod-resources API lists, per (namespace, pod, container), the
-//! device ids of each extended resource. For `nvidia.com/gpu` the NVIDIA
-//! device plugin reports GPU UUIDs (`GPU-5c2a…`), which the driver maps to
-//! device minors in `<proc>/driver/nvidia/gpus/<bus id>/information`
-//! ("GPU UUID", "Device Minor"); plugins run with an index strategy report
-//! the index itself (`0`, `1`…), which is the minor. The container runtime
+//! device ids of each extended resource. For the resources named in
+//! `agent.devices.gpuResources` (`nvidia.com/gpu`, `nvidia.com/gpu.shared`,
+//! `nvidia.com/mig-*` by default) the NVIDIA device plugin reports GPU
+//! UUIDs, indices, time-sliced replicas of either, or MIG devices; `id_map`
+//! turns each into GPU minors and MIG capability minors, or refuses it with
+//! the reason (`Refusal`: the container does not get it). The container runtime
 //! (CRI `ListContainers`) maps names to container ids, and container ids
 //! appear in the container's cgroup name (`cri-containerd-<id>.scope`,
 //! `crio-<id>.scope`, `docker-<id>.scope`, or `<id>` with cgroupfs).
 use std::{
+    cell::OnceCell,
     collections::HashMap,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use warden_common::{GpuSet, NVIDIA_MAX_GPUS};
+use warden_common::GpuSet;
 
+use super::{
+    ContainerGrant, Grants,
+    id_map::{self, DriverView, Mapped},
+    mig::MigSlots,
+};
 use crate::{identity::CgroupTracker, kube, settings::DevicesConfig};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug, Default)]
 pub struct Assignment {
-    /// Container id → its GPUs.
-    pub by_container: HashMap<String, GpuSet>,
-    /// Device ids that map to no GPU on this node, and similar oddities.
+    /// Container id → what it may open.
+    pub by_container: Grants,
+    /// Device ids that grant nothing, and why.
+    pub refusals: Vec<Refusal>,
+    /// Driver files or CDI specs that could not be read, and similar.
     pub problems: Vec<String>,
+}
+
+/// A device id kubelet assigned that this node cannot map: its container
+/// does not get it (the kernel denies it), and status and an event say why.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Refusal {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub resource: String,
+    pub device_id: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}: {} `{}` refused: {}",
+            self.namespace, self.pod, self.container, self.resource, self.device_id, self.reason
+        )
+    }
 }
 
 fn cri_socket(cfg: &DevicesConfig) -> Result<PathBuf, String> {
@@ -41,48 +72,64 @@ fn cri_socket(cfg: &DevicesConfig) -> Result<PathBuf, String> {
     })
 }
 
-/// One read of kubelet, the runtime and the driver.
+/// One read of kubelet, the runtime, the driver and (for MIG UUIDs) CDI specs.
 pub async fn fetch(cfg: &DevicesConfig) -> Result<Assignment, String> {
     let devices = kube::podresources::list(&cfg.kubelet_socket, RPC_TIMEOUT).await.map_err(|e| e.to_string())?;
     let containers = kube::cri::list_containers(&cri_socket(cfg)?, RPC_TIMEOUT).await.map_err(|e| e.to_string())?;
     let mut a = Assignment::default();
-    let minors = gpu_minors(&cfg.proc_root, &mut a.problems);
-    let mut by_name: HashMap<(String, String, String), GpuSet> = HashMap::new();
-    for d in devices.iter().filter(|d| d.resource == cfg.gpu_resource) {
-        let set = by_name.entry((d.namespace.clone(), d.pod.clone(), d.container.clone())).or_default();
+    let driver_root = cfg.proc_root.join("driver/nvidia");
+    let minors = gpu_minors(&driver_root, &mut a.problems);
+    let caps = kube::nvidia_caps::existing(&driver_root).unwrap_or_else(|e| {
+        a.problems.push(format!("MIG capabilities: {e}"));
+        Default::default()
+    });
+    let cdi_cell = OnceCell::new();
+    let cdi = || cdi_cell.get_or_init(|| kube::cdi::read(&cfg.cdi_spec_dirs));
+    let view = DriverView { gpu_minors: &minors, caps: &caps, cdi: &cdi, driver_root: &driver_root };
+    let mut by_name: HashMap<(String, String, String), ContainerGrant> = HashMap::new();
+    for d in devices.iter().filter(|d| kube::resources::any_matches(&cfg.gpu_resources, &d.resource)) {
+        let grant = by_name.entry((d.namespace.clone(), d.pod.clone(), d.container.clone())).or_default();
         for id in &d.device_ids {
-            match gpu_index(id, &minors) {
-                Some(gpu) => set.insert(gpu),
-                None => a.problems.push(format!(
-                    "{}/{}/{}: device id `{id}` is no GPU of this node",
-                    d.namespace, d.pod, d.container
-                )),
+            match id_map::map(id, &view) {
+                Ok(Mapped::Gpu(g)) => {
+                    grant.gpus.insert(g);
+                }
+                Ok(Mapped::Mig { gpu, gi_cap, ci_cap }) => {
+                    grant.gpus.insert(gpu);
+                    grant.caps.extend([gi_cap, ci_cap]);
+                }
+                Err(reason) => a.refusals.push(Refusal {
+                    namespace: d.namespace.clone(),
+                    pod: d.pod.clone(),
+                    container: d.container.clone(),
+                    resource: d.resource.clone(),
+                    device_id: id.clone(),
+                    reason,
+                }),
             }
         }
     }
+    if let Some(c) = cdi_cell.get() {
+        a.problems.extend(c.problems.iter().cloned());
+    }
     for c in containers {
-        if let Some(set) = by_name.get(&(c.namespace, c.pod, c.container)) {
-            a.by_container.insert(c.id, *set);
+        if let Some(grant) = by_name.get(&(c.namespace, c.pod, c.container))
+            && !grant.is_empty()
+        {
+            a.by_container.insert(c.id, grant.clone());
         }
     }
     Ok(a)
 }
 
-fn gpu_minors(proc_root: &Path, problems: &mut Vec<String>) -> HashMap<String, u32> {
-    let root = proc_root.join("driver/nvidia");
+fn gpu_minors(root: &Path, problems: &mut Vec<String>) -> HashMap<String, u32> {
     if !root.exists() {
         return HashMap::new(); // no driver: only index ids can map
     }
-    kube::nvidia::gpu_minors(&root).unwrap_or_else(|e| {
+    kube::nvidia::gpu_minors(root).unwrap_or_else(|e| {
         problems.push(format!("reading {}: {e}", root.display()));
         HashMap::new()
     })
-}
-
-/// A device id as a GPU index: a UUID known to the driver, or an index.
-fn gpu_index(id: &str, minors: &HashMap<String, u32>) -> Option<u16> {
-    let minor = minors.get(id).copied().or_else(|| id.parse::<u32>().ok())?;
-    (minor < NVIDIA_MAX_GPUS).then_some(minor as u16)
 }
 
 /// The container id named by a cgroup's path: its own last component, or
@@ -93,15 +140,22 @@ pub fn container_id_of(rel: &str) -> Option<&str> {
 }
 
 /// `DEVICE_ASSIGNED` entries: every tracked cgroup named for a container
-/// with GPUs.
-pub fn cgroup_entries(by_container: &HashMap<String, GpuSet>, tracker: &CgroupTracker) -> Vec<(u64, GpuSet)> {
-    tracker
+/// with devices, its set computed under `slots`. Also returns the MIG
+/// capability minors granted but not (yet) bound to a bit: denied for now.
+pub fn cgroup_entries(grants: &Grants, tracker: &CgroupTracker, slots: &MigSlots) -> (Vec<(u64, GpuSet)>, Vec<u32>) {
+    let sets: HashMap<&str, (GpuSet, Vec<u32>)> =
+        grants.iter().map(|(id, g)| (id.as_str(), g.gpu_set(slots))).collect();
+    let entries = tracker
         .iter()
         .filter_map(|(id, info)| {
             let cid = container_id_of(&info.rel)?;
-            by_container.get(cid).map(|set| (*id, *set))
+            sets.get(cid).map(|(set, _)| (*id, *set))
         })
-        .collect()
+        .collect();
+    let mut unbound: Vec<u32> = sets.into_values().flat_map(|(_, u)| u).collect();
+    unbound.sort_unstable();
+    unbound.dedup();
+    (entries, unbound)
 }
 
 #[cfg(test)]
@@ -123,15 +177,5 @@ mod tests {
         assert_eq!(container_id_of("kubepods.slice/kubepods-pod1.slice"), None);
         assert_eq!(container_id_of("system.slice/ssh.service"), None);
         assert_eq!(container_id_of("abc"), None);
-    }
-
-    #[test]
-    fn device_ids_to_gpus() {
-        let minors = HashMap::from([("GPU-aaaa".to_string(), 3u32), ("GPU-bad".to_string(), 254)]);
-        assert_eq!(gpu_index("GPU-aaaa", &minors), Some(3));
-        assert_eq!(gpu_index("1", &minors), Some(1));
-        assert_eq!(gpu_index("GPU-bad", &minors), None);
-        assert_eq!(gpu_index("GPU-unknown", &minors), None);
-        assert_eq!(gpu_index("300", &minors), None);
     }
 }

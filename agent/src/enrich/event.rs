@@ -169,6 +169,55 @@ pub struct PolicyEvent {
     pub error: Option<String>,
 }
 
+/// A device kubelet assigned to a container that this node cannot map to
+/// device nodes (an unknown MIG UUID, a MIG device by index...): the
+/// container does not get it. Emitted once when the refusal appears.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GpuAssignmentEvent {
+    pub time: String,
+    #[serde(skip)]
+    pub time_unix_ns: u64,
+    pub seq: u64,
+    pub agent_id: Name,
+    pub node: Name,
+    /// Always `gpu_assignment`.
+    pub kind: &'static str,
+    /// Always `refused`.
+    pub result: &'static str,
+    #[serde(rename = "k8s.namespace.name")]
+    pub namespace: String,
+    #[serde(rename = "k8s.pod.name")]
+    pub pod: String,
+    #[serde(rename = "k8s.container.name")]
+    pub container: String,
+    /// The extended resource, e.g. `nvidia.com/mig-1g.10gb`.
+    pub resource: String,
+    /// As kubelet reported it (a MIG UUID, `GPU-…::2`...).
+    pub device_id: String,
+    pub reason: String,
+}
+
+impl GpuAssignmentEvent {
+    pub fn refused(n: &Numbering, node: &str, r: &crate::devices::assigned::Refusal) -> Self {
+        let (time, time_unix_ns) = now();
+        GpuAssignmentEvent {
+            time,
+            time_unix_ns,
+            seq: n.seq.next(),
+            agent_id: n.agent_id.clone(),
+            node: node.into(),
+            kind: "gpu_assignment",
+            result: "refused",
+            namespace: r.namespace.clone(),
+            pod: r.pod.clone(),
+            container: r.container.clone(),
+            resource: r.resource.clone(),
+            device_id: r.device_id.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
 /// The numbering every event of an agent shares: the node's sequence and
 /// the agent's id.
 #[derive(Clone, Default)]
@@ -262,6 +311,7 @@ pub enum Event {
     Loss(LossEvent),
     Policy(PolicyEvent),
     Tamper(TamperEvent),
+    Gpu(GpuAssignmentEvent),
 }
 
 /// Who was judged and how: the fields decisions and summaries share.
@@ -285,6 +335,7 @@ macro_rules! each {
             Event::Loss($e) => $field,
             Event::Policy($e) => $field,
             Event::Tamper($e) => $field,
+            Event::Gpu($e) => $field,
         }
     };
 }
@@ -324,7 +375,7 @@ impl Event {
         match self {
             Event::Decision(e) => Some(outcome!(e)),
             Event::Summary(e) => Some(outcome!(e)),
-            Event::Loss(_) | Event::Policy(_) | Event::Tamper(_) => None,
+            Event::Loss(_) | Event::Policy(_) | Event::Tamper(_) | Event::Gpu(_) => None,
         }
     }
 

@@ -12,8 +12,8 @@ use warden_common::{
 };
 
 pub use event::{
-    DecisionEvent, Destination, DeviceTarget, Event, FileTarget, LossEvent, Name, Numbering, Outcome, PolicyEvent,
-    SummaryEvent, TamperEvent,
+    DecisionEvent, Destination, DeviceTarget, Event, FileTarget, GpuAssignmentEvent, LossEvent, Name, Numbering,
+    Outcome, PolicyEvent, SummaryEvent, TamperEvent,
 };
 
 use crate::{

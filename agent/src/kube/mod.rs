@@ -1,14 +1,23 @@
 //! Node-local Kubernetes APIs the agent reads to learn which GPUs kubelet
 //! assigned to which container: kubelet pod-resources v1 (`podresources`:
-//! pod/container → device ids), CRI `ListContainers` (`cri`: container id →
-//! pod) and the NVIDIA driver's procfs (`nvidia`: GPU UUID → device minor).
+//! pod/container → device ids, whose forms `device_ids` parses), CRI
+//! `ListContainers` (`cri`: container id → pod), the NVIDIA driver's procfs
+//! (`nvidia`: GPU UUID → device minor; `nvidia_caps`: MIG capability minors)
+//! and CDI specs (`cdi`: MIG UUID → device nodes). `resources` matches the
+//! extended resource names kubelet reports.
 //! Both gRPC APIs are served on local unix sockets only; the tests serve them
 //! from in-process fakes (`warden_testkit::kube`) that implement the same
-//! protos. `pods` watches the API server for this node's pod metadata.
+//! protos. `pods` watches the API server for this node's pod metadata;
+//! `owner` asks it whether the agent's DaemonSet still exists.
+pub mod cdi;
 pub mod cri;
+pub mod device_ids;
 pub mod nvidia;
+pub mod nvidia_caps;
+pub mod owner;
 pub mod podresources;
 pub mod pods;
+pub mod resources;
 
 use std::{
     path::{Path, PathBuf},

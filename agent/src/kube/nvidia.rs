@@ -61,11 +61,17 @@ pub fn gpu_minors(driver_root: &Path) -> Result<HashMap<String, u32>, KubeError>
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
+    read_at_most(path, MAX_INFO_BYTES)
+}
+
+/// A driver file as UTF-8 text, refused past `max` bytes (procfs files
+/// report size 0, so the cap is on what is read).
+pub(super) fn read_at_most(path: &Path, max: u64) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    file.take(MAX_INFO_BYTES + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    if buf.len() as u64 > MAX_INFO_BYTES {
-        return Err(format!("larger than {MAX_INFO_BYTES} bytes"));
+    file.take(max + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    if buf.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
     }
     String::from_utf8(buf).map_err(|_| "not UTF-8".to_string())
 }

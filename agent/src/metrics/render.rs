@@ -127,6 +127,20 @@ fn policy(o: &mut Out, p: &PolicyStatus) {
         "Reloads refused; the last good policy stayed in force.",
         p.reload.failures,
     );
+    // A gauge, not only the counter: an alert on it stays firing while the
+    // file on disk is still refused, however long ago the attempt was.
+    o.one(
+        "warden_policy_last_reload_successful",
+        Gauge,
+        "0 if the last reload was refused (the file on disk is not in force), else 1.",
+        u8::from(p.reload.last_result.as_deref() != Some("refused")),
+    );
+    o.one(
+        "warden_policy_last_reload_duration_seconds",
+        Gauge,
+        "Duration of the last reload attempt (read, compile, switch).",
+        p.reload.last_duration_us as f64 / 1e6,
+    );
 }
 
 fn integrity(o: &mut Out, i: &IntegrityStatus) {

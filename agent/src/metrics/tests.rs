@@ -46,9 +46,16 @@ fn report() -> StatusReport {
             prefixes_v6: 1,
             generation: 3,
             kernel_set: 1,
-            reload: ReloadStatus { attempts: 4, failures: 2, ..Default::default() },
+            reload: ReloadStatus {
+                attempts: 4,
+                failures: 2,
+                last_result: Some("refused".into()),
+                last_duration_us: 41_500,
+                ..Default::default()
+            },
         },
         cgroup_root: "/sys/fs/cgroup".into(),
+        cgroup_namespace: "host".into(),
         programs: vec![ProgramStatus {
             name: "connect4".into(),
             kind: "cgroup_sock_addr".into(),
@@ -106,6 +113,8 @@ fn report() -> StatusReport {
                 failed_exports: 2,
                 rejected: 0,
                 last_error: None,
+                headers: vec!["authorization".into()],
+                headers_file: Some("/etc/warden/otlp/headers.yaml".into()),
             }),
             tail: TailStatus { subscribers: 1, dropped: 4 },
         },
@@ -259,6 +268,8 @@ fn renders_expected_samples() {
         ("warden_policy_generation", 3.0),
         ("warden_policy_reloads_total", 4.0),
         ("warden_policy_reload_failures_total", 2.0),
+        ("warden_policy_last_reload_successful", 0.0),
+        ("warden_policy_last_reload_duration_seconds", 0.0415),
     ] {
         assert_eq!(samples.get(series), Some(&value), "{series} in\n{text}");
     }
@@ -289,9 +300,12 @@ fn empty_report_is_valid() {
     r.events = EventStatus::default();
     r.gpu_assignment = None;
     r.identity.kubernetes.state = "off".into();
+    r.policy.reload = ReloadStatus::default();
     let mut out = String::new();
     render::render_report(&r, &mut out);
     check_format(&out);
+    // No reload yet: the policy in force is the file's.
+    assert!(out.contains("\nwarden_policy_last_reload_successful 1\n"), "{out}");
     assert!(!out.contains("warden_otlp_"));
     assert!(!out.contains("warden_gpu_assignment_"));
 }

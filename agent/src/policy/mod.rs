@@ -27,6 +27,7 @@
 //!     otlp:                   # optional OpenTelemetry collector (OTLP/gRPC logs)
 //!       endpoint: http://127.0.0.1:4317   # https:// for TLS (caFile, certFile + keyFile optional)
 //!       headers: {authorization: "Bearer ..."}
+//!       headersFile: /etc/warden/otlp/headers.yaml   # more headers (a YAML/JSON map), e.g. from a Secret
 //!       resource: {k8s.cluster.name: gpu-a}
 //!       batchSize: 512        # records per export
 //!       concurrency: 4        # export requests in flight at once
@@ -148,6 +149,7 @@ mod devices;
 mod error;
 mod file_verdict;
 mod files;
+mod headers_file;
 mod labels;
 mod model;
 mod names;

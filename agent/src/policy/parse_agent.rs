@@ -21,7 +21,11 @@ const AGENT_KEYS: &[&str] = &[
 ];
 const KUBERNETES_KEYS: &[&str] = &["apiServer", "tokenFile"];
 const SLURM_AGENT_KEYS: &[&str] = &["scontrol"];
-const AGENT_DEVICES_KEYS: &[&str] = &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "refreshMs"];
+const AGENT_DEVICES_KEYS: &[&str] =
+    &["procRoot", "kubeletSocket", "criSocket", "gpuResource", "gpuResources", "cdiSpecDirs", "refreshMs"];
+/// More would only slow the match of every container's devices.
+const MAX_GPU_RESOURCES: usize = 64;
+const MAX_CDI_SPEC_DIRS: usize = 16;
 const FILES_KEYS: &[&str] = &["backend"];
 pub const MIN_RING_BUFFER_BYTES: i64 = 64 << 10;
 pub const MAX_RING_BUFFER_BYTES: i64 = 1 << 30;
@@ -160,10 +164,47 @@ impl Reader<'_> {
             d.kubelet_socket = p;
         }
         d.cri_socket = abs(self, "criSocket");
-        if let Some(n) = m.get("gpuResource")
-            && let Some(s) = self.nonempty_string(n, &m.field("gpuResource"))
-        {
-            d.gpu_resource = s;
+        match (m.get("gpuResource"), m.get("gpuResources")) {
+            (Some(_), Some(n)) => self.err(n, &m.field("gpuResources"), "give gpuResource or gpuResources, not both"),
+            (Some(n), None) => {
+                if let Some(r) = self.resource_pattern(n, &m.field("gpuResource")) {
+                    d.gpu_resources = vec![r];
+                }
+            }
+            (None, Some(n)) => {
+                let field = m.field("gpuResources");
+                if let Some(items) = self.list(n, &field) {
+                    if items.len() > MAX_GPU_RESOURCES {
+                        self.err(n, &field, format!("{} entries; at most {MAX_GPU_RESOURCES}", items.len()));
+                    }
+                    d.gpu_resources = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| self.resource_pattern(item, &format!("{field}[{i}]")))
+                        .collect();
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(n) = m.get("cdiSpecDirs") {
+            let field = m.field("cdiSpecDirs");
+            if let Some(items) = self.list(n, &field) {
+                if items.len() > MAX_CDI_SPEC_DIRS {
+                    self.err(n, &field, format!("{} entries; at most {MAX_CDI_SPEC_DIRS}", items.len()));
+                }
+                let mut dirs = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let f = format!("{field}[{i}]");
+                    if let Some(s) = self.nonempty_string(item, &f) {
+                        if Path::new(&s).is_absolute() {
+                            dirs.push(PathBuf::from(s));
+                        } else {
+                            self.err(item, &f, format!("{} must be an absolute path", quoted(&s)));
+                        }
+                    }
+                }
+                d.cdi_spec_dirs = dirs;
+            }
         }
         if let Some(n) = m.get("refreshMs") {
             let field = m.field("refreshMs");
@@ -174,5 +215,17 @@ impl Reader<'_> {
             }
         }
         d
+    }
+
+    /// One `gpuResource(s)` entry: a resource name, or one with `*` in the name.
+    fn resource_pattern(&mut self, node: &Node, field: &str) -> Option<String> {
+        let s = self.nonempty_string(node, field)?;
+        match crate::kube::resources::pattern_error(&s) {
+            None => Some(s),
+            Some(why) => {
+                self.err(node, field, format!("{}: {why}", quoted(&s)));
+                None
+            }
+        }
     }
 }

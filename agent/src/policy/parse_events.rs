@@ -1,7 +1,8 @@
 //! Reading `agent.events` and `agent.metrics`.
 use std::path::{Path, PathBuf};
 
-use super::error::quoted;
+use super::error::{Loc, quoted};
+use super::headers_file;
 use super::reader::Reader;
 use super::yaml::{Node, Value};
 use crate::settings::{AllowedEvents, EventsConfig, MetricsConfig, OtlpConfig};
@@ -14,6 +15,7 @@ const OTLP_KEYS: &[&str] = &[
     "certFile",
     "keyFile",
     "headers",
+    "headersFile",
     "resource",
     "batchSize",
     "concurrency",
@@ -93,7 +95,14 @@ impl Reader<'_> {
             let at = m.get(key).unwrap_or(node);
             self.err(at, &m.field(key), "certFile and keyFile go together (mutual TLS)");
         }
-        o.headers = self.string_map(m.get("headers"), &m.field("headers"), true);
+        let inline = self.string_map_at(m.get("headers"), &m.field("headers"), true);
+        o.headers = inline.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+        if let Some(n) = m.get("headersFile")
+            && let Some(s) = self.nonempty_string(n, &m.field("headersFile"))
+        {
+            self.headers_file(n, &m.field("headersFile"), &s, &inline, &mut o.headers);
+            o.headers_file = Some(PathBuf::from(s));
+        }
         o.resource = self.string_map(m.get("resource"), &m.field("resource"), false);
         if let Some(v) = self.bounded(&m.get("batchSize"), &m.field("batchSize"), 1, 10_000) {
             o.batch_size = v as usize;
@@ -148,9 +157,59 @@ impl Reader<'_> {
         Some(v as u64)
     }
 
+    /// Adds the headers of `headersFile` (`path`) to `headers`. A name also
+    /// given inline is an error naming both places: which one wins would be
+    /// a guess.
+    fn headers_file(
+        &mut self,
+        node: &Node,
+        field: &str,
+        path: &str,
+        inline: &[(String, String, Loc)],
+        headers: &mut Vec<(String, String)>,
+    ) {
+        if !Path::new(path).is_absolute() {
+            let reason =
+                format!("{} must be an absolute path (e.g. a Secret mounted at /etc/warden/otlp)", quoted(path));
+            self.err(node, field, reason);
+            return;
+        }
+        let from_file = match headers_file::read(Path::new(path)) {
+            Ok(h) => h,
+            Err(errors) => {
+                for e in errors {
+                    self.err(node, field, e);
+                }
+                return;
+            }
+        };
+        for h in from_file {
+            if let Some((_, _, at)) = inline.iter().find(|(k, _, _)| *k == h.name) {
+                let reason = format!(
+                    "header `{}` is given both in {path} (line {}:{}) and in agent.events.otlp.headers (line {}:{}); keep one",
+                    h.name, h.loc.line, h.loc.column, at.line, at.column
+                );
+                self.err(node, field, reason);
+                continue;
+            }
+            headers.push((h.name, h.value));
+        }
+    }
+
     /// A mapping of string keys to string values (gRPC headers are
     /// lower-case ASCII tokens; values printable ASCII).
     fn string_map(&mut self, node: Option<&Node>, field: &str, header: bool) -> Vec<(String, String)> {
+        self.string_map_at(node, field, header).into_iter().map(|(k, v, _)| (k, v)).collect()
+    }
+
+    /// `string_map`, with where each key is written. Values never appear
+    /// in messages (headers are credentials).
+    pub(super) fn string_map_at(
+        &mut self,
+        node: Option<&Node>,
+        field: &str,
+        header: bool,
+    ) -> Vec<(String, String, Loc)> {
         let Some(node) = node else { return Vec::new() };
         let Value::Map(pairs) = &node.value else {
             self.expected(node, field, "a mapping");
@@ -172,7 +231,7 @@ impl Reader<'_> {
                     continue;
                 }
             }
-            out.push((key, value));
+            out.push((key, value, k.loc));
         }
         out
     }

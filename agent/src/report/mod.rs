@@ -17,6 +17,10 @@ pub struct StatusReport {
     pub default_action: String,
     pub policy: PolicyStatus,
     pub cgroup_root: String,
+    /// `host`, `entered the host's`, or why the agent's view of cgroups
+    /// stayed a container's own (then processes outside it are unidentified).
+    #[serde(default)]
+    pub cgroup_namespace: String,
     pub programs: Vec<ProgramStatus>,
     pub enforcement: Vec<EnforcementStatus>,
     pub workloads: Vec<WorkloadStatus>,
@@ -317,6 +321,12 @@ pub struct OtlpStatus {
     pub rejected: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Names of the headers sent (inline and `headersFile`); their values
+    /// are credentials and never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_file: Option<String>,
 }
 
 /// `warden events --follow` subscribers.

@@ -34,6 +34,9 @@ impl fmt::Display for StatusReport {
         writeln!(f, "mode: {}   default for non-segment destinations: {}", self.mode, self.default_action)?;
         write!(f, "{}", self.policy)?;
         writeln!(f, "cgroup root: {}", self.cgroup_root)?;
+        if !matches!(self.cgroup_namespace.as_str(), "" | "host") {
+            writeln!(f, "cgroup namespace: {}", self.cgroup_namespace)?;
+        }
         writeln!(f, "\nENFORCEMENT")?;
         for e in &self.enforcement {
             write!(f, "{e}")?;
@@ -269,6 +272,10 @@ impl fmt::Display for EventStatus {
                 o.rejected,
                 o.last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default()
             )?;
+            if !o.headers.is_empty() || o.headers_file.is_some() {
+                let from = o.headers_file.as_ref().map(|f| format!(" (with {f})")).unwrap_or_default();
+                writeln!(f, "  otlp headers {}{from}", o.headers.join(", "))?;
+            }
         }
         writeln!(f, "  tail subscribers {}, dropped {}", e.tail.subscribers, e.tail.dropped)?;
         Ok(())

@@ -28,7 +28,8 @@ pub enum AllowedEvents {
 }
 
 /// `agent.events.otlp`: an OpenTelemetry collector (OTLP/gRPC logs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` leaves the header values out: they are credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OtlpConfig {
     /// `http://host:4317` or `https://host:4317` (TLS).
     pub endpoint: String,
@@ -37,8 +38,12 @@ pub struct OtlpConfig {
     /// PEM client certificate and key (mutual TLS); both or neither.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    /// gRPC metadata sent with every export (e.g. an auth header).
+    /// gRPC metadata sent with every export (e.g. an auth header): the
+    /// inline `headers` and those of `headers_file`, merged.
     pub headers: Vec<(String, String)>,
+    /// A YAML/JSON map of headers kept out of the config file (a mounted
+    /// Kubernetes Secret), read with the policy at start and every reload.
+    pub headers_file: Option<PathBuf>,
     /// Extra resource attributes (host.name, k8s.node.name are always set).
     pub resource: Vec<(String, String)>,
     /// Log records per export request.
@@ -61,12 +66,45 @@ impl Default for OtlpConfig {
             cert_file: None,
             key_file: None,
             headers: Vec::new(),
+            headers_file: None,
             resource: Vec::new(),
             batch_size: 512,
             concurrency: 4,
             queue_size: 65_536,
             timeout_ms: 10_000,
         }
+    }
+}
+
+impl OtlpConfig {
+    /// The header names, in order (what status may show).
+    pub fn header_names(&self) -> Vec<String> {
+        self.headers.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Equal but for the header values: a reload can apply those to the
+    /// running exporter (a rotated token); anything else needs a restart.
+    pub fn same_but_headers(&self, other: &OtlpConfig) -> bool {
+        let strip = |c: &OtlpConfig| OtlpConfig { headers: Vec::new(), ..c.clone() };
+        strip(self) == strip(other)
+    }
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("headers", &format_args!("{:?} (values hidden)", self.header_names()))
+            .field("headers_file", &self.headers_file)
+            .field("resource", &self.resource)
+            .field("batch_size", &self.batch_size)
+            .field("concurrency", &self.concurrency)
+            .field("queue_size", &self.queue_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
     }
 }
 
@@ -81,6 +119,18 @@ pub struct EventsConfig {
     /// Window of allowed-decision summaries.
     pub summary_interval_ms: u64,
     pub otlp: Option<OtlpConfig>,
+}
+
+impl EventsConfig {
+    /// Equal but for OTLP header values (see `OtlpConfig::same_but_headers`).
+    pub fn same_but_otlp_headers(&self, other: &EventsConfig) -> bool {
+        let strip = |c: &EventsConfig| EventsConfig { otlp: None, ..c.clone() };
+        let otlp = match (&self.otlp, &other.otlp) {
+            (Some(a), Some(b)) => a.same_but_headers(b),
+            (a, b) => a == b,
+        };
+        otlp && strip(self) == strip(other)
+    }
 }
 
 impl Default for EventsConfig {

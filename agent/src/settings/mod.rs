@@ -46,22 +46,34 @@ pub struct FilesConfig {
 /// Where the agent learns about devices and their assignment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DevicesConfig {
-    /// procfs root: `devices` (dynamic majors) and `driver/nvidia/gpus/*/information`
-    /// (GPU UUID → minor) are read below it. Tests point it at fixtures.
+    /// procfs root: `devices` (dynamic majors), `driver/nvidia/gpus/*/information`
+    /// (GPU UUID → minor), `driver/nvidia/capabilities` and `driver/nvidia-caps`
+    /// (MIG capability minors) are read below it. Tests point it at fixtures.
     pub proc_root: PathBuf,
     /// kubelet pod-resources socket, for `gpus: assigned`.
     pub kubelet_socket: PathBuf,
     /// CRI runtime socket (container id → pod and container names); `None`:
-    /// the first of containerd's and CRI-O's default sockets that exists.
+    /// the first of containerd's, CRI-O's and k3s/RKE2's default sockets that exists.
     pub cri_socket: Option<PathBuf>,
-    /// Extended resource whose device ids are GPU UUIDs.
-    pub gpu_resource: String,
+    /// Extended resources whose device ids are GPUs, time-sliced replicas
+    /// or MIG devices: exact names, or `*` globs in the part after `/`.
+    pub gpu_resources: Vec<String>,
+    /// CDI spec directories: the map from modern MIG UUIDs (`MIG-<uuid>`)
+    /// to their device nodes, as NVIDIA's tools wrote it.
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// How often assignments are re-read.
     pub refresh_ms: u32,
 }
 
 pub const DEFAULT_KUBELET_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
-pub const DEFAULT_CRI_SOCKETS: [&str; 2] = ["/run/containerd/containerd.sock", "/run/crio/crio.sock"];
+pub const DEFAULT_CRI_SOCKETS: [&str; 3] =
+    ["/run/containerd/containerd.sock", "/run/crio/crio.sock", "/run/k3s/containerd/containerd.sock"];
+/// What the NVIDIA device plugin advertises: whole GPUs (also MIG devices
+/// with the single strategy), time-sliced replicas renamed by
+/// `renameByDefault`, and MIG profiles with the mixed strategy.
+pub const DEFAULT_GPU_RESOURCES: [&str; 3] = ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*"];
+/// Where CDI specs live (the CDI specification's defaults).
+pub const DEFAULT_CDI_SPEC_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 
 impl Default for DevicesConfig {
     fn default() -> Self {
@@ -69,7 +81,8 @@ impl Default for DevicesConfig {
             proc_root: PathBuf::from("/proc"),
             kubelet_socket: PathBuf::from(DEFAULT_KUBELET_SOCKET),
             cri_socket: None,
-            gpu_resource: "nvidia.com/gpu".into(),
+            gpu_resources: DEFAULT_GPU_RESOURCES.iter().map(|r| r.to_string()).collect(),
+            cdi_spec_dirs: DEFAULT_CDI_SPEC_DIRS.iter().map(PathBuf::from).collect(),
             refresh_ms: 5000,
         }
     }

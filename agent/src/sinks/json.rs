@@ -4,7 +4,7 @@
 //! lines sink runs this for every event (500k/s and more); serde remains
 //! the format's definition and serves the control socket.
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, PolicyEvent, SummaryEvent, TamperEvent},
+    enrich::{DecisionEvent, Event, GpuAssignmentEvent, LossEvent, PolicyEvent, SummaryEvent, TamperEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -17,6 +17,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event) {
         Event::Loss(e) => loss(&mut o, e),
         Event::Policy(e) => policy(&mut o, e),
         Event::Tamper(e) => tamper(&mut o, e),
+        Event::Gpu(e) => gpu(&mut o, e),
     }
     o.close();
 }
@@ -172,6 +173,17 @@ fn tamper(o: &mut Obj, e: &TamperEvent) {
     if let Some(err) = &e.error {
         o.str("error", err);
     }
+}
+
+fn gpu(o: &mut Obj, e: &GpuAssignmentEvent) {
+    header(o, &e.time, e.seq, &e.agent_id, &e.node, e.kind);
+    o.str("result", e.result);
+    o.str("k8s.namespace.name", &e.namespace);
+    o.str("k8s.pod.name", &e.pod);
+    o.str("k8s.container.name", &e.container);
+    o.str("resource", &e.resource);
+    o.str("device_id", &e.device_id);
+    o.str("reason", &e.reason);
 }
 
 /// An object being written.
@@ -361,6 +373,15 @@ mod tests {
                 crate::hooks::guard::Finding { target: "connect4".into(), object: "link", change: "detached", repair };
             same_as_serde(&Event::Tamper(crate::enrich::TamperEvent::new(&seq, "n", &f)));
         }
+        let r = crate::devices::assigned::Refusal {
+            namespace: "ml".into(),
+            pod: "p\"0".into(),
+            container: "main".into(),
+            resource: "nvidia.com/mig-1g.10gb".into(),
+            device_id: "MIG-1234abcd".into(),
+            reason: "no mapping\n".into(),
+        };
+        same_as_serde(&Event::Gpu(GpuAssignmentEvent::refused(&seq, "n", &r)));
     }
 
     #[test]

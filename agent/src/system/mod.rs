@@ -1,4 +1,5 @@
 //! Host facts the agent depends on: privileges, kernel features, mounts.
+pub mod cgroupns;
 pub mod kernel;
 pub mod mountinfo;
 pub mod mounts;

@@ -3,7 +3,9 @@
 //! Rounds alternate three phases on the same files: no listener, a minimal
 //! allow-all fanotify listener (the platform floor: two context switches per
 //! open), and warden. Paths: inside a segment, outside it on the same
-//! (marked) tmpfs, and on a second, unmarked tmpfs.
+//! (marked) tmpfs, and on a second, unmarked tmpfs. Also 4 KiB writes with
+//! and without the agent, whose change watcher sees every write on a marked
+//! filesystem (FAN_MODIFY).
 use std::{
     ffi::CString,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -65,6 +67,21 @@ fn measure(path: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
         let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
         v.push(t.elapsed().as_nanos() as u64);
         drop(f);
+    }
+    Ok(v)
+}
+
+/// 4 KiB pwrite() latencies in ns, to one open file: the cost of the
+/// agent's change watcher (FAN_MODIFY on every marked filesystem) to writers.
+fn measure_writes(path: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("open {}", path.display()))?;
+    let block = [7u8; 4096];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all_at(&block, 0)?;
+        v.push(t.elapsed().as_nanos() as u64);
     }
     Ok(v)
 }
@@ -188,9 +205,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         percentile(&v, 0.99) as f64 / 1e3
     };
     let mut rss = String::new();
+    // writes[phase: none, warden][path: outside same fs, unmarked fs]
+    let write_paths = [("outside, same fs", &outside), ("unmarked fs", &unmarked)];
+    let mut writes = vec![vec![Vec::new(); 2]; 2];
     for _ in 0..a.rounds {
         for (i, (_, p)) in paths.iter().enumerate() {
             samples[0][i].extend(measure(p, a.opens)?);
+        }
+        for (i, (_, p)) in write_paths.iter().enumerate() {
+            writes[0][i].extend(measure_writes(p, a.opens)?);
         }
         let mut floor = Vec::new();
         {
@@ -206,6 +229,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let v = measure(p, a.opens)?;
             paired[i].push(p99(&v) - floor[i]);
             samples[2][i].extend(v);
+        }
+        for (i, (_, p)) in write_paths.iter().enumerate() {
+            writes[1][i].extend(measure_writes(p, a.opens)?);
         }
         rss = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))?
             .lines()
@@ -254,5 +280,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .collect();
     println!("paired p99 excess over the minimal listener (median of per-round differences): {}", paired.join(", "));
     println!("agent peak RSS {rss}; 'min' = minimal allow-all fanotify listener on the same filesystem");
+    println!("4 KiB pwrite() to an open file (the change watcher's FAN_MODIFY), none -> warden:");
+    for (i, (name, _)) in write_paths.iter().enumerate() {
+        let q = |ph: usize, p: f64| {
+            let mut v = writes[ph][i].clone();
+            v.sort_unstable();
+            percentile(&v, p) as f64 / 1e3
+        };
+        println!(
+            "  {name:<18} p50 {:.2}µs -> {:.2}µs (ratio {:.2}), p99 {:.2}µs -> {:.2}µs (ratio {:.2})",
+            q(0, 0.5),
+            q(1, 0.5),
+            q(1, 0.5) / q(0, 0.5),
+            q(0, 0.99),
+            q(1, 0.99),
+            q(1, 0.99) / q(0, 0.99)
+        );
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::{Payload, host_binary, kernel, run};
-use crate::util::{self, cargo};
+use crate::util;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,7 +71,7 @@ fn with_modules(k: &super::Kernel, command: &str) -> anyhow::Result<Payload> {
 /// `cargo xtask vm-bench`: open() latency on BPF-LSM in the guest, with vs.
 /// without the agent in the same boot (TCG: only the ratio is meaningful).
 pub fn vm_bench(a: Args) -> anyhow::Result<()> {
-    util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
+    super::build_release()?;
     let series = if a.series.is_empty() { vec!["6.12".to_string()] } else { a.series };
     for s in &series {
         let k = kernel(s)?;
@@ -88,7 +88,7 @@ pub fn vm_bench(a: Args) -> anyhow::Result<()> {
 }
 
 pub fn vm_test(a: Args) -> anyhow::Result<()> {
-    util::run(cargo().args(["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"]))?;
+    super::build_release()?;
     let series = if a.series.is_empty() { vec!["6.1".to_string(), "6.12".to_string()] } else { a.series };
     let mut failed = Vec::new();
     for s in &series {

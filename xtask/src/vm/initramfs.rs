@@ -136,14 +136,19 @@ fn install_applets(staging: &Path) -> anyhow::Result<()> {
 }
 
 /// Shared libraries (and the loader) an ELF executable needs, per ldd; empty for static executables.
-fn shared_libs(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn shared_libs(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(elf).stderr(Stdio::null()).output().context("running ldd")?;
     // ldd fails on static executables ("not a dynamic executable").
     if !out.status.success() {
         return Ok(Vec::new());
     }
+    parse_ldd(elf, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// The absolute paths in ldd's output (also the dynamic loader's, with LD_TRACE_LOADED_OBJECTS set).
+pub(crate) fn parse_ldd(elf: &Path, text: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in text.lines() {
         let line = line.trim();
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)",
         // "linux-vdso.so.1 (0x...)", "statically linked", "libfoo.so => not found".
@@ -185,7 +190,7 @@ fn copy_tree(host: &Path, staging: &Path, guest: &str, elves: &mut Vec<PathBuf>)
     Ok(())
 }
 
-fn copy_file(host: &Path, staging: &Path, guest: &str) -> anyhow::Result<()> {
+pub(crate) fn copy_file(host: &Path, staging: &Path, guest: &str) -> anyhow::Result<()> {
     let dest = staging.join(guest.trim_start_matches('/'));
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir)?;

@@ -23,6 +23,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
+pub(crate) use initramfs::{copy_file, parse_ldd, shared_libs};
 pub use kernels::{Kernel, kernel};
 
 /// Active LSMs the guest boots with; `bpf` must be listed for lsm/* programs to be attachable.
@@ -129,7 +130,7 @@ fn parse_rc(console: &str) -> Option<i32> {
 }
 
 /// The cargo target directory (CARGO_TARGET_DIR, else <workspace>/target).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
@@ -147,6 +148,14 @@ pub fn vm_dir() -> PathBuf {
 /// target/release/`name`: a host-built binary to ship into a VM (see [`Payload::binary`]).
 pub fn host_binary(name: &str) -> PathBuf {
     target_dir().join("release").join(name)
+}
+
+/// The release binaries and the VM case runner. VM runs and `cargo xtask image` share this one cargo invocation:
+/// another target set (e.g. without the example and its dev-dependencies) can unify features differently and
+/// rebuild the whole agent.
+pub fn build_release() -> anyhow::Result<()> {
+    let args = ["build", "--release", "-p", "warden", "--bins", "--example", "vm_cases"];
+    crate::util::run(crate::util::cargo().args(args))
 }
 
 /// `cargo xtask vm-smoke`.

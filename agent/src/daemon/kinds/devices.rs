@@ -2,32 +2,54 @@
 //! (in-kernel decision on open and mknod) and keeps kubelet's GPU
 //! assignment in the kernel.
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-
-use warden_common::GpuSet;
 
 use crate::{
     daemon::{
         Parts,
         lifecycle::{Enforcer, SetParts, StartCx},
     },
-    devices::{DeviceTable, assigned},
+    devices::{DeviceTable, Grants, assigned, mig::MigSlots},
+    enrich::{Event, GpuAssignmentEvent, Numbering},
     policy::{CompiledPolicy, Policy},
     report::{AssignmentReport, EnforcementStatus, StatusReport},
     settings::{AgentConfig, DevicesConfig},
+    sinks::fanout::Fanout,
 };
+
+/// The GPU-set bits MIG capabilities borrow: one binding for every kernel
+/// set and for `DEVICE_ASSIGNED`, kept for the agent's life (see
+/// `devices::mig`). Resolving runs under the agent's reload lock; the
+/// assignment loop takes this lock only to compute and confirm its sets.
+static MIG_SLOTS: Mutex<MigSlots> = Mutex::new(MigSlots::new());
+
+fn mig_slots() -> MutexGuard<'static, MigSlots> {
+    MIG_SLOTS.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 #[derive(Default, Clone, Debug)]
 pub struct AssignmentStatus {
-    /// Containers (by id) with GPUs, from the last good read.
-    pub containers: std::collections::HashMap<String, GpuSet>,
+    /// Containers (by id) with GPUs or MIG devices, from the last good read.
+    pub containers: Grants,
     /// Container cgroups with an entry in `DEVICE_ASSIGNED`.
     pub cgroups: usize,
     pub refreshes: u64,
     pub last_error: Option<String>,
     pub problems: Vec<String>,
+    /// Refusals already announced by an event (announced again if they
+    /// clear and come back).
+    pub announced: HashSet<assigned::Refusal>,
+}
+
+/// Where agent-made events go.
+#[derive(Clone)]
+struct EventOut {
+    fanout: Arc<Fanout>,
+    numbering: Numbering,
+    node: String,
 }
 
 #[derive(Default)]
@@ -43,6 +65,7 @@ pub struct CgroupDev {
     /// `agent.devices` as the agent started with it.
     config: DevicesConfig,
     state: Mutex<State>,
+    events: EventOut,
 }
 
 pub fn configured(c: &CompiledPolicy) -> bool {
@@ -55,8 +78,17 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
     if !configured(cx.compiled) {
         return Ok(None);
     }
-    let me =
-        Arc::new(CgroupDev { parts: cx.parts.clone(), config: cx.settings.devices.clone(), state: Default::default() });
+    let events = EventOut {
+        fanout: cx.pipeline.fanout.clone(),
+        numbering: cx.enricher.numbering(),
+        node: cx.enricher.node.to_string(),
+    };
+    let me = Arc::new(CgroupDev {
+        parts: cx.parts.clone(),
+        config: cx.settings.devices.clone(),
+        state: Default::default(),
+        events,
+    });
     // The first kernel set holds the nodes already.
     let table = cx.set.devices.clone();
     for m in &table.missing {
@@ -76,7 +108,7 @@ pub fn start(cx: &mut StartCx<'_>) -> anyhow::Result<Option<Arc<dyn Enforcer>>> 
 }
 
 fn resolve_table(c: &CompiledPolicy, config: &DevicesConfig) -> DeviceTable {
-    crate::devices::resolve(&c.devices, &config.proc_root)
+    crate::devices::resolve(&c.devices, &config.proc_root, &mut mig_slots())
 }
 
 /// The protected nodes of `policy` as they exist on this node.
@@ -91,42 +123,92 @@ impl CgroupDev {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes each container cgroup's GPU set from a fresh assignment.
+    /// Writes each container cgroup's GPU set from a fresh assignment,
+    /// and announces new refusals.
     fn apply(&self, a: assigned::Assignment) {
-        let result = {
-            let mut cell = self.parts.cell.lock();
-            let t = self.parts.identities.lock();
-            let entries = assigned::cgroup_entries(&a.by_container, &t.tracker);
-            cell.maps.set_assigned(&entries).map(|_| entries.len())
+        let written = self.write_assigned(&a.by_container);
+        let fresh: Vec<assigned::Refusal> = {
+            let s = self.state();
+            a.refusals.iter().filter(|r| !s.assignment.announced.contains(*r)).cloned().collect()
         };
+        self.announce(&fresh);
         let mut s = self.state();
         s.assignment.refreshes += 1;
-        match result {
-            Ok(n) => {
+        let mut problems: Vec<String> = a.refusals.iter().map(|r| r.to_string()).collect();
+        problems.extend(a.problems);
+        match written {
+            Ok((n, unbound)) => {
                 s.assignment.cgroups = n;
                 s.assignment.last_error = None;
+                if !unbound.is_empty() {
+                    let list: Vec<String> = unbound.iter().map(|m| crate::devices::cap_path(*m)).collect();
+                    problems.push(format!(
+                        "MIG capabilities not protected yet, denied until they are: {}",
+                        list.join(", ")
+                    ));
+                }
             }
             Err(e) => s.assignment.last_error = Some(format!("writing DEVICE_ASSIGNED: {e}")),
         }
-        s.assignment.problems = a.problems;
+        s.assignment.problems = problems;
+        s.assignment.announced = a.refusals.into_iter().collect();
         s.assignment.containers = a.by_container;
     }
 
-    /// Re-applies the last assignment to a new cgroup tree state (cheap; no RPC).
+    /// Computes every container cgroup's set under the current MIG binding
+    /// and writes them; then bits released before that binding are free.
+    /// Returns the cgroups written and the capabilities left without a bit.
+    fn write_assigned(&self, grants: &Grants) -> Result<(usize, Vec<u32>), String> {
+        let mut cell = self.parts.cell.lock();
+        let t = self.parts.identities.lock();
+        let mut slots = mig_slots();
+        let generation = slots.generation();
+        let (entries, unbound) = assigned::cgroup_entries(grants, &t.tracker, &slots);
+        cell.maps.set_assigned(&entries).map_err(|e| e.to_string())?;
+        slots.assignment_written(generation);
+        Ok((entries.len(), unbound))
+    }
+
+    /// Re-applies the last assignment to a new cgroup tree state or MIG
+    /// binding (cheap; no RPC).
     fn reapply_assignment(&self) {
         let containers = self.state().assignment.containers.clone();
         if containers.is_empty() {
             return;
         }
-        let mut cell = self.parts.cell.lock();
-        let t = self.parts.identities.lock();
-        let _ = cell.maps.set_assigned(&assigned::cgroup_entries(&containers, &t.tracker));
+        if let Err(e) = self.write_assigned(&containers) {
+            tracing::error!(error = %e, "cannot write GPU assignments");
+        }
+    }
+
+    /// One `gpu_assignment` event per refusal, and a warning in the log.
+    fn announce(&self, refusals: &[assigned::Refusal]) {
+        if refusals.is_empty() {
+            return;
+        }
+        let o = &self.events;
+        let events: Vec<Arc<Event>> = refusals
+            .iter()
+            .map(|r| {
+                tracing::warn!(refusal = %r, "GPU assignment refused: the container does not get this device");
+                Arc::new(Event::Gpu(GpuAssignmentEvent::refused(&o.numbering, &o.node, r)))
+            })
+            .collect();
+        o.fanout.encode_and_deliver(&events, &mut Vec::new(), || {});
     }
 }
 
 impl Enforcer for CgroupDev {
     fn commit(&self, _old: &CompiledPolicy, set: &SetParts) {
         self.state().table = set.devices.clone();
+    }
+
+    /// The new policy may name GPU indices a MIG capability had borrowed:
+    /// containers get the capability's new bit.
+    fn settle(&self) {
+        if self.state().table.mig {
+            self.reapply_assignment();
+        }
     }
 
     /// Re-resolves nodes (a driver loaded, an RDMA device appeared) and
@@ -144,7 +226,8 @@ impl Enforcer for CgroupDev {
         if full {
             self.reapply_assignment();
         }
-        if !configured(&compiled) || !(full || wildcards || !old.missing.is_empty()) {
+        // A MIG layout can change at any time (mig-manager): follow it.
+        if !configured(&compiled) || !(full || wildcards || old.mig || !old.missing.is_empty()) {
             return;
         }
         let table = resolve_table(&compiled, &self.config);
@@ -158,7 +241,12 @@ impl Enforcer for CgroupDev {
         for (_, (_, name)) in table.nodes.iter().filter(|(k, _)| !old.nodes.contains_key(k)) {
             tracing::info!(device = %name, "device node now protected");
         }
+        let rebound = table.cap_slots != old.cap_slots;
         self.state().table = Arc::new(table);
+        if rebound {
+            // Containers get the bits of instances that just appeared.
+            self.reapply_assignment();
+        }
     }
 
     fn report(&self, policy: &Policy, compiled: &CompiledPolicy) -> EnforcementStatus {

@@ -18,6 +18,13 @@
 //! - hands the group to the next agent (`TAKE`, SCM_RIGHTS) after answering
 //!   what it read, so the two never read at once.
 //!
+//! The agent spawns it (`spawn`), or, in Kubernetes, it runs as a sidecar
+//! container of the agent's pod (`run_standby`): a restart of the agent's
+//! container kills every process in it, a spawned keeper too, while a
+//! sidecar lives on. A standby keeper waits for an agent to give it the
+//! group (`GIVE`); an agent that finds one gives it the group instead of
+//! spawning, and gives it again to a restarted sidecar.
+//!
 //! One keeper per instance, at `KEEPERS/<instance>.sock` (root only).
 //! `warden uninstall` stops it (`EXIT`).
 use std::{
@@ -42,6 +49,10 @@ pub const STALL: Duration = Duration::from_secs(1);
 /// The descriptor limit the agent keeps (so the keeper's sweep of stale
 /// event numbers stays short: 65,536 answers take about 50 ms).
 pub const AGENT_NOFILE: u64 = 65536;
+/// `sidecar`: the agent gives its group to a keeper sidecar container
+/// instead of spawning one (the chart sets it), waiting `SIDECAR_WAIT` for it.
+pub const SIDECAR_ENV: &str = "WARDEN_FAN_KEEPER";
+pub const SIDECAR_WAIT: Duration = Duration::from_secs(15);
 /// Descriptors a spawned keeper finds its group and program at.
 const GROUP_FD: RawFd = 3;
 const PROGRAM_FD: RawFd = 4;
@@ -50,43 +61,77 @@ pub fn socket_path(instance: &str) -> PathBuf {
     Path::new(KEEPERS).join(format!("{instance}.sock"))
 }
 
-fn send_fd(stream: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
+fn send_fds(stream: &UnixStream, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let fds = [fd.as_raw_fd()];
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let iov = [io::IoSlice::new(b"G")];
-    sendmsg::<()>(stream.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+    sendmsg::<()>(stream.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&raw)], MsgFlags::empty(), None)
         .map(|_| ())
         .map_err(io::Error::from)
 }
 
-fn recv_fd(stream: &UnixStream) -> io::Result<OwnedFd> {
+/// The byte a message carried and the descriptors with it (close-on-exec).
+fn recv_fds(stream: &UnixStream) -> io::Result<(u8, Vec<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut byte = [0u8; 1];
     let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut space = nix::cmsg_space!([RawFd; 2]);
     let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
         .map_err(io::Error::from)?;
+    if msg.bytes == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the keeper closed the connection"));
+    }
+    let mut fds = Vec::new();
     for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel installed this descriptor for us just now.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        if let ControlMessageOwned::ScmRights(got) = c {
+            // SAFETY: the kernel installed these descriptors for us just now.
+            fds.extend(got.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "the keeper sent no descriptor"))
+    Ok((byte[0], fds))
 }
 
-/// Agent side: takes the group from a running keeper of `instance`. `None`
-/// when there is none. The stream must stay open while the agent lives:
-/// its end tells the keeper the agent is gone.
-pub fn take_over(instance: &str) -> io::Result<Option<(OwnedFd, UnixStream)>> {
-    let Ok(mut stream) = UnixStream::connect(socket_path(instance)) else { return Ok(None) };
+/// What a keeper socket of an instance offers an agent.
+pub enum Found {
+    /// A keeper held the group (an agent before us): it is ours now.
+    Held(OwnedFd, UnixStream),
+    /// A sidecar keeper waits for a group (`give`).
+    Standby,
+    /// No keeper.
+    Absent,
+}
+
+/// Agent side: takes the group from a running keeper of `instance`. The
+/// stream must stay open while the agent lives: its end tells the keeper
+/// the agent is gone.
+pub fn take_over(instance: &str) -> io::Result<Found> {
+    let Ok(mut stream) = UnixStream::connect(socket_path(instance)) else { return Ok(Found::Absent) };
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(b"TAKE")?;
-    let group = recv_fd(&stream)?;
+    let (byte, mut fds) = recv_fds(&stream)?;
     stream.set_read_timeout(None)?;
-    Ok(Some((group, stream)))
+    match (byte, fds.pop()) {
+        (b'N', None) => Ok(Found::Standby),
+        (_, Some(group)) => Ok(Found::Held(group, stream)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the keeper sent no descriptor")),
+    }
+}
+
+/// Agent side: gives a standby (sidecar) keeper of `instance` the group and
+/// the `file_locate` program; returns the attached stream (see `take_over`)
+/// once the keeper holds them.
+pub fn give(instance: &str, group: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<UnixStream> {
+    let mut stream = UnixStream::connect(socket_path(instance))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GIVE")?;
+    send_fds(&stream, &[group, program])?;
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack)?;
+    if &ack != b"K" {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the keeper did not take the group"));
+    }
+    stream.set_read_timeout(None)?;
+    Ok(stream)
 }
 
 /// Agent side: starts a keeper for `instance` holding `group`, deciding
@@ -180,26 +225,79 @@ pub fn run(instance: &str, cgroup_root: &str) -> anyhow::Result<()> {
         // SAFETY: plain fcntl on our own descriptors.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    let listener = listen(instance)?;
+    // The spawning agent attaches at once; until it does, nothing is read
+    // (it may already be reading).
+    let k = Keeper::new(group, program, cgroup_root, listener)?;
+    let agent = k.wait_attach(Duration::from_secs(10));
+    k.serve(agent)
+}
+
+/// A sidecar keeper: waits for an agent to `GIVE` it the group, then keeps
+/// as a spawned keeper does. `cgroup_root` is the agent's `--cgroup-root`
+/// (relative to the cgroup2 mount): each container names cgroups in its
+/// own cgroup namespace, so the keeper finds the root in its own view.
+pub fn run_standby(instance: &str, cgroup_root: &str) -> anyhow::Result<()> {
+    let mounts = crate::system::mountinfo::current()?;
+    let cg2 = crate::system::mountinfo::cgroup2(&mounts).ok_or(crate::system::SystemError::NoCgroup2)?;
+    let root = crate::identity::CgroupTracker::new(cg2, cgroup_root)?.root_in_hierarchy();
+    let listener = listen(instance)?;
+    tracing::info!(instance, cgroup_root = %root, "fanotify keeper waiting for an agent to give it the group");
+    loop {
+        let Ok((mut conn, _)) = listener.accept() else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut cmd = [0u8; 4];
+        if conn.read_exact(&mut cmd).is_err() {
+            continue;
+        }
+        match &cmd {
+            b"EXIT" => {
+                let _ = conn.write_all(b"K");
+                return Ok(());
+            }
+            // Nothing to hand over yet: the agent gives us one.
+            b"TAKE" => {
+                let _ = conn.write_all(b"N");
+            }
+            b"GIVE" => {
+                let Ok((_, fds)) = recv_fds(&conn) else { continue };
+                let Ok([group, program]) = <[OwnedFd; 2]>::try_from(fds) else { continue };
+                if conn.write_all(b"K").is_err() {
+                    continue;
+                }
+                let _ = conn.set_read_timeout(None);
+                tracing::info!("fanotify keeper holds the group");
+                let k = Keeper::new(group, program, &root, listener)?;
+                return k.serve(Some(conn));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The keeper's socket, root only.
+fn listen(instance: &str) -> anyhow::Result<UnixListener> {
+    std::fs::create_dir_all(KEEPERS)?;
     let path = socket_path(instance);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let root = format!("/{}", cgroup_root.trim_matches('/'));
-    let k = Keeper {
-        group: sys::Group::from_fd(group),
-        locate: Locate::without_output(program),
-        proc: Proc::open()?,
-        root,
-        listener,
-    };
-    k.serve()
+    Ok(listener)
 }
 
 impl Keeper {
-    fn serve(&self) -> anyhow::Result<()> {
-        // The spawning agent attaches at once; until it does, nothing is
-        // read (it may already be reading).
-        let mut agent = self.wait_attach(Duration::from_secs(10));
+    /// `cgroup_root`: the governed root as /proc/<pid>/cgroup names it here.
+    fn new(group: OwnedFd, program: OwnedFd, cgroup_root: &str, listener: UnixListener) -> anyhow::Result<Self> {
+        Ok(Keeper {
+            group: sys::Group::from_fd(group),
+            locate: Locate::without_output(program),
+            proc: Proc::open()?,
+            root: format!("/{}", cgroup_root.trim_matches('/')),
+            listener,
+        })
+    }
+
+    fn serve(&self, mut agent: Option<UnixStream>) -> anyhow::Result<()> {
         loop {
             match agent.take() {
                 Some(conn) => {
@@ -239,7 +337,7 @@ impl Keeper {
                 let _ = conn.write_all(b"K");
                 std::process::exit(0)
             }
-            b"TAKE" => send_fd(&conn, self.group.as_fd()).ok().map(|_| conn),
+            b"TAKE" => send_fds(&conn, &[self.group.as_fd()]).ok().map(|_| conn),
             b"ATCH" => Some(conn),
             _ => None,
         }
@@ -324,7 +422,14 @@ impl Keeper {
             _ => {
                 let mut buf = [0u8; 4096];
                 let governed = match self.proc.cgroup(tid, &mut buf) {
-                    Some(cg) => cg == self.root || cg.starts_with(&format!("{}/", self.root)) || self.root == "/",
+                    // A path climbing out of a cgroup namespace may be
+                    // under the root: governed (fail closed).
+                    Some(cg) => {
+                        cg == self.root
+                            || cg.starts_with(&format!("{}/", self.root))
+                            || self.root == "/"
+                            || cg.split('/').any(|c| c == "..")
+                    }
                     None => true,
                 };
                 !governed

@@ -50,7 +50,7 @@ fn device_segments_read_as_written() {
     assert_eq!(d.proc_root, Path::new("/host/proc"));
     assert_eq!(d.kubelet_socket, Path::new("/run/kubelet/pod-resources.sock"));
     assert_eq!(d.cri_socket.as_deref(), Some(Path::new("/run/containerd/containerd.sock")));
-    assert_eq!(d.gpu_resource, "example.com/gpu");
+    assert_eq!(d.gpu_resources, ["example.com/gpu"]);
     assert_eq!(d.refresh_ms, 2000);
 
     assert!(p.segments[0].devices.is_none());
@@ -102,7 +102,8 @@ fn agent_devices_defaults() {
         proc_root: PathBuf::from("/proc"),
         kubelet_socket: PathBuf::from("/var/lib/kubelet/pod-resources/kubelet.sock"),
         cri_socket: None,
-        gpu_resource: "nvidia.com/gpu".into(),
+        gpu_resources: vec!["nvidia.com/gpu".into(), "nvidia.com/gpu.shared".into(), "nvidia.com/mig-*".into()],
+        cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
         refresh_ms: 5000,
     };
     assert_eq!(DevicesConfig::default(), defaults);
@@ -112,7 +113,10 @@ fn agent_devices_defaults() {
     assert_eq!(config("version: 1\nagent: {devices: {refreshMs: 600000}}\n").agent.devices.refresh_ms, 600000);
     let only_cri = config("version: 1\nagent: {devices: {criSocket: /run/crio/crio.sock}}\n").agent.devices;
     assert_eq!(only_cri, DevicesConfig { cri_socket: Some(PathBuf::from(DEFAULT_CRI_SOCKETS[1])), ..defaults.clone() });
-    assert_eq!(DEFAULT_CRI_SOCKETS, ["/run/containerd/containerd.sock", "/run/crio/crio.sock"]);
+    assert_eq!(
+        DEFAULT_CRI_SOCKETS,
+        ["/run/containerd/containerd.sock", "/run/crio/crio.sock", "/run/k3s/containerd/containerd.sock"]
+    );
     let c = ok(FILES).compile();
     assert!(!c.has_device_segments());
     assert!(c.devices.is_empty() && c.device_allow.is_empty());
@@ -190,11 +194,12 @@ fn access_bits_read_read_write_and_omitted() {
 
 #[test]
 fn gpu_sets_all_listed_assigned_and_dropped() {
-    // `gpus: all` without `gpus` on the rule: all 254 bits.
+    // `gpus: all` without `gpus` on the rule: all 256 bits (the 254 GPUs,
+    // and the bits MIG capabilities borrow).
     let text = "version: 1\nsegments:\n  - name: g\n    devices: {gpus: all}\nworkloads: [{name: w, selector: {cgroup: w}}]\nallow: [{workload: w, segment: g}]\n";
     let (_, v) = device_allow(text)[0];
-    assert_eq!(v.gpus.bits, [u64::MAX, u64::MAX, u64::MAX, (1 << 62) - 1]);
-    assert!(v.gpus.contains(253) && !v.gpus.contains(254) && !v.gpus.contains(255));
+    assert_eq!(v.gpus.bits, [u64::MAX; 4]);
+    assert!(v.gpus.contains(253) && v.gpus.contains(254) && v.gpus.contains(255));
     // High indices land in the right words.
     let text = text.replace("gpus: all", "gpus: [0, 63, 64, 130, 253]");
     let (_, v) = device_allow(&text)[0];
@@ -443,7 +448,7 @@ fn agent_devices_settings() {
             "p.yaml:6:16: agent.devices.criSocket: expected a string, found an integer (quote it to use it as a string)",
             "p.yaml:7:18: agent.devices.gpuResource: must be a non-empty string without NUL characters",
             "p.yaml:8:16: agent.devices.refreshMs: 50 must be between 100 and 600000 (ms)",
-            "p.yaml:9:5: agent.devices.refresh: unknown key `refresh` (did you mean `refreshMs`?); allowed keys: procRoot, kubeletSocket, criSocket, gpuResource, refreshMs",
+            "p.yaml:9:5: agent.devices.refresh: unknown key `refresh` (did you mean `refreshMs`?); allowed keys: procRoot, kubeletSocket, criSocket, gpuResource, gpuResources, cdiSpecDirs, refreshMs",
         ]
     );
     assert_eq!(
@@ -478,7 +483,7 @@ fn unknown_keys_in_devices() {
     assert_eq!(
         errs("version: 1\nagent:\n  devices:\n    kubeletSock: /k.sock\n"),
         [
-            "p.yaml:4:5: agent.devices.kubeletSock: unknown key `kubeletSock` (did you mean `kubeletSocket`?); allowed keys: procRoot, kubeletSocket, criSocket, gpuResource, refreshMs"
+            "p.yaml:4:5: agent.devices.kubeletSock: unknown key `kubeletSock` (did you mean `kubeletSocket`?); allowed keys: procRoot, kubeletSocket, criSocket, gpuResource, gpuResources, cdiSpecDirs, refreshMs"
         ]
     );
     assert_eq!(

@@ -156,6 +156,7 @@ fn rejects_invalid_policies() {
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", batchSize: 0}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", concurrency: 65}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", caFile: ca.pem}}}\n",
+        "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", headersFile: h.yaml}}}\n",
         "version: 1\nagent: {events: {otlp: {endpoint: \"http://c:4317\", port: 1}}}\n",
         "version: 1\nagent: {metrics: {address: 9464}}\n",
         "version: 1\nagent: {metrics: {listen: \"127.0.0.1:1\"}}\n",

@@ -13,35 +13,63 @@ use tonic::{
 use super::OtlpError;
 use crate::settings::OtlpConfig;
 
+/// Largest PEM file read: a wrong path (a log, a device) is not read whole.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// Reads a TLS file named by `field` (`caFile`, `certFile`, `keyFile`).
+fn read_file(field: &'static str, path: &Path) -> Result<Vec<u8>, OtlpError> {
+    use std::io::Read;
+    let err = |error: String| OtlpError::File { field, path: path.into(), error };
+    if !path.is_absolute() {
+        return Err(err("must be an absolute path".into()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    if !file.metadata().map_err(|e| err(format!("cannot stat: {e}")))?.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_PEM_BYTES + 1).read_to_end(&mut pem).map_err(|e| err(format!("cannot read: {e}")))?;
+    if pem.len() as u64 > MAX_PEM_BYTES {
+        return Err(err(format!("larger than {MAX_PEM_BYTES} bytes")));
+    }
+    Ok(pem)
+}
+
 /// Reads a PEM file and checks it holds at least one certificate.
-fn certificates(path: &Path) -> Result<Vec<u8>, OtlpError> {
-    let pem = std::fs::read(path).map_err(|e| OtlpError::File { path: path.into(), error: e.to_string() })?;
+fn certificates(field: &'static str, path: &Path) -> Result<Vec<u8>, OtlpError> {
+    let pem = read_file(field, path)?;
+    let err = |error: String| OtlpError::File { field, path: path.into(), error };
     let mut n = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        cert.map_err(|e| OtlpError::File { path: path.into(), error: format!("bad PEM certificate: {e}") })?;
+        cert.map_err(|e| err(format!("bad PEM certificate: {e}")))?;
         n += 1;
     }
     if n == 0 {
-        return Err(OtlpError::File { path: path.into(), error: "no PEM certificate in it".into() });
+        return Err(err("no PEM certificate in it".into()));
     }
     Ok(pem)
 }
 
 fn private_key(path: &Path) -> Result<Vec<u8>, OtlpError> {
-    let pem = std::fs::read(path).map_err(|e| OtlpError::File { path: path.into(), error: e.to_string() })?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| OtlpError::File { path: path.into(), error: format!("no PEM private key: {e}") })?;
+    let pem = read_file("keyFile", path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| OtlpError::File {
+        field: "keyFile",
+        path: path.into(),
+        error: format!("no PEM private key: {e}"),
+    })?;
     Ok(pem)
 }
 
 fn tls(cfg: &OtlpConfig) -> Result<ClientTlsConfig, OtlpError> {
     let mut tls = ClientTlsConfig::new();
     tls = match &cfg.ca_file {
-        Some(ca) => tls.ca_certificate(Certificate::from_pem(certificates(ca)?)),
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(certificates("caFile", ca)?)),
         None => tls.with_webpki_roots(),
     };
     match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => Ok(tls.identity(Identity::from_pem(certificates(cert)?, private_key(key)?))),
+        (Some(cert), Some(key)) => {
+            Ok(tls.identity(Identity::from_pem(certificates("certFile", cert)?, private_key(key)?)))
+        }
         (None, None) => Ok(tls),
         _ => Err(OtlpError::Config("certFile and keyFile go together (mutual TLS)".into())),
     }
@@ -133,9 +161,13 @@ MefKUqp5dsx0/xQQmgtK0sn9t43ngPHqzcwOJbxhJP4sg0ta0P/b7XnZ\n\
             ..cfg("https://collector.test:4317")
         };
         lazy(&mtls).expect("CA + client certificate");
+        let no_key = OtlpConfig { key_file: Some(dir.join("absent.pem")), ..mtls.clone() };
+        let err = lazy(&no_key).unwrap_err().to_string();
+        assert!(err.starts_with("agent.events.otlp.keyFile: ") && err.contains("absent.pem: cannot open"), "{err}");
         let swapped = OtlpConfig { cert_file: Some(key.clone()), key_file: Some(cert.clone()), ..mtls };
         let err = lazy(&swapped).unwrap_err().to_string();
-        assert!(err.contains("key.pem") && err.contains("no PEM certificate"), "{err}");
+        assert!(err.starts_with("agent.events.otlp.certFile: ") && err.contains("key.pem"), "{err}");
+        assert!(err.contains("no PEM certificate"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -156,7 +188,12 @@ MefKUqp5dsx0/xQQmgtK0sn9t43ngPHqzcwOJbxhJP4sg0ta0P/b7XnZ\n\
         let err = lazy(&with_ca(&junk)).unwrap_err().to_string();
         assert!(err.contains("junk.pem") && err.contains("no PEM certificate"), "{err}");
         let err = lazy(&with_ca(&missing)).unwrap_err().to_string();
-        assert!(err.contains("missing.pem"), "{err}");
+        assert!(err.starts_with("agent.events.otlp.caFile: ") && err.contains("missing.pem: cannot open"), "{err}");
+        let err = lazy(&with_ca(Path::new("ca.pem"))).unwrap_err().to_string();
+        assert_eq!(err, "agent.events.otlp.caFile: ca.pem: must be an absolute path");
+        let err = lazy(&with_ca(&dir)).unwrap_err().to_string();
+        assert!(err.ends_with(": not a regular file"), "{err}");
+
         let err = lazy(&OtlpConfig { ca_file: Some(junk.clone()), ..cfg("http://c:4317") }).unwrap_err();
         assert!(err.to_string().contains("https://"), "{err}");
         let half = OtlpConfig { cert_file: Some(junk.clone()), ..cfg("https://c:4317") };

@@ -14,7 +14,7 @@ use super::{
     wire,
 };
 use crate::{
-    enrich::{DecisionEvent, Event, LossEvent, Outcome, PolicyEvent, SummaryEvent, TamperEvent},
+    enrich::{DecisionEvent, Event, GpuAssignmentEvent, LossEvent, Outcome, PolicyEvent, SummaryEvent, TamperEvent},
     identity::meta::WorkloadIdentity,
 };
 
@@ -90,6 +90,8 @@ fn severity(ev: &Event) -> (SeverityNumber, &'static str) {
         Event::Policy(p) if p.error.is_some() => (SeverityNumber::Error, "ERROR"),
         // Someone changed what enforces: always worth a page.
         Event::Tamper(_) => (SeverityNumber::Error, "ERROR"),
+        // A container was given a device it will be denied.
+        Event::Gpu(_) => (SeverityNumber::Warn, "WARN"),
         _ => match ev.verdict() {
             "denied" | "audited" => (SeverityNumber::Warn, "WARN"),
             "loss" => (SeverityNumber::Error, "ERROR"),
@@ -204,6 +206,24 @@ fn tamper_body(out: &mut Vec<u8>, e: &TamperEvent) {
     };
 }
 
+fn gpu_body(out: &mut Vec<u8>, e: &GpuAssignmentEvent) {
+    let _ = write!(
+        out,
+        "{}/{}/{}: {} `{}` refused: {}",
+        e.namespace, e.pod, e.container, e.resource, e.device_id, e.reason
+    );
+}
+
+fn gpu_attrs(e: &GpuAssignmentEvent, a: &mut Attrs) {
+    a.str("warden.result", e.result);
+    a.str("k8s.namespace.name", &e.namespace);
+    a.str("k8s.pod.name", &e.pod);
+    a.str("k8s.container.name", &e.container);
+    a.str("warden.resource", &e.resource);
+    a.str("warden.device_id", &e.device_id);
+    a.str("warden.reason", &e.reason);
+}
+
 fn tamper_attrs(e: &TamperEvent, a: &mut Attrs) {
     a.str("warden.target", &e.target);
     a.str("warden.object", e.object);
@@ -242,6 +262,7 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
             Event::Loss(e) => loss_body(out, e),
             Event::Policy(e) => policy_body(out, e),
             Event::Tamper(e) => tamper_body(out, e),
+            Event::Gpu(e) => gpu_body(out, e),
         })
     });
     let mut a = Attrs(out);
@@ -271,6 +292,10 @@ pub fn log_record(out: &mut Vec<u8>, ev: &Event, observed_ns: u64) {
         Event::Tamper(e) => {
             tamper_attrs(e, &mut a);
             "warden.tamper"
+        }
+        Event::Gpu(e) => {
+            gpu_attrs(e, &mut a);
+            "warden.gpu_assignment"
         }
     };
     wire::fixed64(out, field::OBSERVED_TIME, observed_ns);

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use tonic::{Code, client::Grpc, metadata::MetadataMap, transport::Channel};
+use tonic::{Code, client::Grpc, transport::Channel};
 
 use super::{Shared, State, convert, wire::RawCodec};
 use crate::enrich::Event;
@@ -26,7 +26,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub(super) struct Exporter {
     pub shared: Arc<Shared>,
     pub grpc: Grpc<Channel>,
-    pub headers: MetadataMap,
     pub prelude: convert::Prelude,
     pub batch_size: usize,
     pub timeout: Duration,
@@ -130,7 +129,8 @@ impl Exporter {
 
     async fn export(&mut self, batch: &[Arc<Event>], observed: u64) -> Outcome {
         let mut req = tonic::Request::new(convert::request(&self.prelude, batch, observed));
-        *req.metadata_mut() = self.headers.clone();
+        // Read per request: a reload may have rotated a token.
+        *req.metadata_mut() = self.shared.headers().0.clone();
         req.set_timeout(self.timeout);
         let grpc = &mut self.grpc;
         let call = async move {

@@ -16,6 +16,7 @@ use std::{
 };
 
 use anyhow::Context;
+use tonic::metadata::MetadataMap;
 
 use super::queue::EventQueue;
 use crate::{enrich::Event, report::OtlpStatus, settings::OtlpConfig};
@@ -33,8 +34,9 @@ mod e2e_tests;
 pub enum OtlpError {
     #[error("{0}")]
     Config(String),
-    #[error("{}: {error}", path.display())]
-    File { path: PathBuf, error: String },
+    /// `field`: the config key that named the file (`caFile`...).
+    #[error("agent.events.otlp.{field}: {}: {error}", path.display())]
+    File { field: &'static str, path: PathBuf, error: String },
 }
 
 /// Connection state as `warden status` shows it.
@@ -61,6 +63,10 @@ impl State {
 /// What the exporter task and `status` share.
 struct Shared {
     endpoint: String,
+    /// gRPC metadata of every request, and the headers it was made from
+    /// (status shows their names, never the values: they are credentials).
+    headers: Mutex<(MetadataMap, Vec<(String, String)>)>,
+    headers_file: Option<String>,
     queue: EventQueue,
     exported: AtomicU64,
     failed_exports: AtomicU64,
@@ -69,6 +75,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn headers(&self) -> std::sync::MutexGuard<'_, (MetadataMap, Vec<(String, String)>)> {
+        self.headers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn set_health(&self, state: State, error: Option<String>) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         h.0 = state;
@@ -94,6 +104,8 @@ impl OtlpSink {
         let headers = channel::metadata(&cfg.headers).context("OTLP headers")?;
         let shared = Arc::new(Shared {
             endpoint: cfg.endpoint.clone(),
+            headers: Mutex::new((headers, cfg.headers.clone())),
+            headers_file: cfg.headers_file.as_ref().map(|p| p.display().to_string()),
             queue: EventQueue::new(cfg.queue_size),
             exported: AtomicU64::new(0),
             failed_exports: AtomicU64::new(0),
@@ -103,7 +115,6 @@ impl OtlpSink {
         let exporter = exporter::Exporter {
             shared: shared.clone(),
             grpc: tonic::client::Grpc::new(channel),
-            headers,
             prelude: convert::Prelude::new(&convert::resource(node, host, &cfg.resource)),
             batch_size: cfg.batch_size.clamp(1, cfg.queue_size.max(1)),
             timeout: Duration::from_millis(cfg.timeout_ms.max(1)),
@@ -116,6 +127,18 @@ impl OtlpSink {
     /// `sinks::queue`).
     pub fn push(&self, events: &[Arc<Event>]) {
         self.shared.queue.push_all(events);
+    }
+
+    /// Replaces the headers of later requests (a reload read a rotated
+    /// token); returns whether they changed.
+    pub fn set_headers(&self, headers: &[(String, String)]) -> Result<bool, OtlpError> {
+        let map = channel::metadata(headers)?;
+        let mut h = self.shared.headers();
+        if h.1 == headers {
+            return Ok(false);
+        }
+        *h = (map, headers.to_vec());
+        Ok(true)
     }
 
     pub fn status(&self) -> OtlpStatus {
@@ -132,6 +155,8 @@ impl OtlpSink {
             failed_exports: self.shared.failed_exports.load(Ordering::Relaxed),
             rejected: self.shared.rejected.load(Ordering::Relaxed),
             last_error,
+            headers: self.shared.headers().1.iter().map(|(k, _)| k.clone()).collect(),
+            headers_file: self.shared.headers_file.clone(),
         }
     }
 

@@ -48,7 +48,7 @@ const BLIND: [&str; 7] = [
 struct Decisions {
     /// Our end of the keeper's stream: closing it (we died) is how the
     /// keeper learns to take over.
-    keeper: Option<std::os::unix::net::UnixStream>,
+    keeper: Mutex<Option<std::os::unix::net::UnixStream>>,
     files: FileRoots,
     locate: Arc<Locate>,
     /// The change watcher, where the filesystems allow one.
@@ -80,17 +80,37 @@ pub(super) fn start(
 ) -> std::io::Result<Arc<dyn Enforcer>> {
     // The group lives in a keeper process, so a crash or a stall of this
     // agent never lets a held open through: take it from a keeper still
-    // holding it (an agent before us), or make one and start its keeper.
+    // holding it (an agent before us), give it to a sidecar keeper that
+    // waits for one, or make one and start its keeper.
     let instance = cx.hooks.pins().dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     keeper::cap_nofile();
-    let (fan, keeper_conn) = match keeper::take_over(&instance) {
-        Ok(Some((group, conn))) => {
+    let sidecar = std::env::var(keeper::SIDECAR_ENV).is_ok_and(|v| v == "sidecar");
+    let (fan, keeper_conn) = match find_keeper(&instance, sidecar) {
+        Ok(keeper::Found::Held(group, conn)) => {
             tracing::info!("took the fanotify group over from its keeper: opens held meanwhile were answered");
             (Arc::new(Fanotify::adopt(group, &roots)?), Some(conn))
+        }
+        Ok(keeper::Found::Standby) => {
+            let fan = Arc::new(Fanotify::new(&roots)?);
+            match keeper::give(&instance, fan.group(), locate.program()) {
+                Ok(conn) => {
+                    tracing::info!("gave the fanotify group to the keeper sidecar");
+                    (fan, Some(conn))
+                }
+                Err(e) => {
+                    reasons.push(format!(
+                        "the keeper sidecar did not take the group (a crash would let held opens through): {e}"
+                    ));
+                    (fan, None)
+                }
+            }
         }
         other => {
             if let Err(e) = other {
                 tracing::warn!(error = %e, "the fanotify keeper did not hand its group over; starting a new one");
+            }
+            if sidecar {
+                reasons.push("no keeper sidecar answered: a keeper was started inside the agent's container, which a container restart ends".into());
             }
             let fan = Arc::new(Fanotify::new(&roots)?);
             let root = cx.parts.identities.cgroup_root_in_hierarchy();
@@ -122,7 +142,7 @@ pub(super) fn start(
     let choice = Choice { backend: words::FILES_FANOTIFY, reason: reasons.join("; "), not_enforced: blind };
     let (tx, rx) = mpsc::channel(QUEUE);
     let d = Arc::new(Decisions {
-        keeper: keeper_conn,
+        keeper: Mutex::new(keeper_conn),
         files: FileRoots::new(cx, roots, choice, follow),
         locate,
         changes: changes.clone(),
@@ -136,6 +156,10 @@ pub(super) fn start(
         harvested: Default::default(),
     });
     fan.spawn(d.clone())?;
+    if sidecar {
+        let d2 = d.clone();
+        std::thread::Builder::new().name("warden-fan-rekeep".into()).spawn(move || rekeep(&d2, &instance))?;
+    }
     if let Some(c) = changes {
         let d2 = d.clone();
         std::thread::Builder::new()
@@ -334,7 +358,7 @@ impl Enforcer for FanotifyFiles {
             let mounts = crate::system::mountinfo::current().unwrap_or_default();
             e.marked =
                 self.0.fan.marked().iter().map(|p| crate::system::mountinfo::filesystem_of(p, &mounts)).collect();
-            e.restart = if self.0.keeper.as_ref().is_some_and(peer_open) {
+            e.restart = if self.0.keeper.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(peer_open) {
                 words::RESTART_KEEPER
             } else {
                 words::RESTART_NO_KEEPER
@@ -356,6 +380,40 @@ impl Enforcer for FanotifyFiles {
         let mut c = self.0.counts().get(&id).copied().unwrap_or_default();
         c += self.0.harvested.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or_default();
         Some(c)
+    }
+}
+
+/// A keeper sidecar restarted (its container did) while this agent lives:
+/// the new one waits in standby; give it the group again, so a later crash
+/// of this agent is covered again.
+fn rekeep(d: &Decisions, instance: &str) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let alive = d.keeper.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(peer_open);
+        if alive || !matches!(keeper::take_over(instance), Ok(keeper::Found::Standby)) {
+            continue;
+        }
+        match keeper::give(instance, d.fan.group(), d.locate.program()) {
+            Ok(conn) => {
+                tracing::warn!("the keeper sidecar was restarted: gave it the fanotify group again");
+                *d.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+            }
+            Err(e) => tracing::warn!(error = %e, "the restarted keeper sidecar did not take the group"),
+        }
+    }
+}
+
+/// The instance's keeper; with a sidecar configured, waits for it a while
+/// (the pod's containers start in no set order).
+fn find_keeper(instance: &str, sidecar: bool) -> std::io::Result<keeper::Found> {
+    let deadline = std::time::Instant::now() + keeper::SIDECAR_WAIT;
+    loop {
+        match keeper::take_over(instance)? {
+            keeper::Found::Absent if sidecar && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            found => return Ok(found),
+        }
     }
 }
 
