@@ -7,6 +7,13 @@ use warden::cli::{self, Cli, Command, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    if !matches!(cli.command, Command::Agent(_) | Command::FanKeeper(_)) {
+        // A command printing into a closed pipe (`warden probe --json | head`)
+        // ends quietly as other tools do; Rust ignores SIGPIPE and panics.
+        // Not the daemons: a reader going away must not end enforcement.
+        // SAFETY: restoring a signal's default disposition before any thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     if matches!(cli.command, Command::Agent(_) | Command::FanKeeper(_)) {
         // Before any thread: cgroup paths in /proc must be the host's.
         warden::system::cgroupns::enter_host();

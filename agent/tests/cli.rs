@@ -238,3 +238,21 @@ fn probes_refuse_bad_arguments_in_one_line() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `warden probe --json | head`: the reader goes away first; the command
+/// ends quietly (SIGPIPE), as other tools do, instead of panicking.
+#[test]
+fn a_command_printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(WARDEN)
+        .args(["probe", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?} {stderr}", out.status);
+}
