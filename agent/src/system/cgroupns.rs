@@ -20,9 +20,14 @@ pub fn state() -> &'static str {
     STATE.get().map(String::as_str).unwrap_or("host")
 }
 
-/// Whether the cgroup2 mount's root, as this process sees it, lies outside
-/// its cgroup namespace (a private one).
-fn private() -> bool {
+/// Whether this process's cgroup namespace is not the host's (`host_ns`):
+/// another namespace, where it can tell, or a cgroup2 mount whose root lies
+/// outside this namespace.
+fn private(host_ns: &str) -> bool {
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    if let (Some(mine), Some(host)) = (ns("/proc/self/ns/cgroup"), ns(host_ns)) {
+        return mine != host;
+    }
     let Ok(mounts) = super::mountinfo::current() else { return false };
     super::mountinfo::cgroup2(&mounts).is_some_and(|m| m.root.split('/').any(|c| c == ".."))
 }
@@ -30,11 +35,11 @@ fn private() -> bool {
 /// Enters the host's cgroup namespace when this one is private. Call before
 /// any thread exists: a namespace is a thread's.
 pub fn enter_host() {
-    if !private() {
+    let path = std::env::var(HOST_NS_ENV).unwrap_or_else(|_| HOST_NS.into());
+    if !private(&path) {
         let _ = STATE.set("host".into());
         return;
     }
-    let path = std::env::var(HOST_NS_ENV).unwrap_or_else(|_| HOST_NS.into());
     let result = std::fs::File::open(Path::new(&path)).and_then(|ns| {
         // SAFETY: setns on a namespace descriptor we own; this thread only.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWCGROUP) } == 0 {
@@ -44,7 +49,7 @@ pub fn enter_host() {
         }
     });
     let state = match result {
-        Ok(()) if !private() => "entered the host's".to_string(),
+        Ok(()) if !private(&path) => "entered the host's".to_string(),
         Ok(()) => format!("private: {path} is private too (processes outside this container are unidentified)"),
         Err(e) => format!("private: cannot enter {path}: {e} (processes outside this container are unidentified)"),
     };

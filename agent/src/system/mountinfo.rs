@@ -64,8 +64,15 @@ pub fn current() -> std::io::Result<Vec<Mount>> {
 }
 
 /// The first cgroup2 mount, if any.
+/// A cgroup2 mount that is visible: not covered by a later mount on the same
+/// point. In a container the runtime's own (namespaced) cgroup2 mount at
+/// /sys/fs/cgroup lies under the host's, bound there by the pod spec: paths
+/// below /sys/fs/cgroup are the host's, and so must the mount's root be.
 pub fn cgroup2(mounts: &[Mount]) -> Option<&Mount> {
-    mounts.iter().find(|m| m.fstype == "cgroup2")
+    mounts.iter().enumerate().find_map(|(i, m)| {
+        let covered = mounts[i + 1..].iter().any(|later| later.mount_point == m.mount_point);
+        (m.fstype == "cgroup2" && !covered).then_some(m)
+    })
 }
 
 #[cfg(test)]
@@ -93,6 +100,21 @@ garbage line
     fn unescapes_octal() {
         let m = parse(SAMPLE);
         assert_eq!(m[3].mount_point, PathBuf::from("/mnt/with space"));
+    }
+
+    #[test]
+    fn a_covered_cgroup2_mount_is_not_the_one() {
+        // A container: the runtime's namespaced cgroup2, then the host's
+        // bound over it (seen from the container's cgroup namespace).
+        let m = parse(
+            "30 22 0:27 / /sys/fs/cgroup ro - cgroup2 cgroup rw\n\
+             31 30 0:27 /../../.. /sys/fs/cgroup ro - cgroup2 cgroup rw\n",
+        );
+        assert_eq!(cgroup2(&m).unwrap().root, "/../../..");
+        // Covered by something else altogether: none is visible there.
+        let m =
+            parse("30 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup rw\n31 30 0:40 / /sys/fs/cgroup rw - tmpfs t rw\n");
+        assert!(cgroup2(&m).is_none());
     }
 
     #[test]
