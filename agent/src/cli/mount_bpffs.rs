@@ -12,10 +12,17 @@ pub struct MountBpffsArgs {}
 
 pub fn run(_args: MountBpffsArgs) -> anyhow::Result<ExitCode> {
     system::require_root()?;
-    if mounts::ensure("bpf", "bpf", mounts::BPFFS)? {
-        println!("mounted bpffs at {}", mounts::BPFFS);
-    } else {
-        println!("bpffs already mounted at {}", mounts::BPFFS);
-    }
+    let mounted = mounts::ensure("bpf", "bpf", mounts::BPFFS)?;
+    // What is visible there now (the last mount on that point) must be bpffs.
+    let table = system::mountinfo::current()?;
+    let top = table.iter().rev().find(|m| m.mount_point == std::path::Path::new(mounts::BPFFS));
+    anyhow::ensure!(
+        top.is_some_and(|m| m.fstype == "bpf"),
+        "{} is not bpffs after mounting (found {:?})",
+        mounts::BPFFS,
+        top.map(|m| &m.fstype)
+    );
+    let how = if mounted { "mounted bpffs at" } else { "bpffs already mounted at" };
+    println!("{how} {} (checked in /proc/self/mountinfo)", mounts::BPFFS);
     Ok(ExitCode::SUCCESS)
 }
